@@ -1,0 +1,124 @@
+package clientapi
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
+	"net/http"
+	"sync"
+	"time"
+
+	"matrixhs/clientapi/accounts"
+	"matrixhs/clientapi/httputil"
+	"matrixhs/config"
+)
+
+const nonceLifetime = time.Minute
+
+// nonceStore hands out single-use nonces for shared-secret registration.
+type nonceStore struct {
+	mu     sync.Mutex
+	nonces map[string]time.Time
+}
+
+func newNonceStore() *nonceStore { return &nonceStore{nonces: make(map[string]time.Time)} }
+
+func (n *nonceStore) issue(now time.Time) (string, error) {
+	nonce, err := config.RandomSecret(24)
+	if err != nil {
+		return "", err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, exp := range n.nonces {
+		if now.After(exp) {
+			delete(n.nonces, k)
+		}
+	}
+	n.nonces[nonce] = now.Add(nonceLifetime)
+	return nonce, nil
+}
+
+// take consumes a nonce, reporting whether it was valid.
+func (n *nonceStore) take(nonce string, now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	exp, ok := n.nonces[nonce]
+	delete(n.nonces, nonce)
+	return ok && now.Before(exp)
+}
+
+// adminRegisterNonce serves GET /_synapse/admin/v1/register.
+func (a *API) adminRegisterNonce(*http.Request) (any, error) {
+	if a.cfg.RegistrationSharedSecret == "" {
+		return nil, httputil.Unknown("Shared secret registration is not enabled")
+	}
+	nonce, err := a.nonces.issue(a.accounts.Now())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"nonce": nonce}, nil
+}
+
+// SharedSecretMAC computes Synapse's registration MAC:
+// HMAC-SHA1 over nonce, user, password and admin flag joined by NUL bytes.
+func SharedSecretMAC(secret, nonce, user, password string, admin bool, userType string) string {
+	mac := hmac.New(sha1.New, []byte(secret))
+	mac.Write([]byte(nonce))
+	mac.Write([]byte{0})
+	mac.Write([]byte(user))
+	mac.Write([]byte{0})
+	mac.Write([]byte(password))
+	mac.Write([]byte{0})
+	if admin {
+		mac.Write([]byte("admin"))
+	} else {
+		mac.Write([]byte("notadmin"))
+	}
+	if userType != "" {
+		mac.Write([]byte{0})
+		mac.Write([]byte(userType))
+	}
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// adminRegister serves POST /_synapse/admin/v1/register.
+func (a *API) adminRegister(r *http.Request) (any, error) {
+	if a.cfg.RegistrationSharedSecret == "" {
+		return nil, httputil.Unknown("Shared secret registration is not enabled")
+	}
+	var req struct {
+		Nonce       string  `json:"nonce"`
+		Username    string  `json:"username"`
+		Password    string  `json:"password"`
+		DisplayName string  `json:"displayname"`
+		Admin       bool    `json:"admin"`
+		UserType    *string `json:"user_type"`
+		MAC         string  `json:"mac"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Nonce == "" || req.Username == "" || req.Password == "" || req.MAC == "" {
+		return nil, httputil.MissingParam("nonce, username, password and mac are required")
+	}
+	if !a.nonces.take(req.Nonce, a.accounts.Now()) {
+		return nil, httputil.Unknown("unrecognised nonce")
+	}
+	userType := ""
+	if req.UserType != nil {
+		userType = *req.UserType
+	}
+	want := SharedSecretMAC(a.cfg.RegistrationSharedSecret, req.Nonce, req.Username, req.Password, req.Admin, userType)
+	if !hmac.Equal([]byte(want), []byte(req.MAC)) {
+		return nil, httputil.Forbidden("HMAC incorrect")
+	}
+	login, err := a.accounts.Register(r.Context(), accounts.Registration{
+		Localpart: req.Username, Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
+		Device: accounts.NewDevice{IP: clientIP(r)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return login, nil
+}

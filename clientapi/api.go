@@ -1,0 +1,133 @@
+// Package clientapi serves the Matrix client-server API: one route table
+// (routes.go) and thin handlers named after the spec endpoints.
+package clientapi
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/sirupsen/logrus"
+
+	"matrixhs/clientapi/accounts"
+	"matrixhs/clientapi/httputil"
+	"matrixhs/config"
+	"matrixhs/storage"
+)
+
+// API holds what the client-API handlers need.
+type API struct {
+	cfg      *config.Config
+	db       *storage.DB
+	accounts *accounts.Service
+	uia      *uiaSessions
+	nonces   *nonceStore
+	log      logrus.FieldLogger
+}
+
+// New builds the client API.
+func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.FieldLogger) *API {
+	return &API{cfg: cfg, db: db, accounts: acc, uia: newUIASessions(), nonces: newNonceStore(), log: log}
+}
+
+// Handler returns the HTTP handler for every path the server answers.
+func (a *API) Handler() http.Handler {
+	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	a.register(&router{r})
+	r.NotFoundHandler = httputil.Handler(func(*http.Request) (any, error) {
+		return nil, httputil.Unrecognized("Unrecognized request")
+	})
+	r.MethodNotAllowedHandler = httputil.Handler(func(*http.Request) (any, error) {
+		return nil, httputil.MethodNotAllowed("Method not allowed for this endpoint")
+	})
+	return httputil.Outer(r, a.log, a.cfg.MaxRequestBodyBytes)
+}
+
+// router registers endpoints under the prefixes the spec serves them on.
+type router struct{ r *mux.Router }
+
+// Client-API prefixes: v3, and r0 for older SDKs that still call it.
+var clientPrefixes = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
+
+// client registers an endpoint under /_matrix/client/{v3,r0}.
+func (rt *router) client(method, path string, h http.Handler) {
+	for _, p := range clientPrefixes {
+		rt.r.Handle(p+path, h).Methods(method)
+	}
+}
+
+// v1 registers an endpoint that only exists under /_matrix/client/v1.
+func (rt *router) v1(method, path string, h http.Handler) {
+	rt.r.Handle("/_matrix/client/v1"+path, h).Methods(method)
+}
+
+// exact registers a full path.
+func (rt *router) exact(method, path string, h http.Handler) {
+	rt.r.Handle(path, h).Methods(method)
+}
+
+// pathVar returns a decoded path variable (routes match on the encoded path
+// so IDs may contain '/').
+func pathVar(r *http.Request, name string) string {
+	v := mux.Vars(r)[name]
+	if d, err := url.PathUnescape(v); err == nil {
+		return d
+	}
+	return v
+}
+
+type sessionKey struct{}
+
+// authed is an endpoint that needs a valid access token.
+type authed func(r *http.Request, s *accounts.Session) (any, error)
+
+// auth wraps an endpoint with access-token authentication.
+func (a *API) auth(h authed) httputil.Handler {
+	return func(r *http.Request) (any, error) {
+		token := accessToken(r)
+		if token == "" {
+			return nil, httputil.MissingToken("Missing access token")
+		}
+		sess, err := a.accounts.Authenticate(r.Context(), token)
+		if err != nil {
+			return nil, err
+		}
+		a.accounts.Touch(r.Context(), sess, clientIP(r))
+		ctx := context.WithValue(r.Context(), sessionKey{}, sess)
+		return h(r.WithContext(ctx), sess)
+	}
+}
+
+// accessToken reads the Authorization header, falling back to the
+// deprecated access_token query parameter that older clients still send.
+func accessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+func clientIP(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		ip, _, _ := strings.Cut(xff, ",")
+		return strings.TrimSpace(ip)
+	}
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+// requireSelf refuses acting on another user's data.
+func requireSelf(s *accounts.Session, userID string) error {
+	if s.UserID != userID {
+		return httputil.Forbidden("cannot act on behalf of another user")
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package clientapi
+
+import (
+	"net/http"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"matrixhs/clientapi/accounts"
+	"matrixhs/clientapi/httputil"
+)
+
+// supportedVersions are the spec versions whose endpoints this server
+// implements. The old entries stay: matrix-js-sdk refuses a server that lists
+// none of v1.1 to v1.9. v1.11 needs authenticated media, not here yet.
+var supportedVersions = []string{
+	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+}
+
+// versions serves GET /_matrix/client/versions.
+func (a *API) versions(*http.Request) (any, error) {
+	return map[string]any{
+		"versions":          supportedVersions,
+		"unstable_features": map[string]bool{},
+	}, nil
+}
+
+// wellKnownClient serves GET /.well-known/matrix/client.
+func (a *API) wellKnownClient(r *http.Request) (any, error) {
+	https := r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+		host = fh
+	}
+	return map[string]any{
+		"m.homeserver": map[string]string{"base_url": a.cfg.BaseURL(host, https)},
+	}, nil
+}
+
+// wellKnownServer serves GET /.well-known/matrix/server when delegation is configured.
+func (a *API) wellKnownServer(*http.Request) (any, error) {
+	if a.cfg.WellKnownServer == "" {
+		return nil, httputil.NotFound("No server delegation is configured")
+	}
+	return map[string]string{"m.server": a.cfg.WellKnownServer}, nil
+}
+
+// capabilities serves GET /_matrix/client/v3/capabilities.
+func (a *API) capabilities(*http.Request, *accounts.Session) (any, error) {
+	available := map[string]string{}
+	for v, impl := range gomatrixserverlib.RoomVersions() {
+		if impl.Stable() {
+			available[string(v)] = "stable"
+		}
+	}
+	return map[string]any{
+		"capabilities": map[string]any{
+			"m.room_versions": map[string]any{
+				"default":   a.cfg.DefaultRoomVersion,
+				"available": available,
+			},
+			"m.change_password": map[string]bool{"enabled": true},
+			"m.set_displayname": map[string]bool{"enabled": true},
+			"m.set_avatar_url":  map[string]bool{"enabled": true},
+			"m.3pid_changes":    map[string]bool{"enabled": false},
+			"m.get_login_token": map[string]bool{"enabled": false},
+		},
+	}, nil
+}

@@ -1,0 +1,119 @@
+package httputil
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/sirupsen/logrus"
+)
+
+// WriteJSON writes v as a JSON response.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body, _ = json.Marshal(Internal())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// WriteError writes err as a Matrix error; anything not an *Error is logged
+// with the request's logger and answered as a 500.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	var me *Error
+	if !errors.As(err, &me) {
+		Logger(r.Context()).WithError(err).Error("request failed")
+		me = Internal()
+	} else if me.Status >= 500 {
+		Logger(r.Context()).WithError(err).Error("request failed")
+	}
+	WriteJSON(w, me.Status, me)
+}
+
+// Handler is an endpoint that returns its JSON body (answered with 200) or an
+// error (an *Error is answered as is; anything else becomes a 500).
+type Handler func(r *http.Request) (any, error)
+
+func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := h(r)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	if resp, ok := body.(Response); ok {
+		WriteJSON(w, resp.Status, resp.Body)
+		return
+	}
+	WriteJSON(w, http.StatusOK, body)
+}
+
+// Response is returned by a Handler that answers with a status other than 200.
+type Response struct {
+	Status int
+	Body   any
+}
+
+// Empty is the {} body many endpoints answer with.
+var Empty = struct{}{}
+
+// ReadBody reads the whole request body, answering 413 M_TOO_LARGE when the
+// body limit set by the middleware is exceeded.
+func ReadBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, TooLarge("request body exceeds %d bytes", tooLarge.Limit)
+	}
+	if err != nil {
+		return nil, BadJSON("reading body: %v", err)
+	}
+	return body, nil
+}
+
+// DecodeJSON reads a JSON object body into dst: 400 M_NOT_JSON for a body
+// that is not a JSON object, 400 M_BAD_JSON for fields of the wrong type.
+// An empty body counts as {} (several endpoints allow it).
+func DecodeJSON(r *http.Request, dst any) error {
+	body, err := ReadBody(r)
+	if err != nil {
+		return err
+	}
+	return Unmarshal(body, dst)
+}
+
+// Unmarshal is DecodeJSON for a body already read.
+func Unmarshal(body []byte, dst any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		return NotJSON("request body is not valid JSON")
+	}
+	if body[0] != '{' {
+		return NotJSON("request body must be a JSON object")
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return BadJSON("field %q has the wrong type: want %s", typeErr.Field, typeErr.Type)
+		}
+		return BadJSON("bad request body: %v", err)
+	}
+	return nil
+}
+
+type loggerKey struct{}
+
+// Logger returns the request-scoped logger (with req_id), or the standard one.
+func Logger(ctx interface{ Value(any) any }) logrus.FieldLogger {
+	if l, ok := ctx.Value(loggerKey{}).(logrus.FieldLogger); ok {
+		return l
+	}
+	return logrus.StandardLogger()
+}

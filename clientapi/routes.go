@@ -1,0 +1,72 @@
+package clientapi
+
+import (
+	"net/http"
+
+	"matrixhs/clientapi/httputil"
+)
+
+// register is the route table: every endpoint the client API serves.
+func (a *API) register(rt *router) {
+	h := func(f func(*http.Request) (any, error)) http.Handler { return httputil.Handler(f) }
+	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+
+	// Discovery.
+	rt.exact(get, "/_matrix/client/versions", h(a.versions))
+	rt.exact(get, "/.well-known/matrix/client", h(a.wellKnownClient))
+	rt.exact(get, "/.well-known/matrix/server", h(a.wellKnownServer))
+	rt.client(get, "/capabilities", a.auth(a.capabilities))
+
+	// Registration and login.
+	rt.client(post, "/register", h(a.registerAccount))
+	rt.client(get, "/register/available", h(a.registerAvailable))
+	rt.v1(get, "/register/m.login.registration_token/validity", h(a.registrationTokenValidity))
+	rt.client(get, "/login", h(a.loginFlows))
+	rt.client(post, "/login", h(a.login))
+	rt.client(post, "/refresh", h(a.refresh))
+	rt.v1(post, "/refresh", h(a.refresh))
+	rt.client(post, "/logout", a.auth(a.logout))
+	rt.client(post, "/logout/all", a.auth(a.logoutAll))
+
+	// Account.
+	rt.client(get, "/account/whoami", a.auth(a.whoami))
+	rt.client(post, "/account/password", a.auth(a.changePassword))
+	rt.client(post, "/account/deactivate", a.auth(a.deactivate))
+	rt.client(get, "/account/3pid", a.auth(a.threePIDs))
+
+	// Devices.
+	rt.client(get, "/devices", a.auth(a.listDevices))
+	rt.client(get, "/devices/{deviceId}", a.auth(a.getDevice))
+	rt.client(put, "/devices/{deviceId}", a.auth(a.updateDevice))
+	rt.client(del, "/devices/{deviceId}", a.auth(a.deleteDevice))
+	rt.client(post, "/delete_devices", a.auth(a.deleteDevices))
+
+	// Profile.
+	rt.client(get, "/profile/{userId}", h(a.getProfile))
+	rt.client(get, "/profile/{userId}/{field:displayname|avatar_url}", h(a.getProfileField))
+	rt.client(put, "/profile/{userId}/{field:displayname|avatar_url}", a.auth(a.setProfileField))
+
+	// Account data.
+	rt.client(get, "/user/{userId}/account_data/{type}", a.auth(a.getAccountData))
+	rt.client(put, "/user/{userId}/account_data/{type}", a.auth(a.putAccountData))
+	rt.client(get, "/user/{userId}/rooms/{roomId}/account_data/{type}", a.auth(a.getAccountData))
+	rt.client(put, "/user/{userId}/rooms/{roomId}/account_data/{type}", a.auth(a.putAccountData))
+
+	// Filters.
+	rt.client(post, "/user/{userId}/filter", a.auth(a.createFilter))
+	rt.client(get, "/user/{userId}/filter/{filterId}", a.auth(a.getFilter))
+
+	// Push rules.
+	rt.client(get, "/pushrules/", a.auth(a.getPushRules))
+	rt.client(get, "/pushrules", a.auth(a.getPushRules))
+	rt.client(get, "/pushrules/{scope}/", a.auth(a.getPushRulesScope))
+	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}", a.auth(a.getPushRule))
+	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}", a.auth(a.putPushRule))
+	rt.client(del, "/pushrules/{scope}/{kind}/{ruleId}", a.auth(a.deletePushRule))
+	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.getPushRuleAttr))
+	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.putPushRuleAttr))
+
+	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
+	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))
+	rt.exact(post, "/_synapse/admin/v1/register", h(a.adminRegister))
+}

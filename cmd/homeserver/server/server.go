@@ -1,0 +1,151 @@
+// Package server wires the homeserver together: config, logs, signing key,
+// storage and the HTTP APIs, with graceful shutdown. The CLI's serve command
+// and the end-to-end tests both start servers through it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"matrixhs/clientapi"
+	"matrixhs/clientapi/accounts"
+	"matrixhs/config"
+	"matrixhs/storage"
+)
+
+// Server is a running homeserver.
+type Server struct {
+	Config     *config.Config
+	DB         *storage.DB
+	Accounts   *accounts.Service
+	SigningKey *config.SigningKey
+	Log        *logrus.Logger
+
+	http     *http.Server
+	listener net.Listener
+	logFile  io.Closer
+	serveErr chan error
+}
+
+// Options tune a server beyond its config.
+type Options struct {
+	// LogOutput replaces stdout as the console log (tests pass io.Discard).
+	LogOutput io.Writer
+}
+
+// New opens everything the server needs, without listening yet.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
+	s := &Server{Config: cfg, serveErr: make(chan error, 1)}
+	if err := s.setupLogging(opts.LogOutput); err != nil {
+		return nil, err
+	}
+	key, err := config.LoadOrCreateSigningKey(cfg.SigningKeyPath)
+	if err != nil {
+		s.closeLog()
+		return nil, err
+	}
+	s.SigningKey = key
+	db, err := storage.Open(ctx, cfg.DatabasePath)
+	if err != nil {
+		s.closeLog()
+		return nil, err
+	}
+	s.DB = db
+	s.Accounts = accounts.New(db, accounts.Options{
+		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
+	})
+	api := clientapi.New(cfg, db, s.Accounts, s.Log)
+	s.http = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          nil,
+	}
+	return s, nil
+}
+
+func (s *Server) setupLogging(console io.Writer) error {
+	log := logrus.New()
+	level, err := logrus.ParseLevel(s.Config.LogLevel)
+	if err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	log.SetLevel(level)
+	log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
+	if console == nil {
+		console = os.Stdout
+	}
+	file, err := newRotatingFile(s.Config.LogDir, "homeserver.log", int64(s.Config.LogMaxSizeMB)<<20, s.Config.LogMaxFiles)
+	if err != nil {
+		return err
+	}
+	s.logFile = file
+	log.SetOutput(io.MultiWriter(console, file))
+	s.Log = log
+	return nil
+}
+
+func (s *Server) closeLog() {
+	if s.logFile != nil {
+		s.logFile.Close()
+	}
+}
+
+// Listen binds the configured address (or addr, when not empty) and starts
+// serving in the background. The server is ready when Listen returns.
+func (s *Server) Listen(addr string) error {
+	if addr == "" {
+		addr = s.Config.Listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	s.listener = ln
+	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.ServerName}).Info("homeserver listening")
+	go func() {
+		err := s.http.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serveErr <- err
+	}()
+	return nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// URL is the base URL of the listening server.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Done yields the serve loop's error if it stops on its own.
+func (s *Server) Done() <-chan error { return s.serveErr }
+
+// Shutdown stops accepting connections, waits for in-flight requests (up to
+// the config's shutdown timeout or ctx), then closes the database and logs.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if s.listener != nil {
+		sctx, cancel := context.WithTimeout(ctx, s.Config.ShutdownTimeout)
+		defer cancel()
+		if err := s.http.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			s.http.Close()
+		}
+	}
+	if err := s.DB.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing database: %w", err))
+	}
+	s.Log.Info("homeserver stopped")
+	s.closeLog()
+	return errors.Join(errs...)
+}

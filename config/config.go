@@ -1,0 +1,294 @@
+// Package config holds the homeserver's settings: a plain struct with
+// defaults, a YAML file written on first start, environment overrides that win
+// over the file, and validation.
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"gopkg.in/yaml.v3"
+)
+
+// Registration modes.
+const (
+	RegistrationDisabled = "disabled"
+	RegistrationToken    = "token"
+	RegistrationOpen     = "open"
+)
+
+// Environment variables that override the file. Other tools (conformance
+// suites, benchmarks) start the server through them: keep the names exact.
+const (
+	EnvConfig                   = "MATRIX_CONFIG"
+	EnvDataDir                  = "MATRIX_DATA_DIR"
+	EnvServerName               = "MATRIX_SERVER_NAME"
+	EnvListen                   = "MATRIX_LISTEN"
+	EnvPublicBaseURL            = "MATRIX_PUBLIC_BASEURL"
+	EnvRegistration             = "MATRIX_REGISTRATION"
+	EnvRegistrationSharedSecret = "MATRIX_REGISTRATION_SHARED_SECRET"
+	EnvLogLevel                 = "MATRIX_LOG_LEVEL"
+)
+
+// Config is the whole configuration. Empty paths mean "the default under DataDir".
+type Config struct {
+	ServerName    string `yaml:"server_name"`
+	DataDir       string `yaml:"data_dir,omitempty"`
+	Listen        string `yaml:"listen"`
+	PublicBaseURL string `yaml:"public_baseurl,omitempty"`
+	// WellKnownServer, when set, is served as /.well-known/matrix/server
+	// (federation delegation, e.g. "example.org:443").
+	WellKnownServer string `yaml:"well_known_server,omitempty"`
+
+	DatabasePath   string `yaml:"database_path,omitempty"`
+	MediaPath      string `yaml:"media_path,omitempty"`
+	SigningKeyPath string `yaml:"signing_key_path,omitempty"`
+	LogDir         string `yaml:"log_dir,omitempty"`
+	LogLevel       string `yaml:"log_level"`
+	// LogMaxSizeMB and LogMaxFiles bound the rotated log files under LogDir.
+	LogMaxSizeMB int `yaml:"log_max_size_mb"`
+	LogMaxFiles  int `yaml:"log_max_files"`
+
+	Registration             string `yaml:"registration"`
+	RegistrationSharedSecret string `yaml:"registration_shared_secret"`
+
+	DefaultRoomVersion string `yaml:"default_room_version"`
+
+	// MaxRequestBodyBytes bounds every client-API JSON body.
+	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
+	// BcryptCost is the work factor of password hashes.
+	BcryptCost int `yaml:"bcrypt_cost"`
+	// RefreshableAccessTokenLifetime is the lifetime of access tokens issued
+	// together with a refresh token (clients that ask for refresh_token).
+	RefreshableAccessTokenLifetime time.Duration `yaml:"refreshable_access_token_lifetime"`
+	// ShutdownTimeout bounds how long in-flight requests may take on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Default returns the built-in defaults. DataDir is left for Resolve to fill.
+func Default() Config {
+	return Config{
+		ServerName:                     "matrix.local",
+		Listen:                         "0.0.0.0:8008",
+		LogLevel:                       "info",
+		LogMaxSizeMB:                   20,
+		LogMaxFiles:                    5,
+		Registration:                   RegistrationDisabled,
+		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV12),
+		MaxRequestBodyBytes:            8 << 20,
+		BcryptCost:                     10,
+		RefreshableAccessTokenLifetime: 5 * time.Minute,
+		ShutdownTimeout:                10 * time.Second,
+	}
+}
+
+// DefaultDataDir is /data when it exists and is writable, else ./data.
+func DefaultDataDir() string {
+	if st, err := os.Stat("/data"); err == nil && st.IsDir() && writable("/data") {
+		return "/data"
+	}
+	return "data"
+}
+
+func writable(dir string) bool {
+	f, err := os.CreateTemp(dir, ".writetest-*")
+	if err != nil {
+		return false
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return true
+}
+
+// Getenv is how Load reads the environment; tests pass a map.
+type Getenv func(string) string
+
+// Load resolves the data dir and config path, reads the config file (writing
+// a fresh one with a random shared secret when it does not exist), applies
+// the environment overrides and validates the result. The returned path is
+// the config file that was read or written.
+func Load(getenv Getenv) (*Config, string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	dataDir := getenv(EnvDataDir)
+	if dataDir == "" {
+		dataDir = DefaultDataDir()
+	}
+	path := getenv(EnvConfig)
+	if path == "" {
+		path = filepath.Join(dataDir, "homeserver.yaml")
+	}
+	cfg := Default()
+	raw, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := Parse(raw, &cfg); err != nil {
+			return nil, path, fmt.Errorf("config %s: %w", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, path, fmt.Errorf("creating config dir: %w", err)
+		}
+		generated, err := Generate(cfg.ServerName)
+		if err != nil {
+			return nil, path, err
+		}
+		if err := writeNew(path, generated); err != nil {
+			return nil, path, err
+		}
+		if err := Parse(generated, &cfg); err != nil {
+			return nil, path, fmt.Errorf("generated config: %w", err)
+		}
+	default:
+		return nil, path, fmt.Errorf("reading config: %w", err)
+	}
+	if cfg.DataDir == "" || getenv(EnvDataDir) != "" {
+		cfg.DataDir = dataDir
+	}
+	cfg.applyEnv(getenv)
+	cfg.fillPaths()
+	if err := cfg.Validate(); err != nil {
+		return nil, path, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &cfg, path, nil
+}
+
+// Parse reads YAML over cfg, refusing unknown keys so typos are caught.
+func Parse(raw []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file means "all defaults".
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) applyEnv(getenv Getenv) {
+	set := func(dst *string, name string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.ServerName, EnvServerName)
+	set(&c.Listen, EnvListen)
+	set(&c.PublicBaseURL, EnvPublicBaseURL)
+	set(&c.Registration, EnvRegistration)
+	set(&c.RegistrationSharedSecret, EnvRegistrationSharedSecret)
+	set(&c.LogLevel, EnvLogLevel)
+}
+
+func (c *Config) fillPaths() {
+	def := func(p *string, name string) {
+		if *p == "" {
+			*p = filepath.Join(c.DataDir, name)
+		} else if !filepath.IsAbs(*p) {
+			*p = filepath.Join(c.DataDir, *p)
+		}
+	}
+	def(&c.DatabasePath, "homeserver.db")
+	def(&c.MediaPath, "media")
+	def(&c.SigningKeyPath, "signing.key")
+	def(&c.LogDir, "logs")
+}
+
+// Validate checks every field and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(c.ServerName)); !ok {
+		bad("server_name %q is not a valid server name (host or host:port)", c.ServerName)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen %q must be host:port: %v", c.Listen, err)
+	}
+	if c.PublicBaseURL != "" {
+		u, err := url.Parse(c.PublicBaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("public_baseurl %q must be an absolute http(s) URL", c.PublicBaseURL)
+		}
+	}
+	switch c.Registration {
+	case RegistrationDisabled, RegistrationToken, RegistrationOpen:
+	default:
+		bad("registration %q must be one of disabled, token, open", c.Registration)
+	}
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "warning", "error":
+	default:
+		bad("log_level %q must be one of trace, debug, info, warn, error", c.LogLevel)
+	}
+	if !gomatrixserverlib.KnownRoomVersion(gomatrixserverlib.RoomVersion(c.DefaultRoomVersion)) {
+		bad("default_room_version %q is not a room version this server supports", c.DefaultRoomVersion)
+	}
+	if c.MaxRequestBodyBytes < 64<<10 {
+		bad("max_request_body_bytes %d is below the 64 KiB a single event may need", c.MaxRequestBodyBytes)
+	}
+	if c.BcryptCost < 4 || c.BcryptCost > 31 {
+		bad("bcrypt_cost %d must be between 4 and 31", c.BcryptCost)
+	}
+	if c.RefreshableAccessTokenLifetime < time.Second {
+		bad("refreshable_access_token_lifetime %s must be at least 1s", c.RefreshableAccessTokenLifetime)
+	}
+	if c.LogMaxSizeMB < 1 || c.LogMaxFiles < 1 {
+		bad("log_max_size_mb and log_max_files must be at least 1")
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// BaseURL is the public client-API URL: the configured one, else derived from
+// the request's host and scheme.
+func (c *Config) BaseURL(host string, https bool) string {
+	if c.PublicBaseURL != "" {
+		return strings.TrimRight(c.PublicBaseURL, "/") + "/"
+	}
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
+	return scheme + "://" + host + "/"
+}
+
+// RandomSecret returns n random bytes as unpadded URL-safe base64.
+func RandomSecret(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// writeNew creates path with content, never replacing an existing file.
+func writeNew(path string, content []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing %s: %w", path, err)
+	}
+	return f.Close()
+}

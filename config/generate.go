@@ -1,0 +1,68 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"text/template"
+)
+
+var fileTemplate = template.Must(template.New("config").Parse(`# Homeserver configuration, written on first start and never overwritten.
+# Environment variables win over this file: MATRIX_DATA_DIR, MATRIX_SERVER_NAME,
+# MATRIX_LISTEN, MATRIX_PUBLIC_BASEURL, MATRIX_REGISTRATION,
+# MATRIX_REGISTRATION_SHARED_SECRET, MATRIX_LOG_LEVEL (MATRIX_CONFIG names this file).
+
+# The domain in user IDs (@alice:server_name). Changing it later orphans existing accounts.
+server_name: {{.ServerName}}
+
+# Client API address.
+listen: {{.Listen}}
+
+# Public URL clients use, served in /.well-known/matrix/client. When empty it is
+# derived from each request's Host header.
+# public_baseurl: https://matrix.example.org/
+
+# Served as /.well-known/matrix/server when set (federation delegation).
+# well_known_server: matrix.example.org:443
+
+# Paths default to files under the data dir.
+# data_dir: /data
+# database_path: homeserver.db
+# media_path: media
+# signing_key_path: signing.key
+# log_dir: logs
+
+log_level: {{.LogLevel}}
+log_max_size_mb: {{.LogMaxSizeMB}}
+log_max_files: {{.LogMaxFiles}}
+
+# disabled | token (needs a registration token, see 'homeserver registration-token') | open
+registration: {{.Registration}}
+
+# Secret for /_synapse/admin/v1/register (shared-secret registration by scripts).
+registration_shared_secret: {{.RegistrationSharedSecret}}
+
+# Room version for new rooms.
+default_room_version: "{{.DefaultRoomVersion}}"
+
+max_request_body_bytes: {{.MaxRequestBodyBytes}}
+bcrypt_cost: {{.BcryptCost}}
+refreshable_access_token_lifetime: {{.RefreshableAccessTokenLifetime}}
+shutdown_timeout: {{.ShutdownTimeout}}
+`))
+
+// Generate renders a commented config file with the defaults, the given
+// server name and a fresh random registration shared secret.
+func Generate(serverName string) ([]byte, error) {
+	cfg := Default()
+	cfg.ServerName = serverName
+	secret, err := RandomSecret(32)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RegistrationSharedSecret = secret
+	var buf bytes.Buffer
+	if err := fileTemplate.Execute(&buf, cfg); err != nil {
+		return nil, fmt.Errorf("rendering config: %w", err)
+	}
+	return buf.Bytes(), nil
+}

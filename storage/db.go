@@ -1,0 +1,295 @@
+// Package storage owns every SQL statement of the homeserver. It runs on
+// SQLite (modernc.org/sqlite) with one writer connection, which batches
+// concurrent logical writes into one transaction (group commit), and a pool of
+// read-only connections.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned by lookups that find no row.
+var ErrNotFound = errors.New("not found")
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("storage closed")
+
+// maxBatch bounds how many logical writes share one SQLite transaction.
+const maxBatch = 64
+
+// DB is the handle to the homeserver database.
+type DB struct {
+	writer  *sql.DB
+	readers *sql.DB
+
+	reqs      chan *writeReq
+	closing   chan struct{}
+	closeOnce sync.Once
+	loopDone  chan struct{}
+
+	// streamPos is the highest committed stream position. Readers never look
+	// past it, so they never see a half-assigned position.
+	streamPos atomic.Int64
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(*Tx) error
+	done chan error
+}
+
+// Tx is one logical write: it runs inside a savepoint of the batch
+// transaction, so its failure rolls back only its own changes.
+type Tx struct {
+	tx       *sql.Tx
+	pos      *int64
+	onCommit []func()
+}
+
+// Open opens (creating if needed) the database at path and applies migrations.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating database dir: %w", err)
+	}
+	common := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "foreign_keys(ON)"} {
+		common.Add("_pragma", p)
+	}
+	wv := cloneValues(common)
+	wv.Add("_pragma", "journal_mode(WAL)")
+	wv.Add("_pragma", "synchronous(FULL)")
+	wv.Set("_txlock", "immediate")
+	writer, err := sql.Open("sqlite", "file:"+path+"?"+wv.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("opening writer: %w", err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := migrate(ctx, writer); err != nil {
+		writer.Close()
+		return nil, err
+	}
+	rv := cloneValues(common)
+	rv.Add("_pragma", "query_only(1)")
+	readers, err := sql.Open("sqlite", "file:"+path+"?"+rv.Encode())
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("opening readers: %w", err)
+	}
+	n := max(2, runtime.GOMAXPROCS(0)*2)
+	readers.SetMaxOpenConns(n)
+	readers.SetMaxIdleConns(n)
+	readers.SetConnMaxLifetime(0)
+
+	db := &DB{
+		writer:   writer,
+		readers:  readers,
+		reqs:     make(chan *writeReq, maxBatch),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	var pos int64
+	if err := writer.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&pos); err != nil {
+		db.closeConns()
+		return nil, fmt.Errorf("reading stream position: %w", err)
+	}
+	db.streamPos.Store(pos)
+	go db.writeLoop()
+	return db, nil
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// Close finishes queued writes and closes the connections.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() { close(db.closing) })
+	<-db.loopDone
+	return db.closeConns()
+}
+
+func (db *DB) closeConns() error {
+	return errors.Join(db.readers.Close(), db.writer.Close())
+}
+
+// StreamPosition is the highest committed stream position.
+func (db *DB) StreamPosition() int64 { return db.streamPos.Load() }
+
+// Write runs fn as one logical, atomic write and returns once it is durable.
+// fn may run in the same SQLite transaction as other callers' writes; its own
+// changes are all applied or none. fn must not block on anything but the Tx.
+func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case <-db.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	case db.reqs <- req:
+	}
+	// Once queued the write is carried out even if ctx ends meanwhile, so a
+	// caller never sees an error for a write that did commit.
+	return <-req.done
+}
+
+func (db *DB) writeLoop() {
+	defer close(db.loopDone)
+	for {
+		var first *writeReq
+		select {
+		case first = <-db.reqs:
+		case <-db.closing:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-db.reqs:
+					db.commitBatch([]*writeReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*writeReq{first}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-db.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+func (db *DB) commitBatch(batch []*writeReq) {
+	ctx := context.Background()
+	results := make([]error, len(batch))
+	var callbacks []func()
+	fail := func(err error) {
+		for i, r := range batch {
+			r.done <- err
+			results[i] = err
+		}
+	}
+	sqlTx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	// The table, not memory, is the source of truth: the admin CLI may have
+	// written from another process. The IMMEDIATE transaction holds the lock.
+	var committed int64
+	if err := sqlTx.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&committed); err != nil {
+		sqlTx.Rollback()
+		fail(fmt.Errorf("reading stream position: %w", err))
+		return
+	}
+	pos := committed
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks)
+	}
+	if pos != committed {
+		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
+			sqlTx.Rollback()
+			fail(fmt.Errorf("saving stream position: %w", err))
+			return
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	db.streamPos.Store(pos)
+	for _, cb := range callbacks {
+		cb()
+	}
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+// runOne runs fn inside a savepoint; on error or panic its changes and
+// stream positions are undone.
+func (db *DB) runOne(ctx context.Context, sqlTx *sql.Tx, fn func(*Tx) error, pos *int64, callbacks *[]func()) (err error) {
+	if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	start := *pos
+	tx := &Tx{tx: sqlTx, pos: pos}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+		if err != nil {
+			*pos = start
+			if _, rbErr := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+			}
+		} else {
+			*callbacks = append(*callbacks, tx.onCommit...)
+		}
+		if _, relErr := sqlTx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {
+			err = fmt.Errorf("release savepoint: %w", relErr)
+		}
+	}()
+	return fn(tx)
+}
+
+// NextStreamPos allocates the next global stream position.
+func (tx *Tx) NextStreamPos() int64 {
+	*tx.pos++
+	return *tx.pos
+}
+
+// OnCommit registers f to run after the transaction is durable (to wake
+// waiters or update caches). It does not run when the write fails.
+func (tx *Tx) OnCommit(f func()) { tx.onCommit = append(tx.onCommit, f) }
+
+func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, query, args...)
+}
+
+// querier is what read helpers need, so the same query serves a read-only
+// connection and a write transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (tx *Tx) q() querier { return tx.tx }
+func (db *DB) q() querier { return db.readers }
+
+// Backup writes a consistent copy of the database to path (VACUUM INTO).
+func (db *DB) Backup(ctx context.Context, path string) error {
+	if _, err := db.readers.ExecContext(ctx, `VACUUM INTO $1`, path); err != nil {
+		return fmt.Errorf("backup to %s: %w", path, err)
+	}
+	return nil
+}
