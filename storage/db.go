@@ -30,13 +30,17 @@ const maxBatch = 64
 
 // DB is the handle to the homeserver database.
 type DB struct {
+	path    string
 	writer  *sql.DB
 	readers *sql.DB
 
-	reqs      chan *writeReq
-	closing   chan struct{}
-	closeOnce sync.Once
-	loopDone  chan struct{}
+	reqs     chan *writeReq
+	closing  chan struct{}
+	loopDone chan struct{}
+	// closeMu orders Close after every enqueue that saw the DB open, so the
+	// write loop's final drain never misses a request.
+	closeMu sync.RWMutex
+	closed  bool
 
 	// streamPos is the highest committed stream position. Readers never look
 	// past it, so they never see a half-assigned position.
@@ -98,6 +102,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	readers.SetConnMaxLifetime(0)
 
 	db := &DB{
+		path:     path,
 		writer:   writer,
 		readers:  readers,
 		reqs:     make(chan *writeReq, maxBatch),
@@ -124,7 +129,12 @@ func cloneValues(v url.Values) url.Values {
 
 // Close finishes queued writes and closes the connections.
 func (db *DB) Close() error {
-	db.closeOnce.Do(func() { close(db.closing) })
+	db.closeMu.Lock()
+	if !db.closed {
+		db.closed = true
+		close(db.closing)
+	}
+	db.closeMu.Unlock()
 	<-db.loopDone
 	return db.closeConns()
 }
@@ -141,13 +151,18 @@ func (db *DB) StreamPosition() int64 { return db.streamPos.Load() }
 // changes are all applied or none. fn must not block on anything but the Tx.
 func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
 	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	select {
-	case <-db.closing:
+	db.closeMu.RLock()
+	if db.closed {
+		db.closeMu.RUnlock()
 		return ErrClosed
+	}
+	select {
 	case <-ctx.Done():
+		db.closeMu.RUnlock()
 		return ctx.Err()
 	case db.reqs <- req:
 	}
+	db.closeMu.RUnlock()
 	// Once queued the write is carried out even if ctx ends meanwhile, so a
 	// caller never sees an error for a write that did commit.
 	return <-req.done
@@ -288,7 +303,14 @@ func (db *DB) q() querier { return db.readers }
 
 // Backup writes a consistent copy of the database to path (VACUUM INTO).
 func (db *DB) Backup(ctx context.Context, path string) error {
-	if _, err := db.readers.ExecContext(ctx, `VACUUM INTO $1`, path); err != nil {
+	// A connection of its own: the read pool is query_only, and the writer
+	// must stay free for the server while the copy is made.
+	conn, err := sql.Open("sqlite", "file:"+db.path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("opening backup connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `VACUUM INTO $1`, path); err != nil {
 		return fmt.Errorf("backup to %s: %w", path, err)
 	}
 	return nil

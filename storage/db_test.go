@@ -1,0 +1,202 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func openTest(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.db")
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
+func TestOpenAppliesMigrationsOnce(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTest(t)
+	all, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := db.SchemaVersion(ctx)
+	if err != nil || v != len(all) {
+		t.Fatalf("schema version = %d, %v; want %d", v, err, len(all))
+	}
+	db.Close()
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer db2.Close()
+	var n int
+	if err := db2.readers.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(all) {
+		t.Fatalf("migration rows = %d, %v; want %d", n, err, len(all))
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTest(t)
+	if _, err := db.writer.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_ts) VALUES (9999, 'future', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(ctx, path); err == nil {
+		t.Fatal("opening a database with a newer schema succeeded")
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	var mode string
+	var sync, fk int
+	if err := db.writer.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v", mode, err)
+	}
+	if err := db.writer.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("writer synchronous = %d, %v; want 2 (FULL)", sync, err)
+	}
+	if err := db.readers.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys = %d, %v", fk, err)
+	}
+	if _, err := db.readers.ExecContext(ctx, `DELETE FROM accounts`); err == nil {
+		t.Error("read pool accepted a write")
+	}
+}
+
+func TestConcurrentWritesAllCommitWithDistinctPositions(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTest(t)
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- db.Write(ctx, func(tx *Tx) error {
+				_, err := tx.PutAccountData(ctx, "@u:x", "", fmt.Sprintf("t%d", i), []byte(`{}`))
+				return err
+			})
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("write failed: %v", err)
+		}
+	}
+	items, err := db.AccountDataChanges(ctx, "@u:x", 0, db.StreamPosition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != n {
+		t.Fatalf("got %d rows, want %d", len(items), n)
+	}
+	seen := map[int64]bool{}
+	for _, it := range items {
+		if seen[it.StreamPos] {
+			t.Fatalf("stream position %d assigned twice", it.StreamPos)
+		}
+		seen[it.StreamPos] = true
+	}
+	if db.StreamPosition() != n {
+		t.Fatalf("stream position = %d, want %d", db.StreamPosition(), n)
+	}
+	db.Close()
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	if db2.StreamPosition() != n {
+		t.Fatalf("stream position after reopen = %d, want %d", db2.StreamPosition(), n)
+	}
+}
+
+func TestFailedWriteRollsBackOnlyItself(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	results := make([]error, 3)
+	for i, fn := range []func(*Tx) error{
+		func(tx *Tx) error { _, err := tx.PutAccountData(ctx, "@a:x", "", "ok1", []byte(`{}`)); return err },
+		func(tx *Tx) error {
+			if _, err := tx.PutAccountData(ctx, "@a:x", "", "bad", []byte(`{}`)); err != nil {
+				return err
+			}
+			return boom
+		},
+		func(tx *Tx) error {
+			tx.PutAccountData(ctx, "@a:x", "", "panics", []byte(`{}`))
+			panic("handler bug")
+		},
+	} {
+		wg.Add(1)
+		go func(i int, fn func(*Tx) error) { defer wg.Done(); results[i] = db.Write(ctx, fn) }(i, fn)
+	}
+	wg.Wait()
+	if results[0] != nil || !errors.Is(results[1], boom) || results[2] == nil {
+		t.Fatalf("results = %v", results)
+	}
+	if _, err := db.AccountData(ctx, "@a:x", "", "ok1"); err != nil {
+		t.Errorf("successful write lost: %v", err)
+	}
+	for _, typ := range []string{"bad", "panics"} {
+		if _, err := db.AccountData(ctx, "@a:x", "", typ); !errors.Is(err, ErrNotFound) {
+			t.Errorf("failed write %q left data behind: %v", typ, err)
+		}
+	}
+	if db.StreamPosition() != 1 {
+		t.Errorf("stream position = %d, want 1 (failed writes give theirs back)", db.StreamPosition())
+	}
+}
+
+func TestOnCommitRunsOnlyAfterSuccess(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	ran := 0
+	db.Write(ctx, func(tx *Tx) error { tx.OnCommit(func() { ran++ }); return nil })
+	db.Write(ctx, func(tx *Tx) error { tx.OnCommit(func() { ran += 10 }); return errors.New("no") })
+	if ran != 1 {
+		t.Fatalf("callbacks ran %d, want 1", ran)
+	}
+}
+
+func TestWriteAfterCloseFails(t *testing.T) {
+	db, _ := openTest(t)
+	db.Close()
+	if err := db.Write(context.Background(), func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("err = %v, want ErrClosed", err)
+	}
+}
+
+func TestBackup(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	db.Write(ctx, func(tx *Tx) error { _, err := tx.PutAccountData(ctx, "@a:x", "", "k", []byte(`{"v":1}`)); return err })
+	dst := filepath.Join(t.TempDir(), "backup.db")
+	if err := db.Backup(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if c, err := b.AccountData(ctx, "@a:x", "", "k"); err != nil || string(c) != `{"v":1}` {
+		t.Fatalf("backup content = %s, %v", c, err)
+	}
+}
