@@ -29,13 +29,15 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv.Log.WithField("config", path).WithField("version", version).Info("starting")
+	// Signals are caught before the port opens, so a supervisor that sees the
+	// server answer can always stop it gracefully.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	if err := srv.Listen(""); err != nil {
 		srv.Shutdown(ctx)
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	select {
 	case sig := <-sigs:
 		srv.Log.WithField("signal", sig.String()).Info("shutting down")
