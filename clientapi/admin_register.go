@@ -114,7 +114,7 @@ func (a *API) adminRegister(r *http.Request) (any, error) {
 		return nil, httputil.Forbidden("HMAC incorrect")
 	}
 	login, err := a.accounts.Register(r.Context(), accounts.Registration{
-		Localpart: req.Username, Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
+		Localpart: asciiLower(req.Username), Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
 		Device: accounts.NewDevice{IP: clientIP(r)},
 	})
 	if err != nil {

@@ -3,10 +3,9 @@ package clientapi
 import (
 	"net/http"
 
-	"github.com/matrix-org/gomatrixserverlib"
-
 	"matrixhs/clientapi/accounts"
 	"matrixhs/clientapi/httputil"
+	"matrixhs/config"
 )
 
 // supportedVersions are the spec versions whose endpoints this server
@@ -48,10 +47,8 @@ func (a *API) wellKnownServer(*http.Request) (any, error) {
 // capabilities serves GET /_matrix/client/v3/capabilities.
 func (a *API) capabilities(*http.Request, *accounts.Session) (any, error) {
 	available := map[string]string{}
-	for v, impl := range gomatrixserverlib.RoomVersions() {
-		if impl.Stable() {
-			available[string(v)] = "stable"
-		}
+	for _, v := range config.RoomVersions() {
+		available[v] = "stable"
 	}
 	return map[string]any{
 		"capabilities": map[string]any{

@@ -47,6 +47,8 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 	if req.Username == "" {
 		req.Username = strings.ToLower(accounts.NewDeviceID())
 	}
+	// Like Synapse, capitals are folded so "Alice" registers @alice.
+	req.Username = asciiLower(req.Username)
 	// Name problems are reported before authentication, so a client can
 	// correct the name without redoing the stages.
 	if err := a.accounts.Available(r.Context(), req.Username); err != nil {
@@ -115,4 +117,16 @@ func (a *API) registrationTokenValidity(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]bool{"valid": ok}, nil
+}
+
+// asciiLower lowercases A-Z only: Unicode folding could turn look-alikes
+// (e.g. the Kelvin sign) into ASCII letters.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }

@@ -60,6 +60,7 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/pushrules/", a.auth(a.getPushRules))
 	rt.client(get, "/pushrules", a.auth(a.getPushRules))
 	rt.client(get, "/pushrules/{scope}/", a.auth(a.getPushRulesScope))
+	rt.client(get, "/pushrules/{scope}", a.auth(a.getPushRulesScope))
 	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}", a.auth(a.getPushRule))
 	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}", a.auth(a.putPushRule))
 	rt.client(del, "/pushrules/{scope}/{kind}/{ruleId}", a.auth(a.deletePushRule))

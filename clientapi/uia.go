@@ -32,6 +32,9 @@ type uiaSessions struct {
 type uiaSession struct {
 	completed []string
 	expires   time.Time
+	// op is the method and path the session was started for: a session
+	// cannot authorise a different operation.
+	op string
 	// regToken is the registration token a m.login.registration_token stage accepted.
 	regToken string
 }
@@ -65,9 +68,9 @@ type uiaResult struct {
 	regToken string
 }
 
-func (u *uiaSessions) create() (string, *uiaSession) {
+func (u *uiaSessions) create(op string) (string, *uiaSession) {
 	id := accounts.NewDeviceID() + accounts.NewDeviceID()
-	s := &uiaSession{expires: u.now().Add(uiaSessionLifetime)}
+	s := &uiaSession{expires: u.now().Add(uiaSessionLifetime), op: op}
 	u.sessions[id] = s
 	// Expired sessions are swept on creation; there are few of them.
 	for k, v := range u.sessions {
@@ -82,6 +85,7 @@ func (u *uiaSessions) create() (string, *uiaSession) {
 // otherwise the 401 (or stage error) the client must see.
 func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResult, error) {
 	u := a.uia
+	op := r.Method + " " + r.URL.Path
 	u.mu.Lock()
 	var id string
 	var sess *uiaSession
@@ -91,19 +95,21 @@ func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResu
 			u.mu.Unlock()
 			return nil, httputil.Unknown("unknown or expired UIA session")
 		}
+		if s.op != op {
+			u.mu.Unlock()
+			return nil, httputil.Forbidden("Requested operation has changed during the UI authentication session")
+		}
 		id, sess = auth.Session, s
 	} else {
-		id, sess = u.create()
+		id, sess = u.create(op)
 	}
-	completed := slices.Clone(sess.completed)
+	// Always a list: clients (and Sytest) expect "completed" on every challenge.
+	completed := append([]string{}, sess.completed...)
 	u.mu.Unlock()
 
 	challenge := func(stageErr *httputil.Error) *httputil.Error {
 		params := map[string]any{}
-		body := map[string]any{"flows": flowsJSON(req.flows), "params": params, "session": id}
-		if len(completed) > 0 {
-			body["completed"] = completed
-		}
+		body := map[string]any{"flows": flowsJSON(req.flows), "params": params, "session": id, "completed": completed}
 		e := &httputil.Error{Status: http.StatusUnauthorized, Extra: body}
 		if stageErr != nil {
 			e.Code, e.Msg = stageErr.Code, stageErr.Msg
@@ -129,9 +135,12 @@ func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResu
 			user = ident.User
 		}
 		if user != "" {
+			// Another account's credentials never authorise this request: a
+			// plain 403 (as Synapse and Complement expect), and no password
+			// check, so a stolen token is no oracle for other passwords.
 			local, err := a.accounts.ParseLocalUser(user)
 			if err != nil || a.accounts.UserID(local) != req.userID {
-				return nil, challenge(httputil.Forbidden("you can only authenticate as yourself"))
+				return nil, httputil.Forbidden("you can only authenticate as yourself")
 			}
 		}
 		if _, err := a.accounts.CheckPassword(r.Context(), req.userID, auth.Password); err != nil {
@@ -158,7 +167,7 @@ func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResu
 	if regToken != "" {
 		sess.regToken = regToken
 	}
-	completed = slices.Clone(sess.completed)
+	completed = append([]string{}, sess.completed...)
 	for _, flow := range req.flows {
 		if flowDone(flow, completed) {
 			delete(u.sessions, id)

@@ -232,7 +232,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log_level %q must be one of trace, debug, info, warn, error", c.LogLevel)
 	}
-	if !gomatrixserverlib.KnownRoomVersion(gomatrixserverlib.RoomVersion(c.DefaultRoomVersion)) {
+	if !SupportedRoomVersion(c.DefaultRoomVersion) {
 		bad("default_room_version %q is not a room version this server supports", c.DefaultRoomVersion)
 	}
 	if c.MaxRequestBodyBytes < 64<<10 {

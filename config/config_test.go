@@ -78,6 +78,7 @@ func TestValidationMessages(t *testing.T) {
 		{"registration: sometimes\n", "registration"},
 		{"log_level: loud\n", "log_level"},
 		{"default_room_version: '99'\n", "default_room_version"},
+		{"default_room_version: org.matrix.msc4242.12\n", "default_room_version"},
 		{"public_baseurl: ftp://x\n", "public_baseurl"},
 		{"bcrypt_cost: 2\n", "bcrypt_cost"},
 		{"max_request_body_bytes: 10\n", "max_request_body_bytes"},

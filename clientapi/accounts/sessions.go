@@ -51,6 +51,14 @@ func (s *Service) createDevice(ctx context.Context, tx *storage.Tx, userID strin
 	if len(d.DeviceID) > 255 {
 		return nil, httputil.InvalidParam("device_id is longer than 255 bytes")
 	}
+	// Spec: initial_device_display_name is ignored for a known device.
+	if d.DisplayName != "" {
+		if _, err := tx.Device(ctx, userID, d.DeviceID); err == nil {
+			d.DisplayName = ""
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
 	access, refresh, tokens, expiresIn := s.newTokens(d.Refresh)
 	err := tx.UpsertDevice(ctx, storage.Device{
 		UserID: userID, DeviceID: d.DeviceID, DisplayName: d.DisplayName,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 )
@@ -76,7 +77,8 @@ func ReadBody(r *http.Request) ([]byte, error) {
 }
 
 // DecodeJSON reads a JSON object body into dst: 400 M_NOT_JSON for a body
-// that is not a JSON object, 400 M_BAD_JSON for fields of the wrong type.
+// that is not valid JSON, 400 M_BAD_JSON for valid JSON that is not an
+// object or has fields of the wrong type.
 // An empty body counts as {} (several endpoints allow it).
 func DecodeJSON(r *http.Request, dst any) error {
 	body, err := ReadBody(r)
@@ -92,11 +94,14 @@ func Unmarshal(body []byte, dst any) error {
 	if len(body) == 0 {
 		body = []byte("{}")
 	}
-	if !json.Valid(body) {
-		return NotJSON("request body is not valid JSON")
+	// encoding/json accepts invalid UTF-8 in strings (replacing it); the
+	// spec's JSON is UTF-8, so such bodies are M_NOT_JSON.
+	if !json.Valid(body) || !utf8.Valid(body) {
+		return NotJSON("request body is not valid UTF-8 JSON")
 	}
 	if body[0] != '{' {
-		return NotJSON("request body must be a JSON object")
+		// Valid JSON of the wrong shape is M_BAD_JSON (M_NOT_JSON is for unparseable bodies).
+		return BadJSON("request body must be a JSON object")
 	}
 	if err := json.Unmarshal(body, dst); err != nil {
 		var typeErr *json.UnmarshalTypeError

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // UserRules is the per-user persisted push rule state: the user-defined
@@ -128,7 +129,7 @@ func validateRuleID(ruleID string) error {
 // parseObject distinguishes unparseable bodies (M_NOT_JSON) from valid JSON
 // of the wrong shape (M_BAD_JSON).
 func parseObject(body []byte) (map[string]json.RawMessage, error) {
-	if !json.Valid(body) {
+	if !json.Valid(body) || !utf8.Valid(body) {
 		return nil, &Error{Code: CodeNotJSON, Status: 400, Msg: "content not JSON"}
 	}
 	var m map[string]json.RawMessage
@@ -441,7 +442,7 @@ func (u *UserRules) SetActions(kind, ruleID string, actions Actions) error {
 // ParseEnabled decodes the PUT .../enabled body {"enabled": bool}. A bare
 // boolean is also accepted, as Synapse does for older clients.
 func ParseEnabled(body []byte) (bool, error) {
-	if !json.Valid(body) {
+	if !json.Valid(body) || !utf8.Valid(body) {
 		return false, &Error{Code: CodeNotJSON, Status: 400, Msg: "content not JSON"}
 	}
 	var b bool
