@@ -90,11 +90,20 @@ func TestDevicesAndTokens(t *testing.T) {
 		if err != nil || dev.DeviceID != "D1" {
 			t.Errorf("DeviceByRefreshToken = %+v, %v", dev, err)
 		}
-		return tx.SetDeviceTokens(ctx, "@a:x", "D1", DeviceTokens{AccessHash: []byte("t3"), RefreshHash: []byte("r3")})
+		return tx.RefreshDeviceTokens(ctx, "@a:x", "D1", []byte("r2"), DeviceTokens{AccessHash: []byte("t3"), RefreshHash: []byte("r3")})
+	})
+	if o, err := db.TokenOwner(ctx, []byte("t3")); err != nil || !o.HasPrevRefresh {
+		t.Fatalf("after refresh: %+v, %v; want HasPrevRefresh", o, err)
+	}
+	mustWrite(t, db, func(tx *Tx) error {
+		if _, err := tx.DeviceByRefreshToken(ctx, []byte("r2")); err != nil {
+			t.Errorf("previous refresh token not honoured before the new pair is used: %v", err)
+		}
+		return tx.RevokePrevRefreshToken(ctx, "@a:x", "D1")
 	})
 	mustWrite(t, db, func(tx *Tx) error {
 		if _, err := tx.DeviceByRefreshToken(ctx, []byte("r2")); !errors.Is(err, ErrNotFound) {
-			t.Errorf("rotated refresh token still resolves: %v", err)
+			t.Errorf("revoked refresh token still resolves: %v", err)
 		}
 		return tx.UpsertDevice(ctx, Device{UserID: "@a:x", DeviceID: "D2", CreatedTS: 30}, DeviceTokens{AccessHash: []byte("u1")})
 	})

@@ -58,6 +58,7 @@ func (tx *Tx) UpsertDevice(ctx context.Context, d Device, t DeviceTokens) error 
 			access_token_hash = excluded.access_token_hash,
 			access_expires_ts = excluded.access_expires_ts,
 			refresh_token_hash = excluded.refresh_token_hash,
+			prev_refresh_token_hash = NULL,
 			display_name = COALESCE(excluded.display_name, devices.display_name),
 			last_seen_ts = excluded.last_seen_ts,
 			last_seen_ip = COALESCE(excluded.last_seen_ip, devices.last_seen_ip)`,
@@ -73,20 +74,35 @@ func (db *DB) DeviceByAccessToken(ctx context.Context, hash []byte) (*Device, er
 	return scanDevice(db.q().QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE access_token_hash = $1`, hash))
 }
 
-// DeviceByRefreshToken finds the device owning a hashed refresh token.
+// DeviceByRefreshToken finds the device owning a hashed refresh token,
+// either its current one or (retry) the one it held before its last refresh.
 func (tx *Tx) DeviceByRefreshToken(ctx context.Context, hash []byte) (*Device, error) {
-	return scanDevice(tx.q().QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE refresh_token_hash = $1`, hash))
+	return scanDevice(tx.q().QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices
+		WHERE refresh_token_hash = $1 OR prev_refresh_token_hash = $1`, hash))
 }
 
-// SetDeviceTokens replaces a device's tokens (refresh).
-func (tx *Tx) SetDeviceTokens(ctx context.Context, userID, deviceID string, t DeviceTokens) error {
-	res, err := tx.exec(ctx, `UPDATE devices SET access_token_hash = $3, access_expires_ts = $4, refresh_token_hash = $5
-		WHERE user_id = $1 AND device_id = $2`, userID, deviceID, t.AccessHash, nullIfZero(t.AccessExpiresTS), t.RefreshHash)
+// RefreshDeviceTokens installs a new token pair after a refresh with used
+// (a hashed refresh token). The refresh token used stays valid as the
+// previous one until the new pair is used.
+func (tx *Tx) RefreshDeviceTokens(ctx context.Context, userID, deviceID string, used []byte, t DeviceTokens) error {
+	res, err := tx.exec(ctx, `UPDATE devices SET access_token_hash = $3, access_expires_ts = $4, refresh_token_hash = $5,
+			prev_refresh_token_hash = $6
+		WHERE user_id = $1 AND device_id = $2`, userID, deviceID, t.AccessHash, nullIfZero(t.AccessExpiresTS), t.RefreshHash, used)
 	if err != nil {
 		return fmt.Errorf("rotating device tokens: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
+	}
+	return nil
+}
+
+// RevokePrevRefreshToken forgets a device's previous refresh token, once its
+// new access token has been used.
+func (tx *Tx) RevokePrevRefreshToken(ctx context.Context, userID, deviceID string) error {
+	_, err := tx.exec(ctx, `UPDATE devices SET prev_refresh_token_hash = NULL WHERE user_id = $1 AND device_id = $2`, userID, deviceID)
+	if err != nil {
+		return fmt.Errorf("revoking previous refresh token: %w", err)
 	}
 	return nil
 }
@@ -191,6 +207,8 @@ type TokenOwner struct {
 	IsAdmin         bool
 	Deactivated     bool
 	AccessExpiresTS int64
+	// HasPrevRefresh: the device still honours its previous refresh token.
+	HasPrevRefresh bool
 }
 
 // TokenOwner resolves a hashed access token in one indexed lookup. It reads
@@ -198,9 +216,10 @@ type TokenOwner struct {
 // in another process take effect at once.
 func (db *DB) TokenOwner(ctx context.Context, hash []byte) (*TokenOwner, error) {
 	var o TokenOwner
-	err := db.q().QueryRowContext(ctx, `SELECT d.user_id, d.device_id, a.is_admin, a.deactivated, COALESCE(d.access_expires_ts, 0)
+	err := db.q().QueryRowContext(ctx, `SELECT d.user_id, d.device_id, a.is_admin, a.deactivated, COALESCE(d.access_expires_ts, 0),
+			d.prev_refresh_token_hash IS NOT NULL
 		FROM devices d JOIN accounts a ON a.user_id = d.user_id WHERE d.access_token_hash = $1`, hash).
-		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.AccessExpiresTS)
+		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.AccessExpiresTS, &o.HasPrevRefresh)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

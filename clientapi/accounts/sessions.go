@@ -116,6 +116,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 	if o.AccessExpiresTS != 0 && s.now().UnixMilli() >= o.AccessExpiresTS {
 		return nil, httputil.UnknownToken(true, "Access token has expired")
 	}
+	if o.HasPrevRefresh {
+		// The new access token is in use: the refresh token it replaced is done.
+		err := s.db.Write(ctx, func(tx *storage.Tx) error { return tx.RevokePrevRefreshToken(ctx, o.UserID, o.DeviceID) })
+		if err != nil {
+			return nil, err
+		}
+	}
 	return &Session{UserID: o.UserID, DeviceID: o.DeviceID, IsAdmin: o.IsAdmin, ExpiresTS: o.AccessExpiresTS}, nil
 }
 
@@ -149,7 +156,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Login, err
 			return err
 		}
 		access, refresh, tokens, expiresIn := s.newTokens(true)
-		if err := tx.SetDeviceTokens(ctx, dev.UserID, dev.DeviceID, tokens); err != nil {
+		if err := tx.RefreshDeviceTokens(ctx, dev.UserID, dev.DeviceID, hashToken(refreshToken), tokens); err != nil {
 			return err
 		}
 		out = &Login{UserID: dev.UserID, AccessToken: access, RefreshToken: refresh, ExpiresInMS: expiresIn.Milliseconds()}
