@@ -14,6 +14,7 @@ import (
 	"matrixhs/clientapi/accounts"
 	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
 
@@ -22,14 +23,15 @@ type API struct {
 	cfg      *config.Config
 	db       *storage.DB
 	accounts *accounts.Service
+	rooms    *roomserver.Roomserver
 	uia      *uiaSessions
 	nonces   *nonceStore
 	log      logrus.FieldLogger
 }
 
 // New builds the client API.
-func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, uia: newUIASessions(), nonces: newNonceStore(), log: log}
+func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
+	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, uia: newUIASessions(), nonces: newNonceStore(), log: log}
 }
 
 // Handler returns the HTTP handler for every path the server answers.

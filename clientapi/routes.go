@@ -3,6 +3,8 @@ package clientapi
 import (
 	"net/http"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
 	"matrixhs/clientapi/httputil"
 )
 
@@ -66,6 +68,36 @@ func (a *API) register(rt *router) {
 	rt.client(del, "/pushrules/{scope}/{kind}/{ruleId}", a.auth(a.deletePushRule))
 	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.getPushRuleAttr))
 	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.putPushRuleAttr))
+
+	// Rooms: creation and membership.
+	rt.client(post, "/createRoom", a.auth(a.createRoom))
+	rt.client(post, "/join/{roomIdOrAlias}", a.auth(a.joinRoomByIDOrAlias))
+	rt.client(post, "/knock/{roomIdOrAlias}", a.auth(a.knockRoom))
+	rt.client(post, "/rooms/{roomId}/join", a.auth(a.joinRoom))
+	rt.client(post, "/rooms/{roomId}/leave", a.auth(a.leaveRoom))
+	rt.client(post, "/rooms/{roomId}/forget", a.auth(a.forgetRoom))
+	rt.client(post, "/rooms/{roomId}/{action:invite}", a.auth(a.targetMembership(spec.Invite)))
+	rt.client(post, "/rooms/{roomId}/{action:kick}", a.auth(a.targetMembership(spec.Leave)))
+	rt.client(post, "/rooms/{roomId}/{action:ban}", a.auth(a.targetMembership(spec.Ban)))
+	rt.client(post, "/rooms/{roomId}/{action:unban}", a.auth(a.targetMembership(spec.Leave)))
+	rt.client(get, "/joined_rooms", a.auth(a.joinedRooms))
+
+	// Rooms: sending.
+	rt.client(put, "/rooms/{roomId}/send/{eventType}/{txnId}", a.auth(a.sendMessage))
+	rt.client(put, "/rooms/{roomId}/state/{eventType}", a.auth(a.putState))
+	rt.client(put, "/rooms/{roomId}/state/{eventType}/{stateKey}", a.auth(a.putState))
+	rt.client(put, "/rooms/{roomId}/redact/{eventId}/{txnId}", a.auth(a.redactEvent))
+
+	// Rooms: reading.
+	rt.client(get, "/rooms/{roomId}/state", a.auth(a.getRoomState))
+	rt.client(get, "/rooms/{roomId}/state/{eventType}", a.auth(a.getStateEvent))
+	rt.client(get, "/rooms/{roomId}/state/{eventType}/{stateKey}", a.auth(a.getStateEvent))
+	rt.client(get, "/rooms/{roomId}/members", a.auth(a.getMembers))
+	rt.client(get, "/rooms/{roomId}/joined_members", a.auth(a.getJoinedMembers))
+	rt.client(get, "/rooms/{roomId}/messages", a.auth(a.getMessages))
+	rt.client(get, "/rooms/{roomId}/event/{eventId}", a.auth(a.getEvent))
+	rt.client(get, "/rooms/{roomId}/context/{eventId}", a.auth(a.getContext))
+	rt.v1(get, "/rooms/{roomId}/timestamp_to_event", a.auth(a.timestampToEvent))
 
 	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
 	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))

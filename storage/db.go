@@ -59,6 +59,7 @@ type Tx struct {
 	tx       *sql.Tx
 	pos      *int64
 	onCommit []func()
+	onAbort  []func()
 }
 
 // Open opens (creating if needed) the database at path and applies migrations.
@@ -150,22 +151,30 @@ func (db *DB) StreamPosition() int64 { return db.streamPos.Load() }
 // fn may run in the same SQLite transaction as other callers' writes; its own
 // changes are all applied or none. fn must not block on anything but the Tx.
 func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
+	return db.Enqueue(ctx, fn)()
+}
+
+// Enqueue queues fn like Write but returns at once with a function that
+// waits for the outcome. Writes run in the order they were enqueued, so a
+// caller holding a lock can queue a write in order and wait after unlocking.
+func (db *DB) Enqueue(ctx context.Context, fn func(*Tx) error) (wait func() error) {
 	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	db.closeMu.RLock()
 	if db.closed {
 		db.closeMu.RUnlock()
-		return ErrClosed
+		return func() error { return ErrClosed }
 	}
 	select {
 	case <-ctx.Done():
 		db.closeMu.RUnlock()
-		return ctx.Err()
+		err := ctx.Err()
+		return func() error { return err }
 	case db.reqs <- req:
 	}
 	db.closeMu.RUnlock()
-	// Once queued the write is carried out even if ctx ends meanwhile, so a
-	// caller never sees an error for a write that did commit.
-	return <-req.done
+	// Once queued the write is carried out unless ctx ended before it ran,
+	// so a caller never sees an error for a write that did commit.
+	return func() error { return <-req.done }
 }
 
 func (db *DB) writeLoop() {
@@ -202,11 +211,15 @@ func (db *DB) writeLoop() {
 func (db *DB) commitBatch(batch []*writeReq) {
 	ctx := context.Background()
 	results := make([]error, len(batch))
-	var callbacks []func()
+	var callbacks, aborts []func()
 	fail := func(err error) {
-		for i, r := range batch {
+		// Writes that succeeded inside the batch are lost with it: their
+		// abort hooks run before any later write.
+		for _, f := range aborts {
+			f()
+		}
+		for _, r := range batch {
 			r.done <- err
-			results[i] = err
 		}
 	}
 	sqlTx, err := db.writer.BeginTx(ctx, nil)
@@ -228,7 +241,7 @@ func (db *DB) commitBatch(batch []*writeReq) {
 			results[i] = err
 			continue
 		}
-		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks)
+		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts)
 	}
 	if pos != committed {
 		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
@@ -252,7 +265,7 @@ func (db *DB) commitBatch(batch []*writeReq) {
 
 // runOne runs fn inside a savepoint; on error or panic its changes and
 // stream positions are undone.
-func (db *DB) runOne(ctx context.Context, sqlTx *sql.Tx, fn func(*Tx) error, pos *int64, callbacks *[]func()) (err error) {
+func (db *DB) runOne(ctx context.Context, sqlTx *sql.Tx, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func()) (err error) {
 	if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
@@ -267,8 +280,12 @@ func (db *DB) runOne(ctx context.Context, sqlTx *sql.Tx, fn func(*Tx) error, pos
 			if _, rbErr := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
 				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
 			}
+			for _, f := range tx.onAbort {
+				f()
+			}
 		} else {
 			*callbacks = append(*callbacks, tx.onCommit...)
+			*aborts = append(*aborts, tx.onAbort...)
 		}
 		if _, relErr := sqlTx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {
 			err = fmt.Errorf("release savepoint: %w", relErr)
@@ -282,6 +299,12 @@ func (tx *Tx) NextStreamPos() int64 {
 	*tx.pos++
 	return *tx.pos
 }
+
+// OnAbort registers f to run if this write's changes are rolled back (its
+// own failure, or the failure of the batch commit). It runs on the writer
+// goroutine before any later write, so in-memory state mirrored from the
+// write can be invalidated in order.
+func (tx *Tx) OnAbort(f func()) { tx.onAbort = append(tx.onAbort, f) }
 
 // OnCommit registers f to run after the transaction is durable (to wake
 // waiters or update caches). It does not run when the write fails.

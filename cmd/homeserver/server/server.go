@@ -18,6 +18,7 @@ import (
 	"matrixhs/clientapi"
 	"matrixhs/clientapi/accounts"
 	"matrixhs/config"
+	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
 
@@ -26,6 +27,7 @@ type Server struct {
 	Config     *config.Config
 	DB         *storage.DB
 	Accounts   *accounts.Service
+	Rooms      *roomserver.Roomserver
 	SigningKey *config.SigningKey
 	Log        *logrus.Logger
 
@@ -62,7 +64,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.Accounts = accounts.New(db, accounts.Options{
 		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
 	})
-	api := clientapi.New(cfg, db, s.Accounts, s.Log)
+	s.Rooms = roomserver.New(db, roomserver.Options{
+		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey,
+	})
+	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
 	s.http = &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 30 * time.Second,

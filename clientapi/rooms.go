@@ -1,0 +1,278 @@
+package clientapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/clientapi/accounts"
+	"matrixhs/clientapi/httputil"
+	"matrixhs/roomserver"
+	"matrixhs/storage"
+)
+
+type createRoomRequest struct {
+	Visibility                string                  `json:"visibility"`
+	RoomAliasName             string                  `json:"room_alias_name"`
+	Name                      *string                 `json:"name"`
+	Topic                     *string                 `json:"topic"`
+	Invite                    []string                `json:"invite"`
+	Invite3PID                []json.RawMessage       `json:"invite_3pid"`
+	RoomVersion               string                  `json:"room_version"`
+	CreationContent           json.RawMessage         `json:"creation_content"`
+	InitialState              []roomserver.StateEvent `json:"initial_state"`
+	Preset                    string                  `json:"preset"`
+	IsDirect                  bool                    `json:"is_direct"`
+	PowerLevelContentOverride json.RawMessage         `json:"power_level_content_override"`
+}
+
+// createRoom serves POST /_matrix/client/v3/createRoom.
+func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
+	var req createRoomRequest
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	switch req.Visibility {
+	case "", "private", "public":
+	default:
+		return nil, httputil.InvalidParam("visibility must be public or private")
+	}
+	if len(req.Invite3PID) > 0 {
+		return nil, httputil.Unknown("third-party invites are not supported")
+	}
+	if req.Name != nil && len(*req.Name) > 255 {
+		return nil, httputil.BadJSON("name is longer than 255 bytes")
+	}
+	for _, obj := range []json.RawMessage{req.CreationContent, req.PowerLevelContentOverride} {
+		if len(obj) > 0 && string(obj) != "null" && obj[0] != '{' {
+			return nil, httputil.BadJSON("creation_content and power_level_content_override must be objects")
+		}
+	}
+	for _, ev := range req.InitialState {
+		if ev.Type == "" || (len(ev.Content) > 0 && ev.Content[0] != '{') {
+			return nil, httputil.BadJSON("initial_state events need a type and an object content")
+		}
+	}
+	version := req.RoomVersion
+	if version == "" {
+		version = a.cfg.DefaultRoomVersion
+	}
+	alias := ""
+	if req.RoomAliasName != "" {
+		if strings.ContainsAny(req.RoomAliasName, ":# \t\n") {
+			return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_INVALID_PARAM", Msg: "room_alias_name may not contain ':', '#' or whitespace"}
+		}
+		alias = "#" + req.RoomAliasName + ":" + a.cfg.ServerName
+	}
+	acc, err := a.db.Account(r.Context(), s.UserID)
+	if err != nil {
+		return nil, err
+	}
+	roomID, err := a.rooms.CreateRoom(r.Context(), roomserver.CreateRoomRequest{
+		Creator: s.UserID, DeviceID: s.DeviceID, Version: version, Preset: req.Preset,
+		Public: req.Visibility == "public", IsDirect: req.IsDirect, Invite: req.Invite,
+		Name: req.Name, Topic: req.Topic, Alias: alias, InitialState: req.InitialState,
+		CreationContent: req.CreationContent, PowerLevelOverride: req.PowerLevelContentOverride,
+		DisplayName: acc.DisplayName, AvatarURL: acc.AvatarURL,
+	})
+	if err != nil {
+		return nil, roomErr(err)
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+// resolveRoom accepts a room ID or a local alias.
+func (a *API) resolveRoom(r *http.Request, idOrAlias string) (string, error) {
+	switch {
+	case strings.HasPrefix(idOrAlias, "!"):
+		return idOrAlias, nil
+	case strings.HasPrefix(idOrAlias, "#"):
+		id, err := a.db.AliasRoom(r.Context(), idOrAlias)
+		if errors.Is(err, storage.ErrNotFound) {
+			return "", httputil.NotFound("Room alias %s not found", idOrAlias)
+		}
+		return id, err
+	default:
+		return "", httputil.InvalidParam("%q is neither a room ID nor an alias", idOrAlias)
+	}
+}
+
+type membershipBody struct {
+	UserID string `json:"user_id"`
+	Reason string `json:"reason"`
+}
+
+// changeMembership performs a membership change and maps its errors.
+func (a *API) changeMembership(r *http.Request, s *accounts.Session, roomID, target, membership, reason string) error {
+	req := roomserver.MembershipRequest{
+		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Target: target, Membership: membership, Reason: reason,
+	}
+	if membership == spec.Join || membership == spec.Knock {
+		acc, err := a.db.Account(r.Context(), s.UserID)
+		if err != nil {
+			return err
+		}
+		req.DisplayName, req.AvatarURL = acc.DisplayName, acc.AvatarURL
+	}
+	if membership == spec.Invite {
+		if err := a.checkInvitee(r, target); err != nil {
+			return err
+		}
+	}
+	_, err := a.rooms.SetMembership(r.Context(), req)
+	if err == nil && membership == spec.Join {
+		err = a.db.Write(r.Context(), func(tx *storage.Tx) error {
+			info, err := a.db.Room(r.Context(), roomID)
+			if err != nil {
+				return err
+			}
+			return tx.SetForgotten(r.Context(), s.UserID, info.NID, false)
+		})
+	}
+	return roomErr(err)
+}
+
+func (a *API) checkInvitee(r *http.Request, target string) error {
+	uid, err := spec.NewUserID(target, true)
+	if err != nil {
+		return httputil.InvalidParam("%q is not a user ID", target)
+	}
+	if string(uid.Domain()) != a.cfg.ServerName {
+		return httputil.Forbidden("this server does not federate: cannot invite %s", target)
+	}
+	if _, err := a.db.Account(r.Context(), target); errors.Is(err, storage.ErrNotFound) {
+		return httputil.NotFound("Unknown user %s", target)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// joinRoomByIDOrAlias serves POST /_matrix/client/v3/join/{roomIdOrAlias}.
+func (a *API) joinRoomByIDOrAlias(r *http.Request, s *accounts.Session) (any, error) {
+	roomID, err := a.resolveRoom(r, pathVar(r, "roomIdOrAlias"))
+	if err != nil {
+		return nil, err
+	}
+	return a.join(r, s, roomID)
+}
+
+// joinRoom serves POST /_matrix/client/v3/rooms/{roomId}/join.
+func (a *API) joinRoom(r *http.Request, s *accounts.Session) (any, error) {
+	return a.join(r, s, pathVar(r, "roomId"))
+}
+
+func (a *API) join(r *http.Request, s *accounts.Session, roomID string) (any, error) {
+	var body membershipBody
+	if err := httputil.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if err := a.changeMembership(r, s, roomID, s.UserID, spec.Join, body.Reason); err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+// knockRoom serves POST /_matrix/client/v3/knock/{roomIdOrAlias}.
+func (a *API) knockRoom(r *http.Request, s *accounts.Session) (any, error) {
+	roomID, err := a.resolveRoom(r, pathVar(r, "roomIdOrAlias"))
+	if err != nil {
+		return nil, err
+	}
+	var body membershipBody
+	if err := httputil.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if err := a.changeMembership(r, s, roomID, s.UserID, spec.Knock, body.Reason); err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+// leaveRoom serves POST /_matrix/client/v3/rooms/{roomId}/leave.
+func (a *API) leaveRoom(r *http.Request, s *accounts.Session) (any, error) {
+	var body membershipBody
+	if err := httputil.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if err := a.changeMembership(r, s, pathVar(r, "roomId"), s.UserID, spec.Leave, body.Reason); err != nil {
+		return nil, err
+	}
+	return httputil.Empty, nil
+}
+
+// targetMembership serves invite, kick, ban and unban, which name a target user.
+func (a *API) targetMembership(membership string) authed {
+	return func(r *http.Request, s *accounts.Session) (any, error) {
+		var body membershipBody
+		if err := httputil.DecodeJSON(r, &body); err != nil {
+			return nil, err
+		}
+		if body.UserID == "" {
+			return nil, httputil.MissingParam("user_id is required")
+		}
+		if _, err := spec.NewUserID(body.UserID, true); err != nil {
+			return nil, httputil.InvalidParam("%q is not a user ID", body.UserID)
+		}
+		roomID := pathVar(r, "roomId")
+		target := membership
+		switch pathVar(r, "action") {
+		case "kick":
+			target = spec.Leave
+		case "unban":
+			m, err := a.rooms.Membership(r.Context(), roomID, body.UserID)
+			if err != nil {
+				return nil, roomErr(err)
+			}
+			if m != spec.Ban {
+				return nil, httputil.Forbidden("%s is not banned", body.UserID)
+			}
+			target = spec.Leave
+		}
+		if err := a.changeMembership(r, s, roomID, body.UserID, target, body.Reason); err != nil {
+			return nil, err
+		}
+		return httputil.Empty, nil
+	}
+}
+
+// forgetRoom serves POST /_matrix/client/v3/rooms/{roomId}/forget.
+func (a *API) forgetRoom(r *http.Request, s *accounts.Session) (any, error) {
+	roomID := pathVar(r, "roomId")
+	info, err := a.db.Room(r.Context(), roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, httputil.NotFound("Unknown room")
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := a.db.Membership(r.Context(), info.NID, s.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if m == spec.Join || m == spec.Invite || m == spec.Knock {
+		return nil, httputil.Unknown("leave the room before forgetting it")
+	}
+	if m == "" {
+		return nil, httputil.NotFound("you were never in this room")
+	}
+	if err := a.db.Write(r.Context(), func(tx *storage.Tx) error { return tx.SetForgotten(r.Context(), s.UserID, info.NID, true) }); err != nil {
+		return nil, err
+	}
+	return httputil.Empty, nil
+}
+
+// joinedRooms serves GET /_matrix/client/v3/joined_rooms.
+func (a *API) joinedRooms(r *http.Request, s *accounts.Session) (any, error) {
+	ids, err := a.db.JoinedRooms(r.Context(), s.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return map[string]any{"joined_rooms": ids}, nil
+}

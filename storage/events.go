@@ -1,0 +1,260 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Event statuses.
+const (
+	EventAccepted   = 0
+	EventOutlier    = 1
+	EventRejected   = 2
+	EventSoftFailed = 3
+)
+
+// Event is a stored event with what the APIs need around its JSON.
+type Event struct {
+	NID           int64
+	EventID       string
+	RoomNID       int64
+	RoomID        string
+	RoomVersion   string
+	Type          string
+	StateKey      *string
+	Sender        string
+	Depth         int64
+	OriginTS      int64
+	StreamPos     int64 // 0 when not in the timeline
+	StateBefore   int64
+	Status        int
+	RelatesTo     string
+	RelType       string
+	RedactedBy    string
+	SenderDevice  string
+	TxnID         string
+	UnsignedExtra []byte
+	JSON          []byte
+}
+
+// NewEvent is an event to store.
+type NewEvent struct {
+	RoomNID       int64
+	EventID       string
+	Type          string
+	StateKey      *string
+	Sender        string
+	Depth         int64
+	OriginTS      int64
+	StateBefore   int64
+	Status        int
+	RelatesTo     string
+	RelType       string
+	SenderDevice  string
+	TxnID         string
+	UnsignedExtra []byte
+	JSON          []byte
+	PrevEvents    []string
+}
+
+// InsertEvent stores an event; accepted events get the next stream
+// position, which is returned with the event's NID.
+func (tx *Tx) InsertEvent(ctx context.Context, e NewEvent) (nid, pos int64, err error) {
+	var streamPos any
+	if e.Status == EventAccepted {
+		pos = tx.NextStreamPos()
+		streamPos = pos
+	}
+	err = tx.q().QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_server_ts,
+			stream_pos, state_before, status, relates_to, rel_type, sender_device, txn_id, unsigned_extra, json)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''), NULLIF($14, ''), $15, $16)
+		RETURNING event_nid`,
+		e.EventID, e.RoomNID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, streamPos, e.StateBefore, e.Status,
+		e.RelatesTo, e.RelType, e.SenderDevice, e.TxnID, nullBytes(e.UnsignedExtra), string(e.JSON)).Scan(&nid)
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: events.event_id") {
+			return 0, 0, ErrExists
+		}
+		return 0, 0, fmt.Errorf("inserting event %s: %w", e.EventID, err)
+	}
+	for _, prev := range e.PrevEvents {
+		if _, err := tx.exec(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev); err != nil {
+			return 0, 0, fmt.Errorf("inserting event edge: %w", err)
+		}
+	}
+	return nid, pos, nil
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// RedactEvent replaces an event's JSON with its redacted form.
+func (tx *Tx) RedactEvent(ctx context.Context, eventNID int64, redactedBy string, redactedJSON []byte) error {
+	_, err := tx.exec(ctx, `UPDATE events SET json = $2, redacted_by = $3 WHERE event_nid = $1`, eventNID, string(redactedJSON), redactedBy)
+	if err != nil {
+		return fmt.Errorf("redacting event: %w", err)
+	}
+	return nil
+}
+
+const eventColumns = `e.event_nid, e.event_id, e.room_nid, r.room_id, r.room_version, e.type, e.state_key, e.sender, e.depth,
+	e.origin_server_ts, COALESCE(e.stream_pos, 0), e.state_before, e.status, COALESCE(e.relates_to, ''), COALESCE(e.rel_type, ''),
+	COALESCE(e.redacted_by, ''), COALESCE(e.sender_device, ''), COALESCE(e.txn_id, ''), COALESCE(e.unsigned_extra, ''), e.json`
+
+const eventFrom = ` FROM events e JOIN rooms r ON r.room_nid = e.room_nid `
+
+func scanEvent(row interface{ Scan(...any) error }) (*Event, error) {
+	var e Event
+	var sk sql.NullString
+	var extra, js string
+	err := row.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.RoomID, &e.RoomVersion, &e.Type, &sk, &e.Sender, &e.Depth,
+		&e.OriginTS, &e.StreamPos, &e.StateBefore, &e.Status, &e.RelatesTo, &e.RelType,
+		&e.RedactedBy, &e.SenderDevice, &e.TxnID, &extra, &js)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading event: %w", err)
+	}
+	if sk.Valid {
+		e.StateKey = &sk.String
+	}
+	if extra != "" {
+		e.UnsignedExtra = []byte(extra)
+	}
+	e.JSON = []byte(js)
+	return &e, nil
+}
+
+func scanEvents(rows *sql.Rows, err error) ([]Event, error) {
+	if err != nil {
+		return nil, fmt.Errorf("querying events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *e)
+	}
+	return out, rows.Err()
+}
+
+// EventByID loads one event.
+func (db *DB) EventByID(ctx context.Context, eventID string) (*Event, error) {
+	return scanEvent(db.q().QueryRowContext(ctx, `SELECT `+eventColumns+eventFrom+`WHERE e.event_id = $1`, eventID))
+}
+
+// EventByID loads one event inside a write.
+func (tx *Tx) EventByID(ctx context.Context, eventID string) (*Event, error) {
+	return scanEvent(tx.q().QueryRowContext(ctx, `SELECT `+eventColumns+eventFrom+`WHERE e.event_id = $1`, eventID))
+}
+
+// EventsByNID loads events by NID, in NID order.
+func (db *DB) EventsByNID(ctx context.Context, nids []int64) ([]Event, error) {
+	if len(nids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(nids))
+	marks := make([]string, len(nids))
+	for i, n := range nids {
+		args[i] = n
+		marks[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`WHERE e.event_nid IN (`+strings.Join(marks, ",")+`) ORDER BY e.event_nid`, args...))
+}
+
+// Timeline returns up to limit timeline events of a room: with backwards,
+// those with stream_pos <= from, newest first; else those with
+// from < stream_pos <= to, oldest first. to <= 0 means no upper bound.
+func (db *DB) Timeline(ctx context.Context, roomNID, from, to int64, backwards bool, limit int) ([]Event, error) {
+	if backwards {
+		return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`
+			WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos <= $2 AND e.stream_pos > $3
+			ORDER BY e.stream_pos DESC LIMIT $4`, roomNID, from, to, limit))
+	}
+	if to <= 0 {
+		to = 1 << 62
+	}
+	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`
+		WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos > $2 AND e.stream_pos <= $3
+		ORDER BY e.stream_pos ASC LIMIT $4`, roomNID, from, to, limit))
+}
+
+// StateHistory returns the accepted state events of one key in a room (a
+// user's membership events, or the room's history_visibility changes), in
+// stream order.
+func (db *DB) StateHistory(ctx context.Context, roomNID int64, typ, stateKey string) ([]Event, error) {
+	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`
+		WHERE e.room_nid = $1 AND e.type = $2 AND e.state_key = $3 AND e.stream_pos IS NOT NULL ORDER BY e.stream_pos`,
+		roomNID, typ, stateKey))
+}
+
+// CurrentStateEvents returns a room's current state events, optionally
+// only those of one type.
+func (db *DB) CurrentStateEvents(ctx context.Context, roomNID int64, typ string) ([]Event, error) {
+	q := `SELECT ` + eventColumns + ` FROM current_state c JOIN events e ON e.event_nid = c.event_nid JOIN rooms r ON r.room_nid = e.room_nid
+		WHERE c.room_nid = $1`
+	args := []any{roomNID}
+	if typ != "" {
+		q += ` AND c.type = $2`
+		args = append(args, typ)
+	}
+	return scanEvents(db.q().QueryContext(ctx, q+` ORDER BY c.type, c.state_key`, args...))
+}
+
+// LatestStreamPos is the stream position of a room's newest timeline event.
+func (db *DB) LatestStreamPos(ctx context.Context, roomNID int64) (int64, error) {
+	var pos int64
+	err := db.q().QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM events WHERE room_nid = $1 AND stream_pos IS NOT NULL`, roomNID).Scan(&pos)
+	if err != nil {
+		return 0, fmt.Errorf("reading latest position: %w", err)
+	}
+	return pos, nil
+}
+
+// StateAt returns the room state (key to event NID) after the room's last
+// timeline event at or before pos.
+func (db *DB) StateAt(ctx context.Context, roomNID, pos int64) (map[StateKey]int64, error) {
+	var nid, before int64
+	var typ string
+	var sk sql.NullString
+	err := db.q().QueryRowContext(ctx, `SELECT event_nid, state_before, type, state_key FROM events
+		WHERE room_nid = $1 AND stream_pos IS NOT NULL AND stream_pos <= $2 ORDER BY stream_pos DESC LIMIT 1`, roomNID, pos).
+		Scan(&nid, &before, &typ, &sk)
+	if errors.Is(err, sql.ErrNoRows) {
+		return map[StateKey]int64{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finding state at %d: %w", pos, err)
+	}
+	state, err := db.Snapshot(ctx, before)
+	if err != nil {
+		return nil, err
+	}
+	if sk.Valid {
+		state[StateKey{Type: typ, StateKey: sk.String}] = nid
+	}
+	return state, nil
+}
+
+// EventNearTimestamp finds the room's timeline event closest to ts in the
+// given direction (forwards: the first at or after ts).
+func (db *DB) EventNearTimestamp(ctx context.Context, roomNID, ts int64, forwards bool) (*Event, error) {
+	q := `SELECT ` + eventColumns + eventFrom + `WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL AND e.origin_server_ts <= $2
+		ORDER BY e.origin_server_ts DESC, e.stream_pos DESC LIMIT 1`
+	if forwards {
+		q = `SELECT ` + eventColumns + eventFrom + `WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL AND e.origin_server_ts >= $2
+		ORDER BY e.origin_server_ts ASC, e.stream_pos ASC LIMIT 1`
+	}
+	return scanEvent(db.q().QueryRowContext(ctx, q, roomNID, ts))
+}
