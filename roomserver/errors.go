@@ -11,6 +11,7 @@ var (
 	ErrEventTooLarge      = errors.New("event is larger than 65536 bytes")
 	ErrUnsupportedVersion = errors.New("unsupported room version")
 	ErrAliasInUse         = errors.New("room alias already in use")
+	ErrStateResolution    = errors.New("state resolution failed")
 )
 
 // ForbiddenError is an action the auth rules or the server's policy refuse.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -35,6 +36,9 @@ type Sent struct {
 // Send builds, authorises and stores a local event. A repeated transaction
 // ID returns the first event's ID.
 func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
+	if uid, err := spec.NewUserID(ev.Sender, true); err != nil || uid.Domain() != rs.origin {
+		return Sent{}, forbidden("%s is not a user of this server", ev.Sender)
+	}
 	if ev.TxnID != "" {
 		id, err := rs.db.TxnEventID(ctx, ev.Sender, ev.DeviceID, ev.TxnScope, ev.TxnID)
 		if err == nil {
@@ -127,58 +131,102 @@ func (rs *Roomserver) buildProto(r *room, proto *gomatrixserverlib.ProtoEvent) (
 	return pdu, nil
 }
 
-// append advances the room head past pdu and queues its persistence in
-// order. r.mu must be held; the caller waits (after unlocking) with wait.
+// eventWrite is one event on its way to storage, with everything the
+// persist step needs decided while the room lock was held.
+type eventWrite struct {
+	pdu    gomatrixserverlib.PDU
+	meta   eventMeta
+	status int
+	// extra is unsigned data stored beside the event (prev_content ...).
+	extra []byte
+	// stateBefore is the state before the event when it is not the room's
+	// current state (a fork); nil means the current state.
+	stateBefore stateMap
+	// newCurrent is the room's state after the event when the event does
+	// not simply extend the current state (a fork was resolved); nil means
+	// current state plus the event.
+	newCurrent  stateMap
+	extremities []string
+	depth       int64
+}
+
+type stateMap = map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU
+
+// append advances the room head past a local event that extends the
+// current state and queues its persistence. r.mu must be held.
 func (rs *Roomserver) append(ctx context.Context, r *room, pdu gomatrixserverlib.PDU, meta eventMeta) (wait func() error, pos *int64) {
-	var extra []byte
+	w := &eventWrite{pdu: pdu, meta: meta, status: storage.EventAccepted}
 	if sk := pdu.StateKey(); sk != nil {
-		tuple := gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *sk}
-		if old, ok := r.state[tuple]; ok {
-			extra, _ = json.Marshal(map[string]any{
-				"replaces_state": old.EventID(), "prev_content": json.RawMessage(old.Content()), "prev_sender": string(old.SenderID()),
-			})
-		}
-		r.state[tuple] = pdu
+		w.extra = replacesState(r.state, pdu)
+		r.state[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *sk}] = pdu
 	}
-	if pdu.Type() == spec.MRoomRedaction && pdu.Redacts() != "" {
-		// Redacted state must be seen redacted by the auth rules from now on.
-		for tuple, st := range r.state {
-			if st.EventID() == pdu.Redacts() {
-				if red, err := redactPDU(r.version, st); err == nil {
-					r.state[tuple] = red
-				}
-			}
-		}
-	}
+	r.applyRedactionToState(pdu)
 	r.extremities = []string{pdu.EventID()}
 	if pdu.Depth() > r.maxDepth {
 		r.maxDepth = pdu.Depth()
 	}
-	depth := r.maxDepth
-	extremities := r.extremities
+	w.extremities, w.depth = r.extremities, r.maxDepth
+	return rs.enqueue(ctx, r, w)
+}
+
+// replacesState is the unsigned data of a state event replacing another.
+func replacesState(state stateMap, pdu gomatrixserverlib.PDU) []byte {
+	old, ok := state[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *pdu.StateKey()}]
+	if !ok {
+		return nil
+	}
+	extra, _ := json.Marshal(map[string]any{
+		"replaces_state": old.EventID(), "prev_content": json.RawMessage(old.Content()), "prev_sender": string(old.SenderID()),
+	})
+	return extra
+}
+
+// applyRedactionToState makes the auth rules see redacted state redacted.
+func (r *room) applyRedactionToState(pdu gomatrixserverlib.PDU) {
+	if pdu.Type() != spec.MRoomRedaction || pdu.Redacts() == "" {
+		return
+	}
+	for tuple, st := range r.state {
+		if st.EventID() == pdu.Redacts() {
+			if red, err := redactPDU(r.version, st); err == nil {
+				r.state[tuple] = red
+			}
+		}
+	}
+}
+
+// enqueue queues w for storage in room order; the returned wait reports
+// the outcome and evicts the room's in-memory head when the write failed.
+func (rs *Roomserver) enqueue(ctx context.Context, r *room, w *eventWrite) (wait func() error, pos *int64) {
 	out := new(int64)
 	committed := rs.db.Enqueue(context.WithoutCancel(ctx), func(tx *storage.Tx) error {
 		if r.broken.Load() {
 			return errors.New("room state is being reloaded after a failed write; retry")
 		}
 		tx.OnAbort(func() { rs.evict(r) })
-		p, err := rs.persist(ctx, tx, r, pdu, meta, extra, extremities, depth)
+		p, err := rs.persist(ctx, tx, r, w)
 		*out = p
 		return err
 	})
-	return func() error {
-		err := committed()
-		if err != nil {
-			rs.evict(r)
-		}
-		return err
-	}, out
+	var once sync.Once
+	var result error
+	wait = func() error {
+		once.Do(func() {
+			result = committed()
+			if result != nil {
+				rs.evict(r)
+			}
+		})
+		return result
+	}
+	r.pending = wait
+	return wait, out
 }
 
-// persist writes one accepted event, its state and the room head. It runs
-// on the storage writer goroutine.
-func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, pdu gomatrixserverlib.PDU, meta eventMeta,
-	extra []byte, extremities []string, depth int64) (int64, error) {
+// persist writes one event, its state and the room head. It runs on the
+// storage writer goroutine, in the order events were enqueued.
+func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *eventWrite) (int64, error) {
+	pdu := w.pdu
 	if r.nid == 0 {
 		// The create event of a new room brings the room row.
 		nid, err := tx.InsertRoom(ctx, r.id, string(r.version.Version()), rs.now().UnixMilli())
@@ -187,17 +235,37 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, pdu 
 		}
 		r.nid = nid
 	}
+	stateBefore := r.snapshot
+	if w.stateBefore != nil {
+		nids, err := stateNIDs(ctx, tx, w.stateBefore, "", 0)
+		if err != nil {
+			return 0, err
+		}
+		if stateBefore, err = tx.InsertSnapshot(ctx, r.nid, 0, 0, nids); err != nil {
+			return 0, err
+		}
+	}
+	if w.status == storage.EventOutlier || w.status == storage.EventRejected {
+		stateBefore = 0
+	}
 	relTarget, relType := relation(pdu.Content())
 	nid, pos, err := tx.InsertEvent(ctx, storage.NewEvent{
 		RoomNID: r.nid, EventID: pdu.EventID(), Type: pdu.Type(), StateKey: pdu.StateKey(), Sender: string(pdu.SenderID()),
-		Depth: pdu.Depth(), OriginTS: int64(pdu.OriginServerTS()), StateBefore: r.snapshot, Status: storage.EventAccepted,
-		RelatesTo: relTarget, RelType: relType, SenderDevice: meta.senderDevice, TxnID: meta.txnID,
-		UnsignedExtra: extra, JSON: pdu.JSON(), PrevEvents: pdu.PrevEventIDs(),
+		Depth: pdu.Depth(), OriginTS: int64(pdu.OriginServerTS()), StateBefore: stateBefore, Status: w.status,
+		RelatesTo: relTarget, RelType: relType, SenderDevice: w.meta.senderDevice, TxnID: w.meta.txnID,
+		UnsignedExtra: w.extra, JSON: pdu.JSON(), PrevEvents: pdu.PrevEventIDs(),
 	})
 	if err != nil {
 		return 0, err
 	}
-	if sk := pdu.StateKey(); sk != nil {
+	if w.status != storage.EventAccepted {
+		return 0, nil
+	}
+	if w.newCurrent != nil {
+		if err := rs.replaceCurrentState(ctx, tx, r, w.newCurrent, pdu.EventID(), nid, pos); err != nil {
+			return 0, err
+		}
+	} else if sk := pdu.StateKey(); sk != nil {
 		key := storage.StateKey{Type: pdu.Type(), StateKey: *sk}
 		if r.nids == nil {
 			r.nids = map[storage.StateKey]int64{}
@@ -212,19 +280,15 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, pdu 
 			return 0, err
 		}
 		r.snapshot, r.chainLen = snap, chain
-		membership := ""
-		if pdu.Type() == spec.MRoomMember {
-			membership, _ = pdu.Membership()
-		}
-		if err := tx.SetCurrentState(ctx, r.nid, key, nid, membership, pos); err != nil {
+		if err := tx.SetCurrentState(ctx, r.nid, key, nid, membershipOf(pdu), pos); err != nil {
 			return 0, err
 		}
 	}
-	if err := tx.UpdateRoomHead(ctx, r.nid, r.snapshot, extremities, depth); err != nil {
+	if err := tx.UpdateRoomHead(ctx, r.nid, r.snapshot, w.extremities, w.depth); err != nil {
 		return 0, err
 	}
-	if meta.txnID != "" {
-		if err := tx.InsertTxnID(ctx, string(pdu.SenderID()), meta.senderDevice, meta.txnScope, meta.txnID, pdu.EventID()); err != nil {
+	if w.meta.txnID != "" {
+		if err := tx.InsertTxnID(ctx, string(pdu.SenderID()), w.meta.senderDevice, w.meta.txnScope, w.meta.txnID, pdu.EventID()); err != nil {
 			return 0, err
 		}
 	}
@@ -235,6 +299,72 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, pdu 
 	}
 	tx.OnCommit(func() { rs.Notifier.Notify(pos) })
 	return pos, nil
+}
+
+func membershipOf(pdu gomatrixserverlib.PDU) string {
+	if pdu.Type() != spec.MRoomMember {
+		return ""
+	}
+	m, _ := pdu.Membership()
+	return m
+}
+
+// stateNIDs maps a state map to event NIDs; selfID/selfNID name an event
+// inserted in this same write.
+func stateNIDs(ctx context.Context, tx *storage.Tx, state stateMap, selfID string, selfNID int64) (map[storage.StateKey]int64, error) {
+	ids := make([]string, 0, len(state))
+	for _, ev := range state {
+		if ev.EventID() != selfID {
+			ids = append(ids, ev.EventID())
+		}
+	}
+	found, err := tx.EventNIDs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[storage.StateKey]int64, len(state))
+	for t, ev := range state {
+		nid, ok := found[ev.EventID()]
+		if ev.EventID() == selfID {
+			nid, ok = selfNID, true
+		}
+		if !ok {
+			return nil, fmt.Errorf("state event %s is not stored", ev.EventID())
+		}
+		out[storage.StateKey{Type: t.EventType, StateKey: t.StateKey}] = nid
+	}
+	return out, nil
+}
+
+// replaceCurrentState stores a resolved current state as a full snapshot
+// and brings current_state in line with it.
+func (rs *Roomserver) replaceCurrentState(ctx context.Context, tx *storage.Tx, r *room, state stateMap, selfID string, selfNID, pos int64) error {
+	nids, err := stateNIDs(ctx, tx, state, selfID, selfNID)
+	if err != nil {
+		return err
+	}
+	snap, err := tx.InsertSnapshot(ctx, r.nid, 0, 0, nids)
+	if err != nil {
+		return err
+	}
+	for key, nid := range nids {
+		if r.nids[key] == nid {
+			continue
+		}
+		ev := state[gomatrixserverlib.StateKeyTuple{EventType: key.Type, StateKey: key.StateKey}]
+		if err := tx.SetCurrentState(ctx, r.nid, key, nid, membershipOf(ev), pos); err != nil {
+			return err
+		}
+	}
+	for key := range r.nids {
+		if _, ok := nids[key]; !ok {
+			if err := tx.DeleteCurrentState(ctx, r.nid, key); err != nil {
+				return err
+			}
+		}
+	}
+	r.nids, r.snapshot, r.chainLen = nids, snap, 0
+	return nil
 }
 
 // applyRedaction strips the target event of a redaction in the same room.

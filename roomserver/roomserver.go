@@ -87,6 +87,9 @@ type room struct {
 	chainLen int
 	nids     map[storage.StateKey]int64
 
+	// pending waits for the room's last queued write (under mu).
+	pending func() error
+
 	// broken is set when a queued write failed: the in-memory head no longer
 	// matches the database and the room must be reloaded.
 	broken atomic.Bool

@@ -258,3 +258,34 @@ func (db *DB) EventNearTimestamp(ctx context.Context, roomNID, ts int64, forward
 	}
 	return scanEvent(db.q().QueryRowContext(ctx, q, roomNID, ts))
 }
+
+// EventsByID loads the named events that exist, in no particular order.
+func (db *DB) EventsByID(ctx context.Context, ids []string) ([]Event, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		args[i] = id
+		marks[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`WHERE e.event_id IN (`+strings.Join(marks, ",")+`)`, args...))
+}
+
+// EventNIDs maps event IDs to NIDs for the events that exist.
+func (tx *Tx) EventNIDs(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	for _, id := range ids {
+		var nid int64
+		err := tx.q().QueryRowContext(ctx, `SELECT event_nid FROM events WHERE event_id = $1`, id).Scan(&nid)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("looking up event %s: %w", id, err)
+		}
+		out[id] = nid
+	}
+	return out, nil
+}
