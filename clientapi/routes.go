@@ -81,6 +81,7 @@ func (a *API) register(rt *router) {
 	rt.client(post, "/rooms/{roomId}/{action:ban}", a.auth(a.targetMembership(spec.Ban)))
 	rt.client(post, "/rooms/{roomId}/{action:unban}", a.auth(a.targetMembership(spec.Leave)))
 	rt.client(get, "/joined_rooms", a.auth(a.joinedRooms))
+	rt.client(post, "/rooms/{roomId}/upgrade", a.auth(a.upgradeRoom))
 
 	// Rooms: sending.
 	rt.client(put, "/rooms/{roomId}/send/{eventType}/{txnId}", a.auth(a.sendMessage))
@@ -98,6 +99,22 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/rooms/{roomId}/event/{eventId}", a.auth(a.getEvent))
 	rt.client(get, "/rooms/{roomId}/context/{eventId}", a.auth(a.getContext))
 	rt.v1(get, "/rooms/{roomId}/timestamp_to_event", a.auth(a.timestampToEvent))
+
+	// Relations and threads.
+	rt.v1(get, "/rooms/{roomId}/relations/{eventId}", a.auth(a.getRelations))
+	rt.v1(get, "/rooms/{roomId}/relations/{eventId}/{relType}", a.auth(a.getRelations))
+	rt.v1(get, "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", a.auth(a.getRelations))
+	rt.v1(get, "/rooms/{roomId}/threads", a.auth(a.getThreads))
+
+	// Room aliases and the room directory.
+	rt.client(get, "/directory/room/{roomAlias}", h(a.getRoomAlias))
+	rt.client(put, "/directory/room/{roomAlias}", a.auth(a.putRoomAlias))
+	rt.client(del, "/directory/room/{roomAlias}", a.auth(a.deleteRoomAlias))
+	rt.client(get, "/rooms/{roomId}/aliases", a.auth(a.getLocalAliases))
+	rt.client(get, "/directory/list/room/{roomId}", h(a.getRoomVisibility))
+	rt.client(put, "/directory/list/room/{roomId}", a.auth(a.putRoomVisibility))
+	rt.client(get, "/publicRooms", a.optionalAuth(a.getPublicRooms))
+	rt.client(post, "/publicRooms", a.auth(a.postPublicRooms))
 
 	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
 	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))

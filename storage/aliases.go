@@ -74,3 +74,11 @@ func (db *DB) RoomAliases(ctx context.Context, roomNID int64) ([]string, error) 
 	}
 	return out, rows.Err()
 }
+
+// MoveAliases points every alias of one room at another.
+func (tx *Tx) MoveAliases(ctx context.Context, fromNID, toNID int64) error {
+	if _, err := tx.exec(ctx, `UPDATE room_aliases SET room_nid = $2 WHERE room_nid = $1`, fromNID, toNID); err != nil {
+		return fmt.Errorf("moving aliases: %w", err)
+	}
+	return nil
+}

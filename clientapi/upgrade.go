@@ -1,0 +1,30 @@
+package clientapi
+
+import (
+	"net/http"
+
+	"matrixhs/clientapi/accounts"
+	"matrixhs/clientapi/httputil"
+)
+
+// upgradeRoom serves POST /_matrix/client/v3/rooms/{roomId}/upgrade.
+func (a *API) upgradeRoom(r *http.Request, s *accounts.Session) (any, error) {
+	var req struct {
+		NewVersion string `json:"new_version"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.NewVersion == "" {
+		return nil, httputil.MissingParam("new_version is required")
+	}
+	acc, err := a.db.Account(r.Context(), s.UserID)
+	if err != nil {
+		return nil, err
+	}
+	newRoom, err := a.rooms.UpgradeRoom(r.Context(), pathVar(r, "roomId"), s.UserID, s.DeviceID, req.NewVersion, acc.DisplayName, acc.AvatarURL)
+	if err != nil {
+		return nil, roomErr(err)
+	}
+	return map[string]string{"replacement_room": newRoom}, nil
+}

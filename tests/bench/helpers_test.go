@@ -1,0 +1,7 @@
+package bench
+
+import "matrixhs/clientapi/accounts"
+
+func accountsRegistration(name string) accounts.Registration {
+	return accounts.Registration{Localpart: name, Password: "pw"}
+}
