@@ -46,10 +46,16 @@ func (a *API) access(ctx context.Context, userID, roomID string) (*roomAccess, e
 	case spec.Join:
 		return acc, nil
 	case spec.Leave, spec.Ban:
-		if !v.WorldReadable() {
-			acc.upTo = v.LastMembershipPos()
+		forgotten, err := a.db.Forgotten(ctx, userID, info.NID)
+		if err != nil {
+			return nil, err
 		}
-		return acc, nil
+		if !forgotten {
+			if !v.WorldReadable() {
+				acc.upTo = v.LastMembershipPos()
+			}
+			return acc, nil
+		}
 	}
 	if v.WorldReadable() {
 		return acc, nil
@@ -374,7 +380,8 @@ func (a *API) visibleEvent(ctx context.Context, acc *roomAccess, eventID string)
 func (a *API) getEvent(r *http.Request, s *accounts.Session) (any, error) {
 	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
 	if err != nil {
-		return nil, err
+		// The spec answers 404 for events the user may not see.
+		return nil, httputil.NotFound("Event not found")
 	}
 	e, err := a.visibleEvent(r.Context(), acc, pathVar(r, "eventId"))
 	if err != nil {

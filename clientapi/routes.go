@@ -86,12 +86,14 @@ func (a *API) register(rt *router) {
 	// Rooms: sending.
 	rt.client(put, "/rooms/{roomId}/send/{eventType}/{txnId}", a.auth(a.sendMessage))
 	rt.client(put, "/rooms/{roomId}/state/{eventType}", a.auth(a.putState))
+	rt.client(put, "/rooms/{roomId}/state/{eventType}/", a.auth(a.putState))
 	rt.client(put, "/rooms/{roomId}/state/{eventType}/{stateKey}", a.auth(a.putState))
 	rt.client(put, "/rooms/{roomId}/redact/{eventId}/{txnId}", a.auth(a.redactEvent))
 
 	// Rooms: reading.
 	rt.client(get, "/rooms/{roomId}/state", a.auth(a.getRoomState))
 	rt.client(get, "/rooms/{roomId}/state/{eventType}", a.auth(a.getStateEvent))
+	rt.client(get, "/rooms/{roomId}/state/{eventType}/", a.auth(a.getStateEvent))
 	rt.client(get, "/rooms/{roomId}/state/{eventType}/{stateKey}", a.auth(a.getStateEvent))
 	rt.client(get, "/rooms/{roomId}/members", a.auth(a.getMembers))
 	rt.client(get, "/rooms/{roomId}/joined_members", a.auth(a.getJoinedMembers))

@@ -47,6 +47,14 @@ func (rs *Roomserver) SetMembership(ctx context.Context, req MembershipRequest) 
 			return Sent{}, err
 		}
 	}
+	if req.Membership == spec.Leave && req.Sender == req.Target {
+		r.mu.Lock()
+		m := r.membership(req.Target)
+		r.mu.Unlock()
+		if m != spec.Join && m != spec.Invite && m != spec.Knock {
+			return Sent{}, forbidden("you are not in this room")
+		}
+	}
 	raw, err := json.Marshal(content)
 	if err != nil {
 		return Sent{}, err

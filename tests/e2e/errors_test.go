@@ -81,7 +81,7 @@ func TestErrorPaths(t *testing.T) {
 	// Unknown endpoints and wrong methods.
 	for _, p := range []string{
 		"/_matrix/client/v3/nonexistent", "/_matrix/client/v3/account/whoami/extra", "/_matrix/client/unknown",
-		"/_matrix/client/v4/login", "/nothing", "/_matrix/client/v3/rooms/!r:hs.test/state",
+		"/_matrix/client/v4/login", "/nothing", "/_matrix/client/v3/rooms/!r:hs.test/nonexistent",
 	} {
 		do(t, "GET", s.URL()+p, "", nil).want(t, http.StatusNotFound, "M_UNRECOGNIZED")
 	}
