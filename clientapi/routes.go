@@ -69,6 +69,9 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.getPushRuleAttr))
 	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.putPushRuleAttr))
 
+	// Sync.
+	rt.client(get, "/sync", a.auth(a.sync))
+
 	// Rooms: creation and membership.
 	rt.client(post, "/createRoom", a.auth(a.createRoom))
 	rt.client(post, "/join/{roomIdOrAlias}", a.auth(a.joinRoomByIDOrAlias))

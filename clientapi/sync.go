@@ -1,0 +1,534 @@
+package clientapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/clientapi/accounts"
+	"matrixhs/clientapi/filter"
+	"matrixhs/clientapi/httputil"
+	"matrixhs/storage"
+)
+
+// maxSyncTimeout bounds long-polls so proxies and clients do not time out first.
+const maxSyncTimeout = 5 * time.Minute
+
+// defaultTimelineLimit is the timeline length without a filter.
+const defaultTimelineLimit = 10
+
+// Sync tokens are "s<stream position>": one global position covers every
+// stream this server has, so tokens survive restarts.
+func syncToken(pos int64) string { return "s" + strconv.FormatInt(pos, 10) }
+
+type syncParams struct {
+	since     int64
+	initial   bool
+	timeout   time.Duration
+	fullState bool
+	filter    *filter.Filter
+}
+
+func (a *API) parseSyncParams(r *http.Request, s *accounts.Session) (*syncParams, error) {
+	q := r.URL.Query()
+	p := &syncParams{initial: true}
+	if tok := q.Get("since"); tok != "" {
+		pos, err := parseToken(tok)
+		if err != nil {
+			return nil, err
+		}
+		p.since, p.initial = pos, false
+	}
+	if t := q.Get("timeout"); t != "" {
+		ms, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || ms < 0 {
+			return nil, httputil.InvalidParam("timeout must be a non-negative number of milliseconds")
+		}
+		p.timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+	}
+	switch q.Get("full_state") {
+	case "", "false":
+	case "true":
+		p.fullState = true
+	default:
+		return nil, httputil.InvalidParam("full_state must be true or false")
+	}
+	switch q.Get("set_presence") {
+	case "", "online", "offline", "unavailable":
+	default:
+		return nil, httputil.InvalidParam("set_presence must be online, offline or unavailable")
+	}
+	if f := q.Get("filter"); f != "" {
+		var raw []byte
+		if strings.HasPrefix(strings.TrimSpace(f), "{") {
+			raw = []byte(f)
+		} else {
+			id, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				return nil, httputil.InvalidParam("filter must be a filter ID or a JSON object")
+			}
+			raw, err = a.db.Filter(r.Context(), s.UserID, id)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil, httputil.NotFound("No such filter")
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		var flt filter.Filter
+		if err := httputil.Unmarshal(raw, &flt); err != nil {
+			return nil, err
+		}
+		if err := flt.Validate(); err != nil {
+			return nil, httputil.BadJSON("%v", err)
+		}
+		p.filter = &flt
+	}
+	return p, nil
+}
+
+// sync serves GET /_matrix/client/v3/sync.
+func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
+	p, err := a.parseSyncParams(r, s)
+	if err != nil {
+		return nil, err
+	}
+	ctx := r.Context()
+	deadline := time.Now().Add(p.timeout)
+	for {
+		// Take the wake-up channel before reading the position, so a commit
+		// in between still wakes us.
+		_, wake := a.rooms.Notifier.Wait()
+		upTo := a.db.StreamPosition()
+		resp, changed, err := a.buildSync(ctx, s, p, upTo)
+		if err != nil {
+			return nil, err
+		}
+		if changed || p.initial || p.fullState || upTo < p.since {
+			return resp, nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return resp, nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-wake:
+			timer.Stop()
+		case <-timer.C:
+			return resp, nil
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+type syncRoomsResp struct {
+	Join   map[string]any `json:"join"`
+	Invite map[string]any `json:"invite"`
+	Leave  map[string]any `json:"leave"`
+	Knock  map[string]any `json:"knock"`
+}
+
+// buildSync assembles the response for changes in (since, upTo].
+func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams, upTo int64) (map[string]any, bool, error) {
+	since := p.since
+	if p.initial {
+		since = 0
+	}
+	rooms := syncRoomsResp{Join: map[string]any{}, Invite: map[string]any{}, Leave: map[string]any{}, Knock: map[string]any{}}
+	changed := false
+
+	adChanges, err := a.db.AccountDataChanges(ctx, s.UserID, since, upTo)
+	if err != nil {
+		return nil, false, err
+	}
+	globalAD := []json.RawMessage{}
+	roomAD := map[string][]json.RawMessage{}
+	var adFilter *filter.EventFilter
+	if p.filter != nil {
+		adFilter = p.filter.AccountData
+	}
+	for _, ad := range adChanges {
+		ev, _ := json.Marshal(map[string]any{"type": ad.Type, "content": json.RawMessage(ad.Content)})
+		if ad.RoomID == "" {
+			if adFilter.Matches(ad.Type, "") {
+				globalAD = append(globalAD, ev)
+			}
+		} else {
+			roomAD[ad.RoomID] = append(roomAD[ad.RoomID], ev)
+		}
+	}
+	if pos, err := a.db.PushRulesPos(ctx, s.UserID); err != nil {
+		return nil, false, err
+	} else if (since == 0 || (pos > since && pos <= upTo)) && adFilter.Matches("m.push_rules", "") {
+		rules, err := a.effectivePushRules(ctx, s.UserID)
+		if err != nil {
+			return nil, false, err
+		}
+		ev, _ := json.Marshal(map[string]any{"type": "m.push_rules", "content": map[string]any{"global": rules}})
+		globalAD = append(globalAD, ev)
+	}
+	if len(globalAD) > 0 && since > 0 {
+		changed = true
+	}
+
+	memberships, err := a.db.MembershipsAt(ctx, s.UserID, upTo)
+	if err != nil {
+		return nil, false, err
+	}
+	var roomFilter *filter.RoomFilter
+	if p.filter != nil {
+		roomFilter = p.filter.Room
+	}
+	for _, m := range memberships {
+		if !roomAllowed(roomFilter, m.RoomID) {
+			continue
+		}
+		newSince := m.StreamPos > since
+		switch m.Membership {
+		case spec.Join:
+			room, has, err := a.syncJoinedRoom(ctx, s, p, m, since, upTo, roomAD[m.RoomID])
+			if err != nil {
+				return nil, false, err
+			}
+			if has || since == 0 {
+				rooms.Join[m.RoomID] = room
+				changed = changed || since > 0
+			}
+		case spec.Invite:
+			if newSince {
+				st, err := a.strippedState(ctx, m)
+				if err != nil {
+					return nil, false, err
+				}
+				rooms.Invite[m.RoomID] = map[string]any{"invite_state": map[string]any{"events": st}}
+				changed = changed || since > 0
+			}
+		case spec.Knock:
+			if newSince {
+				st, err := a.strippedState(ctx, m)
+				if err != nil {
+					return nil, false, err
+				}
+				rooms.Knock[m.RoomID] = map[string]any{"knock_state": map[string]any{"events": st}}
+				changed = changed || since > 0
+			}
+		case spec.Leave, spec.Ban:
+			includeLeave := roomFilter != nil && roomFilter.IncludeLeave
+			if (since > 0 && newSince) || (since == 0 && includeLeave) {
+				forgotten, err := a.db.Forgotten(ctx, s.UserID, m.RoomNID)
+				if err != nil {
+					return nil, false, err
+				}
+				if forgotten {
+					continue
+				}
+				room, err := a.syncLeftRoom(ctx, s, p, m, since)
+				if err != nil {
+					return nil, false, err
+				}
+				rooms.Leave[m.RoomID] = room
+				changed = changed || since > 0
+			}
+		}
+	}
+	resp := map[string]any{
+		"next_batch":                       syncToken(upTo),
+		"rooms":                            rooms,
+		"account_data":                     map[string]any{"events": globalAD},
+		"presence":                         map[string]any{"events": []any{}},
+		"to_device":                        map[string]any{"events": []any{}},
+		"device_lists":                     map[string]any{"changed": []string{}, "left": []string{}},
+		"device_one_time_keys_count":       map[string]int{},
+		"device_unused_fallback_key_types": []string{},
+	}
+	return resp, changed, nil
+}
+
+func roomAllowed(f *filter.RoomFilter, roomID string) bool {
+	if f == nil {
+		return true
+	}
+	for _, r := range f.NotRooms {
+		if r == roomID {
+			return false
+		}
+	}
+	if f.Rooms != nil {
+		for _, r := range *f.Rooms {
+			if r == roomID {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func timelineFilter(p *syncParams) *filter.RoomEventFilter {
+	if p.filter == nil || p.filter.Room == nil {
+		return nil
+	}
+	return p.filter.Room.Timeline
+}
+
+func stateFilter(p *syncParams) *filter.RoomEventFilter {
+	if p.filter == nil || p.filter.Room == nil {
+		return nil
+	}
+	return p.filter.Room.State
+}
+
+// timeline returns the visible events of (from, to], at most limit of the
+// newest, oldest first, and whether older ones were left out.
+func (a *API) timeline(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to int64, limit int) ([]storage.Event, bool, error) {
+	events, _, err := a.page(ctx, acc, f, to, from, true, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	limited := len(events) > limit
+	if limited {
+		events = events[:limit]
+	}
+	for i, j := 0, len(events)-1; i < j; i, j = i+1, j-1 {
+		events[i], events[j] = events[j], events[i]
+	}
+	return events, limited, nil
+}
+
+// syncJoinedRoom builds one rooms.join entry; has reports whether it
+// carries anything new for an incremental sync.
+func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since, upTo int64, accountData []json.RawMessage) (map[string]any, bool, error) {
+	info, err := a.db.Room(ctx, m.RoomID)
+	if err != nil {
+		return nil, false, err
+	}
+	viewer, err := a.rooms.Viewer(ctx, info.NID, s.UserID)
+	if err != nil {
+		return nil, false, err
+	}
+	acc := &roomAccess{info: info, viewer: viewer}
+	// A room joined since the last sync is sent as in an initial sync.
+	fresh := since == 0 || m.StreamPos > since
+	from := since
+	if fresh {
+		from = 0
+	}
+	tf := timelineFilter(p)
+	limit := tf.LimitOr(defaultTimelineLimit)
+	events, limited, err := a.timeline(ctx, acc, tf, from, upTo, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	start := upTo
+	if len(events) > 0 {
+		start = events[0].StreamPos - 1
+	}
+	var state []storage.Event
+	switch {
+	case fresh || p.fullState:
+		if state, err = a.stateAtPos(ctx, info.NID, start, ""); err != nil {
+			return nil, false, err
+		}
+	case limited:
+		if state, err = a.stateDelta(ctx, info.NID, since, start); err != nil {
+			return nil, false, err
+		}
+	}
+	state = filterState(state, stateFilter(p), events, s.UserID)
+
+	timeline := map[string]any{
+		"events":     a.clientEvents(ctx, events, s.DeviceID),
+		"limited":    limited,
+		"prev_batch": makeToken(start),
+	}
+	room := map[string]any{
+		"timeline":                    timeline,
+		"state":                       map[string]any{"events": a.clientEvents(ctx, state, s.DeviceID)},
+		"account_data":                map[string]any{"events": nonNil(accountData)},
+		"ephemeral":                   map[string]any{"events": []any{}},
+		"unread_notifications":        map[string]int{"notification_count": 0, "highlight_count": 0},
+		"unread_thread_notifications": map[string]any{},
+	}
+	membersChanged := fresh
+	for _, e := range append(append([]storage.Event{}, events...), state...) {
+		if e.Type == spec.MRoomMember {
+			membersChanged = true
+		}
+	}
+	if membersChanged {
+		summary, err := a.roomSummary(ctx, info.NID, s.UserID)
+		if err != nil {
+			return nil, false, err
+		}
+		room["summary"] = summary
+	}
+	has := len(events) > 0 || len(state) > 0 || len(accountData) > 0
+	return room, has, nil
+}
+
+func nonNil(list []json.RawMessage) []json.RawMessage {
+	if list == nil {
+		return []json.RawMessage{}
+	}
+	return list
+}
+
+// syncLeftRoom builds a rooms.leave entry: the timeline up to the user's
+// departure.
+func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since int64) (map[string]any, error) {
+	info, err := a.db.Room(ctx, m.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	viewer, err := a.rooms.Viewer(ctx, info.NID, s.UserID)
+	if err != nil {
+		return nil, err
+	}
+	acc := &roomAccess{info: info, viewer: viewer, upTo: m.StreamPos}
+	tf := timelineFilter(p)
+	events, limited, err := a.timeline(ctx, acc, tf, since, m.StreamPos, tf.LimitOr(defaultTimelineLimit))
+	if err != nil {
+		return nil, err
+	}
+	start := m.StreamPos
+	if len(events) > 0 {
+		start = events[0].StreamPos - 1
+	}
+	var state []storage.Event
+	if since == 0 || limited {
+		if state, err = a.stateDelta(ctx, info.NID, since, start); err != nil {
+			return nil, err
+		}
+	}
+	return map[string]any{
+		"timeline": map[string]any{
+			"events": a.clientEvents(ctx, events, s.DeviceID), "limited": limited, "prev_batch": makeToken(start),
+		},
+		"state":        map[string]any{"events": a.clientEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID)},
+		"account_data": map[string]any{"events": []any{}},
+	}, nil
+}
+
+// stateDelta returns the state events at `to` that differ from those at
+// `from` (all of them when from is 0).
+func (a *API) stateDelta(ctx context.Context, roomNID, from, to int64) ([]storage.Event, error) {
+	after, err := a.db.StateAt(ctx, roomNID, to)
+	if err != nil {
+		return nil, err
+	}
+	before := map[storage.StateKey]int64{}
+	if from > 0 {
+		if before, err = a.db.StateAt(ctx, roomNID, from); err != nil {
+			return nil, err
+		}
+	}
+	var nids []int64
+	for k, nid := range after {
+		if before[k] != nid {
+			nids = append(nids, nid)
+		}
+	}
+	events, err := a.db.EventsByNID(ctx, nids)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(events, func(i, j int) bool { return events[i].NID < events[j].NID })
+	return events, nil
+}
+
+// filterState applies the state filter and lazy loading of members: only
+// the members who sent timeline events, and the user.
+func filterState(state []storage.Event, f *filter.RoomEventFilter, timeline []storage.Event, userID string) []storage.Event {
+	lazy := f != nil && f.LazyLoadMembers
+	senders := map[string]bool{userID: true}
+	for _, e := range timeline {
+		senders[e.Sender] = true
+	}
+	out := state[:0:0]
+	for _, e := range state {
+		if lazy && e.Type == spec.MRoomMember && !senders[*e.StateKey] {
+			continue
+		}
+		if !f.Matches(e.RoomID, e.Type, e.Sender, nil) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// roomSummary is the m.heroes and member counts of a room.
+func (a *API) roomSummary(ctx context.Context, roomNID int64, userID string) (map[string]any, error) {
+	members, err := a.db.CurrentStateEvents(ctx, roomNID, spec.MRoomMember)
+	if err != nil {
+		return nil, err
+	}
+	joined, invited := 0, 0
+	var heroes []string
+	for _, e := range members {
+		switch contentString(e.JSON, "membership") {
+		case spec.Join:
+			joined++
+		case spec.Invite:
+			invited++
+		default:
+			continue
+		}
+		if *e.StateKey != userID && len(heroes) < 5 {
+			heroes = append(heroes, *e.StateKey)
+		}
+	}
+	if heroes == nil {
+		heroes = []string{}
+	}
+	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}, nil
+}
+
+// strippedState is what an invited or knocking user may see of a room.
+func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]map[string]any, error) {
+	state, err := a.db.StateAt(ctx, m.RoomNID, m.StreamPos)
+	if err != nil {
+		return nil, err
+	}
+	var nids []int64
+	for k, nid := range state {
+		switch k.Type {
+		case spec.MRoomCreate, spec.MRoomJoinRules, spec.MRoomName, "m.room.avatar", "m.room.canonical_alias",
+			"m.room.encryption", spec.MRoomTopic:
+			nids = append(nids, nid)
+		}
+	}
+	nids = append(nids, m.EventNID)
+	events, err := a.db.EventsByNID(ctx, nids)
+	if err != nil {
+		return nil, err
+	}
+	// The inviter's member event lets clients show who invited.
+	out := make([]map[string]any, 0, len(events)+1)
+	for _, e := range events {
+		out = append(out, map[string]any{
+			"type": e.Type, "state_key": *e.StateKey, "sender": e.Sender, "content": eventContent(e.JSON),
+		})
+		if e.NID == m.EventNID && e.Sender != *e.StateKey {
+			if nid, ok := state[storage.StateKey{Type: spec.MRoomMember, StateKey: e.Sender}]; ok {
+				inviter, err := a.db.EventsByNID(ctx, []int64{nid})
+				if err == nil && len(inviter) == 1 {
+					out = append(out, map[string]any{
+						"type": spec.MRoomMember, "state_key": e.Sender, "sender": e.Sender, "content": eventContent(inviter[0].JSON),
+					})
+				}
+			}
+		}
+	}
+	return out, nil
+}

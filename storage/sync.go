@@ -1,0 +1,63 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// RoomMembership is a user's membership of a room as of a stream position.
+type RoomMembership struct {
+	RoomNID    int64
+	RoomID     string
+	Membership string
+	StreamPos  int64 // of the membership event
+	EventNID   int64
+}
+
+// MembershipsAt returns, for every room the user has a membership event
+// in, the latest one at or before upTo.
+func (db *DB) MembershipsAt(ctx context.Context, userID string, upTo int64) ([]RoomMembership, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT e.room_nid, r.room_id, e.json, e.stream_pos, e.event_nid
+		FROM events e JOIN rooms r ON r.room_nid = e.room_nid
+		WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos <= $2
+		  AND e.stream_pos = (SELECT MAX(x.stream_pos) FROM events x WHERE x.type = 'm.room.member' AND x.state_key = $1
+		      AND x.room_nid = e.room_nid AND x.stream_pos IS NOT NULL AND x.stream_pos <= $2)
+		ORDER BY e.stream_pos`, userID, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("listing memberships: %w", err)
+	}
+	defer rows.Close()
+	var out []RoomMembership
+	for rows.Next() {
+		var m RoomMembership
+		var js string
+		if err := rows.Scan(&m.RoomNID, &m.RoomID, &js, &m.StreamPos, &m.EventNID); err != nil {
+			return nil, err
+		}
+		var ev struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		json.Unmarshal([]byte(js), &ev)
+		m.Membership = ev.Content.Membership
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// PushRulesPos is the stream position of the user's last push rule change (0: never).
+func (db *DB) PushRulesPos(ctx context.Context, userID string) (int64, error) {
+	var pos int64
+	err := db.q().QueryRowContext(ctx, `SELECT stream_pos FROM push_rules WHERE user_id = $1`, userID).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading push rules position: %w", err)
+	}
+	return pos, nil
+}
