@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"matrixhs/clientapi/accounts"
 	"matrixhs/storage"
 )
 
@@ -14,8 +15,13 @@ var federationOnly = []string{"auth_events", "prev_events", "depth", "hashes", "
 // clientEvent renders a stored event in the client format: the PDU minus
 // federation fields, plus room_id (absent from v12 create events) and the
 // unsigned data the spec asks for (age, transaction_id for the sending
-// device, prev_content, redacted_because).
+// device, prev_content, redacted_because, m.relations).
 func (a *API) clientEvent(ctx context.Context, e *storage.Event, deviceID string) json.RawMessage {
+	return a.formatEvent(ctx, e, deviceID, a.bundleAggregations(ctx, []storage.Event{*e})[e.EventID])
+}
+
+// formatEvent renders one event with the given bundled aggregations (nil for none).
+func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string, relations json.RawMessage) json.RawMessage {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(e.JSON, &m); err != nil {
 		return e.JSON
@@ -38,13 +44,19 @@ func (a *API) clientEvent(ctx context.Context, e *storage.Event, deviceID string
 		}
 	}
 	unsigned["age"], _ = json.Marshal(max(0, time.Now().UnixMilli()-e.OriginTS))
-	if e.TxnID != "" && deviceID != "" && e.SenderDevice == deviceID {
+	// Only the sending device of the sending user sees its transaction ID
+	// (device IDs are unique per user only).
+	if sess, ok := ctx.Value(sessionKey{}).(*accounts.Session); ok && e.TxnID != "" && deviceID != "" &&
+		e.SenderDevice == sess.DeviceID && e.Sender == sess.UserID {
 		unsigned["transaction_id"], _ = json.Marshal(e.TxnID)
 	}
 	if e.RedactedBy != "" {
 		if red, err := a.db.EventByID(ctx, e.RedactedBy); err == nil {
-			unsigned["redacted_because"] = a.clientEvent(ctx, red, "")
+			unsigned["redacted_because"] = a.formatEvent(ctx, red, "", nil)
 		}
+	}
+	if relations != nil {
+		unsigned["m.relations"] = relations
 	}
 	m["unsigned"], _ = json.Marshal(unsigned)
 	out, err := json.Marshal(m)
@@ -54,11 +66,12 @@ func (a *API) clientEvent(ctx context.Context, e *storage.Event, deviceID string
 	return out
 }
 
-// clientEvents renders a list of events.
+// clientEvents renders a list of events, computing their aggregations together.
 func (a *API) clientEvents(ctx context.Context, events []storage.Event, deviceID string) []json.RawMessage {
+	relations := a.bundleAggregations(ctx, events)
 	out := make([]json.RawMessage, 0, len(events))
 	for i := range events {
-		out = append(out, a.clientEvent(ctx, &events[i], deviceID))
+		out = append(out, a.formatEvent(ctx, &events[i], deviceID, relations[events[i].EventID]))
 	}
 	return out
 }
