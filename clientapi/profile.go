@@ -1,12 +1,18 @@
 package clientapi
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/clientapi/accounts"
 	"matrixhs/clientapi/httputil"
+	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
 
@@ -86,5 +92,56 @@ func (a *API) setProfileField(r *http.Request, s *accounts.Session) (any, error)
 	if err != nil {
 		return nil, err
 	}
+	a.propagateProfile(context.WithoutCancel(r.Context()), s, field, value)
 	return httputil.Empty, nil
+}
+
+// propagateProfile sends an updated join event into every room the user is
+// joined to, so members see the new display name or avatar. A room that
+// refuses the update is logged and skipped.
+func (a *API) propagateProfile(ctx context.Context, s *accounts.Session, field, value string) {
+	log := httputil.Logger(ctx).WithField("user_id", s.UserID)
+	members, err := a.db.JoinedMemberEvents(ctx, s.UserID)
+	if err != nil {
+		log.WithError(err).Warn("listing joined rooms to propagate a profile change")
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4) // rooms are independent; their writes share group commits
+	for _, m := range members {
+		var content map[string]any
+		if json.Unmarshal(eventContent(m.JSON), &content) != nil || content == nil {
+			content = map[string]any{}
+		}
+		if cur, _ := content[field].(string); cur == value && (value != "" || content[field] == nil) {
+			continue // already up to date
+		}
+		// Keep the rest of the member event (is_direct, ...), but not what
+		// described the previous change.
+		delete(content, "reason")
+		delete(content, "join_authorised_via_users_server")
+		content["membership"] = spec.Join
+		if value == "" {
+			delete(content, field)
+		} else {
+			content[field] = value
+		}
+		raw, err := json.Marshal(content)
+		if err != nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(roomID string) {
+			defer func() { <-sem; wg.Done() }()
+			self := s.UserID
+			_, err := a.rooms.Send(ctx, roomserver.LocalEvent{
+				RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: spec.MRoomMember, StateKey: &self, Content: raw,
+			})
+			if err != nil {
+				log.WithError(err).WithField("room_id", roomID).Warn("could not propagate profile change into room")
+			}
+		}(m.RoomID)
+	}
+	wg.Wait()
 }
