@@ -105,8 +105,7 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 	for {
 		// Take the wake-up channel before reading the position, so a commit
 		// in between still wakes us.
-		_, wake := a.rooms.Notifier.Wait()
-		upTo := a.db.StreamPosition()
+		wake, upTo := a.db.Changes()
 		resp, changed, err := a.buildSync(ctx, s, p, upTo)
 		if err != nil {
 			return nil, err

@@ -297,7 +297,6 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *e
 			return 0, err
 		}
 	}
-	tx.OnCommit(func() { rs.Notifier.Notify(pos) })
 	return pos, nil
 }
 

@@ -33,12 +33,11 @@ const maxPrevEvents = 10
 
 // Roomserver processes and stores room events.
 type Roomserver struct {
-	db       *storage.DB
-	origin   spec.ServerName
-	keyID    gomatrixserverlib.KeyID
-	key      ed25519.PrivateKey
-	Notifier *Notifier
-	now      func() time.Time
+	db     *storage.DB
+	origin spec.ServerName
+	keyID  gomatrixserverlib.KeyID
+	key    ed25519.PrivateKey
+	now    func() time.Time
 
 	mu    sync.Mutex
 	rooms map[string]*room
@@ -54,13 +53,12 @@ type Options struct {
 // New returns a Roomserver on db.
 func New(db *storage.DB, opts Options) *Roomserver {
 	return &Roomserver{
-		db:       db,
-		origin:   spec.ServerName(opts.ServerName),
-		keyID:    gomatrixserverlib.KeyID(opts.KeyID),
-		key:      opts.PrivateKey,
-		Notifier: NewNotifier(db.StreamPosition()),
-		now:      time.Now,
-		rooms:    make(map[string]*room),
+		db:     db,
+		origin: spec.ServerName(opts.ServerName),
+		keyID:  gomatrixserverlib.KeyID(opts.KeyID),
+		key:    opts.PrivateKey,
+		now:    time.Now,
+		rooms:  make(map[string]*room),
 	}
 }
 

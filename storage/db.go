@@ -45,6 +45,11 @@ type DB struct {
 	// streamPos is the highest committed stream position. Readers never look
 	// past it, so they never see a half-assigned position.
 	streamPos atomic.Int64
+
+	// changed is closed (and replaced) whenever streamPos advances, to wake
+	// long-polling readers such as /sync.
+	changedMu sync.Mutex
+	changed   chan struct{}
 }
 
 type writeReq struct {
@@ -109,6 +114,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		reqs:     make(chan *writeReq, maxBatch),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
+		changed:  make(chan struct{}),
 	}
 	var pos int64
 	if err := writer.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&pos); err != nil {
@@ -146,6 +152,15 @@ func (db *DB) closeConns() error {
 
 // StreamPosition is the highest committed stream position.
 func (db *DB) StreamPosition() int64 { return db.streamPos.Load() }
+
+// Changes returns a channel closed at the next advance of the stream
+// position, and the position as of now. Take the channel before reading
+// data, so a commit in between is never missed.
+func (db *DB) Changes() (<-chan struct{}, int64) {
+	db.changedMu.Lock()
+	defer db.changedMu.Unlock()
+	return db.changed, db.streamPos.Load()
+}
 
 // Write runs fn as one logical, atomic write and returns once it is durable.
 // fn may run in the same SQLite transaction as other callers' writes; its own
@@ -254,7 +269,13 @@ func (db *DB) commitBatch(batch []*writeReq) {
 		fail(fmt.Errorf("commit: %w", err))
 		return
 	}
-	db.streamPos.Store(pos)
+	if pos != db.streamPos.Load() {
+		db.changedMu.Lock()
+		db.streamPos.Store(pos)
+		close(db.changed)
+		db.changed = make(chan struct{})
+		db.changedMu.Unlock()
+	}
 	for _, cb := range callbacks {
 		cb()
 	}
