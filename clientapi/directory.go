@@ -153,7 +153,7 @@ func (a *API) deleteRoomAlias(r *http.Request, s *accounts.Session) (any, error)
 // dropCanonicalAlias removes a deleted alias from the room's
 // m.room.canonical_alias event (alias and alt_aliases), sent as the user.
 func (a *API) dropCanonicalAlias(ctx context.Context, s *accounts.Session, roomID, alias string) {
-	log := a.log.WithField("room_id", roomID).WithField("alias", alias)
+	log := httputil.Logger(ctx).WithField("room_id", roomID).WithField("alias", alias)
 	info, err := a.db.Room(ctx, roomID)
 	if err != nil {
 		log.WithError(err).Warn("updating canonical alias after alias deletion")
@@ -584,6 +584,9 @@ func (a *API) publicRooms(ctx context.Context, q publicRoomsQuery) (*publicRooms
 		start, end = max(0, start-limit), start
 	}
 	for _, d := range rooms[start:end] {
+		if d.JoinRule == "" {
+			d.JoinRule = "invite" // the auth rules' default; an absent join_rule would read as public
+		}
 		resp.Chunk = append(resp.Chunk, publicRoomChunk{
 			RoomID: d.RoomID, NumJoined: d.JoinedMembers, WorldReadable: d.HistoryVisibility == "world_readable",
 			GuestCanJoin: d.GuestAccess == "can_join", Name: d.Name, Topic: d.Topic, AvatarURL: d.AvatarURL,

@@ -10,7 +10,7 @@ import (
 
 	"matrixhs/clientapi/accounts"
 	"matrixhs/clientapi/httputil"
-	"matrixhs/clientapi/pushrules"
+	"matrixhs/roomserver/pushrules"
 	"matrixhs/storage"
 )
 
