@@ -24,6 +24,7 @@ type API struct {
 	db       *storage.DB
 	accounts *accounts.Service
 	rooms    *roomserver.Roomserver
+	eph      *ephemeral
 	uia      *uiaSessions
 	nonces   *nonceStore
 	log      logrus.FieldLogger
@@ -31,7 +32,7 @@ type API struct {
 
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, uia: newUIASessions(), nonces: newNonceStore(), log: log}
+	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), uia: newUIASessions(), nonces: newNonceStore(), log: log}
 }
 
 // Handler returns the HTTP handler for every path the server answers.

@@ -69,8 +69,13 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.getPushRuleAttr))
 	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.putPushRuleAttr))
 
-	// Sync.
+	// Sync and ephemeral data.
 	rt.client(get, "/sync", a.auth(a.sync))
+	rt.client(put, "/rooms/{roomId}/typing/{userId}", a.auth(a.putTyping))
+	rt.client(post, "/rooms/{roomId}/receipt/{receiptType}/{eventId}", a.auth(a.postReceipt))
+	rt.client(post, "/rooms/{roomId}/read_markers", a.auth(a.postReadMarkers))
+	rt.client(get, "/presence/{userId}/status", a.auth(a.getPresence))
+	rt.client(put, "/presence/{userId}/status", a.auth(a.putPresence))
 
 	// Rooms: creation and membership.
 	rt.client(post, "/createRoom", a.auth(a.createRoom))

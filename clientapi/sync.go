@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,13 +25,30 @@ const maxSyncTimeout = 5 * time.Minute
 // defaultTimelineLimit is the timeline length without a filter.
 const defaultTimelineLimit = 10
 
-// Sync tokens are "s<stream position>": one global position covers every
-// stream this server has, so tokens survive restarts.
-func syncToken(pos int64) string { return "s" + strconv.FormatInt(pos, 10) }
+// Sync tokens are "s<stream position>_<ephemeral version>": one global
+// position covers everything stored, so tokens survive restarts; the
+// ephemeral version covers typing and presence, which are kept in memory.
+func syncToken(pos, eph int64) string {
+	return "s" + strconv.FormatInt(pos, 10) + "_" + strconv.FormatInt(eph, 10)
+}
+
+func parseSyncToken(tok string) (pos, eph int64, err error) {
+	stream, ephPart, _ := strings.Cut(strings.TrimPrefix(tok, "s"), "_")
+	pos, err1 := strconv.ParseInt(stream, 10, 64)
+	if ephPart != "" {
+		eph, err = strconv.ParseInt(ephPart, 10, 64)
+	}
+	if err1 != nil || err != nil || pos < 0 || eph < 0 {
+		return 0, 0, httputil.InvalidParam("invalid sync token %q", tok)
+	}
+	return pos, eph, nil
+}
 
 type syncParams struct {
 	since     int64
+	sinceEph  int64
 	initial   bool
+	presence  string
 	timeout   time.Duration
 	fullState bool
 	filter    *filter.Filter
@@ -40,11 +58,11 @@ func (a *API) parseSyncParams(r *http.Request, s *accounts.Session) (*syncParams
 	q := r.URL.Query()
 	p := &syncParams{initial: true}
 	if tok := q.Get("since"); tok != "" {
-		pos, err := parseToken(tok)
+		pos, eph, err := parseSyncToken(tok)
 		if err != nil {
 			return nil, err
 		}
-		p.since, p.initial = pos, false
+		p.since, p.sinceEph, p.initial = pos, eph, false
 	}
 	if t := q.Get("timeout"); t != "" {
 		ms, err := strconv.ParseInt(t, 10, 64)
@@ -60,7 +78,7 @@ func (a *API) parseSyncParams(r *http.Request, s *accounts.Session) (*syncParams
 	default:
 		return nil, httputil.InvalidParam("full_state must be true or false")
 	}
-	switch q.Get("set_presence") {
+	switch p.presence = q.Get("set_presence"); p.presence {
 	case "", "online", "offline", "unavailable":
 	default:
 		return nil, httputil.InvalidParam("set_presence must be online, offline or unavailable")
@@ -101,12 +119,23 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	ctx := r.Context()
+	switch p.presence {
+	case "", "online":
+		a.eph.SetPresence(s.UserID, "online", nil, true)
+	case "unavailable":
+		a.eph.SetPresence(s.UserID, "unavailable", nil, false)
+	}
+	_, ephNow := a.eph.Changes()
+	if p.sinceEph > ephNow {
+		p.sinceEph = 0 // a token from before a restart: send the current state
+	}
 	deadline := time.Now().Add(p.timeout)
 	for {
-		// Take the wake-up channel before reading the position, so a commit
+		// Take the wake-up channels before reading positions, so a change
 		// in between still wakes us.
 		wake, upTo := a.db.Changes()
-		resp, changed, err := a.buildSync(ctx, s, p, upTo)
+		ephWake, eph := a.eph.Changes()
+		resp, changed, err := a.buildSync(ctx, s, p, upTo, eph)
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +149,8 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 		timer := time.NewTimer(wait)
 		select {
 		case <-wake:
+			timer.Stop()
+		case <-ephWake:
 			timer.Stop()
 		case <-timer.C:
 			return resp, nil
@@ -138,10 +169,10 @@ type syncRoomsResp struct {
 }
 
 // buildSync assembles the response for changes in (since, upTo].
-func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams, upTo int64) (map[string]any, bool, error) {
-	since := p.since
+func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams, upTo, eph int64) (map[string]any, bool, error) {
+	since, sinceEph := p.since, p.sinceEph
 	if p.initial {
-		since = 0
+		since, sinceEph = 0, 0
 	}
 	rooms := syncRoomsResp{Join: map[string]any{}, Invite: map[string]any{}, Leave: map[string]any{}, Knock: map[string]any{}}
 	changed := false
@@ -195,7 +226,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 		newSince := m.StreamPos > since
 		switch m.Membership {
 		case spec.Join:
-			room, has, err := a.syncJoinedRoom(ctx, s, p, m, since, upTo, roomAD[m.RoomID])
+			room, has, err := a.syncJoinedRoom(ctx, s, p, m, since, sinceEph, upTo, roomAD[m.RoomID])
 			if err != nil {
 				return nil, false, err
 			}
@@ -240,11 +271,16 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 			}
 		}
 	}
+	presence, presenceChanged, err := a.syncPresence(ctx, s.UserID, p, sinceEph)
+	if err != nil {
+		return nil, false, err
+	}
+	changed = changed || (presenceChanged && since > 0)
 	resp := map[string]any{
-		"next_batch":                       syncToken(upTo),
+		"next_batch":                       syncToken(upTo, eph),
 		"rooms":                            rooms,
 		"account_data":                     map[string]any{"events": globalAD},
-		"presence":                         map[string]any{"events": []any{}},
+		"presence":                         map[string]any{"events": presence},
 		"to_device":                        map[string]any{"events": []any{}},
 		"device_lists":                     map[string]any{"changed": []string{}, "left": []string{}},
 		"device_one_time_keys_count":       map[string]int{},
@@ -306,7 +342,7 @@ func (a *API) timeline(ctx context.Context, acc *roomAccess, f *filter.RoomEvent
 
 // syncJoinedRoom builds one rooms.join entry; has reports whether it
 // carries anything new for an incremental sync.
-func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since, upTo int64, accountData []json.RawMessage) (map[string]any, bool, error) {
+func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since, sinceEph, upTo int64, accountData []json.RawMessage) (map[string]any, bool, error) {
 	info, err := a.db.Room(ctx, m.RoomID)
 	if err != nil {
 		return nil, false, err
@@ -350,11 +386,15 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		"limited":    limited,
 		"prev_batch": makeToken(start),
 	}
+	ephemeralEvents, err := a.roomEphemeral(ctx, s.UserID, info, fresh, since, sinceEph, upTo)
+	if err != nil {
+		return nil, false, err
+	}
 	room := map[string]any{
 		"timeline":                    timeline,
 		"state":                       map[string]any{"events": a.clientEvents(ctx, state, s.DeviceID)},
 		"account_data":                map[string]any{"events": nonNil(accountData)},
-		"ephemeral":                   map[string]any{"events": []any{}},
+		"ephemeral":                   map[string]any{"events": nonNil(ephemeralEvents)},
 		"unread_notifications":        map[string]int{"notification_count": 0, "highlight_count": 0},
 		"unread_thread_notifications": map[string]any{},
 	}
@@ -371,7 +411,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		}
 		room["summary"] = summary
 	}
-	has := len(events) > 0 || len(state) > 0 || len(accountData) > 0
+	has := len(events) > 0 || len(state) > 0 || len(accountData) > 0 || len(ephemeralEvents) > 0
 	return room, has, nil
 }
 
@@ -530,4 +570,57 @@ func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]ma
 		}
 	}
 	return out, nil
+}
+
+// roomEphemeral is a joined room's typing and receipts for the sync window.
+func (a *API) roomEphemeral(ctx context.Context, userID string, info *storage.Room, fresh bool, since, sinceEph, upTo int64) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	if fresh {
+		sinceEph = 0
+	}
+	if users, changed := a.eph.Typing(info.ID, sinceEph); changed || (fresh && len(users) > 0) {
+		if users == nil {
+			users = []string{}
+		}
+		ev, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+		out = append(out, ev)
+	}
+	from := since
+	if fresh {
+		from = 0
+	}
+	receipts, err := a.db.ReceiptsSince(ctx, info.NID, from, upTo)
+	if err != nil {
+		return nil, err
+	}
+	if ev := receiptEvent(receipts, userID); ev != nil {
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// syncPresence lists the presence of the user and their room mates that
+// changed after sinceEph.
+func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, sinceEph int64) ([]json.RawMessage, bool, error) {
+	mates, err := a.db.RoomMates(ctx, userID)
+	if err != nil {
+		return nil, false, err
+	}
+	if !slices.Contains(mates, userID) {
+		mates = append(mates, userID)
+	}
+	var pf *filter.EventFilter
+	if p.filter != nil {
+		pf = p.filter.Presence
+	}
+	out := []json.RawMessage{}
+	for _, u := range mates {
+		pres, version := a.eph.GetPresence(u)
+		if version == 0 || version <= sinceEph || !pf.Matches("m.presence", u) {
+			continue
+		}
+		ev, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": u, "content": pres})
+		out = append(out, ev)
+	}
+	return out, len(out) > 0, nil
 }

@@ -41,9 +41,9 @@ func migrations() ([]migration, error) {
 		out = append(out, migration{version: v, name: name, sql: string(body)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migrations must be numbered 1..n without gaps; found %d at place %d", m.version, i+1)
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("two migrations are numbered %d", out[i].version)
 		}
 	}
 	return out, nil
@@ -63,14 +63,36 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	var current int
-	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("reading schema version: %w", err)
+	applied := map[int]bool{}
+	rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("reading applied migrations: %w", err)
 	}
-	if current > len(all) {
-		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): refusing to run an older binary on it", current, len(all))
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return err
+		}
+		applied[v] = true
 	}
-	for _, m := range all[current:] {
+	rows.Close()
+	known := map[int]bool{}
+	for _, m := range all {
+		known[m.version] = true
+	}
+	for v := range applied {
+		if !known[v] {
+			return fmt.Errorf("database has migration %d, which this binary does not know: refusing to run an older binary on it", v)
+		}
+	}
+	// Every migration not yet applied runs, in number order. Numbers may
+	// have gaps (parallel branches reserve numbers), so a later-numbered
+	// migration never blocks an earlier one from being applied.
+	for _, m := range all {
+		if applied[m.version] {
+			continue
+		}
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
