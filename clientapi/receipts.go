@@ -132,4 +132,3 @@ func receiptEvent(receipts []storage.Receipt, userID string) json.RawMessage {
 	out, _ := json.Marshal(map[string]any{"type": "m.receipt", "content": content})
 	return out
 }
-

@@ -221,8 +221,8 @@ func TestRoomKnock(t *testing.T) {
 	for _, ver := range []string{"7", "12"} {
 		t.Run("v"+ver, func(t *testing.T) {
 			roomID := mkRoomRaw(t, s, alice.AccessToken, map[string]any{
-				"room_version": ver,
-				"preset":       "private_chat",
+				"room_version":  ver,
+				"preset":        "private_chat",
 				"initial_state": []any{map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}}},
 			})
 			do(t, "POST", roomURL(s, roomID, "join"), bob.AccessToken, map[string]any{}).want(t, http.StatusForbidden, "M_FORBIDDEN")
