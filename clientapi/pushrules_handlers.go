@@ -70,8 +70,11 @@ func (a *API) updatePushRules(ctx context.Context, userID string, change func(*p
 		if err != nil {
 			return fmt.Errorf("encoding push rules: %w", err)
 		}
-		_, err = tx.PutPushRules(ctx, userID, out)
-		return err
+		if _, err := tx.PutPushRules(ctx, userID, out); err != nil {
+			return err
+		}
+		tx.OnCommit(func() { a.rooms.InvalidatePushRules(userID) })
+		return nil
 	})
 }
 

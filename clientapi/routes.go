@@ -76,6 +76,7 @@ func (a *API) register(rt *router) {
 	rt.client(post, "/rooms/{roomId}/read_markers", a.auth(a.postReadMarkers))
 	rt.client(get, "/presence/{userId}/status", a.auth(a.getPresence))
 	rt.client(put, "/presence/{userId}/status", a.auth(a.putPresence))
+	rt.client(get, "/notifications", a.auth(a.getNotifications))
 
 	// Rooms: creation and membership.
 	rt.client(post, "/createRoom", a.auth(a.createRoom))

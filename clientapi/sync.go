@@ -390,13 +390,22 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	if err != nil {
 		return nil, false, err
 	}
+	perThread := tf != nil && tf.UnreadThreadNotifs
+	unread, threads, err := a.db.UnreadCounts(ctx, info.NID, s.UserID, perThread, upTo)
+	if err != nil {
+		return nil, false, err
+	}
+	threadCounts := map[string]any{}
+	for id, c := range threads {
+		threadCounts[id] = countsJSON(c)
+	}
 	room := map[string]any{
 		"timeline":                    timeline,
 		"state":                       map[string]any{"events": a.clientEvents(ctx, state, s.DeviceID)},
 		"account_data":                map[string]any{"events": nonNil(accountData)},
 		"ephemeral":                   map[string]any{"events": nonNil(ephemeralEvents)},
-		"unread_notifications":        map[string]int{"notification_count": 0, "highlight_count": 0},
-		"unread_thread_notifications": map[string]any{},
+		"unread_notifications":        countsJSON(unread),
+		"unread_thread_notifications": threadCounts,
 	}
 	membersChanged := fresh
 	for _, e := range append(append([]storage.Event{}, events...), state...) {
@@ -623,4 +632,8 @@ func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, si
 		out = append(out, ev)
 	}
 	return out, len(out) > 0, nil
+}
+
+func countsJSON(c storage.UnreadCounts) map[string]int {
+	return map[string]int{"notification_count": c.Notifications, "highlight_count": c.Highlights}
 }

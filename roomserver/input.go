@@ -148,6 +148,8 @@ type eventWrite struct {
 	newCurrent  stateMap
 	extremities []string
 	depth       int64
+	// push holds the recipients' notifying push rule outcomes.
+	push []storage.PushAction
 }
 
 type stateMap = map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU
@@ -166,6 +168,7 @@ func (rs *Roomserver) append(ctx context.Context, r *room, pdu gomatrixserverlib
 		r.maxDepth = pdu.Depth()
 	}
 	w.extremities, w.depth = r.extremities, r.maxDepth
+	w.push = rs.pushActions(ctx, r, pdu)
 	return rs.enqueue(ctx, r, w)
 }
 
@@ -260,6 +263,11 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *e
 	}
 	if w.status != storage.EventAccepted {
 		return 0, nil
+	}
+	if len(w.push) > 0 {
+		if err := tx.InsertPushActions(ctx, r.nid, nid, pos, w.push); err != nil {
+			return 0, err
+		}
 	}
 	if w.newCurrent != nil {
 		if err := rs.replaceCurrentState(ctx, tx, r, w.newCurrent, pdu.EventID(), nid, pos); err != nil {

@@ -176,6 +176,7 @@ func (rs *Roomserver) input(ctx context.Context, r *room, pdu gomatrixserverlib.
 		r.maxDepth = pdu.Depth()
 	}
 	w.extremities, w.depth = r.extremities, r.maxDepth
+	w.push = rs.pushActions(ctx, r, pdu)
 	wait, pos := rs.enqueue(ctx, r, w)
 	return InputResult{Status: storage.EventAccepted}, func() error {
 		if err := wait(); err != nil {

@@ -41,6 +41,8 @@ type Roomserver struct {
 
 	mu    sync.Mutex
 	rooms map[string]*room
+
+	pushRules rulesCache
 }
 
 // Options configures a Roomserver.

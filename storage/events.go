@@ -111,12 +111,17 @@ const eventColumns = `e.event_nid, e.event_id, e.room_nid, r.room_id, r.room_ver
 const eventFrom = ` FROM events e JOIN rooms r ON r.room_nid = e.room_nid `
 
 func scanEvent(row interface{ Scan(...any) error }) (*Event, error) {
+	return scanEventWith(row)
+}
+
+// scanEventWith scans leading columns into before, then the event columns.
+func scanEventWith(row interface{ Scan(...any) error }, before ...any) (*Event, error) {
 	var e Event
 	var sk sql.NullString
 	var extra, js string
-	err := row.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.RoomID, &e.RoomVersion, &e.Type, &sk, &e.Sender, &e.Depth,
+	err := row.Scan(append(before, &e.NID, &e.EventID, &e.RoomNID, &e.RoomID, &e.RoomVersion, &e.Type, &sk, &e.Sender, &e.Depth,
 		&e.OriginTS, &e.StreamPos, &e.StateBefore, &e.Status, &e.RelatesTo, &e.RelType,
-		&e.RedactedBy, &e.SenderDevice, &e.TxnID, &extra, &js)
+		&e.RedactedBy, &e.SenderDevice, &e.TxnID, &extra, &js)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

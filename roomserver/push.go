@@ -1,0 +1,129 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/roomserver/pushrules"
+	"matrixhs/storage"
+)
+
+// rulesCache keeps each user's effective push rules; the client API
+// invalidates an entry when the user changes a rule.
+type rulesCache struct {
+	mu    sync.Mutex
+	rules map[string]pushrules.Ruleset
+}
+
+// InvalidatePushRules forgets a user's cached push rules.
+func (rs *Roomserver) InvalidatePushRules(userID string) {
+	rs.pushRules.mu.Lock()
+	delete(rs.pushRules.rules, userID)
+	rs.pushRules.mu.Unlock()
+}
+
+func (rs *Roomserver) userRules(ctx context.Context, userID string) (pushrules.Ruleset, error) {
+	rs.pushRules.mu.Lock()
+	r, ok := rs.pushRules.rules[userID]
+	rs.pushRules.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	raw, err := rs.db.PushRules(ctx, userID)
+	if err != nil {
+		return pushrules.Ruleset{}, err
+	}
+	var u pushrules.UserRules
+	if raw != nil {
+		if err := json.Unmarshal(raw, &u); err != nil {
+			return pushrules.Ruleset{}, err
+		}
+	}
+	local, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
+	r = pushrules.Effective(u, userID, local)
+	rs.pushRules.mu.Lock()
+	if rs.pushRules.rules == nil {
+		rs.pushRules.rules = map[string]pushrules.Ruleset{}
+	}
+	rs.pushRules.rules[userID] = r
+	rs.pushRules.mu.Unlock()
+	return r, nil
+}
+
+// pushActions evaluates every local recipient's push rules for pdu against
+// the room state after it (r.mu held). Only notifying outcomes are kept.
+func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserverlib.PDU) []storage.PushAction {
+	ev, err := pushrules.NewEvent(pdu.JSON())
+	if err != nil {
+		return nil
+	}
+	pl, err := powerLevels(r)
+	if err != nil {
+		return nil
+	}
+	sender := string(pdu.SenderID())
+	senderPL := pl.UserLevel(pdu.SenderID())
+	if isCreator(r, sender) {
+		senderPL = 1 << 53
+	}
+	notifLevels := map[string]int64{"room": pl.NotificationLevel("room")}
+	var recipients []string
+	joined := 0
+	for t, st := range r.state {
+		if t.EventType != spec.MRoomMember {
+			continue
+		}
+		m, _ := st.Membership()
+		if m == spec.Join {
+			joined++
+		}
+		invitee := m == spec.Invite && pdu.Type() == spec.MRoomMember && pdu.StateKeyEquals(t.StateKey)
+		if (m == spec.Join || invitee) && t.StateKey != sender && rs.isLocal(t.StateKey) {
+			recipients = append(recipients, t.StateKey)
+		}
+	}
+	thread := "main"
+	if target, relType := relation(pdu.Content()); relType == "m.thread" && target != "" {
+		thread = target
+	}
+	var out []storage.PushAction
+	for _, u := range recipients {
+		rules, err := rs.userRules(ctx, u)
+		if err != nil {
+			continue
+		}
+		res := pushrules.Evaluate(rules, ev, pushrules.EvalContext{
+			UserID: u, DisplayName: displayName(r, u), MemberCount: joined,
+			SenderPowerLevel: senderPL, NotificationPowerLevels: notifLevels,
+		})
+		if !res.Notify {
+			continue
+		}
+		actions, _ := json.Marshal(res.Actions)
+		out = append(out, storage.PushAction{UserID: u, Highlight: res.Highlight, ThreadID: thread, Actions: actions})
+	}
+	return out
+}
+
+func (rs *Roomserver) isLocal(userID string) bool {
+	_, domain, ok := strings.Cut(userID, ":")
+	return ok && domain == string(rs.origin)
+}
+
+// displayName is a member's display name in the room ("" when unset).
+func displayName(r *room, userID string) string {
+	ev := r.stateEvent(spec.MRoomMember, userID)
+	if ev == nil {
+		return ""
+	}
+	var c struct {
+		DisplayName string `json:"displayname"`
+	}
+	json.Unmarshal(ev.Content(), &c)
+	return c.DisplayName
+}

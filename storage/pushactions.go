@@ -1,0 +1,140 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+)
+
+// PushAction is the outcome of a recipient's push rules for one event.
+type PushAction struct {
+	UserID    string
+	Highlight bool
+	ThreadID  string // "main" or the thread root
+	Actions   []byte // the rule's actions as JSON
+}
+
+// InsertPushActions stores the notifying outcomes of an event.
+func (tx *Tx) InsertPushActions(ctx context.Context, roomNID, eventNID, pos int64, actions []PushAction) error {
+	for _, a := range actions {
+		_, err := tx.exec(ctx, `INSERT INTO push_actions (user_id, room_nid, event_nid, stream_pos, highlight, thread_id, actions)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, a.UserID, roomNID, eventNID, pos, a.Highlight, a.ThreadID, string(a.Actions))
+		if err != nil {
+			return fmt.Errorf("saving push action: %w", err)
+		}
+	}
+	return nil
+}
+
+// UnreadCounts are a user's notification and highlight counts.
+type UnreadCounts struct {
+	Notifications int
+	Highlights    int
+}
+
+// UnreadCounts counts a user's notifying events in a room after their read
+// receipts: the main timeline against the unthreaded or main receipt, and
+// each thread against its own receipt (or the unthreaded one). With
+// perThread false every event counts against the main receipt.
+func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, perThread bool, upTo int64) (UnreadCounts, map[string]UnreadCounts, error) {
+	receipts := map[string]int64{}
+	rows, err := db.q().QueryContext(ctx, `SELECT thread_id, MAX(event_pos) FROM receipts WHERE room_nid = $1 AND user_id = $2
+		GROUP BY thread_id`, roomNID, userID)
+	if err != nil {
+		return UnreadCounts{}, nil, fmt.Errorf("reading receipts: %w", err)
+	}
+	for rows.Next() {
+		var thread string
+		var pos int64
+		if err := rows.Scan(&thread, &pos); err != nil {
+			rows.Close()
+			return UnreadCounts{}, nil, err
+		}
+		receipts[thread] = pos
+	}
+	rows.Close()
+	mainRead := max(receipts[""], receipts["main"])
+	from := mainRead
+	if perThread {
+		// Threads may have been read further or less far: scan from the
+		// earliest receipt that matters.
+		for _, p := range receipts {
+			from = min(from, p)
+		}
+		from = min(from, receipts[""])
+	}
+	rows, err = db.q().QueryContext(ctx, `SELECT thread_id, stream_pos, highlight FROM push_actions
+		WHERE user_id = $1 AND room_nid = $2 AND stream_pos > $3 AND stream_pos <= $4`, userID, roomNID, from, upTo)
+	if err != nil {
+		return UnreadCounts{}, nil, fmt.Errorf("counting notifications: %w", err)
+	}
+	defer rows.Close()
+	var main UnreadCounts
+	threads := map[string]UnreadCounts{}
+	for rows.Next() {
+		var thread string
+		var pos int64
+		var hl bool
+		if err := rows.Scan(&thread, &pos, &hl); err != nil {
+			return UnreadCounts{}, nil, err
+		}
+		if !perThread || thread == "main" {
+			if pos > mainRead {
+				main.Notifications++
+				if hl {
+					main.Highlights++
+				}
+			}
+			continue
+		}
+		if pos > max(receipts[""], receipts[thread]) {
+			c := threads[thread]
+			c.Notifications++
+			if hl {
+				c.Highlights++
+			}
+			threads[thread] = c
+		}
+	}
+	return main, threads, rows.Err()
+}
+
+// Notification is one entry of GET /notifications.
+type Notification struct {
+	Event     Event
+	Actions   []byte
+	Highlight bool
+	Read      bool
+}
+
+// Notifications lists a user's notifications newest first, before position
+// `before` (0: from the newest), at most limit.
+func (db *DB) Notifications(ctx context.Context, userID string, before int64, limit int, onlyHighlight bool) ([]Notification, error) {
+	if before <= 0 {
+		before = 1 << 62
+	}
+	q := `SELECT p.actions, p.highlight,
+			p.stream_pos <= COALESCE((SELECT MAX(event_pos) FROM receipts rc WHERE rc.room_nid = p.room_nid AND rc.user_id = p.user_id), 0),
+			` + eventColumns + ` FROM push_actions p JOIN events e ON e.event_nid = p.event_nid JOIN rooms r ON r.room_nid = e.room_nid
+		WHERE p.user_id = $1 AND p.stream_pos < $2`
+	if onlyHighlight {
+		q += ` AND p.highlight = 1`
+	}
+	rows, err := db.q().QueryContext(ctx, q+` ORDER BY p.stream_pos DESC LIMIT $3`, userID, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing notifications: %w", err)
+	}
+	defer rows.Close()
+	var out []Notification
+	for rows.Next() {
+		var n Notification
+		var actions string
+		dest := []any{&actions, &n.Highlight, &n.Read}
+		e, err := scanEventWith(rows, dest...)
+		if err != nil {
+			return nil, err
+		}
+		n.Event, n.Actions = *e, []byte(actions)
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
