@@ -380,9 +380,16 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		}
 	}
 	state = filterState(state, stateFilter(p), events, s.UserID)
+	if sf := stateFilter(p); sf != nil && sf.LazyLoadMembers && !fresh && !p.fullState {
+		// Lazy-loading clients learn members from state: send the member
+		// events of timeline senders that this sync does not already carry.
+		if state, err = a.addSenderMembers(ctx, info.NID, start, state, events); err != nil {
+			return nil, false, err
+		}
+	}
 
 	timeline := map[string]any{
-		"events":     a.clientEvents(ctx, events, s.DeviceID),
+		"events":     a.filteredEvents(ctx, events, s.DeviceID, p.filter),
 		"limited":    limited,
 		"prev_batch": makeToken(start),
 	}
@@ -401,7 +408,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	}
 	room := map[string]any{
 		"timeline":                    timeline,
-		"state":                       map[string]any{"events": a.clientEvents(ctx, state, s.DeviceID)},
+		"state":                       map[string]any{"events": a.filteredEvents(ctx, state, s.DeviceID, p.filter)},
 		"account_data":                map[string]any{"events": nonNil(accountData)},
 		"ephemeral":                   map[string]any{"events": nonNil(ephemeralEvents)},
 		"unread_notifications":        countsJSON(unread),
@@ -460,9 +467,9 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 	}
 	return map[string]any{
 		"timeline": map[string]any{
-			"events": a.clientEvents(ctx, events, s.DeviceID), "limited": limited, "prev_batch": makeToken(start),
+			"events": a.filteredEvents(ctx, events, s.DeviceID, p.filter), "limited": limited, "prev_batch": makeToken(start),
 		},
-		"state":        map[string]any{"events": a.clientEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID)},
+		"state":        map[string]any{"events": a.filteredEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID, p.filter)},
 		"account_data": map[string]any{"events": []any{}},
 	}, nil
 }
@@ -636,4 +643,40 @@ func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, si
 
 func countsJSON(c storage.UnreadCounts) map[string]int {
 	return map[string]int{"notification_count": c.Notifications, "highlight_count": c.Highlights}
+}
+
+// addSenderMembers adds, as of position pos, the member events of the
+// timeline's senders that are neither in state nor in the timeline.
+func (a *API) addSenderMembers(ctx context.Context, roomNID, pos int64, state, timeline []storage.Event) ([]storage.Event, error) {
+	have := map[string]bool{}
+	for _, e := range append(append([]storage.Event{}, state...), timeline...) {
+		if e.Type == spec.MRoomMember && e.StateKey != nil {
+			have[*e.StateKey] = true
+		}
+	}
+	var need []string
+	for _, e := range timeline {
+		if !have[e.Sender] {
+			have[e.Sender] = true
+			need = append(need, e.Sender)
+		}
+	}
+	if len(need) == 0 {
+		return state, nil
+	}
+	at, err := a.db.StateAt(ctx, roomNID, pos)
+	if err != nil {
+		return nil, err
+	}
+	var nids []int64
+	for _, u := range need {
+		if nid, ok := at[storage.StateKey{Type: spec.MRoomMember, StateKey: u}]; ok {
+			nids = append(nids, nid)
+		}
+	}
+	members, err := a.db.EventsByNID(ctx, nids)
+	if err != nil {
+		return nil, err
+	}
+	return append(state, members...), nil
 }

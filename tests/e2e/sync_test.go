@@ -256,3 +256,53 @@ func TestSyncTokenSurvivesRestart(t *testing.T) {
 	do(t, "GET", v3(s, "sync")+"?filter=999", alice.AccessToken, nil).want(t, 404, "M_NOT_FOUND")
 	do(t, "GET", v3(s, "sync"), "", nil).want(t, 401, "M_MISSING_TOKEN")
 }
+
+func TestSyncEventFieldsFormatAndLazyIncremental(t *testing.T) {
+	s := start(t, nil)
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	join(t, bob, room)
+	text(t, alice, room, "hello fields")
+	rawSync := func(token string, f map[string]any, since string) map[string]any {
+		fj, _ := json.Marshal(f)
+		u := v3(s, "sync") + "?filter=" + url.QueryEscape(string(fj))
+		if since != "" {
+			u += "&since=" + since
+		}
+		return do(t, "GET", u, token, nil).want(t, 200, "").Body
+	}
+	timelineOf := func(body map[string]any) []any {
+		join := body["rooms"].(map[string]any)["join"].(map[string]any)[string(room)].(map[string]any)
+		return join["timeline"].(map[string]any)["events"].([]any)
+	}
+	body := rawSync(bob.AccessToken, map[string]any{"event_fields": []string{"type", "content.body"}, "room": map[string]any{"timeline": map[string]any{"limit": 1}}}, "")
+	ev := timelineOf(body)[0].(map[string]any)
+	if len(ev) != 2 || ev["type"] != "m.room.message" || ev["content"].(map[string]any)["body"] != "hello fields" || len(ev["content"].(map[string]any)) != 1 {
+		t.Fatalf("event_fields result = %v", ev)
+	}
+	body = rawSync(bob.AccessToken, map[string]any{"event_format": "federation", "room": map[string]any{"timeline": map[string]any{"limit": 1}}}, "")
+	ev = timelineOf(body)[0].(map[string]any)
+	if ev["hashes"] == nil || ev["signatures"] == nil || ev["depth"] == nil {
+		t.Fatalf("federation format lacks PDU fields: %v", ev)
+	}
+
+	// Lazy loading on an incremental sync: a new sender's member event comes along.
+	lazy := map[string]any{"room": map[string]any{"state": map[string]any{"lazy_load_members": true}}}
+	since := rawSync(bob.AccessToken, lazy, "")["next_batch"].(string)
+	carol := newUser(t, s, "carol")
+	join(t, carol, room)
+	since = rawSync(bob.AccessToken, lazy, since)["next_batch"].(string)
+	text(t, carol, room, "carol speaks")
+	body = rawSync(bob.AccessToken, lazy, since)
+	joinRoom := body["rooms"].(map[string]any)["join"].(map[string]any)[string(room)].(map[string]any)
+	found := false
+	for _, e := range joinRoom["state"].(map[string]any)["events"].([]any) {
+		m := e.(map[string]any)
+		if m["type"] == "m.room.member" && m["state_key"] == string(carol.UserID) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("incremental lazy sync lacks the new sender's member event: %v", joinRoom["state"])
+	}
+}
