@@ -535,10 +535,11 @@ func foldEq(a, b rune) bool {
 // set, the pattern may match any substring of s that starts and ends at a
 // word boundary (the content.body rule); otherwise it must match all of s.
 //
-// Wildcard patterns run on an NFA simulation: it the pattern's NFA (states are byte offsets into pattern) in
-// one pass over s, so the cost is O(len(s) * len(pattern)) at worst with no
-// backtracking blow-up on hostile bodies, and no allocation for patterns of
-// up to 127 bytes.
+// Patterns without wildcards take a direct case-insensitive scan. Wildcard
+// patterns run on a simulation of the pattern's NFA (states are byte offsets
+// into pattern) in one pass over s: O(len(s) * len(pattern)) at worst, with
+// no backtracking blow-up on hostile bodies and no allocation for patterns
+// of up to 127 bytes.
 func globMatch(pattern, s string, word, literal bool) bool {
 	if !literal && !strings.ContainsAny(pattern, "*?") {
 		literal = true
