@@ -127,6 +127,26 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/publicRooms", a.optionalAuth(a.getPublicRooms))
 	rt.client(post, "/publicRooms", a.auth(a.postPublicRooms))
 
+	// End-to-end encryption: device and one-time keys, cross-signing,
+	// to-device messages and server-side key backup.
+	rt.client(post, "/keys/upload", a.auth(a.uploadKeys))
+	rt.client(post, "/keys/query", a.auth(a.queryKeys))
+	rt.client(post, "/keys/claim", a.auth(a.claimKeys))
+	rt.client(get, "/keys/changes", a.auth(a.keyChanges))
+	rt.client(post, "/keys/device_signing/upload", a.auth(a.uploadCrossSigningKeys))
+	rt.client(post, "/keys/signatures/upload", a.auth(a.uploadSignatures))
+	rt.client(put, "/sendToDevice/{eventType}/{txnId}", a.auth(a.sendToDevice))
+	rt.client(post, "/room_keys/version", a.auth(a.createBackupVersion))
+	rt.client(get, "/room_keys/version", a.auth(a.getBackupVersion))
+	rt.client(get, "/room_keys/version/{version}", a.auth(a.getBackupVersion))
+	rt.client(put, "/room_keys/version/{version}", a.auth(a.putBackupVersion))
+	rt.client(del, "/room_keys/version/{version}", a.auth(a.deleteBackupVersion))
+	for _, p := range []string{"/room_keys/keys", "/room_keys/keys/{roomId}", "/room_keys/keys/{roomId}/{sessionId}"} {
+		rt.client(get, p, a.auth(a.getBackupKeys))
+		rt.client(put, p, a.auth(a.putBackupKeys))
+		rt.client(del, p, a.auth(a.deleteBackupKeys))
+	}
+
 	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
 	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))
 	rt.exact(post, "/_synapse/admin/v1/register", h(a.adminRegister))

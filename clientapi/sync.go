@@ -276,15 +276,20 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 		return nil, false, err
 	}
 	changed = changed || (presenceChanged && since > 0)
+	e2ee, e2eeChanged, err := a.syncE2EE(ctx, s.UserID, s.DeviceID, since, upTo)
+	if err != nil {
+		return nil, false, err
+	}
+	changed = changed || e2eeChanged
 	resp := map[string]any{
 		"next_batch":                       syncToken(upTo, eph),
 		"rooms":                            rooms,
 		"account_data":                     map[string]any{"events": globalAD},
 		"presence":                         map[string]any{"events": presence},
-		"to_device":                        map[string]any{"events": []any{}},
-		"device_lists":                     map[string]any{"changed": []string{}, "left": []string{}},
-		"device_one_time_keys_count":       map[string]int{},
-		"device_unused_fallback_key_types": []string{},
+		"to_device":                        e2ee["to_device"],
+		"device_lists":                     e2ee["device_lists"],
+		"device_one_time_keys_count":       e2ee["device_one_time_keys_count"],
+		"device_unused_fallback_key_types": e2ee["device_unused_fallback_key_types"],
 	}
 	return resp, changed, nil
 }

@@ -34,6 +34,11 @@ type DB struct {
 	writer  *sql.DB
 	readers *sql.DB
 
+	// wconn is the writer's one connection, held for the DB's lifetime so
+	// statements stay prepared on it; transactions are explicit SQL.
+	wconn                 *sql.Conn
+	writeStmts, readStmts *stmtCache
+
 	reqs     chan *writeReq
 	closing  chan struct{}
 	loopDone chan struct{}
@@ -61,7 +66,7 @@ type writeReq struct {
 // Tx is one logical write: it runs inside a savepoint of the batch
 // transaction, so its failure rolls back only its own changes.
 type Tx struct {
-	tx       *sql.Tx
+	w        txQuerier
 	pos      *int64
 	onCommit []func()
 	onAbort  []func()
@@ -108,16 +113,23 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	readers.SetConnMaxLifetime(0)
 
 	db := &DB{
-		path:     path,
-		writer:   writer,
-		readers:  readers,
-		reqs:     make(chan *writeReq, maxBatch),
-		closing:  make(chan struct{}),
-		loopDone: make(chan struct{}),
-		changed:  make(chan struct{}),
+		path:   path,
+		writer: writer,
+
+		readStmts: newStmtCache(readers),
+		readers:   readers,
+		reqs:      make(chan *writeReq, maxBatch),
+		closing:   make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		changed:   make(chan struct{}),
 	}
+	if db.wconn, err = writer.Conn(ctx); err != nil {
+		db.closeConns()
+		return nil, fmt.Errorf("taking the writer connection: %w", err)
+	}
+	db.writeStmts = newStmtCache(db.wconn)
 	var pos int64
-	if err := writer.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&pos); err != nil {
+	if err := db.wconn.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&pos); err != nil {
 		db.closeConns()
 		return nil, fmt.Errorf("reading stream position: %w", err)
 	}
@@ -147,7 +159,17 @@ func (db *DB) Close() error {
 }
 
 func (db *DB) closeConns() error {
-	return errors.Join(db.readers.Close(), db.writer.Close())
+	if db.readStmts != nil {
+		db.readStmts.close()
+	}
+	if db.writeStmts != nil {
+		db.writeStmts.close()
+	}
+	var connErr error
+	if db.wconn != nil {
+		connErr = db.wconn.Close()
+	}
+	return errors.Join(connErr, db.readers.Close(), db.writer.Close())
 }
 
 // StreamPosition is the highest committed stream position.
@@ -237,8 +259,8 @@ func (db *DB) commitBatch(batch []*writeReq) {
 			r.done <- err
 		}
 	}
-	sqlTx, err := db.writer.BeginTx(ctx, nil)
-	if err != nil {
+	sqlTx := txQuerier{conn: db.wconn, c: db.writeStmts}
+	if _, err := db.wconn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		fail(fmt.Errorf("begin: %w", err))
 		return
 	}
@@ -246,7 +268,7 @@ func (db *DB) commitBatch(batch []*writeReq) {
 	// written from another process. The IMMEDIATE transaction holds the lock.
 	var committed int64
 	if err := sqlTx.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&committed); err != nil {
-		sqlTx.Rollback()
+		sqlTx.rollback(ctx)
 		fail(fmt.Errorf("reading stream position: %w", err))
 		return
 	}
@@ -260,12 +282,13 @@ func (db *DB) commitBatch(batch []*writeReq) {
 	}
 	if pos != committed {
 		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
-			sqlTx.Rollback()
+			sqlTx.rollback(ctx)
 			fail(fmt.Errorf("saving stream position: %w", err))
 			return
 		}
 	}
-	if err := sqlTx.Commit(); err != nil {
+	if _, err := db.wconn.ExecContext(ctx, `COMMIT`); err != nil {
+		sqlTx.rollback(ctx)
 		fail(fmt.Errorf("commit: %w", err))
 		return
 	}
@@ -286,12 +309,12 @@ func (db *DB) commitBatch(batch []*writeReq) {
 
 // runOne runs fn inside a savepoint; on error or panic its changes and
 // stream positions are undone.
-func (db *DB) runOne(ctx context.Context, sqlTx *sql.Tx, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func()) (err error) {
+func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func()) (err error) {
 	if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	start := *pos
-	tx := &Tx{tx: sqlTx, pos: pos}
+	tx := &Tx{w: sqlTx, pos: pos}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("write panicked: %v", p)
@@ -332,7 +355,7 @@ func (tx *Tx) OnAbort(f func()) { tx.onAbort = append(tx.onAbort, f) }
 func (tx *Tx) OnCommit(f func()) { tx.onCommit = append(tx.onCommit, f) }
 
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return tx.tx.ExecContext(ctx, query, args...)
+	return tx.w.ExecContext(ctx, query, args...)
 }
 
 // querier is what read helpers need, so the same query serves a read-only
@@ -342,8 +365,8 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (tx *Tx) q() querier { return tx.tx }
-func (db *DB) q() querier { return db.readers }
+func (tx *Tx) q() querier { return tx.w }
+func (db *DB) q() querier { return readQuerier{db.readStmts} }
 
 // Backup writes a consistent copy of the database to path (VACUUM INTO).
 func (db *DB) Backup(ctx context.Context, path string) error {

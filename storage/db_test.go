@@ -46,7 +46,7 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 func TestRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
 	db, path := openTest(t)
-	if _, err := db.writer.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_ts) VALUES (9999, 'future', 0)`); err != nil {
+	if _, err := db.wconn.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_ts) VALUES (9999, 'future', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -60,10 +60,10 @@ func TestPragmas(t *testing.T) {
 	db, _ := openTest(t)
 	var mode string
 	var sync, fk int
-	if err := db.writer.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+	if err := db.wconn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v", mode, err)
 	}
-	if err := db.writer.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+	if err := db.wconn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
 		t.Errorf("writer synchronous = %d, %v; want 2 (FULL)", sync, err)
 	}
 	if err := db.readers.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {

@@ -197,6 +197,10 @@ func (tx *Tx) DeleteDevices(ctx context.Context, userID string, ids []string, ke
 			deleted = append(deleted, id)
 		}
 	}
+	// Their keys, queued to-device messages and signatures go with them.
+	if err := tx.deleteDevicesE2EE(ctx, userID, deleted); err != nil {
+		return nil, err
+	}
 	return deleted, nil
 }
 

@@ -1,0 +1,59 @@
+package clientapi
+
+import (
+	"context"
+	"encoding/json"
+
+	"matrixhs/storage"
+)
+
+// syncE2EE builds the end-to-end encryption parts of a /sync response for
+// the range (since, upTo] (since 0: initial sync): to_device, device_lists,
+// device_one_time_keys_count and device_unused_fallback_key_types, all
+// always present. To-device messages the client acknowledged by syncing
+// with since (positions <= since) are deleted first. changed reports that
+// there are new to-device messages or device-list changes.
+func (a *API) syncE2EE(ctx context.Context, userID, deviceID string, since, upTo int64) (out map[string]any, changed bool, err error) {
+	if ack := min(since, upTo); ack > 0 {
+		has, err := a.db.HasToDeviceUpTo(ctx, userID, deviceID, ack)
+		if err != nil {
+			return nil, false, err
+		}
+		if has {
+			err := a.db.Write(ctx, func(tx *storage.Tx) error { return tx.DeleteToDeviceUpTo(ctx, userID, deviceID, ack) })
+			if err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	msgs, err := a.db.ToDeviceMessages(ctx, userID, deviceID, since, upTo)
+	if err != nil {
+		return nil, false, err
+	}
+	events := make([]map[string]any, 0, len(msgs))
+	for _, m := range msgs {
+		events = append(events, map[string]any{"type": m.Type, "sender": m.Sender, "content": json.RawMessage(m.Content)})
+	}
+	changedUsers, left := []string{}, []string{}
+	if since > 0 {
+		if changedUsers, left, err = a.db.DeviceListChanges(ctx, userID, since, upTo); err != nil {
+			return nil, false, err
+		}
+	}
+	counts, err := a.db.OneTimeKeyCounts(ctx, userID, deviceID)
+	if err != nil {
+		return nil, false, err
+	}
+	fallback, err := a.db.UnusedFallbackKeyTypes(ctx, userID, deviceID)
+	if err != nil {
+		return nil, false, err
+	}
+	out = map[string]any{
+		"to_device":                        map[string]any{"events": events},
+		"device_lists":                     map[string]any{"changed": changedUsers, "left": left},
+		"device_one_time_keys_count":       withZeroCount(counts),
+		"device_unused_fallback_key_types": fallback,
+	}
+	changed = len(events) > 0 || len(changedUsers) > 0 || len(left) > 0
+	return out, changed, nil
+}

@@ -1,0 +1,115 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// maxCachedStmts bounds the statement cache; queries built with a variable
+// number of placeholders would otherwise grow it without end.
+const maxCachedStmts = 512
+
+// stmtCache keeps prepared statements per query text. Parsing SQL is a large
+// share of a small query's cost in SQLite, and database/sql keeps a
+// statement prepared on every connection that used it.
+type stmtCache struct {
+	db    preparer
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// preparer is a pool (*sql.DB) or a single connection (*sql.Conn).
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func newStmtCache(db preparer) *stmtCache { return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}} }
+
+// get returns a prepared statement, or nil when the cache is full.
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	st, ok := c.stmts[query]
+	full := len(c.stmts) >= maxCachedStmts
+	c.mu.Unlock()
+	if ok || full {
+		return st, nil
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.stmts[query]; ok {
+		st.Close()
+		return cur, nil
+	}
+	c.stmts[query] = st
+	return st, nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.stmts = map[string]*sql.Stmt{}
+}
+
+// readQuerier runs queries on the read pool through the cache.
+type readQuerier struct{ c *stmtCache }
+
+func (r readQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := r.c.get(ctx, query)
+	if err != nil || st == nil {
+		if err != nil {
+			return nil, err
+		}
+		return r.c.db.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (r readQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := r.c.get(ctx, query)
+	if err != nil || st == nil {
+		return r.c.db.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// txQuerier runs statements on the writer connection, inside the
+// transaction the writer opened on it with BEGIN.
+type txQuerier struct {
+	conn *sql.Conn
+	c    *stmtCache
+}
+
+func (t txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return readQuerier{t.c}.QueryContext(ctx, query, args...)
+}
+
+func (t txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return readQuerier{t.c}.QueryRowContext(ctx, query, args...)
+}
+
+func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.c.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return t.conn.ExecContext(ctx, query, args...)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// rollback ends the open transaction without saving it.
+func (t txQuerier) rollback(ctx context.Context) {
+	t.conn.ExecContext(ctx, `ROLLBACK`)
+}
