@@ -6,7 +6,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
@@ -35,10 +34,15 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *rooms
 	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), uia: newUIASessions(), nonces: newNonceStore(), log: log}
 }
 
-// Handler returns the HTTP handler for every path the server answers.
-func (a *API) Handler() http.Handler {
+// Handler returns the HTTP handler for every path the server answers. extra
+// registers the routes of other APIs (media) in the same table, under their
+// own prefixes, before the fallbacks for unknown paths are set.
+func (a *API) Handler(extra ...func(*mux.Router)) http.Handler {
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	a.register(&router{r})
+	for _, reg := range extra {
+		reg(r)
+	}
 	r.NotFoundHandler = httputil.Handler(func(*http.Request) (any, error) {
 		return nil, httputil.Unrecognized("Unrecognized request")
 	})
@@ -103,29 +107,10 @@ func (a *API) auth(h authed) httputil.Handler {
 	}
 }
 
-// accessToken reads the Authorization header, falling back to the
-// deprecated access_token query parameter that older clients still send.
-func accessToken(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(tok)
-		}
-		return ""
-	}
-	return r.URL.Query().Get("access_token")
-}
+// accessToken and clientIP are shared with the media API (httputil).
+func accessToken(r *http.Request) string { return httputil.AccessToken(r) }
 
-func clientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		ip, _, _ := strings.Cut(xff, ",")
-		return strings.TrimSpace(ip)
-	}
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
-	}
-	return strings.Trim(host, "[]")
-}
+func clientIP(r *http.Request) string { return httputil.ClientIP(r) }
 
 // requireSelf refuses acting on another user's data.
 func requireSelf(s *accounts.Session, userID string) error {

@@ -10,10 +10,12 @@ import (
 
 // supportedVersions are the spec versions whose endpoints this server
 // implements. The old entries stay: matrix-js-sdk refuses a server that lists
-// none of v1.1 to v1.9. v1.11 needs authenticated media, not here yet.
+// none of v1.1 to v1.9. v1.11 is listed because the authenticated media
+// endpoints (/_matrix/client/v1/media, mediaapi) exist: clients then stop
+// using the deprecated /_matrix/media/v3 downloads.
 var supportedVersions = []string{
 	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
-	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
 }
 
 // versions serves GET /_matrix/client/versions.

@@ -75,6 +75,14 @@ type Config struct {
 	RefreshableAccessTokenLifetime time.Duration `yaml:"refreshable_access_token_lifetime"`
 	// ShutdownTimeout bounds how long in-flight requests may take on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// MaxUploadBytes bounds one media upload.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// MediaQuotaBytesPerUser bounds the total size of a user's uploads (0: unlimited).
+	MediaQuotaBytesPerUser int64 `yaml:"media_quota_bytes_per_user"`
+	// URLPreviewEnabled turns on /preview_url, which makes the server fetch
+	// URLs that users send it.
+	URLPreviewEnabled bool `yaml:"url_preview_enabled"`
 }
 
 // Default returns the built-in defaults. DataDir is left for Resolve to fill.
@@ -91,6 +99,7 @@ func Default() Config {
 		BcryptCost:                     10,
 		RefreshableAccessTokenLifetime: 5 * time.Minute,
 		ShutdownTimeout:                10 * time.Second,
+		MaxUploadBytes:                 50 << 20,
 	}
 }
 
@@ -249,6 +258,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout must not be negative")
+	}
+	if c.MaxUploadBytes < 1 {
+		bad("max_upload_bytes %d must be at least 1", c.MaxUploadBytes)
+	}
+	if c.MediaQuotaBytesPerUser < 0 {
+		bad("media_quota_bytes_per_user %d must not be negative (0: unlimited)", c.MediaQuotaBytesPerUser)
 	}
 	return errors.Join(errs...)
 }

@@ -48,6 +48,13 @@ max_request_body_bytes: {{.MaxRequestBodyBytes}}
 bcrypt_cost: {{.BcryptCost}}
 refreshable_access_token_lifetime: {{.RefreshableAccessTokenLifetime}}
 shutdown_timeout: {{.ShutdownTimeout}}
+
+# Media: the largest upload in bytes, and each user's total (0: unlimited).
+max_upload_bytes: {{.MaxUploadBytes}}
+media_quota_bytes_per_user: {{.MediaQuotaBytesPerUser}}
+# URL previews make the server fetch the links users ask about (never private
+# or loopback addresses). Off by default.
+url_preview_enabled: {{.URLPreviewEnabled}}
 `))
 
 // Generate renders a commented config file with the defaults, the given

@@ -4,6 +4,7 @@
 //	homeserver generate-config         print a fresh config file
 //	homeserver user add|passwd|list|deactivate
 //	homeserver registration-token create|list|delete
+//	homeserver media purge|check
 //	homeserver version
 package main
 
@@ -34,6 +35,9 @@ commands:
   registration-token create [-uses N] [-expires DURATION] [-token T]
   registration-token list
   registration-token delete TOKEN
+  media purge [-older-than DURATION] [-user USER]
+                                       delete media (and files nothing else uses)
+  media check [-delete-orphans]        report orphan, missing and abandoned media files
   version                              print the version
 
 Configuration comes from $MATRIX_CONFIG (default <data dir>/homeserver.yaml) and
@@ -56,6 +60,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdUser(ctx, args, stdin, stdout, stderr)
 	case "registration-token":
 		err = cmdRegistrationToken(ctx, args, stdout)
+	case "media":
+		err = cmdMedia(ctx, args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "homeserver %s\n", version)
 	case "help", "-h", "-help", "--help":

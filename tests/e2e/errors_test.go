@@ -168,7 +168,7 @@ func TestDiscovery(t *testing.T) {
 	for _, v := range list {
 		versions = append(versions, v.(string))
 	}
-	if !slices.Contains(versions, "v1.1") || slices.Contains(versions, "v1.11") || len(vers.Versions) != len(versions) {
+	if !slices.Contains(versions, "v1.1") || !slices.Contains(versions, "v1.11") || len(vers.Versions) != len(versions) {
 		t.Fatalf("versions = %v", versions)
 	}
 	if _, ok := r.Body["unstable_features"].(map[string]any); !ok {

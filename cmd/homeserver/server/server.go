@@ -18,6 +18,7 @@ import (
 	"matrixhs/clientapi"
 	"matrixhs/clientapi/accounts"
 	"matrixhs/config"
+	"matrixhs/mediaapi"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -28,6 +29,7 @@ type Server struct {
 	DB         *storage.DB
 	Accounts   *accounts.Service
 	Rooms      *roomserver.Roomserver
+	Media      *mediaapi.Media
 	SigningKey *config.SigningKey
 	Log        *logrus.Logger
 
@@ -67,9 +69,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.Rooms = roomserver.New(db, roomserver.Options{
 		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey,
 	})
+	media, err := mediaapi.New(cfg, db, s.Accounts, s.Log, mediaapi.Options{})
+	if err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
+	s.Media = media
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
 	s.http = &http.Server{
-		Handler:           api.Handler(),
+		Handler:           api.Handler(media.Routes),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          nil,
@@ -147,6 +156,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.http.Close()
 		}
 	}
+	// Background thumbnail work writes to the database: finish it first.
+	s.Media.Close()
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}
