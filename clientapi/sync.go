@@ -215,6 +215,12 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 	if err != nil {
 		return nil, false, err
 	}
+	var changedRooms map[int64]bool
+	if since > 0 && !p.fullState {
+		if changedRooms, err = a.db.RoomsChangedSince(ctx, since, upTo); err != nil {
+			return nil, false, err
+		}
+	}
 	var roomFilter *filter.RoomFilter
 	if p.filter != nil {
 		roomFilter = p.filter.Room
@@ -226,6 +232,9 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 		newSince := m.StreamPos > since
 		switch m.Membership {
 		case spec.Join:
+			if skipUnchangedRoom(since, sinceEph, m, changedRooms, roomAD, a.eph) {
+				continue
+			}
 			room, has, err := a.syncJoinedRoom(ctx, s, p, m, since, sinceEph, upTo, roomAD[m.RoomID])
 			if err != nil {
 				return nil, false, err
@@ -684,4 +693,16 @@ func (a *API) addSenderMembers(ctx context.Context, roomNID, pos int64, state, t
 		return nil, err
 	}
 	return append(state, members...), nil
+}
+
+// skipUnchangedRoom reports whether an incremental sync can leave a joined
+// room out: nothing of it changed in the window (no events, receipts,
+// account data or typing), and the user did not just join.
+func skipUnchangedRoom(since, sinceEph int64, m storage.RoomMembership, changed map[int64]bool,
+	roomAD map[string][]json.RawMessage, eph *ephemeral) bool {
+	if changed == nil || m.StreamPos > since || changed[m.RoomNID] || len(roomAD[m.RoomID]) > 0 {
+		return false
+	}
+	_, typingChanged := eph.Typing(m.RoomID, sinceEph)
+	return !typingChanged
 }

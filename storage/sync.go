@@ -82,3 +82,23 @@ func (db *DB) RoomMates(ctx context.Context, userID string) ([]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// RoomsChangedSince lists the rooms with new timeline events or receipts
+// in (from, to], so an incremental sync can skip untouched rooms.
+func (db *DB) RoomsChangedSince(ctx context.Context, from, to int64) (map[int64]bool, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT room_nid FROM events WHERE stream_pos > $1 AND stream_pos <= $2
+		UNION SELECT room_nid FROM receipts WHERE stream_pos > $1 AND stream_pos <= $2`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("listing changed rooms: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var nid int64
+		if err := rows.Scan(&nid); err != nil {
+			return nil, err
+		}
+		out[nid] = true
+	}
+	return out, rows.Err()
+}
