@@ -59,20 +59,11 @@ func (tx *Tx) DeleteAlias(ctx context.Context, alias string) error {
 
 // RoomAliases lists the local aliases of a room.
 func (db *DB) RoomAliases(ctx context.Context, roomNID int64) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT alias FROM room_aliases WHERE room_nid = $1 ORDER BY alias`, roomNID)
+	out, err := queryStrings(ctx, db.q(), `SELECT alias FROM room_aliases WHERE room_nid = $1 ORDER BY alias`, roomNID)
 	if err != nil {
 		return nil, fmt.Errorf("listing aliases: %w", err)
 	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // MoveAliases points every alias of one room at another.

@@ -155,21 +155,12 @@ func (db *DB) JoinedRooms(ctx context.Context, userID string) ([]string, error) 
 }
 
 func (db *DB) roomsWithMembership(ctx context.Context, userID, membership string) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT r.room_id FROM current_state c JOIN rooms r ON r.room_nid = c.room_nid
+	out, err := queryStrings(ctx, db.q(), `SELECT r.room_id FROM current_state c JOIN rooms r ON r.room_nid = c.room_nid
 		WHERE c.type = 'm.room.member' AND c.state_key = $1 AND c.membership = $2 ORDER BY r.room_nid`, userID, membership)
 	if err != nil {
 		return nil, fmt.Errorf("listing rooms: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Membership is a user's current membership of a room ("" if none).

@@ -65,22 +65,13 @@ func (db *DB) PushRulesPos(ctx context.Context, userID string) (int64, error) {
 // RoomMates lists the users joined to any room the user is joined to
 // (including the user), for presence and device list fan-out.
 func (db *DB) RoomMates(ctx context.Context, userID string) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT DISTINCT o.state_key FROM current_state me
+	out, err := queryStrings(ctx, db.q(), `SELECT DISTINCT o.state_key FROM current_state me
 		JOIN current_state o ON o.room_nid = me.room_nid AND o.type = 'm.room.member' AND o.membership = 'join'
 		WHERE me.type = 'm.room.member' AND me.state_key = $1 AND me.membership = 'join'`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing room mates: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RoomsChangedSince lists the rooms with new timeline events or receipts
