@@ -199,7 +199,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 	}
 	if pos, err := a.db.PushRulesPos(ctx, s.UserID); err != nil {
 		return nil, false, err
-	} else if (since == 0 || (pos > since && pos <= upTo)) && adFilter.Matches("m.push_rules", "") {
+	} else if (p.initial || (pos > since && pos <= upTo)) && adFilter.Matches("m.push_rules", "") {
 		rules, err := a.effectivePushRules(ctx, s.UserID)
 		if err != nil {
 			return nil, false, err
@@ -207,7 +207,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 		ev, _ := json.Marshal(map[string]any{"type": "m.push_rules", "content": map[string]any{"global": rules}})
 		globalAD = append(globalAD, ev)
 	}
-	if len(globalAD) > 0 && since > 0 {
+	if len(globalAD) > 0 && !p.initial {
 		changed = true
 	}
 
@@ -239,9 +239,9 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 			if err != nil {
 				return nil, false, err
 			}
-			if has || since == 0 {
+			if has || p.initial {
 				rooms.Join[m.RoomID] = room
-				changed = changed || since > 0
+				changed = changed || !p.initial
 			}
 		case spec.Invite:
 			if newSince {
@@ -250,7 +250,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 					return nil, false, err
 				}
 				rooms.Invite[m.RoomID] = map[string]any{"invite_state": map[string]any{"events": st}}
-				changed = changed || since > 0
+				changed = changed || !p.initial
 			}
 		case spec.Knock:
 			if newSince {
@@ -259,11 +259,11 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 					return nil, false, err
 				}
 				rooms.Knock[m.RoomID] = map[string]any{"knock_state": map[string]any{"events": st}}
-				changed = changed || since > 0
+				changed = changed || !p.initial
 			}
 		case spec.Leave, spec.Ban:
 			includeLeave := roomFilter != nil && roomFilter.IncludeLeave
-			if (since > 0 && newSince) || (since == 0 && includeLeave) {
+			if (!p.initial && newSince) || (p.initial && includeLeave) {
 				forgotten, err := a.db.Forgotten(ctx, s.UserID, m.RoomNID)
 				if err != nil {
 					return nil, false, err
@@ -276,7 +276,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 					return nil, false, err
 				}
 				rooms.Leave[m.RoomID] = room
-				changed = changed || since > 0
+				changed = changed || !p.initial
 			}
 		}
 	}
@@ -284,7 +284,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 	if err != nil {
 		return nil, false, err
 	}
-	changed = changed || (presenceChanged && since > 0)
+	changed = changed || (presenceChanged && !p.initial)
 	e2ee, e2eeChanged, err := a.syncE2EE(ctx, s.UserID, s.DeviceID, since, upTo)
 	if err != nil {
 		return nil, false, err

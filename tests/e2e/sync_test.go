@@ -306,3 +306,29 @@ func TestSyncEventFieldsFormatAndLazyIncremental(t *testing.T) {
 		t.Fatalf("incremental lazy sync lacks the new sender's member event: %v", joinRoom["state"])
 	}
 }
+
+// TestSyncFirstTokenOfFreshServer: on a fresh server the first next_batch
+// is at stream position 0; a long-poll from it must still wake (it once
+// was mistaken for an initial sync and slept until its timeout).
+func TestSyncFirstTokenOfFreshServer(t *testing.T) {
+	s := start(t, nil)
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	since := syncOnce(t, bob, "", 0, "").NextBatch
+	done := make(chan *mautrix.RespSync, 1)
+	go func() {
+		resp, err := bob.FullSyncRequest(ctxT(t), mautrix.ReqSync{Since: since, Timeout: 20000})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}})
+	select {
+	case resp := <-done:
+		if resp == nil || resp.Rooms.Invite[room] == nil {
+			t.Fatalf("long-poll answer lacks the invite: %+v", resp)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("long-poll from the first token did not wake for an invite")
+	}
+}

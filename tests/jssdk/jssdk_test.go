@@ -1,0 +1,37 @@
+// Package jssdk runs matrix-js-sdk, the library under Element Web, against
+// an in-process server. It needs node and npm; without them it is skipped.
+package jssdk
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"matrixhs/tests/testserver"
+)
+
+func TestMatrixJSSDK(t *testing.T) {
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := os.Stat("node_modules/matrix-js-sdk"); err != nil {
+		install := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+		if out, err := install.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci: %v\n%s", err, out)
+		}
+	}
+	s := testserver.Start(t, nil)
+	cmd := exec.CommandContext(ctx, "node", "client.mjs")
+	cmd.Env = append(os.Environ(), "HS="+s.URL())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("matrix-js-sdk flow failed: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
