@@ -95,7 +95,7 @@ func (d *dag) event(srv *fakeServer, sender, typ string, stateKey *string, conte
 
 func (d *dag) after(ev gomatrixserverlib.PDU) stateMap { return d.stateOf[ev.EventID()] }
 
-func openRoomserver(t *testing.T) (*Roomserver, *storage.DB) {
+func openRoomserver(t testing.TB) (*Roomserver, *storage.DB) {
 	t.Helper()
 	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "rs.db"))
 	if err != nil {
