@@ -25,6 +25,9 @@ type roomAccess struct {
 	// upTo bounds reads for users who left: the position of their leave.
 	// 0 means the user may read up to now.
 	upTo int64
+	// ignored are the senders whose non-state events the reader ignores
+	// (m.ignored_user_list, see ignore.go); page leaves them out.
+	ignored map[string]bool
 }
 
 // access decides whether the user may read the room: members may, former
@@ -270,7 +273,7 @@ func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilt
 			} else {
 				next = e.StreamPos
 			}
-			if acc.viewer.CanSee(e) && f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
+			if acc.viewer.CanSee(e) && !acc.ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
 				events = append(events, *e)
 				if len(events) == limit {
 					return events, next, nil
@@ -290,6 +293,7 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.withIgnored(r.Context(), acc, s.UserID)
 	q := r.URL.Query()
 	backwards := q.Get("dir") != "f"
 	if d := q.Get("dir"); d != "" && d != "b" && d != "f" {
@@ -396,6 +400,7 @@ func (a *API) getContext(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.withIgnored(r.Context(), acc, s.UserID)
 	e, err := a.visibleEvent(r.Context(), acc, pathVar(r, "eventId"))
 	if err != nil {
 		return nil, err

@@ -147,6 +147,28 @@ func (a *API) register(rt *router) {
 		rt.client(del, p, a.auth(a.deleteBackupKeys))
 	}
 
+	// Spaces, room previews, room tags, reporting, third-party identifiers
+	// (refused) and VoIP (spaces.go, tags.go, reports.go, thirdparty.go).
+	rt.v1(get, "/rooms/{roomId}/hierarchy", a.auth(a.getHierarchy))
+	rt.v1(get, "/room_summary/{roomIdOrAlias}", a.optionalAuth(a.getRoomSummary))
+	rt.exact(get, "/_matrix/client/unstable/im.nheko.summary/summary/{roomIdOrAlias}", a.optionalAuth(a.getRoomSummary))
+	rt.exact(get, "/_matrix/client/unstable/im.nheko.summary/rooms/{roomIdOrAlias}/summary", a.optionalAuth(a.getRoomSummary))
+	rt.client(get, "/user/{userId}/rooms/{roomId}/tags", a.auth(a.getTags))
+	rt.client(put, "/user/{userId}/rooms/{roomId}/tags/{tag}", a.auth(a.putTag))
+	rt.client(del, "/user/{userId}/rooms/{roomId}/tags/{tag}", a.auth(a.deleteTag))
+	rt.client(post, "/rooms/{roomId}/report/{eventId}", a.auth(a.reportEvent))
+	rt.client(post, "/rooms/{roomId}/report", a.auth(a.reportRoom))
+	rt.client(post, "/users/{userId}/report", a.auth(a.reportUser))
+	rt.client(post, "/account/3pid", a.auth(a.addThreePID))
+	rt.client(post, "/account/3pid/add", a.auth(a.addThreePID))
+	rt.client(post, "/account/3pid/bind", a.auth(a.bindThreePID))
+	rt.client(post, "/account/3pid/delete", a.auth(a.removeThreePID))
+	rt.client(post, "/account/3pid/unbind", a.auth(a.removeThreePID))
+	for _, p := range []string{"/account/3pid", "/register", "/account/password"} {
+		rt.client(post, p+"/{medium:email|msisdn}/requestToken", h(a.requestThreePIDToken))
+	}
+	rt.client(get, "/voip/turnServer", a.auth(a.turnServer))
+
 	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
 	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))
 	rt.exact(post, "/_synapse/admin/v1/register", h(a.adminRegister))

@@ -52,6 +52,9 @@ type syncParams struct {
 	timeout   time.Duration
 	fullState bool
 	filter    *filter.Filter
+	// ignored is the user's m.ignored_user_list, read once per sync pass
+	// (ignore.go).
+	ignored map[string]bool
 }
 
 func (a *API) parseSyncParams(r *http.Request, s *accounts.Session) (*syncParams, error) {
@@ -176,6 +179,8 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 	}
 	rooms := syncRoomsResp{Join: map[string]any{}, Invite: map[string]any{}, Leave: map[string]any{}, Knock: map[string]any{}}
 	changed := false
+	// Ignored users (ignore.go): their messages, typing, receipts and invites are left out.
+	a.loadSyncIgnored(ctx, p, s.UserID)
 
 	adChanges, err := a.db.AccountDataChanges(ctx, s.UserID, since, upTo)
 	if err != nil {
@@ -245,6 +250,11 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 			}
 		case spec.Invite:
 			if newSince {
+				if ignoredInvite, err := a.inviteFromIgnored(ctx, p.ignored, m); err != nil {
+					return nil, false, err
+				} else if ignoredInvite {
+					continue // invites from ignored users are not sent (ignore.go)
+				}
 				st, err := a.strippedState(ctx, m)
 				if err != nil {
 					return nil, false, err
@@ -365,7 +375,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	if err != nil {
 		return nil, false, err
 	}
-	acc := &roomAccess{info: info, viewer: viewer}
+	acc := &roomAccess{info: info, viewer: viewer, ignored: p.ignored}
 	// A room joined since the last sync is sent as in an initial sync.
 	fresh := since == 0 || m.StreamPos > since
 	from := since
@@ -411,6 +421,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	if err != nil {
 		return nil, false, err
 	}
+	ephemeralEvents = dropIgnoredEphemeral(ephemeralEvents, p.ignored) // ignore.go
 	perThread := tf != nil && tf.UnreadThreadNotifs
 	unread, threads, err := a.db.UnreadCounts(ctx, info.NID, s.UserID, perThread, upTo)
 	if err != nil {
@@ -463,7 +474,7 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 	if err != nil {
 		return nil, err
 	}
-	acc := &roomAccess{info: info, viewer: viewer, upTo: m.StreamPos}
+	acc := &roomAccess{info: info, viewer: viewer, upTo: m.StreamPos, ignored: p.ignored}
 	tf := timelineFilter(p)
 	events, limited, err := a.timeline(ctx, acc, tf, since, m.StreamPos, tf.LimitOr(defaultTimelineLimit))
 	if err != nil {

@@ -83,6 +83,13 @@ type Config struct {
 	// URLPreviewEnabled turns on /preview_url, which makes the server fetch
 	// URLs that users send it.
 	URLPreviewEnabled bool `yaml:"url_preview_enabled"`
+
+	// TURN for VoIP calls (GET /voip/turnServer): the TURN server URIs and
+	// the secret shared with it (coturn's static-auth-secret); credentials
+	// are valid for TURNUserLifetime. Unset URIs or secret: no TURN.
+	TURNURIs         []string      `yaml:"turn_uris,omitempty"`
+	TURNSharedSecret string        `yaml:"turn_shared_secret,omitempty"`
+	TURNUserLifetime time.Duration `yaml:"turn_user_lifetime"`
 }
 
 // Default returns the built-in defaults. DataDir is left for Resolve to fill.
@@ -100,6 +107,7 @@ func Default() Config {
 		RefreshableAccessTokenLifetime: 5 * time.Minute,
 		ShutdownTimeout:                10 * time.Second,
 		MaxUploadBytes:                 50 << 20,
+		TURNUserLifetime:               time.Hour,
 	}
 }
 
@@ -264,6 +272,14 @@ func (c *Config) Validate() error {
 	}
 	if c.MediaQuotaBytesPerUser < 0 {
 		bad("media_quota_bytes_per_user %d must not be negative (0: unlimited)", c.MediaQuotaBytesPerUser)
+	}
+	for _, u := range c.TURNURIs {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
+			bad("turn_uris entry %q must be a turn:, turns: or stun: URI", u)
+		}
+	}
+	if c.TURNUserLifetime < time.Second {
+		bad("turn_user_lifetime %s must be at least 1s", c.TURNUserLifetime)
 	}
 	return errors.Join(errs...)
 }

@@ -55,6 +55,13 @@ media_quota_bytes_per_user: {{.MediaQuotaBytesPerUser}}
 # URL previews make the server fetch the links users ask about (never private
 # or loopback addresses). Off by default.
 url_preview_enabled: {{.URLPreviewEnabled}}
+
+# TURN for voice and video calls: the TURN server's URIs and the secret it
+# shares with this server (coturn: use-auth-secret, static-auth-secret). Clients
+# get credentials valid for turn_user_lifetime. Without both, no TURN is offered.
+# turn_uris: ["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"]
+# turn_shared_secret: ""
+turn_user_lifetime: {{.TURNUserLifetime}}
 `))
 
 // Generate renders a commented config file with the defaults, the given
