@@ -73,8 +73,14 @@ func (a *API) putAccountData(r *http.Request, s *accounts.Session) (any, error) 
 		return nil, httputil.NotJSON("request body is not valid JSON")
 	}
 	err = a.db.Write(r.Context(), func(tx *storage.Tx) error {
-		_, err := tx.PutAccountData(r.Context(), s.UserID, roomID, typ, compacted.Bytes())
-		return err
+		if _, err := tx.PutAccountData(r.Context(), s.UserID, roomID, typ, compacted.Bytes()); err != nil {
+			return err
+		}
+		if roomID == "" && typ == "m.ignored_user_list" {
+			// The ignore list decides whose events notify.
+			tx.OnCommit(func() { a.rooms.InvalidatePushRules(s.UserID) })
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -69,6 +69,10 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.getPushRuleAttr))
 	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.putPushRuleAttr))
 
+	// Pushers (delivery: clientapi/pushgateway).
+	rt.client(get, "/pushers", a.auth(a.getPushers))
+	rt.client(post, "/pushers/set", a.auth(a.setPusher))
+
 	// Sync and ephemeral data.
 	rt.client(get, "/sync", a.auth(a.sync))
 	rt.client(put, "/rooms/{roomId}/typing/{userId}", a.auth(a.putTyping))

@@ -17,42 +17,59 @@ import (
 // invalidates an entry when the user changes a rule.
 type rulesCache struct {
 	mu    sync.Mutex
-	rules map[string]pushrules.Ruleset
+	rules map[string]userPushState
 }
 
-// InvalidatePushRules forgets a user's cached push rules.
+// userPushState is what evaluating events for a recipient needs.
+type userPushState struct {
+	rules   pushrules.Ruleset
+	ignored map[string]bool // senders the user ignores (m.ignored_user_list)
+}
+
+// InvalidatePushRules forgets a user's cached push rules and ignore list;
+// call it when either changes.
 func (rs *Roomserver) InvalidatePushRules(userID string) {
 	rs.pushRules.mu.Lock()
 	delete(rs.pushRules.rules, userID)
 	rs.pushRules.mu.Unlock()
 }
 
-func (rs *Roomserver) userRules(ctx context.Context, userID string) (pushrules.Ruleset, error) {
+func (rs *Roomserver) userRules(ctx context.Context, userID string) (userPushState, error) {
 	rs.pushRules.mu.Lock()
-	r, ok := rs.pushRules.rules[userID]
+	st, ok := rs.pushRules.rules[userID]
 	rs.pushRules.mu.Unlock()
 	if ok {
-		return r, nil
+		return st, nil
 	}
 	raw, err := rs.db.PushRules(ctx, userID)
 	if err != nil {
-		return pushrules.Ruleset{}, err
+		return st, err
 	}
 	var u pushrules.UserRules
 	if raw != nil {
 		if err := json.Unmarshal(raw, &u); err != nil {
-			return pushrules.Ruleset{}, err
+			return st, err
 		}
 	}
 	local, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
-	r = pushrules.Effective(u, userID, local)
+	st.rules = pushrules.Effective(u, userID, local)
+	st.ignored = map[string]bool{}
+	if ig, err := rs.db.AccountData(ctx, userID, "", "m.ignored_user_list"); err == nil {
+		var c struct {
+			IgnoredUsers map[string]json.RawMessage `json:"ignored_users"`
+		}
+		json.Unmarshal(ig, &c)
+		for u := range c.IgnoredUsers {
+			st.ignored[u] = true
+		}
+	}
 	rs.pushRules.mu.Lock()
 	if rs.pushRules.rules == nil {
-		rs.pushRules.rules = map[string]pushrules.Ruleset{}
+		rs.pushRules.rules = map[string]userPushState{}
 	}
-	rs.pushRules.rules[userID] = r
+	rs.pushRules.rules[userID] = st
 	rs.pushRules.mu.Unlock()
-	return r, nil
+	return st, nil
 }
 
 // pushActions evaluates every local recipient's push rules for pdu against
@@ -93,11 +110,11 @@ func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserv
 	}
 	var out []storage.PushAction
 	for _, u := range recipients {
-		rules, err := rs.userRules(ctx, u)
-		if err != nil {
-			continue
+		st, err := rs.userRules(ctx, u)
+		if err != nil || st.ignored[sender] {
+			continue // nothing from ignored users notifies
 		}
-		res := pushrules.Evaluate(rules, ev, pushrules.EvalContext{
+		res := pushrules.Evaluate(st.rules, ev, pushrules.EvalContext{
 			UserID: u, DisplayName: displayName(r, u), MemberCount: joined,
 			SenderPowerLevel: senderPL, NotificationPowerLevels: notifLevels,
 		})

@@ -34,6 +34,19 @@ func Start(t testing.TB, env map[string]string) *Server {
 // StartIn starts a server on an existing data dir (for restart tests).
 func StartIn(t testing.TB, dataDir string, env map[string]string) *Server {
 	t.Helper()
+	return StartInWith(t, dataDir, env, server.Options{})
+}
+
+// StartWith is Start with server options (e.g. a shorter push retry
+// backoff); a nil LogOutput logs as Start does.
+func StartWith(t testing.TB, env map[string]string, opts server.Options) *Server {
+	t.Helper()
+	return StartInWith(t, t.TempDir(), env, opts)
+}
+
+// StartInWith is StartIn with server options.
+func StartInWith(t testing.TB, dataDir string, env map[string]string, opts server.Options) *Server {
+	t.Helper()
 	full := map[string]string{
 		config.EnvDataDir:      dataDir,
 		config.EnvListen:       "127.0.0.1:0",
@@ -48,11 +61,13 @@ func StartIn(t testing.TB, dataDir string, env map[string]string) *Server {
 		t.Fatalf("config: %v", err)
 	}
 	cfg.BcryptCost = 4
-	var out io.Writer = io.Discard
-	if os.Getenv("TEST_SERVER_LOGS") != "" {
-		out = os.Stderr
+	if opts.LogOutput == nil {
+		opts.LogOutput = io.Discard
+		if os.Getenv("TEST_SERVER_LOGS") != "" {
+			opts.LogOutput = os.Stderr
+		}
 	}
-	srv, err := server.New(context.Background(), cfg, server.Options{LogOutput: out})
+	srv, err := server.New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatalf("starting server: %v", err)
 	}

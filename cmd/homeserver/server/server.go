@@ -17,6 +17,7 @@ import (
 
 	"matrixhs/clientapi"
 	"matrixhs/clientapi/accounts"
+	"matrixhs/clientapi/pushgateway"
 	"matrixhs/config"
 	"matrixhs/mediaapi"
 	"matrixhs/roomserver"
@@ -30,6 +31,7 @@ type Server struct {
 	Accounts   *accounts.Service
 	Rooms      *roomserver.Roomserver
 	Media      *mediaapi.Media
+	Pushers    *pushgateway.Sender
 	SigningKey *config.SigningKey
 	Log        *logrus.Logger
 
@@ -43,6 +45,8 @@ type Server struct {
 type Options struct {
 	// LogOutput replaces stdout as the console log (tests pass io.Discard).
 	LogOutput io.Writer
+	// PushGateway tunes push notification delivery (tests shorten backoff).
+	PushGateway pushgateway.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -76,6 +80,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.Media = media
+	s.Pushers = pushgateway.New(db, s.Log, opts.PushGateway)
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
 	s.http = &http.Server{
 		Handler:           api.Handler(media.Routes),
@@ -124,6 +129,7 @@ func (s *Server) Listen(addr string) error {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	s.listener = ln
+	s.Pushers.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.ServerName}).Info("homeserver listening")
 	go func() {
 		err := s.http.Serve(ln)
@@ -156,8 +162,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.http.Close()
 		}
 	}
-	// Background thumbnail work writes to the database: finish it first.
+	// Background thumbnail work and push delivery write to the database:
+	// finish them first.
 	s.Media.Close()
+	s.Pushers.Stop()
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}
