@@ -78,3 +78,28 @@ func TestSyncUnreadCounts(t *testing.T) {
 		t.Fatalf("muted room counts %d", n)
 	}
 }
+
+// TestIgnoredSenderDoesNotNotify: messages from an ignored user add no
+// unread count; after unignoring, new ones count again.
+func TestIgnoredSenderDoesNotNotify(t *testing.T) {
+	s := start(t, nil)
+	alice, bob, carol := newUser(t, s, "alice"), newUser(t, s, "bob"), newUser(t, s, "carol")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	join(t, bob, room)
+	join(t, carol, room)
+	if err := bob.SetAccountData(ctxT(t), "m.ignored_user_list", map[string]any{"ignored_users": map[string]any{string(alice.UserID): map[string]any{}}}); err != nil {
+		t.Fatal(err)
+	}
+	text(t, alice, room, "ignored")
+	text(t, carol, room, "counted")
+	if n, _ := unreadOf(t, syncOnce(t, bob, "", 0, ""), room); n != 1 {
+		t.Fatalf("unread = %d, want 1 (only carol's)", n)
+	}
+	if err := bob.SetAccountData(ctxT(t), "m.ignored_user_list", map[string]any{"ignored_users": map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	text(t, alice, room, "heard again")
+	if n, _ := unreadOf(t, syncOnce(t, bob, "", 0, ""), room); n != 2 {
+		t.Fatalf("unread after unignoring = %d, want 2", n)
+	}
+}
