@@ -131,6 +131,10 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/publicRooms", a.optionalAuth(a.getPublicRooms))
 	rt.client(post, "/publicRooms", a.auth(a.postPublicRooms))
 
+	// Search: room events (full text) and the user directory.
+	rt.client(post, "/search", a.auth(a.search))
+	rt.client(post, "/user_directory/search", a.auth(a.searchUserDirectory))
+
 	// End-to-end encryption: device and one-time keys, cross-signing,
 	// to-device messages and server-side key backup.
 	rt.client(post, "/keys/upload", a.auth(a.uploadKeys))

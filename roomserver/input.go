@@ -264,6 +264,10 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *e
 	if w.status != storage.EventAccepted {
 		return 0, nil
 	}
+	// Search index: message/name/topic text in, a redaction's target out.
+	if err := tx.IndexEventText(ctx, nid, r.nid, pdu.Type(), pdu.Content(), pdu.Redacts()); err != nil {
+		return 0, err
+	}
 	if len(w.push) > 0 {
 		if err := tx.InsertPushActions(ctx, r.nid, nid, pos, w.push); err != nil {
 			return 0, err
