@@ -26,19 +26,19 @@ type mark struct {
 // Viewer loads what is needed to filter a room's events for userID.
 func (rs *Roomserver) Viewer(ctx context.Context, roomNID int64, userID string) (*Viewer, error) {
 	v := &Viewer{userID: userID}
-	members, err := rs.db.StateHistory(ctx, roomNID, spec.MRoomMember, userID)
+	members, err := rs.db.StateMarks(ctx, roomNID, spec.MRoomMember, userID, "membership")
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range members {
-		v.memberships = append(v.memberships, mark{e.StreamPos, contentField(e.JSON, "membership")})
+	for _, m := range members {
+		v.memberships = append(v.memberships, mark{m.StreamPos, m.Value})
 	}
-	vis, err := rs.db.StateHistory(ctx, roomNID, spec.MRoomHistoryVisibility, "")
+	vis, err := rs.db.StateMarks(ctx, roomNID, spec.MRoomHistoryVisibility, "", "history_visibility")
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range vis {
-		v.visibility = append(v.visibility, mark{e.StreamPos, contentField(e.JSON, "history_visibility")})
+	for _, m := range vis {
+		v.visibility = append(v.visibility, mark{m.StreamPos, m.Value})
 	}
 	return v, nil
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -293,4 +294,39 @@ func (tx *Tx) EventNIDs(ctx context.Context, ids []string) (map[string]int64, er
 		out[id] = nid
 	}
 	return out, nil
+}
+
+// StateMark is one change of a piece of state: where it happened and one
+// content field's new value.
+type StateMark struct {
+	StreamPos int64
+	Value     string
+}
+
+// StateMarks lists the changes of one state key in a room in stream order
+// with the string value of content[field] — a lighter StateHistory for
+// history visibility checks.
+func (db *DB) StateMarks(ctx context.Context, roomNID int64, typ, stateKey, field string) ([]StateMark, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT stream_pos, json FROM events
+		WHERE room_nid = $1 AND type = $2 AND state_key = $3 AND stream_pos IS NOT NULL ORDER BY stream_pos`, roomNID, typ, stateKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading state changes: %w", err)
+	}
+	defer rows.Close()
+	var out []StateMark
+	for rows.Next() {
+		var m StateMark
+		var js []byte
+		if err := rows.Scan(&m.StreamPos, &js); err != nil {
+			return nil, err
+		}
+		var ev struct {
+			Content map[string]json.RawMessage `json:"content"`
+		}
+		if json.Unmarshal(js, &ev) == nil {
+			json.Unmarshal(ev.Content[field], &m.Value)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
 }
