@@ -391,42 +391,36 @@ func (u *UserRules) change(kind, ruleID string) (*DefaultChange, error) {
 
 // SetEnabled enables or disables a user-defined or server-default rule.
 func (u *UserRules) SetEnabled(kind, ruleID string, enabled bool) error {
-	if !ValidKind(kind) {
-		return errKind(kind)
-	}
-	if strings.HasPrefix(ruleID, ".") {
-		ch, err := u.change(kind, ruleID)
-		if err != nil {
-			return err
-		}
-		ch.Enabled = &enabled
-		u.Defaults[kind][ruleID] = *ch
-		return nil
-	}
-	list := *u.list(kind)
-	idx := indexOf(list, ruleID)
-	if idx < 0 {
-		return errNotFound("push rule not found")
-	}
-	list[idx].Enabled = enabled
-	return nil
+	return u.modify(kind, ruleID,
+		func(ch *DefaultChange) { ch.Enabled = &enabled },
+		func(r *Rule) { r.Enabled = enabled })
 }
 
 // SetActions replaces the actions of a user-defined or server-default rule.
 func (u *UserRules) SetActions(kind, ruleID string, actions Actions) error {
+	if ValidKind(kind) {
+		if err := validateActions(actions); err != nil {
+			return err
+		}
+	}
+	actions = append(Actions{}, actions...)
+	return u.modify(kind, ruleID,
+		func(ch *DefaultChange) { ch.Actions = &actions },
+		func(r *Rule) { r.Actions = actions })
+}
+
+// modify applies a change to a server-default rule (recorded as an
+// override) or to a user-defined rule.
+func (u *UserRules) modify(kind, ruleID string, onDefault func(*DefaultChange), onUser func(*Rule)) error {
 	if !ValidKind(kind) {
 		return errKind(kind)
 	}
-	if err := validateActions(actions); err != nil {
-		return err
-	}
-	actions = append(Actions{}, actions...)
 	if strings.HasPrefix(ruleID, ".") {
 		ch, err := u.change(kind, ruleID)
 		if err != nil {
 			return err
 		}
-		ch.Actions = &actions
+		onDefault(ch)
 		u.Defaults[kind][ruleID] = *ch
 		return nil
 	}
@@ -435,7 +429,7 @@ func (u *UserRules) SetActions(kind, ruleID string, actions Actions) error {
 	if idx < 0 {
 		return errNotFound("push rule not found")
 	}
-	list[idx].Actions = actions
+	onUser(&list[idx])
 	return nil
 }
 
