@@ -202,7 +202,11 @@ func (r *room) applyRedactionToState(pdu gomatrixserverlib.PDU) {
 // the outcome and evicts the room's in-memory head when the write failed.
 func (rs *Roomserver) enqueue(ctx context.Context, r *room, w *eventWrite) (wait func() error, pos *int64) {
 	out := new(int64)
-	committed := rs.db.Enqueue(context.WithoutCancel(ctx), func(tx *storage.Tx) error {
+	// Once the room head has moved past the event, its write must happen
+	// even if the requester goes away: a cancelled write would fail every
+	// later queued write of the room.
+	ctx = context.WithoutCancel(ctx)
+	committed := rs.db.Enqueue(ctx, func(tx *storage.Tx) error {
 		if r.broken.Load() {
 			return errors.New("room state is being reloaded after a failed write; retry")
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -303,5 +304,47 @@ func TestConflictingPowerEventsV12(t *testing.T) {
 	_, err := f.rs.resolve(ctx, mustRoom(t, f.rs, d.roomID), []stateMap{d.after(ban), d.after(topicB)})
 	if err != nil && !errors.Is(err, ErrStateResolution) {
 		t.Fatalf("err = %v, want nil or ErrStateResolution", err)
+	}
+}
+
+// TestCancelledSenderDoesNotBreakOthers: a send whose request context is
+// cancelled after it was queued still commits, and the room keeps working.
+func TestCancelledSenderDoesNotBreakOthers(t *testing.T) {
+	rs, db := openRoomserver(t)
+	ctx := context.Background()
+	roomID, err := rs.CreateRoom(ctx, CreateRoomRequest{Creator: "@a:a.test", Version: "12", Preset: PresetPublicChat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			cctx, cancel := context.WithCancel(ctx)
+			if i%2 == 0 {
+				cancel() // the client hangs up at once
+			}
+			_, err := rs.Send(cctx, LocalEvent{RoomID: roomID, Sender: "@a:a.test", Type: "m.room.message", Content: json.RawMessage(`{"body":"x"}`)})
+			cancel()
+			if i%2 == 1 {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a send with a live context failed: %v", err)
+		}
+	}
+	if _, err := rs.Send(ctx, LocalEvent{RoomID: roomID, Sender: "@a:a.test", Type: "m.room.message", Content: json.RawMessage(`{"body":"after"}`)}); err != nil {
+		t.Fatalf("room broken after cancelled sends: %v", err)
+	}
+	info, _ := db.Room(ctx, roomID)
+	if len(info.Extremities) != 1 {
+		t.Fatalf("extremities = %v", info.Extremities)
 	}
 }
