@@ -101,7 +101,9 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var waits []func() error
+	// Every event is built and checked before any is queued, so a refused
+	// event leaves no half-created room behind.
+	var writes []*eventWrite
 	send := func(typ string, stateKey *string, content any) error {
 		raw, err := json.Marshal(content)
 		if err != nil {
@@ -114,18 +116,11 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		if typ == spec.MRoomCreate && ver.DomainlessRoomIDs() {
 			r.id = "!" + strings.TrimPrefix(pdu.EventID(), "$")
 		}
-		wait, _ := rs.append(ctx, r, pdu, eventMeta{senderDevice: req.DeviceID})
-		waits = append(waits, wait)
+		writes = append(writes, rs.advance(ctx, r, pdu, eventMeta{senderDevice: req.DeviceID}))
 		return nil
 	}
 	empty := ""
-	fail := func(err error) (string, error) {
-		for _, w := range waits {
-			w()
-		}
-		rs.evict(r)
-		return "", err
-	}
+	fail := func(err error) (string, error) { return "", err }
 	if err := send(spec.MRoomCreate, &empty, create); err != nil {
 		return fail(err)
 	}
@@ -204,6 +199,11 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		if err := send(spec.MRoomMember, &target, inv); err != nil {
 			return fail(err)
 		}
+	}
+	var waits []func() error
+	for _, w := range writes {
+		wait, _ := rs.enqueue(ctx, r, w)
+		waits = append(waits, wait)
 	}
 	if req.Alias != "" || req.Public {
 		waits = append(waits, rs.db.Enqueue(context.WithoutCancel(ctx), func(tx *storage.Tx) error {

@@ -157,6 +157,12 @@ type stateMap = map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU
 // append advances the room head past a local event that extends the
 // current state and queues its persistence. r.mu must be held.
 func (rs *Roomserver) append(ctx context.Context, r *room, pdu gomatrixserverlib.PDU, meta eventMeta) (wait func() error, pos *int64) {
+	return rs.enqueue(ctx, r, rs.advance(ctx, r, pdu, meta))
+}
+
+// advance moves the room head (r.mu held) past a local event that extends
+// the current state and returns its write, not yet queued.
+func (rs *Roomserver) advance(ctx context.Context, r *room, pdu gomatrixserverlib.PDU, meta eventMeta) *eventWrite {
 	w := &eventWrite{pdu: pdu, meta: meta, status: storage.EventAccepted}
 	if sk := pdu.StateKey(); sk != nil {
 		w.extra = replacesState(r.state, pdu)
@@ -169,7 +175,7 @@ func (rs *Roomserver) append(ctx context.Context, r *room, pdu gomatrixserverlib
 	}
 	w.extremities, w.depth = r.extremities, r.maxDepth
 	w.push = rs.pushActions(ctx, r, pdu)
-	return rs.enqueue(ctx, r, w)
+	return w
 }
 
 // replacesState is the unsigned data of a state event replacing another.
