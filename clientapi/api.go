@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"sync"
 
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
@@ -24,6 +25,9 @@ type API struct {
 	accounts *accounts.Service
 	rooms    *roomserver.Roomserver
 	eph      *ephemeral
+	// stopping is closed when the server shuts down, to end long-polls.
+	stopping chan struct{}
+	stopOnce sync.Once
 	uia      *uiaSessions
 	nonces   *nonceStore
 	log      logrus.FieldLogger
@@ -31,8 +35,12 @@ type API struct {
 
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), uia: newUIASessions(), nonces: newNonceStore(), log: log}
+	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), log: log}
 }
+
+// Stop ends waiting long-polls (they answer at once); call it when the
+// server begins to shut down.
+func (a *API) Stop() { a.stopOnce.Do(func() { close(a.stopping) }) }
 
 // Handler returns the HTTP handler for every path the server answers. extra
 // registers the routes of other APIs (media) in the same table, under their

@@ -157,6 +157,10 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 			timer.Stop()
 		case <-timer.C:
 			return resp, nil
+		case <-a.stopping:
+			// Shutting down: answer now so the graceful stop is quick.
+			timer.Stop()
+			return resp, nil
 		case <-ctx.Done():
 			timer.Stop()
 			return nil, ctx.Err()

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -36,6 +37,8 @@ type Server struct {
 	Log        *logrus.Logger
 
 	http     *http.Server
+	api      *clientapi.API
+	active   atomic.Int64 // requests in flight
 	listener net.Listener
 	logFile  io.Closer
 	serveErr chan error
@@ -82,8 +85,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.Media = media
 	s.Pushers = pushgateway.New(db, s.Log, opts.PushGateway)
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
+	s.api = api
 	s.http = &http.Server{
-		Handler:           api.Handler(media.Routes),
+		Handler:           countRequests(&s.active, api.Handler(media.Routes)),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          nil,
@@ -154,6 +158,7 @@ func (s *Server) Done() <-chan error { return s.serveErr }
 // the config's shutdown timeout or ctx), then closes the database and logs.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	s.api.Stop()
 	if s.listener != nil {
 		sctx, cancel := context.WithTimeout(ctx, s.Config.ShutdownTimeout)
 		defer cancel()
@@ -173,3 +178,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeLog()
 	return errors.Join(errs...)
 }
+
+// countRequests keeps a count of requests in flight.
+func countRequests(n *atomic.Int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		defer n.Add(-1)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// activeRequests is the number of requests being served.
+func (s *Server) activeRequests() int64 { return s.active.Load() }

@@ -2,12 +2,16 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"matrixhs/clientapi/accounts"
 	"matrixhs/config"
 )
 
@@ -62,5 +66,65 @@ func BenchmarkColdStart(b *testing.B) {
 		if err := s.Shutdown(context.Background()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestShutdownEndsLongPolls: a graceful stop answers waiting /sync
+// long-polls at once instead of waiting out their timeouts.
+func TestShutdownEndsLongPolls(t *testing.T) {
+	ctx := context.Background()
+	cfg := loadTestConfig(t, t.TempDir())
+	cfg.BcryptCost = 4
+	s, err := New(ctx, cfg, Options{LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(""); err != nil {
+		t.Fatal(err)
+	}
+	login, err := s.Accounts.Register(ctx, accounts.Registration{Localpart: "poller", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := http.NewRequest("GET", s.URL()+"/_matrix/client/v3/sync", nil)
+	first.Header.Set("Authorization", "Bearer "+login.AccessToken)
+	resp, err := http.DefaultClient.Do(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		NextBatch string `json:"next_batch"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	status := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", s.URL()+"/_matrix/client/v3/sync?timeout=60000&since="+body.NextBatch, nil)
+		req.Header.Set("Authorization", "Bearer "+login.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	// Wait until the long-poll is in flight: the server then has an active connection.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.activeRequests() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("long-poll never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t0 := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(t0); took > 5*time.Second {
+		t.Fatalf("shutdown took %s with a long-poll open", took)
+	}
+	if code := <-status; code != http.StatusOK {
+		t.Fatalf("long-poll answered %d during shutdown, want 200", code)
 	}
 }
