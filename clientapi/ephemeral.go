@@ -16,6 +16,8 @@ type ephemeral struct {
 	changed  chan struct{}
 	typing   map[string]*roomTyping    // by room ID
 	presence map[string]*presenceState // by user ID
+	// lastPresence is the version of the latest presence change.
+	lastPresence int64
 	now      func() time.Time
 }
 
@@ -125,7 +127,15 @@ func (e *ephemeral) SetPresence(userID, presence string, statusMsg *string, acti
 	}
 	if changed {
 		p.version = e.bump()
+		e.lastPresence = p.version
 	}
+}
+
+// PresenceChangedSince reports whether anyone's presence changed after version v.
+func (e *ephemeral) PresenceChangedSince(v int64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastPresence > v
 }
 
 // Presence is a user's presence as clients see it.

@@ -647,6 +647,9 @@ func (a *API) roomEphemeral(ctx context.Context, userID string, info *storage.Ro
 // syncPresence lists the presence of the user and their room mates that
 // changed after sinceEph.
 func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, sinceEph int64) ([]json.RawMessage, bool, error) {
+	if !a.eph.PresenceChangedSince(sinceEph) {
+		return []json.RawMessage{}, false, nil // nobody's presence changed: skip the room-mates query
+	}
 	mates, err := a.db.RoomMates(ctx, userID)
 	if err != nil {
 		return nil, false, err

@@ -62,40 +62,61 @@ func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, pe
 		}
 		from = min(from, receipts[""])
 	}
-	rows, err = db.q().QueryContext(ctx, `SELECT thread_id, stream_pos, highlight FROM push_actions
-		WHERE user_id = $1 AND room_nid = $2 AND stream_pos > $3 AND stream_pos <= $4`, userID, roomNID, from, upTo)
+	// Count in SQL, grouped by thread, above the lowest threshold that
+	// matters; threads read further than that are recounted exactly.
+	counts, err := db.countPushActions(ctx, userID, roomNID, from, upTo, "")
 	if err != nil {
-		return UnreadCounts{}, nil, fmt.Errorf("counting notifications: %w", err)
+		return UnreadCounts{}, nil, err
 	}
-	defer rows.Close()
 	var main UnreadCounts
 	threads := map[string]UnreadCounts{}
-	for rows.Next() {
-		var thread string
-		var pos int64
-		var hl bool
-		if err := rows.Scan(&thread, &pos, &hl); err != nil {
-			return UnreadCounts{}, nil, err
+	for thread, c := range counts {
+		threshold := mainRead
+		if perThread && thread != "main" {
+			threshold = max(receipts[""], receipts[thread])
+		}
+		if threshold > from {
+			exact, err := db.countPushActions(ctx, userID, roomNID, threshold, upTo, thread)
+			if err != nil {
+				return UnreadCounts{}, nil, err
+			}
+			c = exact[thread]
 		}
 		if !perThread || thread == "main" {
-			if pos > mainRead {
-				main.Notifications++
-				if hl {
-					main.Highlights++
-				}
-			}
-			continue
-		}
-		if pos > max(receipts[""], receipts[thread]) {
-			c := threads[thread]
-			c.Notifications++
-			if hl {
-				c.Highlights++
-			}
+			main.Notifications += c.Notifications
+			main.Highlights += c.Highlights
+		} else if c.Notifications > 0 {
 			threads[thread] = c
 		}
 	}
-	return main, threads, rows.Err()
+	return main, threads, nil
+}
+
+// countPushActions counts a user's push actions in a room in (from, to]
+// per thread, or for one thread when thread is not "".
+func (db *DB) countPushActions(ctx context.Context, userID string, roomNID, from, to int64, thread string) (map[string]UnreadCounts, error) {
+	q := `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM push_actions
+		WHERE user_id = $1 AND room_nid = $2 AND stream_pos > $3 AND stream_pos <= $4`
+	args := []any{userID, roomNID, from, to}
+	if thread != "" {
+		q += ` AND thread_id = $5`
+		args = append(args, thread)
+	}
+	rows, err := db.q().QueryContext(ctx, q+` GROUP BY thread_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("counting notifications: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]UnreadCounts{}
+	for rows.Next() {
+		var t string
+		var c UnreadCounts
+		if err := rows.Scan(&t, &c.Notifications, &c.Highlights); err != nil {
+			return nil, err
+		}
+		out[t] = c
+	}
+	return out, rows.Err()
 }
 
 // Notification is one entry of GET /notifications.
