@@ -18,7 +18,7 @@ type ephemeral struct {
 	presence map[string]*presenceState // by user ID
 	// lastPresence is the version of the latest presence change.
 	lastPresence int64
-	now      func() time.Time
+	now          func() time.Time
 }
 
 type roomTyping struct {
