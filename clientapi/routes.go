@@ -177,6 +177,14 @@ func (a *API) register(rt *router) {
 	}
 	rt.client(get, "/voip/turnServer", a.auth(a.turnServer))
 
+	// Third-party networks (none are bridged).
+	rt.client(get, "/thirdparty/protocols", a.auth(a.thirdPartyProtocols))
+	rt.client(get, "/thirdparty/protocol/{protocol}", a.auth(a.thirdPartyProtocol))
+	rt.client(get, "/thirdparty/location/{protocol}", a.auth(a.thirdPartyProtocol))
+	rt.client(get, "/thirdparty/user/{protocol}", a.auth(a.thirdPartyProtocol))
+	rt.client(get, "/thirdparty/location", a.auth(a.thirdPartyReverseLookup))
+	rt.client(get, "/thirdparty/user", a.auth(a.thirdPartyReverseLookup))
+
 	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
 	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))
 	rt.exact(post, "/_synapse/admin/v1/register", h(a.adminRegister))
