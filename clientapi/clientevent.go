@@ -1,9 +1,14 @@
 package clientapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
+	"strconv"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"matrixhs/clientapi/accounts"
 	"matrixhs/storage"
@@ -22,18 +27,35 @@ func (a *API) clientEvent(ctx context.Context, e *storage.Event, deviceID string
 
 // formatEvent renders one event with the given bundled aggregations (nil for none).
 func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string, relations json.RawMessage) json.RawMessage {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(e.JSON, &m); err != nil {
+	if !gjson.ValidBytes(e.JSON) {
 		return e.JSON
 	}
-	for _, k := range federationOnly {
-		delete(m, k)
-	}
-	m["room_id"], _ = json.Marshal(e.RoomID)
-	m["event_id"], _ = json.Marshal(e.EventID)
+	// Copy the PDU's top-level fields except the federation-only ones,
+	// without decoding values: a stored event is already canonical JSON.
+	var buf bytes.Buffer
+	buf.Grow(len(e.JSON) + len(e.UnsignedExtra) + 128)
+	buf.WriteByte('{')
+	var storedUnsigned gjson.Result
+	gjson.ParseBytes(e.JSON).ForEach(func(key, value gjson.Result) bool {
+		switch k := key.String(); {
+		case k == "unsigned":
+			storedUnsigned = value
+		case k == "room_id" || k == "event_id" || slices.Contains(federationOnly, k):
+		default:
+			buf.WriteString(key.Raw)
+			buf.WriteByte(':')
+			buf.WriteString(value.Raw)
+			buf.WriteByte(',')
+		}
+		return true
+	})
+	writeField(&buf, "room_id", e.RoomID)
+	buf.WriteByte(',')
+	writeField(&buf, "event_id", e.EventID)
+
 	unsigned := map[string]json.RawMessage{}
-	if raw, ok := m["unsigned"]; ok {
-		json.Unmarshal(raw, &unsigned)
+	if storedUnsigned.IsObject() {
+		json.Unmarshal([]byte(storedUnsigned.Raw), &unsigned)
 	}
 	if len(e.UnsignedExtra) > 0 {
 		var extra map[string]json.RawMessage
@@ -43,7 +65,7 @@ func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string
 			}
 		}
 	}
-	unsigned["age"], _ = json.Marshal(max(0, time.Now().UnixMilli()-e.OriginTS))
+	unsigned["age"] = strconv.AppendInt(nil, max(0, time.Now().UnixMilli()-e.OriginTS), 10)
 	// Only the sending device of the sending user sees its transaction ID
 	// (device IDs are unique per user only).
 	if sess, ok := ctx.Value(sessionKey{}).(*accounts.Session); ok && e.TxnID != "" && deviceID != "" &&
@@ -58,12 +80,22 @@ func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string
 	if relations != nil {
 		unsigned["m.relations"] = relations
 	}
-	m["unsigned"], _ = json.Marshal(unsigned)
-	out, err := json.Marshal(m)
+	raw, err := json.Marshal(unsigned)
 	if err != nil {
 		return e.JSON
 	}
-	return out
+	buf.WriteString(`,"unsigned":`)
+	buf.Write(raw)
+	buf.WriteByte('}')
+	return buf.Bytes()
+}
+
+func writeField(buf *bytes.Buffer, key, value string) {
+	k, _ := json.Marshal(key)
+	v, _ := json.Marshal(value)
+	buf.Write(k)
+	buf.WriteByte(':')
+	buf.Write(v)
 }
 
 // clientEvents renders a list of events, computing their aggregations together.
