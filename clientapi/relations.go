@@ -75,14 +75,7 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 			return nil, err
 		}
 	}
-	if acc.upTo != 0 {
-		if backwards && from > acc.upTo {
-			from = acc.upTo
-		}
-		if !backwards && (to == 0 || to > acc.upTo) {
-			to = acc.upTo
-		}
-	}
+	from, to = acc.clamp(from, to, backwards)
 	f := storage.RelationFilter{RoomNID: acc.info.NID, EventID: parent.EventID, RelType: pathVar(r, "relType"),
 		EventType: pathVar(r, "eventType"), Depth: depth}
 	ignored := a.ignoredUsers(ctx, s.UserID)

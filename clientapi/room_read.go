@@ -66,6 +66,20 @@ func (a *API) access(ctx context.Context, userID, roomID string) (*roomAccess, e
 	return nil, httputil.Forbidden("You are not a member of this room")
 }
 
+// clamp bounds a pagination window to what a user who left may read.
+func (acc *roomAccess) clamp(from, to int64, backwards bool) (int64, int64) {
+	if acc.upTo == 0 {
+		return from, to
+	}
+	if backwards && from > acc.upTo {
+		from = acc.upTo
+	}
+	if !backwards && (to == 0 || to > acc.upTo) {
+		to = acc.upTo
+	}
+	return from, to
+}
+
 // stateEvents returns the room state the user may see: current, or as of
 // their departure.
 func (a *API) stateEvents(ctx context.Context, acc *roomAccess, typ string) ([]storage.Event, error) {
@@ -324,14 +338,7 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 			return nil, err
 		}
 	}
-	if acc.upTo != 0 {
-		if backwards && from > acc.upTo {
-			from = acc.upTo
-		}
-		if !backwards && (to == 0 || to > acc.upTo) {
-			to = acc.upTo
-		}
-	}
+	from, to = acc.clamp(from, to, backwards)
 	events, next, err := a.page(r.Context(), acc, f, from, to, backwards, limit)
 	if err != nil {
 		return nil, err

@@ -29,8 +29,18 @@ func (tx *Tx) PutAccountData(ctx context.Context, userID, roomID, typ string, co
 
 // AccountData returns one entry's content; ErrNotFound if absent.
 func (db *DB) AccountData(ctx context.Context, userID, roomID, typ string) ([]byte, error) {
+	return getAccountData(ctx, db.q(), userID, roomID, typ)
+}
+
+// AccountData reads one entry inside a write, so a read-modify-write (room
+// tags) is atomic; ErrNotFound if absent.
+func (tx *Tx) AccountData(ctx context.Context, userID, roomID, typ string) ([]byte, error) {
+	return getAccountData(ctx, tx.q(), userID, roomID, typ)
+}
+
+func getAccountData(ctx context.Context, q querier, userID, roomID, typ string) ([]byte, error) {
 	var content string
-	err := db.q().QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`,
+	err := q.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`,
 		userID, roomID, typ).Scan(&content)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
