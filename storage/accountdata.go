@@ -40,7 +40,7 @@ func (tx *Tx) AccountData(ctx context.Context, userID, roomID, typ string) ([]by
 
 func getAccountData(ctx context.Context, q querier, userID, roomID, typ string) ([]byte, error) {
 	var content string
-	err := q.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`,
+	err := q.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = +$3`, /* noReprepare */
 		userID, roomID, typ).Scan(&content)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound

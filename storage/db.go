@@ -55,6 +55,8 @@ type DB struct {
 	// long-polling readers such as /sync.
 	changedMu sync.Mutex
 	changed   chan struct{}
+
+	unread unreadCache
 }
 
 type writeReq struct {

@@ -201,7 +201,7 @@ func (db *DB) Timeline(ctx context.Context, roomNID, from, to int64, backwards b
 // stream order.
 func (db *DB) StateHistory(ctx context.Context, roomNID int64, typ, stateKey string) ([]Event, error) {
 	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`
-		WHERE e.room_nid = $1 AND e.type = $2 AND e.state_key = $3 AND e.stream_pos IS NOT NULL ORDER BY e.stream_pos`,
+		WHERE e.room_nid = $1 AND e.type = +$2 AND e.state_key = $3 AND e.stream_pos IS NOT NULL ORDER BY e.stream_pos`, // +$2: see noReprepare
 		roomNID, typ, stateKey))
 }
 
@@ -212,7 +212,7 @@ func (db *DB) CurrentStateEvents(ctx context.Context, roomNID int64, typ string)
 		WHERE c.room_nid = $1`
 	args := []any{roomNID}
 	if typ != "" {
-		q += ` AND c.type = $2`
+		q += ` AND c.type = +$2` // noReprepare
 		args = append(args, typ)
 	}
 	return scanEvents(db.q().QueryContext(ctx, q+` ORDER BY c.type, c.state_key`, args...))
@@ -308,7 +308,7 @@ type StateMark struct {
 // history visibility checks.
 func (db *DB) StateMarks(ctx context.Context, roomNID int64, typ, stateKey, field string) ([]StateMark, error) {
 	rows, err := db.q().QueryContext(ctx, `SELECT stream_pos, json FROM events
-		WHERE room_nid = $1 AND type = $2 AND state_key = $3 AND stream_pos IS NOT NULL ORDER BY stream_pos`, roomNID, typ, stateKey)
+		WHERE room_nid = $1 AND type = +$2 AND state_key = $3 AND stream_pos IS NOT NULL ORDER BY stream_pos`, roomNID, typ, stateKey) // noReprepare
 	if err != nil {
 		return nil, fmt.Errorf("reading state changes: %w", err)
 	}

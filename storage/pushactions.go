@@ -53,6 +53,45 @@ func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, pe
 	}
 	rows.Close()
 	mainRead := max(receipts[""], receipts["main"])
+	key := unreadKey{user: userID, room: roomNID, perThread: perThread}
+	counts, countedTo, ok := db.unread.get(key, receipts, upTo)
+	if ok {
+		// Everything after the cached position is above every threshold.
+		if upTo > countedTo {
+			delta, err := db.countPushActions(ctx, userID, roomNID, countedTo, upTo, "")
+			if err != nil {
+				return UnreadCounts{}, nil, err
+			}
+			for thread, d := range delta {
+				c := counts[thread]
+				c.Notifications += d.Notifications
+				c.Highlights += d.Highlights
+				counts[thread] = c
+			}
+		}
+	} else {
+		if counts, err = db.countUnread(ctx, userID, roomNID, receipts, mainRead, perThread, upTo); err != nil {
+			return UnreadCounts{}, nil, err
+		}
+	}
+	db.unread.put(key, receipts, upTo, counts)
+	var main UnreadCounts
+	threads := map[string]UnreadCounts{}
+	for thread, c := range counts {
+		if !perThread || thread == "main" {
+			main.Notifications += c.Notifications
+			main.Highlights += c.Highlights
+		} else if c.Notifications > 0 {
+			threads[thread] = c
+		}
+	}
+	return main, threads, nil
+}
+
+// countUnread counts, per thread, the push actions in (threshold, upTo]
+// where the threshold is the main read position, or with perThread the
+// thread's own receipt (or the unthreaded one when further).
+func (db *DB) countUnread(ctx context.Context, userID string, roomNID int64, receipts map[string]int64, mainRead int64, perThread bool, upTo int64) (map[string]UnreadCounts, error) {
 	from := mainRead
 	if perThread {
 		// Threads may have been read further or less far: scan from the
@@ -66,11 +105,9 @@ func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, pe
 	// matters; threads read further than that are recounted exactly.
 	counts, err := db.countPushActions(ctx, userID, roomNID, from, upTo, "")
 	if err != nil {
-		return UnreadCounts{}, nil, err
+		return nil, err
 	}
-	var main UnreadCounts
-	threads := map[string]UnreadCounts{}
-	for thread, c := range counts {
+	for thread := range counts {
 		threshold := mainRead
 		if perThread && thread != "main" {
 			threshold = max(receipts[""], receipts[thread])
@@ -78,18 +115,12 @@ func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, pe
 		if threshold > from {
 			exact, err := db.countPushActions(ctx, userID, roomNID, threshold, upTo, thread)
 			if err != nil {
-				return UnreadCounts{}, nil, err
+				return nil, err
 			}
-			c = exact[thread]
-		}
-		if !perThread || thread == "main" {
-			main.Notifications += c.Notifications
-			main.Highlights += c.Highlights
-		} else if c.Notifications > 0 {
-			threads[thread] = c
+			counts[thread] = exact[thread]
 		}
 	}
-	return main, threads, nil
+	return counts, nil
 }
 
 // countPushActions counts a user's push actions in a room in (from, to]

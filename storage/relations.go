@@ -51,7 +51,7 @@ func (db *DB) Relations(ctx context.Context, f RelationFilter, from, to int64, b
 	}
 	match := func(alias string) string {
 		return fmt.Sprintf(`%[1]s.room_nid = $2 AND %[1]s.stream_pos IS NOT NULL AND %[1]s.redacted_by IS NULL
-			AND %[1]s.rel_type IS NOT NULL AND ($3 = '' OR %[1]s.rel_type = $3) AND ($4 = '' OR %[1]s.type = $4)`, alias)
+			AND %[1]s.rel_type IS NOT NULL AND ($3 = '' OR %[1]s.rel_type = $3) AND ($4 = '' OR %[1]s.type = +$4)`, alias)
 	}
 	return scanEvents(db.q().QueryContext(ctx, `WITH RECURSIVE rel(event_nid, event_id, depth) AS (
 			SELECT c.event_nid, c.event_id, 1 FROM events c WHERE c.relates_to = $1 AND `+match("c")+`

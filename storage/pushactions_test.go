@@ -1,0 +1,82 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand"
+	"testing"
+)
+
+// The unread cache must give exactly what a fresh count gives, whatever
+// order notifications and receipts (main, unthreaded, per thread) come in.
+func TestUnreadCountsCachedMatchFresh(t *testing.T) {
+	ctx := context.Background()
+	f := newPushFixture(t)
+	db := f.db
+	rng := rand.New(rand.NewSource(7))
+	threads := []string{"main", "$t1", "$t2"}
+	var positions []int64
+	fresh := func(perThread bool, upTo int64) (UnreadCounts, map[string]UnreadCounts) {
+		saved := db.unread.entries
+		db.unread.entries = nil
+		main, th, err := db.UnreadCounts(ctx, f.room, pushUser, perThread, upTo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.unread.entries = saved
+		return main, th
+	}
+	nonZero := 0
+	for step := 0; step < 300; step++ {
+		if rng.Intn(4) == 0 && len(positions) > 0 {
+			pos := positions[rng.Intn(len(positions))]
+			thread := []string{"", "main", "$t1", "$t2"}[rng.Intn(4)]
+			mustWrite(t, db, func(tx *Tx) error {
+				_, err := tx.PutReceipt(ctx, Receipt{RoomNID: f.room, UserID: pushUser, Type: "m.read", ThreadID: thread,
+					EventID: "$x", EventPos: pos, TS: 1})
+				return err
+			})
+		} else {
+			positions = append(positions, f.notify(fmt.Sprintf("$e%d", step), pushUser, threads[rng.Intn(len(threads))], rng.Intn(5) == 0))
+		}
+		upTo := db.StreamPosition()
+		for _, perThread := range []bool{false, true} {
+			gotMain, gotThreads, err := db.UnreadCounts(ctx, f.room, pushUser, perThread, upTo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMain, wantThreads := fresh(perThread, upTo)
+			if gotMain != wantMain || !maps.Equal(gotThreads, wantThreads) {
+				t.Fatalf("step %d perThread=%v: cached %+v %+v, fresh %+v %+v", step, perThread, gotMain, gotThreads, wantMain, wantThreads)
+			}
+			if gotMain.Notifications > 0 {
+				nonZero++
+			}
+		}
+	}
+	if nonZero == 0 || len(db.unread.entries) != 2 {
+		t.Fatalf("test exercised nothing: nonZero=%d entries=%d", nonZero, len(db.unread.entries))
+	}
+	// A sync that read receipts newer than its own position (committed while
+	// it ran) must not let later syncs add on top of its counts.
+	db.unread.entries = nil
+	p1 := f.notify("$late1", pushUser, "main", false)
+	p2 := f.notify("$late2", pushUser, "main", false)
+	p3 := f.notify("$late3", pushUser, "main", false)
+	mustWrite(t, db, func(tx *Tx) error {
+		_, err := tx.PutReceipt(ctx, Receipt{RoomNID: f.room, UserID: pushUser, Type: "m.read", EventID: "$late2", EventPos: p2, TS: 1})
+		return err
+	})
+	if _, _, err := db.UnreadCounts(ctx, f.room, pushUser, false, p1); err != nil {
+		t.Fatal(err)
+	}
+	if main, _, err := db.UnreadCounts(ctx, f.room, pushUser, false, p3); err != nil || main.Notifications != 1 {
+		t.Fatalf("after a receipt ahead of the cached position: %+v, %v; want 1", main, err)
+	}
+	// A sync at an older position than the cache must not read it.
+	main, _, err := db.UnreadCounts(ctx, f.room, pushUser, false, positions[0]-1)
+	if err != nil || main.Notifications != 0 {
+		t.Fatalf("counts before the first notification = %+v, %v", main, err)
+	}
+}
