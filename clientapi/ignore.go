@@ -3,8 +3,9 @@ package clientapi
 // Ignoring users (spec "Ignoring Users"): the user's global account data
 // m.ignored_user_list names users whose events and invites the server
 // keeps from them. State events of ignored users are still sent, so the
-// room looks the same to everyone. The list is read once per request (per
-// sync pass) and checked per event with a map lookup.
+// room looks the same to everyone. The list is cached by the roomserver
+// (which also needs it for push rules) and checked per event with a map
+// lookup.
 
 import (
 	"context"
@@ -12,17 +13,6 @@ import (
 
 	"matrixhs/storage"
 )
-
-// readerIgnores is the reader's ignore list (ignoredUsers, in
-// relations.go) without the reader: nobody ignores themselves.
-func (a *API) readerIgnores(ctx context.Context, userID string) map[string]bool {
-	ignored := a.ignoredUsers(ctx, userID)
-	delete(ignored, userID)
-	if len(ignored) == 0 {
-		return nil
-	}
-	return ignored
-}
 
 // ignores reports whether the reader ignores e: a non-state event sent by
 // an ignored user.
@@ -33,12 +23,12 @@ func (acc *roomAccess) ignores(e *storage.Event) bool {
 // withIgnored loads the reader's ignore list into acc (for /messages and
 // /context, whose pages then leave those events out).
 func (a *API) withIgnored(ctx context.Context, acc *roomAccess, userID string) {
-	acc.ignored = a.readerIgnores(ctx, userID)
+	acc.ignored = a.ignoredUsers(ctx, userID)
 }
 
 // loadSyncIgnored reads the ignore list for one sync pass into p.
 func (a *API) loadSyncIgnored(ctx context.Context, p *syncParams, userID string) {
-	p.ignored = a.readerIgnores(ctx, userID)
+	p.ignored = a.ignoredUsers(ctx, userID)
 }
 
 // inviteFromIgnored reports whether an invite membership was sent by a user

@@ -198,27 +198,23 @@ func redactedCopy(e storage.Event) storage.Event {
 	return e
 }
 
-// ignoredUsers reads the user's m.ignored_user_list: events of those users
-// stay out of aggregations and relation lists (spec "Ignoring users").
+// ignoredUsers is the user's m.ignored_user_list (without the user): events
+// of those users stay out of aggregations and relation lists (spec
+// "Ignoring users"). Cached by the roomserver with the push rules; the map
+// is shared, read only. A failed read ignores nobody (and is logged).
 func (a *API) ignoredUsers(ctx context.Context, userID string) map[string]bool {
 	if userID == "" {
 		return nil
 	}
-	raw, err := a.db.AccountData(ctx, userID, "", "m.ignored_user_list")
+	ignored, err := a.rooms.IgnoredUsers(ctx, userID)
 	if err != nil {
+		a.log.WithError(err).Warn("Reading the ignore list")
 		return nil
 	}
-	var c struct {
-		IgnoredUsers map[string]json.RawMessage `json:"ignored_users"`
-	}
-	if json.Unmarshal(raw, &c) != nil || len(c.IgnoredUsers) == 0 {
+	if len(ignored) == 0 {
 		return nil
 	}
-	out := make(map[string]bool, len(c.IgnoredUsers))
-	for u := range c.IgnoredUsers {
-		out[u] = true
-	}
-	return out
+	return ignored
 }
 
 // bundleAggregations computes the bundled aggregations (unsigned.m.relations)

@@ -40,11 +40,7 @@ func (a *API) syncE2EE(ctx context.Context, userID, deviceID string, since, upTo
 			return nil, false, err
 		}
 	}
-	counts, err := a.db.OneTimeKeyCounts(ctx, userID, deviceID)
-	if err != nil {
-		return nil, false, err
-	}
-	fallback, err := a.db.UnusedFallbackKeyTypes(ctx, userID, deviceID)
+	counts, fallback, err := a.db.DeviceKeyCounts(ctx, userID, deviceID)
 	if err != nil {
 		return nil, false, err
 	}

@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 
@@ -18,6 +19,8 @@ import (
 type rulesCache struct {
 	mu    sync.Mutex
 	rules map[string]userPushState
+	// gen counts invalidations, so a load that raced with one is not kept.
+	gen uint64
 }
 
 // userPushState is what evaluating events for a recipient needs.
@@ -31,12 +34,21 @@ type userPushState struct {
 func (rs *Roomserver) InvalidatePushRules(userID string) {
 	rs.pushRules.mu.Lock()
 	delete(rs.pushRules.rules, userID)
+	rs.pushRules.gen++
 	rs.pushRules.mu.Unlock()
+}
+
+// IgnoredUsers is the set of users userID ignores (m.ignored_user_list),
+// from the same cache as the push rules. The map is shared: read only.
+func (rs *Roomserver) IgnoredUsers(ctx context.Context, userID string) (map[string]bool, error) {
+	st, err := rs.userRules(ctx, userID)
+	return st.ignored, err
 }
 
 func (rs *Roomserver) userRules(ctx context.Context, userID string) (userPushState, error) {
 	rs.pushRules.mu.Lock()
 	st, ok := rs.pushRules.rules[userID]
+	gen := rs.pushRules.gen
 	rs.pushRules.mu.Unlock()
 	if ok {
 		return st, nil
@@ -54,20 +66,28 @@ func (rs *Roomserver) userRules(ctx context.Context, userID string) (userPushSta
 	local, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
 	st.rules = pushrules.Effective(u, userID, local)
 	st.ignored = map[string]bool{}
-	if ig, err := rs.db.AccountData(ctx, userID, "", "m.ignored_user_list"); err == nil {
+	ig, err := rs.db.AccountData(ctx, userID, "", "m.ignored_user_list")
+	switch {
+	case err == nil:
 		var c struct {
 			IgnoredUsers map[string]json.RawMessage `json:"ignored_users"`
 		}
 		json.Unmarshal(ig, &c)
 		for u := range c.IgnoredUsers {
-			st.ignored[u] = true
+			if u != userID {
+				st.ignored[u] = true
+			}
 		}
+	case !errors.Is(err, storage.ErrNotFound):
+		return st, err
 	}
 	rs.pushRules.mu.Lock()
 	if rs.pushRules.rules == nil {
 		rs.pushRules.rules = map[string]userPushState{}
 	}
-	rs.pushRules.rules[userID] = st
+	if rs.pushRules.gen == gen {
+		rs.pushRules.rules[userID] = st
+	}
 	rs.pushRules.mu.Unlock()
 	return st, nil
 }

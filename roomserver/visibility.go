@@ -26,16 +26,12 @@ type mark struct {
 // Viewer loads what is needed to filter a room's events for userID.
 func (rs *Roomserver) Viewer(ctx context.Context, roomNID int64, userID string) (*Viewer, error) {
 	v := &Viewer{userID: userID}
-	members, err := rs.db.StateMarks(ctx, roomNID, spec.MRoomMember, userID, "membership")
+	members, vis, err := rs.db.VisibilityMarks(ctx, roomNID, userID)
 	if err != nil {
 		return nil, err
 	}
 	for _, m := range members {
 		v.memberships = append(v.memberships, mark{m.StreamPos, m.Value})
-	}
-	vis, err := rs.db.StateMarks(ctx, roomNID, spec.MRoomHistoryVisibility, "", "history_visibility")
-	if err != nil {
-		return nil, err
 	}
 	for _, m := range vis {
 		v.visibility = append(v.visibility, mark{m.StreamPos, m.Value})

@@ -199,24 +199,33 @@ func (tx *Tx) SetFallbackKey(ctx context.Context, userID, deviceID string, k One
 	return nil
 }
 
-// UnusedFallbackKeyTypes lists the algorithms for which the device has a
-// fallback key that was never handed out.
-func (db *DB) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT algorithm FROM e2e_fallback_keys
-		WHERE user_id = $1 AND device_id = $2 AND used = 0 ORDER BY algorithm`, userID, deviceID)
+// DeviceKeyCounts counts a device's unclaimed one-time keys per algorithm
+// and lists the algorithms whose fallback key was never handed out: what
+// every /sync carries, in one statement.
+func (db *DB) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT algorithm, COUNT(*), 0 FROM e2e_one_time_keys
+		WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
+		UNION ALL SELECT algorithm, 0, 1 FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0`, userID, deviceID)
 	if err != nil {
-		return nil, fmt.Errorf("listing fallback keys: %w", err)
+		return nil, nil, fmt.Errorf("counting device keys: %w", err)
 	}
 	defer rows.Close()
-	out := []string{}
+	counts, fallback := map[string]int{}, []string{}
 	for rows.Next() {
 		var alg string
-		if err := rows.Scan(&alg); err != nil {
-			return nil, err
+		var n int
+		var isFallback bool
+		if err := rows.Scan(&alg, &n, &isFallback); err != nil {
+			return nil, nil, err
 		}
-		out = append(out, alg)
+		if isFallback {
+			fallback = append(fallback, alg)
+		} else {
+			counts[alg] = n
+		}
 	}
-	return out, rows.Err()
+	sort.Strings(fallback)
+	return counts, fallback, rows.Err()
 }
 
 // ClaimKey takes the oldest one-time key of the device for algorithm out
@@ -398,58 +407,59 @@ func (db *DB) DeviceListChanges(ctx context.Context, viewer string, from, to int
 	if to <= from {
 		return changed, left, nil
 	}
-	collect := func(set map[string]bool, query string) error {
-		rows, err := db.q().QueryContext(ctx, query, viewer, from, to)
-		if err != nil {
-			return fmt.Errorf("computing device list changes: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var u string
-			if err := rows.Scan(&u); err != nil {
-				return err
-			}
-			set[u] = true
-		}
-		return rows.Err()
-	}
 	const membership = `json_extract(e.json, '$.content.membership')`
 	const prevMembership = `COALESCE(json_extract(e.unsigned_extra, '$.prev_content.membership'), '')`
-	candidates := map[string]bool{} // changed if they (still) share a room
-	private := map[string]bool{}    // changed regardless
-	leaving := map[string]bool{}    // left if they share no room any more
-	for _, q := range []struct {
-		set   map[string]bool
-		query string
-	}{
-		// Key and device changes everyone sharing a room hears about.
-		{candidates, `SELECT user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = ''`},
-		// Changes only the viewer hears about (signatures they made).
-		{private, `SELECT user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = $1`},
-		// Users who joined a room the viewer is in.
-		{candidates, `SELECT e.state_key FROM events e
+	// One statement, each part tagged: 'c' changed if they (still) share a
+	// room, 'p' changed regardless, 'l' left if they share no room any more.
+	rows, err := db.q().QueryContext(ctx, `
+		-- Key and device changes everyone sharing a room hears about.
+		SELECT 'c', user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = ''
+		-- Changes only the viewer hears about (signatures they made).
+		UNION ALL SELECT 'p', user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = $1
+		-- Users who joined a room the viewer is in.
+		UNION ALL SELECT 'c', e.state_key FROM events e
 			JOIN current_state me ON me.room_nid = e.room_nid AND me.type = 'm.room.member' AND me.state_key = $1 AND me.membership = 'join'
 			WHERE e.type = 'm.room.member' AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND ` + membership + ` = 'join' AND ` + prevMembership + ` != 'join'`},
-		// Members of rooms the viewer joined.
-		{candidates, `SELECT o.state_key FROM events e
+			  AND `+membership+` = 'join' AND `+prevMembership+` != 'join'
+		-- Members of rooms the viewer joined.
+		UNION ALL SELECT 'c', o.state_key FROM events e
 			JOIN current_state o ON o.room_nid = e.room_nid AND o.type = 'm.room.member' AND o.membership = 'join'
 			WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND ` + membership + ` = 'join' AND ` + prevMembership + ` != 'join'`},
-		// Users who left a room the viewer has a membership in.
-		{leaving, `SELECT e.state_key FROM events e
+			  AND `+membership+` = 'join' AND `+prevMembership+` != 'join'
+		-- Users who left a room the viewer has a membership in.
+		UNION ALL SELECT 'l', e.state_key FROM events e
 			WHERE e.type = 'm.room.member' AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND ` + membership + ` IN ('leave', 'ban') AND ` + prevMembership + ` = 'join'
-			  AND e.room_nid IN (SELECT room_nid FROM current_state WHERE type = 'm.room.member' AND state_key = $1)`},
-		// Members of rooms the viewer left.
-		{leaving, `SELECT o.state_key FROM events e
+			  AND `+membership+` IN ('leave', 'ban') AND `+prevMembership+` = 'join'
+			  AND e.room_nid IN (SELECT room_nid FROM current_state WHERE type = 'm.room.member' AND state_key = $1)
+		-- Members of rooms the viewer left.
+		UNION ALL SELECT 'l', o.state_key FROM events e
 			JOIN current_state o ON o.room_nid = e.room_nid AND o.type = 'm.room.member' AND o.membership IN ('join', 'leave', 'ban')
 			WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND ` + membership + ` IN ('leave', 'ban') AND ` + prevMembership + ` = 'join'`},
-	} {
-		if err := collect(q.set, q.query); err != nil {
+			  AND `+membership+` IN ('leave', 'ban') AND `+prevMembership+` = 'join'`, viewer, from, to)
+	if err != nil {
+		return nil, nil, fmt.Errorf("computing device list changes: %w", err)
+	}
+	candidates := map[string]bool{}
+	private := map[string]bool{}
+	leaving := map[string]bool{}
+	for rows.Next() {
+		var kind, u string
+		if err := rows.Scan(&kind, &u); err != nil {
+			rows.Close()
 			return nil, nil, err
 		}
+		switch kind {
+		case "c":
+			candidates[u] = true
+		case "p":
+			private[u] = true
+		default:
+			leaving[u] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("computing device list changes: %w", err)
 	}
 	if len(candidates)+len(private)+len(leaving) == 0 {
 		return changed, left, nil

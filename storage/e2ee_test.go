@@ -103,13 +103,13 @@ func TestE2EEOneTimeAndFallbackKeys(t *testing.T) {
 	if !errors.As(err, &conflict) || conflict.KeyID != "K03" {
 		t.Fatalf("conflicting upload err = %v", err)
 	}
-	if c, _ := db.OneTimeKeyCounts(ctx, "@a:x", "D"); c["signed_curve25519"] != 10 {
+	if c, _ := otkCounts(db, "@a:x", "D"); c["signed_curve25519"] != 10 {
 		t.Fatalf("counts = %v, want 10 (nothing of the refused upload stored)", c)
 	}
 	mustWrite(t, db, func(tx *Tx) error {
 		return tx.SetFallbackKey(ctx, "@a:x", "D", OneTimeKey{Algorithm: "signed_curve25519", KeyID: "F1", KeyJSON: []byte(`{"fallback":true}`)})
 	})
-	if types, _ := db.UnusedFallbackKeyTypes(ctx, "@a:x", "D"); !reflect.DeepEqual(types, []string{"signed_curve25519"}) {
+	if types, _ := unusedFallback(db, "@a:x", "D"); !reflect.DeepEqual(types, []string{"signed_curve25519"}) {
 		t.Fatalf("unused fallback types = %v", types)
 	}
 
@@ -151,20 +151,20 @@ func TestE2EEOneTimeAndFallbackKeys(t *testing.T) {
 			t.Fatalf("key %s handed out %d times", id, n)
 		}
 	}
-	if types, _ := db.UnusedFallbackKeyTypes(ctx, "@a:x", "D"); len(types) != 0 {
+	if types, _ := unusedFallback(db, "@a:x", "D"); len(types) != 0 {
 		t.Fatalf("fallback key still unused after claims: %v", types)
 	}
 	// The same fallback key again stays used; a new one is unused.
 	mustWrite(t, db, func(tx *Tx) error {
 		return tx.SetFallbackKey(ctx, "@a:x", "D", OneTimeKey{Algorithm: "signed_curve25519", KeyID: "F1", KeyJSON: []byte(`{"fallback":true}`)})
 	})
-	if types, _ := db.UnusedFallbackKeyTypes(ctx, "@a:x", "D"); len(types) != 0 {
+	if types, _ := unusedFallback(db, "@a:x", "D"); len(types) != 0 {
 		t.Fatalf("re-uploaded used fallback key became unused: %v", types)
 	}
 	mustWrite(t, db, func(tx *Tx) error {
 		return tx.SetFallbackKey(ctx, "@a:x", "D", OneTimeKey{Algorithm: "signed_curve25519", KeyID: "F2", KeyJSON: []byte(`{"fallback":true,"n":2}`)})
 	})
-	if types, _ := db.UnusedFallbackKeyTypes(ctx, "@a:x", "D"); len(types) != 1 {
+	if types, _ := unusedFallback(db, "@a:x", "D"); len(types) != 1 {
 		t.Fatalf("new fallback key not unused: %v", types)
 	}
 	err = db.Write(ctx, func(tx *Tx) error { _, _, err := tx.ClaimKey(ctx, "@a:x", "D", "curve25519"); return err })
@@ -366,4 +366,14 @@ func TestE2EEBackupStore(t *testing.T) {
 	if v3 != 3 {
 		t.Fatalf("version after a deleted one = %d, want 3 (numbers are not reused)", v3)
 	}
+}
+
+func unusedFallback(db *DB, user, device string) ([]string, error) {
+	_, f, err := db.DeviceKeyCounts(context.Background(), user, device)
+	return f, err
+}
+
+func otkCounts(db *DB, user, device string) (map[string]int, error) {
+	c, _, err := db.DeviceKeyCounts(context.Background(), user, device)
+	return c, err
 }

@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -303,30 +302,33 @@ type StateMark struct {
 	Value     string
 }
 
-// StateMarks lists the changes of one state key in a room in stream order
-// with the string value of content[field] — a lighter StateHistory for
-// history visibility checks.
-func (db *DB) StateMarks(ctx context.Context, roomNID int64, typ, stateKey, field string) ([]StateMark, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT stream_pos, json FROM events
-		WHERE room_nid = $1 AND type = +$2 AND state_key = $3 AND stream_pos IS NOT NULL ORDER BY stream_pos`, roomNID, typ, stateKey) // noReprepare
+// VisibilityMarks lists, in stream order, a user's membership changes in a
+// room and the room's history_visibility changes, each with its new value
+// ("" when not a string): what history visibility checks need, in one
+// statement.
+func (db *DB) VisibilityMarks(ctx context.Context, roomNID int64, userID string) (memberships, visibility []StateMark, err error) {
+	rows, err := db.q().QueryContext(ctx, `
+		SELECT 0, stream_pos, CASE json_type(json, '$.content.membership') WHEN 'text' THEN json_extract(json, '$.content.membership') ELSE '' END
+		FROM events WHERE room_nid = $1 AND type = 'm.room.member' AND state_key = $2 AND stream_pos IS NOT NULL
+		UNION ALL
+		SELECT 1, stream_pos, CASE json_type(json, '$.content.history_visibility') WHEN 'text' THEN json_extract(json, '$.content.history_visibility') ELSE '' END
+		FROM events WHERE room_nid = $1 AND type = 'm.room.history_visibility' AND state_key = '' AND stream_pos IS NOT NULL
+		ORDER BY 2`, roomNID, userID)
 	if err != nil {
-		return nil, fmt.Errorf("reading state changes: %w", err)
+		return nil, nil, fmt.Errorf("reading visibility changes: %w", err)
 	}
 	defer rows.Close()
-	var out []StateMark
 	for rows.Next() {
+		var kind int
 		var m StateMark
-		var js []byte
-		if err := rows.Scan(&m.StreamPos, &js); err != nil {
-			return nil, err
+		if err := rows.Scan(&kind, &m.StreamPos, &m.Value); err != nil {
+			return nil, nil, err
 		}
-		var ev struct {
-			Content map[string]json.RawMessage `json:"content"`
+		if kind == 0 {
+			memberships = append(memberships, m)
+		} else {
+			visibility = append(visibility, m)
 		}
-		if json.Unmarshal(js, &ev) == nil {
-			json.Unmarshal(ev.Content[field], &m.Value)
-		}
-		out = append(out, m)
 	}
-	return out, rows.Err()
+	return memberships, visibility, rows.Err()
 }
