@@ -138,7 +138,12 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 		// in between still wakes us.
 		wake, upTo := a.db.Changes()
 		ephWake, eph := a.eph.Changes()
-		resp, changed, err := a.buildSync(ctx, s, p, upTo, eph)
+		snap, release, err := a.db.ReadTx(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, changed, err := a.buildSync(snap, s, p, upTo, eph)
+		release()
 		if err != nil {
 			return nil, err
 		}

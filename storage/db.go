@@ -57,6 +57,8 @@ type DB struct {
 	changed   chan struct{}
 
 	unread unreadCache
+	// readTxs bounds the read transactions open at once (see ReadTx).
+	readTxs chan struct{}
 }
 
 type writeReq struct {
@@ -109,7 +111,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		writer.Close()
 		return nil, fmt.Errorf("opening readers: %w", err)
 	}
-	n := max(2, runtime.GOMAXPROCS(0)*2)
+	// Read transactions (ReadTx) may hold up to half the connections; the
+	// rest serve everything else, statement preparation included.
+	n := max(4, runtime.GOMAXPROCS(0)*3)
 	readers.SetMaxOpenConns(n)
 	readers.SetMaxIdleConns(n)
 	readers.SetConnMaxLifetime(0)
@@ -120,6 +124,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 
 		readStmts: newStmtCache(readers),
 		readers:   readers,
+		readTxs:   make(chan struct{}, n/2),
 		reqs:      make(chan *writeReq, maxBatch),
 		closing:   make(chan struct{}),
 		loopDone:  make(chan struct{}),

@@ -52,6 +52,20 @@ func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// cached returns the prepared statement for query if there is one. On a
+// miss it prepares one in the background, for a caller that must not wait
+// for a pooled connection (a read transaction already holds one); it runs
+// the query unprepared this once.
+func (c *stmtCache) cached(query string) *sql.Stmt {
+	c.mu.Lock()
+	st, ok := c.stmts[query]
+	c.mu.Unlock()
+	if !ok {
+		go c.get(context.Background(), query)
+	}
+	return st
+}
+
 func (c *stmtCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,17 +86,29 @@ func (c *stmtCache) close() {
 type readQuerier struct{ c *stmtCache }
 
 func (r readQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	st, err := r.c.get(ctx, query)
-	if err != nil || st == nil {
-		if err != nil {
-			return nil, err
+	if s := snapshotOf(ctx, r.c); s != nil {
+		if st := r.c.cached(query); st != nil {
+			return s.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 		}
+		return s.tx.QueryContext(ctx, query, args...)
+	}
+	st, err := r.c.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
 		return r.c.db.QueryContext(ctx, query, args...)
 	}
 	return st.QueryContext(ctx, args...)
 }
 
 func (r readQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := snapshotOf(ctx, r.c); s != nil {
+		if st := r.c.cached(query); st != nil {
+			return s.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+		}
+		return s.tx.QueryRowContext(ctx, query, args...)
+	}
 	st, err := r.c.get(ctx, query)
 	if err != nil || st == nil {
 		return r.c.db.QueryRowContext(ctx, query, args...)
