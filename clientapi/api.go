@@ -30,12 +30,13 @@ type API struct {
 	stopOnce sync.Once
 	uia      *uiaSessions
 	nonces   *nonceStore
+	ss       *ssConns // sliding-sync connections
 	log      logrus.FieldLogger
 }
 
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), log: log}
+	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), ss: newSSConns(), log: log}
 }
 
 // Stop ends waiting long-polls (they answer at once); call it when the

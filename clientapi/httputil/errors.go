@@ -96,6 +96,12 @@ func WeakPassword(format string, args ...any) *Error {
 func TooLarge(format string, args ...any) *Error {
 	return newErr(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", format, args...)
 }
+
+// UnknownPos: a sliding-sync position the server no longer knows (MSC4186).
+func UnknownPos(format string, args ...any) *Error {
+	return newErr(http.StatusBadRequest, "M_UNKNOWN_POS", format, args...)
+}
+
 func Unknown(format string, args ...any) *Error {
 	return newErr(http.StatusBadRequest, "M_UNKNOWN", format, args...)
 }
