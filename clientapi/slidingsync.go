@@ -115,40 +115,22 @@ func (a *API) slidingSync(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx := r.Context()
-	deadline := time.Now().Add(timeout)
-	for {
-		wake, upTo := a.db.Changes()
-		ephWake, eph := a.eph.Changes()
-		snap, release, err := a.db.ReadTx(ctx)
-		if err != nil {
-			return nil, err
-		}
-		resp, next, changed, err := a.buildSlidingSync(snap, s, params, prev, upTo, eph)
-		release()
-		if err != nil {
-			return nil, err
-		}
-		if changed || prev == nil || time.Until(deadline) <= 0 {
-			resp["pos"] = conn.commit(prev, next)
-			if req.TxnID != nil {
-				resp["txn_id"] = *req.TxnID
-			}
-			return resp, nil
-		}
-		timer := time.NewTimer(time.Until(deadline))
-		select {
-		case <-wake:
-		case <-ephWake:
-		case <-timer.C:
-		case <-a.stopping:
-			deadline = time.Now()
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		}
-		timer.Stop()
+	var resp map[string]any
+	var next *ssSent
+	err = a.longPoll(r.Context(), timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
+		var changed bool
+		var err error
+		resp, next, changed, err = a.buildSlidingSync(ctx, s, params, prev, upTo, eph)
+		return changed || prev == nil, err
+	})
+	if err != nil {
+		return nil, err
 	}
+	resp["pos"] = conn.commit(next)
+	if req.TxnID != nil {
+		resp["txn_id"] = *req.TxnID
+	}
+	return resp, nil
 }
 
 // ssRoomView is one room as a response pass sees it.

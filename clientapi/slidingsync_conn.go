@@ -105,7 +105,7 @@ func (c *ssConns) evictLocked() {
 // commit records what the client holds after a response and returns the
 // response's pos. Only the response just given and the one before it stay
 // valid.
-func (conn *ssConn) commit(prev, next *ssSent) string {
+func (conn *ssConn) commit(next *ssSent) string {
 	conn.mu.Lock()
 	defer conn.mu.Unlock()
 	conn.seq++

@@ -193,31 +193,20 @@ func (a *API) ssRoomMeta(ctx context.Context, roomNID int64, state map[storage.S
 			}
 		}
 	}
-	members, err := a.db.CurrentStateEvents(ctx, roomNID, spec.MRoomMember)
+	joined, invited, heroEvents, err := a.memberSummary(ctx, roomNID, userID)
 	if err != nil {
 		return err
 	}
-	joined, invited := 0, 0
 	heroes := []map[string]any{}
-	for _, e := range members {
-		switch contentString(e.JSON, "membership") {
-		case spec.Join:
-			joined++
-		case spec.Invite:
-			invited++
-		default:
-			continue
+	for _, e := range heroEvents {
+		h := map[string]any{"user_id": *e.StateKey}
+		if n := contentString(e.JSON, "displayname"); n != "" {
+			h["displayname"] = n
 		}
-		if *e.StateKey != userID && len(heroes) < 5 {
-			h := map[string]any{"user_id": *e.StateKey}
-			if n := contentString(e.JSON, "displayname"); n != "" {
-				h["displayname"] = n
-			}
-			if u := contentString(e.JSON, "avatar_url"); u != "" {
-				h["avatar_url"] = u
-			}
-			heroes = append(heroes, h)
+		if u := contentString(e.JSON, "avatar_url"); u != "" {
+			h["avatar_url"] = u
 		}
+		heroes = append(heroes, h)
 	}
 	out["joined_count"] = joined
 	out["invited_count"] = invited

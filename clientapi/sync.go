@@ -132,7 +132,25 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 	if p.sinceEph > ephNow {
 		p.sinceEph = 0 // a token from before a restart: send the current state
 	}
-	deadline := time.Now().Add(p.timeout)
+	var resp map[string]any
+	err = a.longPoll(ctx, p.timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
+		var changed bool
+		var err error
+		resp, changed, err = a.buildSync(ctx, s, p, upTo, eph)
+		return changed || p.initial || p.fullState || upTo < p.since, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// longPoll runs pass over the committed stream position and ephemeral
+// version until it reports something to answer with, the timeout passes, the
+// server stops or the client goes away; it waits for a commit or an
+// ephemeral change between passes. Each pass reads in one read transaction.
+func (a *API) longPoll(ctx context.Context, timeout time.Duration, pass func(ctx context.Context, upTo, eph int64) (bool, error)) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		// Take the wake-up channels before reading positions, so a change
 		// in between still wakes us.
@@ -140,19 +158,16 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 		ephWake, eph := a.eph.Changes()
 		snap, release, err := a.db.ReadTx(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		resp, changed, err := a.buildSync(snap, s, p, upTo, eph)
+		done, err := pass(snap, upTo, eph)
 		release()
-		if err != nil {
-			return nil, err
-		}
-		if changed || p.initial || p.fullState || upTo < p.since {
-			return resp, nil
+		if err != nil || done {
+			return err
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return resp, nil
+			return nil
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -161,14 +176,14 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 		case <-ephWake:
 			timer.Stop()
 		case <-timer.C:
-			return resp, nil
+			return nil
 		case <-a.stopping:
 			// Shutting down: answer now so the graceful stop is quick.
 			timer.Stop()
-			return resp, nil
+			return nil
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
@@ -558,12 +573,24 @@ func filterState(state []storage.Event, f *filter.RoomEventFilter, timeline []st
 
 // roomSummary is the m.heroes and member counts of a room.
 func (a *API) roomSummary(ctx context.Context, roomNID int64, userID string) (map[string]any, error) {
-	members, err := a.db.CurrentStateEvents(ctx, roomNID, spec.MRoomMember)
+	joined, invited, heroEvents, err := a.memberSummary(ctx, roomNID, userID)
 	if err != nil {
 		return nil, err
 	}
-	joined, invited := 0, 0
-	var heroes []string
+	heroes := []string{}
+	for _, e := range heroEvents {
+		heroes = append(heroes, *e.StateKey)
+	}
+	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}, nil
+}
+
+// memberSummary counts a room's joined and invited members and picks its
+// heroes: up to five of them other than the user, as member events.
+func (a *API) memberSummary(ctx context.Context, roomNID int64, userID string) (joined, invited int, heroes []storage.Event, err error) {
+	members, err := a.db.CurrentStateEvents(ctx, roomNID, spec.MRoomMember)
+	if err != nil {
+		return 0, 0, nil, err
+	}
 	for _, e := range members {
 		switch contentString(e.JSON, "membership") {
 		case spec.Join:
@@ -574,13 +601,10 @@ func (a *API) roomSummary(ctx context.Context, roomNID int64, userID string) (ma
 			continue
 		}
 		if *e.StateKey != userID && len(heroes) < 5 {
-			heroes = append(heroes, *e.StateKey)
+			heroes = append(heroes, e)
 		}
 	}
-	if heroes == nil {
-		heroes = []string{}
-	}
-	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}, nil
+	return joined, invited, heroes, nil
 }
 
 // strippedState is what an invited or knocking user may see of a room.
