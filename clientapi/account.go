@@ -64,3 +64,24 @@ func (a *API) deactivate(r *http.Request, s *accounts.Session) (any, error) {
 func (a *API) threePIDs(*http.Request, *accounts.Session) (any, error) {
 	return map[string]any{"threepids": []any{}}, nil
 }
+
+// requestOpenIDToken serves POST /_matrix/client/v3/user/{userId}/openid/request_token.
+func (a *API) requestOpenIDToken(r *http.Request, s *accounts.Session) (any, error) {
+	if pathVar(r, "userId") != s.UserID {
+		return nil, httputil.Forbidden("Cannot request an OpenID token for another user")
+	}
+	var body map[string]any
+	if err := httputil.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	token, err := a.accounts.IssueOpenIDToken(r.Context(), s.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"access_token":       token,
+		"token_type":         "Bearer",
+		"matrix_server_name": a.cfg.ServerName,
+		"expires_in":         int(accounts.OpenIDTokenLifetime.Seconds()),
+	}, nil
+}

@@ -55,6 +55,7 @@ func (a *API) register(rt *router) {
 	rt.client(put, "/user/{userId}/rooms/{roomId}/account_data/{type}", a.auth(a.putAccountData))
 
 	// Filters.
+	rt.client(post, "/user/{userId}/openid/request_token", a.auth(a.requestOpenIDToken))
 	rt.client(post, "/user/{userId}/filter", a.auth(a.createFilter))
 	rt.client(get, "/user/{userId}/filter/{filterId}", a.auth(a.getFilter))
 
