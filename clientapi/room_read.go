@@ -270,13 +270,12 @@ func roomFilterParam(r *http.Request) (*filter.RoomEventFilter, error) {
 // starting after position from in the given direction.
 func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to int64, backwards bool, limit int) (events []storage.Event, next int64, err error) {
 	next = from
+	// Read a little more than asked (some events may be hidden), not a
+	// hundred full events for a one-event sliding-sync timeline.
+	batchSize := min(max(2*limit, 8), 100)
 	for len(events) < limit {
 		var batch []storage.Event
-		if backwards {
-			batch, err = a.db.Timeline(ctx, acc.info.NID, next, to, true, 100)
-		} else {
-			batch, err = a.db.Timeline(ctx, acc.info.NID, next, to, false, 100)
-		}
+		batch, err = a.db.Timeline(ctx, acc.info.NID, next, to, backwards, batchSize)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -294,7 +293,7 @@ func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilt
 				}
 			}
 		}
-		if len(batch) < 100 {
+		if len(batch) < batchSize {
 			return events, -1, nil // exhausted
 		}
 	}

@@ -170,10 +170,36 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 			nids = append(nids, m.RoomNID)
 		}
 	}
-	bumps, err := a.db.BumpStamps(ctx, nids, upTo)
+	var changedRooms map[int64]bool
+	if prev != nil {
+		if changedRooms, err = a.db.RoomsChangedSince(ctx, since, upTo); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	// Bump stamps and filter flags only change with a room's events: carry
+	// them over from the last response and read those of changed rooms.
+	stale := nids
+	if prev != nil {
+		stale = nil
+		for _, nid := range nids {
+			if _, ok := prev.bumps[nid]; !ok || changedRooms[nid] {
+				stale = append(stale, nid)
+			}
+		}
+	}
+	bumps, err := a.db.BumpStamps(ctx, stale, upTo)
 	if err != nil {
 		return nil, nil, false, err
 	}
+	next.bumps = make(map[int64]int64, len(nids))
+	for _, nid := range nids {
+		b, ok := bumps[nid]
+		if !ok && prev != nil {
+			b = prev.bumps[nid]
+		}
+		next.bumps[nid] = b
+	}
+	bumps = next.bumps
 	bumpOf := func(m storage.RoomMembership) int64 {
 		if m.Membership != spec.Join {
 			return m.StreamPos // invitees see nothing newer than their invite
@@ -191,9 +217,23 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	var dms map[string]bool
 	for _, l := range p.lists {
 		if l.Filters != nil && flags == nil {
-			if flags, err = a.db.RoomFlagsOf(ctx, nids); err != nil {
+			staleFlags := stale
+			if prev == nil || prev.flags == nil {
+				staleFlags = nids
+			}
+			fresh, err := a.db.RoomFlagsOf(ctx, staleFlags)
+			if err != nil {
 				return nil, nil, false, err
 			}
+			flags = make(map[int64]storage.RoomFlags, len(nids))
+			for _, nid := range nids {
+				if f, ok := fresh[nid]; ok {
+					flags[nid] = f
+				} else if prev != nil && prev.flags != nil {
+					flags[nid] = prev.flags[nid]
+				}
+			}
+			next.flags = flags
 			dms = a.directRooms(ctx, s.UserID)
 		}
 	}
@@ -239,12 +279,6 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 		}
 	}
 
-	var changedRooms map[int64]bool
-	if prev != nil {
-		if changedRooms, err = a.db.RoomsChangedSince(ctx, since, upTo); err != nil {
-			return nil, nil, false, err
-		}
-	}
 	adChanges, err := a.db.AccountDataChanges(ctx, s.UserID, since, upTo)
 	if err != nil {
 		return nil, nil, false, err
@@ -299,7 +333,7 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 		}
 	}
 
-	ext, extChanged, err := a.ssExtensions(ctx, s, p, prev, since, sinceEph, upTo, views, initialRooms, globalAD, roomAD)
+	ext, extChanged, err := a.ssExtensions(ctx, s, p, prev, since, sinceEph, upTo, views, initialRooms, changedRooms, globalAD, roomAD)
 	if err != nil {
 		return nil, nil, false, err
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"matrixhs/clientapi/httputil"
+	"matrixhs/storage"
 )
 
 // Sliding-sync connection bookkeeping (see slidingsync.go).
@@ -49,6 +50,9 @@ type ssSent struct {
 	pos, eph int64
 	rooms    map[string]ssRoomSent
 	counts   map[string]int // list counts
+	// What list ordering and filters read, per room NID, as of pos.
+	bumps map[int64]int64
+	flags map[int64]storage.RoomFlags
 }
 
 type ssRoomSent struct {

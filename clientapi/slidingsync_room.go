@@ -267,7 +267,8 @@ func dedupNIDs(nids []int64) []int64 {
 // ssExtensions builds the extensions of a response: to_device and e2ee for
 // the device, account data, receipts and typing for the rooms in view.
 func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams, prev *ssSent, since, sinceEph, upTo int64,
-	views map[string]*ssRoomView, initialRooms map[string]bool, globalAD []json.RawMessage, roomAD map[string][]json.RawMessage) (map[string]any, bool, error) {
+	views map[string]*ssRoomView, initialRooms map[string]bool, changedRooms map[int64]bool, globalAD []json.RawMessage,
+	roomAD map[string][]json.RawMessage) (map[string]any, bool, error) {
 	out := map[string]any{}
 	changed := false
 	on := func(b *bool) bool { return b != nil && *b }
@@ -374,7 +375,7 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 				continue
 			}
 			fresh := initialRooms[roomID]
-			if on(p.ext.Receipts.Enabled) {
+			if on(p.ext.Receipts.Enabled) && (fresh || prev == nil || changedRooms[v.m.RoomNID]) {
 				from := since
 				if fresh {
 					from = 0

@@ -80,3 +80,31 @@ func TestUnreadCountsCachedMatchFresh(t *testing.T) {
 		t.Fatalf("counts before the first notification = %+v, %v", main, err)
 	}
 }
+
+// MembershipsAt reads current memberships from current_state, and from the
+// event history when asked about a position before the latest change.
+func TestMembershipsAtCurrentAndPast(t *testing.T) {
+	ctx := context.Background()
+	f := newPushFixture(t) // pushUser joined
+	joined, err := f.db.MembershipsAt(ctx, pushUser, f.db.StreamPosition())
+	if err != nil || len(joined) != 1 || joined[0].Membership != "join" || joined[0].RoomID != "!r:x" {
+		t.Fatalf("current memberships = %+v, %v", joined, err)
+	}
+	joinPos := joined[0].StreamPos
+	key := pushUser
+	nid, pos := f.event("$leave", "m.room.member", &key, map[string]any{"membership": "leave"})
+	mustWrite(t, f.db, func(tx *Tx) error {
+		return tx.SetCurrentState(ctx, f.room, StateKey{Type: "m.room.member", StateKey: pushUser}, nid, "leave", pos)
+	})
+	now, err := f.db.MembershipsAt(ctx, pushUser, f.db.StreamPosition())
+	if err != nil || len(now) != 1 || now[0].Membership != "leave" || now[0].StreamPos <= joinPos {
+		t.Fatalf("after leaving = %+v, %v", now, err)
+	}
+	then, err := f.db.MembershipsAt(ctx, pushUser, joinPos)
+	if err != nil || len(then) != 1 || then[0].Membership != "join" || then[0].StreamPos != joinPos || then[0].EventNID != joined[0].EventNID {
+		t.Fatalf("as of the join = %+v, %v; want %+v", then, err, joined[0])
+	}
+	if none, err := f.db.MembershipsAt(ctx, pushUser, joinPos-1); err != nil || len(none) != 0 {
+		t.Fatalf("before the join = %+v, %v", none, err)
+	}
+}

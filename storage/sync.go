@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 )
 
 // RoomMembership is a user's membership of a room as of a stream position.
@@ -18,8 +19,47 @@ type RoomMembership struct {
 }
 
 // MembershipsAt returns, for every room the user has a membership event
-// in, the latest one at or before upTo.
+// in, the latest one at or before upTo, in stream order.
 func (db *DB) MembershipsAt(ctx context.Context, userID string, upTo int64) ([]RoomMembership, error) {
+	// Usually the current memberships are what upTo sees: read them from
+	// current_state (no event JSON to decode). A membership that became
+	// current after upTo sends the reader through the event history instead.
+	rows, err := db.q().QueryContext(ctx, `SELECT c.room_nid, r.room_id, COALESCE(c.membership, ''), e.stream_pos, c.event_nid, c.stream_pos
+		FROM current_state c JOIN events e ON e.event_nid = c.event_nid JOIN rooms r ON r.room_nid = c.room_nid
+		WHERE c.type = 'm.room.member' AND c.state_key = $1`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing memberships: %w", err)
+	}
+	var out []RoomMembership
+	current := true
+	for rows.Next() {
+		var m RoomMembership
+		var eventPos sql.NullInt64
+		var since int64
+		if err := rows.Scan(&m.RoomNID, &m.RoomID, &m.Membership, &eventPos, &m.EventNID, &since); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if !eventPos.Valid || eventPos.Int64 > upTo || since > upTo {
+			current = false
+			break
+		}
+		m.StreamPos = eventPos.Int64
+		out = append(out, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing memberships: %w", err)
+	}
+	if current {
+		sort.Slice(out, func(i, j int) bool { return out[i].StreamPos < out[j].StreamPos })
+		return out, nil
+	}
+	return db.membershipHistoryAt(ctx, userID, upTo)
+}
+
+// membershipHistoryAt is MembershipsAt from the user's member events.
+func (db *DB) membershipHistoryAt(ctx context.Context, userID string, upTo int64) ([]RoomMembership, error) {
 	rows, err := db.q().QueryContext(ctx, `SELECT e.room_nid, r.room_id, e.json, e.stream_pos, e.event_nid
 		FROM events e JOIN rooms r ON r.room_nid = e.room_nid
 		WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos <= $2
