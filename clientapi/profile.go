@@ -77,31 +77,40 @@ func (a *API) setProfileField(r *http.Request, s *accounts.Session) (any, error)
 	default:
 		return nil, httputil.BadJSON("%s must be a string", field)
 	}
-	if field == "displayname" && utf8.RuneCountInString(value) > 256 {
-		return nil, httputil.BadJSON("displayname is longer than 256 characters")
-	}
-	if len(value) > 1000 {
-		return nil, httputil.BadJSON("%s is too long", field)
-	}
-	err := a.db.Write(r.Context(), func(tx *storage.Tx) error {
-		if field == "displayname" {
-			return tx.SetDisplayName(r.Context(), s.UserID, value)
-		}
-		return tx.SetAvatarURL(r.Context(), s.UserID, value)
-	})
-	if err != nil {
+	if err := a.updateProfile(r.Context(), s.UserID, s.DeviceID, field, value); err != nil {
 		return nil, err
 	}
-	a.propagateProfile(context.WithoutCancel(r.Context()), s, field, value)
 	return httputil.Empty, nil
+}
+
+// updateProfile stores a user's new display name or avatar ("" clears it)
+// and sends it into their rooms.
+func (a *API) updateProfile(ctx context.Context, userID, deviceID, field, value string) error {
+	if field == "displayname" && utf8.RuneCountInString(value) > 256 {
+		return httputil.BadJSON("displayname is longer than 256 characters")
+	}
+	if len(value) > 1000 {
+		return httputil.BadJSON("%s is too long", field)
+	}
+	err := a.db.Write(ctx, func(tx *storage.Tx) error {
+		if field == "displayname" {
+			return tx.SetDisplayName(ctx, userID, value)
+		}
+		return tx.SetAvatarURL(ctx, userID, value)
+	})
+	if err != nil {
+		return err
+	}
+	a.propagateProfile(context.WithoutCancel(ctx), userID, deviceID, field, value)
+	return nil
 }
 
 // propagateProfile sends an updated join event into every room the user is
 // joined to, so members see the new display name or avatar. A room that
 // refuses the update is logged and skipped.
-func (a *API) propagateProfile(ctx context.Context, s *accounts.Session, field, value string) {
-	log := httputil.Logger(ctx).WithField("user_id", s.UserID)
-	members, err := a.db.JoinedMemberEvents(ctx, s.UserID)
+func (a *API) propagateProfile(ctx context.Context, userID, deviceID, field, value string) {
+	log := httputil.Logger(ctx).WithField("user_id", userID)
+	members, err := a.db.JoinedMemberEvents(ctx, userID)
 	if err != nil {
 		log.WithError(err).Warn("listing joined rooms to propagate a profile change")
 		return
@@ -134,9 +143,9 @@ func (a *API) propagateProfile(ctx context.Context, s *accounts.Session, field, 
 		sem <- struct{}{}
 		go func(roomID string) {
 			defer func() { <-sem; wg.Done() }()
-			self := s.UserID
+			self := userID
 			_, err := a.rooms.Send(ctx, roomserver.LocalEvent{
-				RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: spec.MRoomMember, StateKey: &self, Content: raw,
+				RoomID: roomID, Sender: userID, DeviceID: deviceID, Type: spec.MRoomMember, StateKey: &self, Content: raw,
 			})
 			if err != nil {
 				log.WithError(err).WithField("room_id", roomID).Warn("could not propagate profile change into room")

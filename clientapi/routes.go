@@ -190,4 +190,18 @@ func (a *API) register(rt *router) {
 	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
 	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))
 	rt.exact(post, "/_synapse/admin/v1/register", h(a.adminRegister))
+	// Synapse-compatible admin API (admin.go).
+	rt.exact(get, "/_synapse/admin/v1/server_version", a.adminOnly(a.adminServerVersion))
+	rt.exact(get, "/_synapse/admin/v2/users", a.adminOnly(a.adminListUsers))
+	rt.exact(get, "/_synapse/admin/v2/users/{userId}", a.adminOnly(a.adminGetUser))
+	rt.exact(put, "/_synapse/admin/v2/users/{userId}", a.adminOnly(a.adminPutUser))
+	rt.exact(post, "/_synapse/admin/v1/deactivate/{userId}", a.adminOnly(a.adminDeactivate))
+	rt.exact(post, "/_synapse/admin/v1/reset_password/{userId}", a.adminOnly(a.adminResetPassword))
+	rt.exact(get, "/_synapse/admin/v1/users/{userId}/admin", a.adminOnly(a.adminUserAdmin))
+	rt.exact(put, "/_synapse/admin/v1/users/{userId}/admin", a.adminOnly(a.adminUserAdmin))
+	rt.exact(get, "/_synapse/admin/v1/whois/{userId}", a.adminOnly(a.whois))
+	rt.client(get, "/admin/whois/{userId}", a.auth(a.whois))
+	rt.exact(get, "/_synapse/admin/v1/rooms", a.adminOnly(a.adminListRooms))
+	rt.exact(get, "/_synapse/admin/v1/rooms/{roomId}", a.adminOnly(a.adminGetRoom))
+	rt.exact(get, "/_synapse/admin/v1/rooms/{roomId}/members", a.adminOnly(a.adminRoomMembers))
 }

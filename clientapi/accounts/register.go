@@ -18,7 +18,10 @@ type Registration struct {
 	RegistrationToken string
 	// InhibitLogin creates the account without a device.
 	InhibitLogin bool
-	Device       NewDevice
+	// NoPassword creates an account nobody can log in to with a password
+	// (the admin API allows it; an admin sets one later).
+	NoPassword bool
+	Device     NewDevice
 }
 
 // Available reports whether a localpart is valid and free.
@@ -41,9 +44,12 @@ func (s *Service) Register(ctx context.Context, r Registration) (*Login, error) 
 	if err := s.ValidateLocalpart(r.Localpart); err != nil {
 		return nil, err
 	}
-	hash, err := s.HashPassword(r.Password)
-	if err != nil {
-		return nil, err
+	hash := ""
+	var err error
+	if !r.NoPassword {
+		if hash, err = s.HashPassword(r.Password); err != nil {
+			return nil, err
+		}
 	}
 	if r.DisplayName == "" {
 		r.DisplayName = r.Localpart

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"net/url"
+	"testing"
+
+	"maunium.net/go/mautrix"
+
+	"matrixhs/tests/testserver"
+)
+
+// The Synapse-compatible admin API, driven as synapse-admin and scripts do.
+
+func adminURL(s *testserver.Server, path string) string { return s.URL() + "/_synapse/admin" + path }
+
+func newAdmin(t *testing.T, s *testserver.Server, localpart string) *mautrix.Client {
+	t.Helper()
+	cli := newUser(t, s, localpart)
+	if err := s.Accounts.SetAdmin(ctxT(t), string(cli.UserID), true); err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
+func TestAdminUsers(t *testing.T) {
+	s := start(t, nil)
+	admin := newAdmin(t, s, "root")
+	alice := newUser(t, s, "alice")
+	tok := admin.AccessToken
+
+	// Only admins.
+	do(t, "GET", adminURL(s, "/v2/users"), alice.AccessToken, nil).want(t, 403, "M_FORBIDDEN")
+	do(t, "GET", adminURL(s, "/v2/users"), "", nil).want(t, 401, "M_MISSING_TOKEN")
+	if v := do(t, "GET", adminURL(s, "/v1/server_version"), tok, nil).want(t, 200, ""); v.Body["server_version"] == "" {
+		t.Fatalf("server_version = %s", v.Raw)
+	}
+
+	// Create a user with a password: 201, and the user can log in.
+	bobID := "@bob:hs.test"
+	r := do(t, "PUT", adminURL(s, "/v2/users/"+url.PathEscape(bobID)), tok,
+		map[string]any{"password": "bob-secret-pw", "displayname": "Bob B", "admin": false}).want(t, 201, "")
+	if r.Body["name"] != bobID || r.Body["displayname"] != "Bob B" || r.Body["admin"] != false || r.Body["deactivated"] != false {
+		t.Fatalf("created user = %s", r.Raw)
+	}
+	bob := login(t, s, "bob", "bob-secret-pw", "", "")
+	// Modify: 200; a new password logs out the old sessions by default.
+	do(t, "PUT", adminURL(s, "/v2/users/"+url.PathEscape(bobID)), tok, map[string]any{"password": "another-pw-1"}).want(t, 200, "")
+	wantTokenDead(t, s, bob.AccessToken)
+	login(t, s, "bob", "another-pw-1", "", "")
+	// A user created without a password cannot log in with one.
+	do(t, "PUT", adminURL(s, "/v2/users/"+url.PathEscape("@nopw:hs.test")), tok, map[string]any{}).want(t, 201, "")
+	do(t, "POST", v3(s, "login"), "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": "nopw"}, "password": ""}).want(t, 403, "M_FORBIDDEN")
+
+	// List, filter, paginate.
+	r = do(t, "GET", adminURL(s, "/v2/users?limit=2"), tok, nil).want(t, 200, "")
+	if r.Body["total"] != float64(4) || len(r.Body["users"].([]any)) != 2 || r.Body["next_token"] != "2" {
+		t.Fatalf("first page = %s", r.Raw)
+	}
+	r = do(t, "GET", adminURL(s, "/v2/users?from=2&limit=2"), tok, nil).want(t, 200, "")
+	if len(r.Body["users"].([]any)) != 2 || r.Body["next_token"] != nil {
+		t.Fatalf("second page = %s", r.Raw)
+	}
+	r = do(t, "GET", adminURL(s, "/v2/users?name=ali"), tok, nil).want(t, 200, "")
+	if users := r.Body["users"].([]any); len(users) != 1 || users[0].(map[string]any)["name"] != string(alice.UserID) {
+		t.Fatalf("name filter = %s", r.Raw)
+	}
+	do(t, "GET", adminURL(s, "/v2/users?limit=-1"), tok, nil).want(t, 400, "M_INVALID_PARAM")
+
+	// Query one user; unknown and remote users.
+	if r := do(t, "GET", adminURL(s, "/v2/users/"+url.PathEscape(bobID)), tok, nil).want(t, 200, ""); r.Body["displayname"] != "Bob B" {
+		t.Fatalf("user = %s", r.Raw)
+	}
+	do(t, "GET", adminURL(s, "/v2/users/"+url.PathEscape("@ghost:hs.test")), tok, nil).want(t, 404, "M_NOT_FOUND")
+	do(t, "GET", adminURL(s, "/v2/users/"+url.PathEscape("@x:elsewhere")), tok, nil).want(t, 400, "M_INVALID_PARAM")
+
+	// Admin flag; one cannot demote oneself.
+	do(t, "PUT", adminURL(s, "/v1/users/"+url.PathEscape(bobID)+"/admin"), tok, map[string]any{"admin": true}).want(t, 200, "")
+	if r := do(t, "GET", adminURL(s, "/v1/users/"+url.PathEscape(bobID)+"/admin"), tok, nil).want(t, 200, ""); r.Body["admin"] != true {
+		t.Fatalf("admin flag = %s", r.Raw)
+	}
+	do(t, "PUT", adminURL(s, "/v1/users/"+url.PathEscape(string(admin.UserID))+"/admin"), tok, map[string]any{"admin": false}).want(t, 400, "M_INVALID_PARAM")
+
+	// Reset password.
+	do(t, "POST", adminURL(s, "/v1/reset_password/"+url.PathEscape(string(alice.UserID))), tok,
+		map[string]any{"new_password": "reset-pw-123", "logout_devices": true}).want(t, 200, "")
+	wantTokenDead(t, s, alice.AccessToken)
+	alice = login(t, s, "alice", "reset-pw-123", "", "")
+
+	// whois: admins see anyone, users only themselves.
+	r = do(t, "GET", v3(s, "admin", "whois", string(alice.UserID)), tok, nil).want(t, 200, "")
+	if r.Body["user_id"] != string(alice.UserID) || len(r.Body["devices"].(map[string]any)) != 1 {
+		t.Fatalf("whois = %s", r.Raw)
+	}
+	do(t, "GET", v3(s, "admin", "whois", string(alice.UserID)), alice.AccessToken, nil).want(t, 200, "")
+	do(t, "GET", v3(s, "admin", "whois", bobID), alice.AccessToken, nil).want(t, 403, "M_FORBIDDEN")
+}
+
+func TestAdminDeactivateLeavesRooms(t *testing.T) {
+	s := start(t, nil)
+	admin := newAdmin(t, s, "root")
+	alice := newUser(t, s, "alice")
+	room := mkRoom(t, admin, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Lobby"})
+	join(t, alice, room)
+	invited := mkRoom(t, admin, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	if _, err := admin.InviteUser(ctxT(t), invited, &mautrix.ReqInviteUser{UserID: alice.UserID}); err != nil {
+		t.Fatal(err)
+	}
+
+	do(t, "POST", adminURL(s, "/v1/deactivate/"+url.PathEscape(string(alice.UserID))), admin.AccessToken, map[string]any{"erase": true}).want(t, 200, "")
+	wantTokenDead(t, s, alice.AccessToken)
+	members := membersOf(t, s, admin.AccessToken, room, nil)
+	if members[string(alice.UserID)] != "leave" {
+		t.Fatalf("deactivated user still in the room: %v", members)
+	}
+	if m := membersOf(t, s, admin.AccessToken, invited, nil); m[string(alice.UserID)] != "leave" {
+		t.Fatalf("invite not withdrawn: %v", m)
+	}
+	r := do(t, "GET", adminURL(s, "/v2/users/"+url.PathEscape(string(alice.UserID))), admin.AccessToken, nil).want(t, 200, "")
+	if r.Body["deactivated"] != true || r.Body["displayname"] != "" {
+		t.Fatalf("deactivated user = %s", r.Raw)
+	}
+	do(t, "GET", adminURL(s, "/v2/users?deactivated=true"), admin.AccessToken, nil).want(t, 200, "")
+
+	// Rooms.
+	r = do(t, "GET", adminURL(s, "/v1/rooms"), admin.AccessToken, nil).want(t, 200, "")
+	if r.Body["total_rooms"] != float64(2) {
+		t.Fatalf("rooms = %s", r.Raw)
+	}
+	r = do(t, "GET", adminURL(s, "/v1/rooms?search_term=lob"), admin.AccessToken, nil).want(t, 200, "")
+	rooms := r.Body["rooms"].([]any)
+	if len(rooms) != 1 || rooms[0].(map[string]any)["name"] != "Lobby" || rooms[0].(map[string]any)["creator"] != string(admin.UserID) ||
+		rooms[0].(map[string]any)["joined_members"] != float64(1) || rooms[0].(map[string]any)["public"] != false {
+		t.Fatalf("room search = %s", r.Raw)
+	}
+	r = do(t, "GET", adminURL(s, "/v1/rooms/"+url.PathEscape(string(room))), admin.AccessToken, nil).want(t, 200, "")
+	if r.Body["join_rules"] != "public" || r.Body["version"] != "12" {
+		t.Fatalf("room details = %s", r.Raw)
+	}
+	r = do(t, "GET", adminURL(s, "/v1/rooms/"+url.PathEscape(string(room))+"/members"), admin.AccessToken, nil).want(t, 200, "")
+	if r.Body["total"] != float64(1) || r.Body["members"].([]any)[0] != string(admin.UserID) {
+		t.Fatalf("members = %s", r.Raw)
+	}
+	do(t, "GET", adminURL(s, "/v1/rooms/"+url.PathEscape("!nope:hs.test")), admin.AccessToken, nil).want(t, 404, "M_NOT_FOUND")
+}
