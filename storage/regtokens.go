@@ -99,3 +99,17 @@ func (tx *Tx) DeleteRegistrationToken(ctx context.Context, token string) error {
 	}
 	return nil
 }
+
+// SetRegistrationTokenLimits replaces a token's use limit and expiry (0:
+// none); ErrNotFound if there is no such token.
+func (tx *Tx) SetRegistrationTokenLimits(ctx context.Context, token string, usesAllowed, expiryTS int64) error {
+	res, err := tx.exec(ctx, `UPDATE registration_tokens SET uses_allowed = $2, expiry_ts = $3 WHERE token = $1`,
+		token, nullIfZero(usesAllowed), nullIfZero(expiryTS))
+	if err != nil {
+		return fmt.Errorf("updating registration token: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

@@ -143,3 +143,48 @@ func TestAdminDeactivateLeavesRooms(t *testing.T) {
 	}
 	do(t, "GET", adminURL(s, "/v1/rooms/"+url.PathEscape("!nope:hs.test")), admin.AccessToken, nil).want(t, 404, "M_NOT_FOUND")
 }
+
+func TestAdminRegistrationTokens(t *testing.T) {
+	s := start(t, map[string]string{"MATRIX_REGISTRATION": "token"})
+	admin := newAdmin(t, s, "root")
+	tok := admin.AccessToken
+	base := adminURL(s, "/v1/registration_tokens")
+
+	r := do(t, "POST", base+"/new", tok, map[string]any{"uses_allowed": 1}).want(t, 200, "")
+	auto, _ := r.Body["token"].(string)
+	if len(auto) != 16 || r.Body["uses_allowed"] != float64(1) || r.Body["completed"] != float64(0) || r.Body["expiry_time"] != nil {
+		t.Fatalf("new token = %s", r.Raw)
+	}
+	do(t, "POST", base+"/new", tok, map[string]any{"token": "party-2026"}).want(t, 200, "")
+	do(t, "POST", base+"/new", tok, map[string]any{"token": "party-2026"}).want(t, 400, "M_INVALID_PARAM")
+	do(t, "POST", base+"/new", tok, map[string]any{"token": "no spaces"}).want(t, 400, "M_INVALID_PARAM")
+	do(t, "POST", base+"/new", tok, map[string]any{"expiry_time": 1}).want(t, 400, "M_INVALID_PARAM")
+	do(t, "POST", base+"/new", tok, map[string]any{"uses_allowed": -2}).want(t, 400, "M_INVALID_PARAM")
+
+	// The one-use token signs one user up, then is no longer valid.
+	reg := func(user, token string) *resp {
+		first := do(t, "POST", v3(s, "register"), "", map[string]any{"username": user, "password": "pw-" + user})
+		session, _ := first.Body["session"].(string)
+		return do(t, "POST", v3(s, "register"), "", map[string]any{"username": user, "password": "pw-" + user,
+			"auth": map[string]any{"type": "m.login.registration_token", "token": token, "session": session}})
+	}
+	reg("carol", auto).want(t, 200, "")
+	if r := do(t, "GET", base+"/"+auto, tok, nil).want(t, 200, ""); r.Body["completed"] != float64(1) {
+		t.Fatalf("used token = %s", r.Raw)
+	}
+	if r := do(t, "GET", base+"?valid=false", tok, nil).want(t, 200, ""); len(r.Body["registration_tokens"].([]any)) != 1 {
+		t.Fatalf("invalid tokens = %s", r.Raw)
+	}
+	if r := do(t, "GET", base+"?valid=true", tok, nil).want(t, 200, ""); len(r.Body["registration_tokens"].([]any)) != 1 {
+		t.Fatalf("valid tokens = %s", r.Raw)
+	}
+	// Lifting the limit (null) makes it usable again.
+	if r := do(t, "PUT", base+"/"+auto, tok, map[string]any{"uses_allowed": nil}).want(t, 200, ""); r.Body["uses_allowed"] != nil {
+		t.Fatalf("updated token = %s", r.Raw)
+	}
+	reg("dave", auto).want(t, 200, "")
+	do(t, "DELETE", base+"/"+auto, tok, nil).want(t, 200, "")
+	do(t, "GET", base+"/"+auto, tok, nil).want(t, 404, "M_NOT_FOUND")
+	do(t, "DELETE", base+"/"+auto, tok, nil).want(t, 404, "M_NOT_FOUND")
+	do(t, "PUT", base+"/"+auto, tok, map[string]any{}).want(t, 404, "M_NOT_FOUND")
+}
