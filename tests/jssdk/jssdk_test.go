@@ -12,7 +12,13 @@ import (
 	"matrixhs/tests/testserver"
 )
 
-func TestMatrixJSSDK(t *testing.T) {
+func TestMatrixJSSDK(t *testing.T) { runScript(t, "client.mjs") }
+
+// TestMatrixJSSDKSlidingSync runs js-sdk's SlidingSync (Element Web's
+// sliding sync mode) against the server's MSC4186 endpoint.
+func TestMatrixJSSDKSlidingSync(t *testing.T) { runScript(t, "sliding.mjs") }
+
+func runScript(t *testing.T, script string) {
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed", tool)
@@ -27,7 +33,7 @@ func TestMatrixJSSDK(t *testing.T) {
 		}
 	}
 	s := testserver.Start(t, nil)
-	cmd := exec.CommandContext(ctx, "node", "client.mjs")
+	cmd := exec.CommandContext(ctx, "node", script)
 	cmd.Env = append(os.Environ(), "HS="+s.URL())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
