@@ -138,7 +138,6 @@ type ssRoomView struct {
 	m      storage.RoomMembership
 	bump   int64
 	config ssRoomConfig
-	lists  bool // in some list's ranges (else only subscribed)
 }
 
 // buildSlidingSync computes one response for the window (prev, upTo]. next
@@ -241,14 +240,13 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	// The rooms of this response: those in some list's ranges, and the
 	// subscribed ones, each with the widest config asking for it.
 	views := map[string]*ssRoomView{}
-	addView := func(m storage.RoomMembership, c ssRoomConfig, inList bool) {
+	addView := func(m storage.RoomMembership, c ssRoomConfig) {
 		v := views[m.RoomID]
 		if v == nil {
 			v = &ssRoomView{m: m, bump: bumpOf(m)}
 			views[m.RoomID] = v
 		}
 		v.config = v.config.widen(c)
-		v.lists = v.lists || inList
 	}
 	listsOut := map[string]any{}
 	for name, l := range p.lists {
@@ -261,13 +259,13 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 		listsOut[name] = map[string]any{"count": len(matched)}
 		for _, rg := range l.ranges {
 			for i := rg[0]; i <= rg[1] && i < len(matched); i++ {
-				addView(matched[i], l.config, true)
+				addView(matched[i], l.config)
 			}
 		}
 	}
 	for roomID, c := range p.subs {
 		if m, ok := byID[roomID]; ok && m.Membership != spec.Leave && m.Membership != spec.Ban {
-			addView(m, c, false)
+			addView(m, c)
 		}
 	}
 	// Rooms the client holds that the user left or was banned from since
@@ -275,7 +273,7 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	for roomID := range next.rooms {
 		if m, ok := byID[roomID]; ok && views[roomID] == nil && m.StreamPos > since &&
 			(m.Membership == spec.Leave || m.Membership == spec.Ban) {
-			addView(m, next.rooms[roomID].config, false)
+			addView(m, next.rooms[roomID].config)
 		}
 	}
 
