@@ -18,6 +18,10 @@ func TestMatrixJSSDK(t *testing.T) { runScript(t, "client.mjs") }
 // sliding sync mode) against the server's MSC4186 endpoint.
 func TestMatrixJSSDKSlidingSync(t *testing.T) { runScript(t, "sliding.mjs") }
 
+// TestMatrixJSSDKEncryption runs Element Web's E2EE stack (js-sdk with the
+// Rust crypto in WASM): an encrypted message decrypted by another user.
+func TestMatrixJSSDKEncryption(t *testing.T) { runScript(t, "e2ee.mjs") }
+
 func runScript(t *testing.T, script string) {
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
