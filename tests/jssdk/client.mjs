@@ -1,18 +1,7 @@
 // Drives a homeserver (HS env var) with matrix-js-sdk the way Element Web
 // does: register, start syncing with lazy loading, create a room, invite,
 // join, message, read receipt, typing, paginate. Exits non-zero on failure.
-import * as sdk from "matrix-js-sdk";
-
-const base = process.env.HS;
-const fail = (msg) => { console.error("FAIL:", msg); process.exit(1); };
-const within = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error("timeout: " + what)), ms))]);
-const quiet = { log() {}, info() {}, debug() {}, trace() {}, warn() {}, error: console.error, getChild() { return quiet; } };
-
-async function register(name) {
-  const c = sdk.createClient({ baseUrl: base, logger: quiet });
-  const r = await c.registerRequest({ username: name, password: "pw-" + name, auth: { type: "m.login.dummy" } });
-  return sdk.createClient({ baseUrl: base, accessToken: r.access_token, userId: r.user_id, deviceId: r.device_id, logger: quiet });
-}
+import { fail, within, register } from "./helpers.mjs";
 
 try {
   const alice = await register("jsalice");

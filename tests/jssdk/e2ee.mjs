@@ -3,25 +3,12 @@
 // claimed, the Megolm session shared by to-device messages, and an
 // encrypted message decrypted by the other user; then the same for a user
 // on sliding sync.
-import * as sdk from "matrix-js-sdk";
+import { base, fail, within, register, until } from "./helpers.mjs";
 import { SlidingSync } from "matrix-js-sdk/lib/sliding-sync.js";
 
-const base = process.env.HS;
-const fail = (msg) => { console.error("FAIL:", msg); process.exit(1); };
-const within = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error("timeout: " + what)), ms))]);
-const quiet = { log() {}, info() {}, debug() {}, trace() {}, warn() {}, error() {}, getChild() { return quiet; } };
-
-async function register(name) {
-  const c = sdk.createClient({ baseUrl: base, logger: quiet });
-  const r = await c.registerRequest({ username: name, password: "pw-" + name, auth: { type: "m.login.dummy" } });
-  const cli = sdk.createClient({ baseUrl: base, accessToken: r.access_token, userId: r.user_id, deviceId: r.device_id, logger: quiet });
-  await cli.initRustCrypto({ useIndexedDB: false });
-  return cli;
-}
-
 try {
-  const alice = await register("e2alice");
-  const bob = await register("e2bob");
+  const alice = await register("e2alice", { crypto: true });
+  const bob = await register("e2bob", { crypto: true });
   const prepared = (c) => new Promise((res) => c.on("sync", (state) => state === "PREPARED" && res()));
   const ready = Promise.all([prepared(alice), prepared(bob)]);
   await alice.startClient({ initialSyncLimit: 10, lazyLoadMembers: true });
@@ -32,17 +19,9 @@ try {
     name: "secret", preset: "private_chat", invite: [bob.getUserId()],
     initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
   });
-  await within(new Promise((res) => {
-    const check = () => bob.getRoom(roomId) && res();
-    check();
-    bob.on("Room", check);
-  }), 20000, "invite reaching bob");
+  await within(until(bob, "Room", () => bob.getRoom(roomId)), 20000, "invite reaching bob");
   await bob.joinRoom(roomId);
-  await within(new Promise((res) => {
-    const check = () => alice.getRoom(roomId)?.getMember(bob.getUserId())?.membership === "join" && res();
-    check();
-    alice.on("RoomMember.membership", check);
-  }), 20000, "bob's join reaching alice");
+  await within(until(alice, "RoomMember.membership", () => alice.getRoom(roomId)?.getMember(bob.getUserId())?.membership === "join"), 20000, "bob's join reaching alice");
 
   const decrypted = new Promise((res, rej) => bob.on("Event.decrypted", (ev, err) => {
     if (ev.getRoomId() !== roomId) return;
@@ -56,23 +35,15 @@ try {
 
   // Carol lives on sliding sync (Element Web's sliding sync mode): her keys
   // and the room key reach her through its e2ee and to_device extensions.
-  const carol = await register("e2carol");
+  const carol = await register("e2carol", { crypto: true });
   const required = [["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"], ["m.room.create", ""]];
   const ss = new SlidingSync(base, new Map([["all", { ranges: [[0, 20]], timeline_limit: 5, required_state: required }]]),
     { timeline_limit: 20, required_state: required }, carol, 30000);
   await carol.startClient({ slidingSync: ss, lazyLoadMembers: true });
   await alice.invite(roomId, carol.getUserId());
-  await within(new Promise((res) => {
-    const check = () => carol.getRoom(roomId) && res();
-    check();
-    carol.on("Room", check);
-  }), 20000, "invite reaching carol over sliding sync");
+  await within(until(carol, "Room", () => carol.getRoom(roomId)), 20000, "invite reaching carol over sliding sync");
   await carol.joinRoom(roomId);
-  await within(new Promise((res) => {
-    const check = () => alice.getRoom(roomId)?.getMember(carol.getUserId())?.membership === "join" && res();
-    check();
-    alice.on("RoomMember.membership", check);
-  }), 20000, "carol's join reaching alice");
+  await within(until(alice, "RoomMember.membership", () => alice.getRoom(roomId)?.getMember(carol.getUserId())?.membership === "join"), 20000, "carol's join reaching alice");
   const carolDecrypted = new Promise((res, rej) => carol.on("Event.decrypted", (e, err) => {
     if (e.getRoomId() !== roomId || e.getWireType() !== "m.room.encrypted") return;
     if (err || e.isDecryptionFailure()) return;

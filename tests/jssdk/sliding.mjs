@@ -2,19 +2,8 @@
 // matrix-js-sdk's SlidingSync, the way Element Web does with sliding sync
 // on: a room list and a room subscription feed the client's normal rooms
 // and timelines; extensions carry typing, receipts and account data.
-import * as sdk from "matrix-js-sdk";
+import { base, fail, within, register, until } from "./helpers.mjs";
 import { SlidingSync } from "matrix-js-sdk/lib/sliding-sync.js";
-
-const base = process.env.HS;
-const fail = (msg) => { console.error("FAIL:", msg); process.exit(1); };
-const within = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error("timeout: " + what)), ms))]);
-const quiet = { log() {}, info() {}, debug() {}, trace() {}, warn() {}, error: console.error, getChild() { return quiet; } };
-
-async function register(name) {
-  const c = sdk.createClient({ baseUrl: base, logger: quiet });
-  const r = await c.registerRequest({ username: name, password: "pw-" + name, auth: { type: "m.login.dummy" } });
-  return sdk.createClient({ baseUrl: base, accessToken: r.access_token, userId: r.user_id, deviceId: r.device_id, logger: quiet });
-}
 
 try {
   const alice = await register("ssalice");
@@ -50,11 +39,8 @@ try {
 
   // Opening the room: a subscription brings more history.
   ss.modifyRoomSubscriptions(new Set([roomId]));
-  await within(new Promise((res) => {
-    const check = () => room.getLiveTimeline().getEvents().some((e) => e.getContent().body === "before bob") && res();
-    check();
-    bob.on("Room.timeline", check);
-  }), 15000, "subscription bringing older messages");
+  await within(until(bob, "Room.timeline", () => room.getLiveTimeline().getEvents().some((e) => e.getContent().body === "before bob")),
+    15000, "subscription bringing older messages");
 
   const typingSeen = new Promise((res) => bob.on("RoomMember.typing", (e, m) => m.userId === alice.getUserId() && m.typing && res()));
   await alice.sendTyping(roomId, true, 5000);
