@@ -32,16 +32,32 @@ type API struct {
 	nonces   *nonceStore
 	ss       *ssConns // sliding-sync connections
 	log      logrus.FieldLogger
+	// delayedWake nudges the delayed-event sender (delayed.go) after a change;
+	// delayedDone is closed when it has stopped (nil: never started).
+	delayedWake chan struct{}
+	delayedDone chan struct{}
 }
 
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), ss: newSSConns(), log: log}
+	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), ss: newSSConns(), log: log,
+		delayedWake: make(chan struct{}, 1)}
 }
 
-// Stop ends waiting long-polls (they answer at once); call it when the
-// server begins to shut down.
-func (a *API) Stop() { a.stopOnce.Do(func() { close(a.stopping) }) }
+// Start starts the API's background work: sending delayed events.
+func (a *API) Start() {
+	a.delayedDone = make(chan struct{})
+	go a.runDelayed()
+}
+
+// Stop ends waiting long-polls (they answer at once) and the background
+// work, waiting for the latter; call it when the server begins to shut down.
+func (a *API) Stop() {
+	a.stopOnce.Do(func() { close(a.stopping) })
+	if a.delayedDone != nil {
+		<-a.delayedDone
+	}
+}
 
 // Handler returns the HTTP handler for every path the server answers. extra
 // registers the routes of other APIs (media) in the same table, under their

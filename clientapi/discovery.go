@@ -22,7 +22,7 @@ var supportedVersions = []string{
 func (a *API) versions(*http.Request) (any, error) {
 	return map[string]any{
 		"versions":          supportedVersions,
-		"unstable_features": map[string]bool{"org.matrix.simplified_msc3575": true},
+		"unstable_features": map[string]bool{"org.matrix.simplified_msc3575": true, "org.matrix.msc4140": true},
 	}, nil
 }
 

@@ -40,6 +40,11 @@ func (a *API) sendMessage(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	roomID, typ := pathVar(r, "roomId"), pathVar(r, "eventType")
+	if delay, ok, err := delayFrom(r); err != nil {
+		return nil, err
+	} else if ok {
+		return a.scheduleDelayed(r.Context(), s, roomID, typ, nil, content, delay)
+	}
 	sent, err := a.rooms.Send(r.Context(), roomserver.LocalEvent{
 		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: typ, Content: content,
 		TxnID: pathVar(r, "txnId"), TxnScope: "send|" + roomID + "|" + typ,
@@ -62,12 +67,18 @@ func (a *API) putState(r *http.Request, s *accounts.Session) (any, error) {
 			return nil, err
 		}
 	}
+	if delay, ok, err := delayFrom(r); err != nil {
+		return nil, err
+	} else if ok {
+		return a.scheduleDelayed(r.Context(), s, roomID, typ, &key, content, delay)
+	}
 	sent, err := a.rooms.Send(r.Context(), roomserver.LocalEvent{
 		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: typ, StateKey: &key, Content: content,
 	})
 	if err != nil {
 		return nil, roomErr(err)
 	}
+	a.stateChanged(r.Context(), roomID, typ, key, s.UserID)
 	return map[string]string{"event_id": sent.EventID}, nil
 }
 

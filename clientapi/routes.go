@@ -77,6 +77,8 @@ func (a *API) register(rt *router) {
 	// Sync and ephemeral data.
 	rt.client(get, "/sync", a.auth(a.sync))
 	rt.exact(post, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", a.auth(a.slidingSync))
+	rt.exact(get, "/_matrix/client/unstable/org.matrix.msc4140/delayed_events", a.auth(a.listDelayed))
+	rt.exact(post, "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delayId}", a.auth(a.updateDelayed))
 	rt.client(put, "/rooms/{roomId}/typing/{userId}", a.auth(a.putTyping))
 	rt.client(post, "/rooms/{roomId}/receipt/{receiptType}/{eventId}", a.auth(a.postReceipt))
 	rt.client(post, "/rooms/{roomId}/read_markers", a.auth(a.postReadMarkers))

@@ -47,6 +47,16 @@ try {
   const rules = await alice.getPushRules();
   if (!rules.global.override.some((r) => r.rule_id === ".m.rule.master")) fail("push rules lack .m.rule.master");
 
+  // Delayed events (MSC4140) as Element Call's MatrixRTC drives them.
+  const { delay_id: delayId } = await alice._unstable_sendDelayedStateEvent(roomId, { delay: 60000 },
+    "org.matrix.msc3401.call.member", { left: true }, "_" + alice.getUserId() + "_JS");
+  const pending = await alice._unstable_getDelayedEvents();
+  if (!pending.delayed_events.some((d) => d.delay_id === delayId)) fail("delayed event not listed");
+  await alice._unstable_updateDelayedEvent(delayId, "restart");
+  await alice._unstable_updateDelayedEvent(delayId, "send");
+  const state = await alice.getStateEvent(roomId, "org.matrix.msc3401.call.member", "_" + alice.getUserId() + "_JS");
+  if (state.left !== true) fail("delayed state not sent: " + JSON.stringify(state));
+
   alice.stopClient();
   bob.stopClient();
   console.log("matrix-js-sdk flow passed");

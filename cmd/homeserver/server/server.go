@@ -135,6 +135,7 @@ func (s *Server) Listen(addr string) error {
 	}
 	s.listener = ln
 	s.Pushers.Start()
+	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.ServerName}).Info("homeserver listening")
 	go func() {
 		err := s.http.Serve(ln)
