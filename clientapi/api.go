@@ -31,6 +31,7 @@ type API struct {
 	uia      *uiaSessions
 	nonces   *nonceStore
 	ss       *ssConns // sliding-sync connections
+	logins   *loginLimiter
 	log      logrus.FieldLogger
 	// delayedWake nudges the delayed-event sender (delayed.go) after a change;
 	// delayedDone is closed when it has stopped (nil: never started).
@@ -40,7 +41,7 @@ type API struct {
 
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), ss: newSSConns(), log: log,
+	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), ss: newSSConns(), logins: newLoginLimiter(), log: log,
 		delayedWake: make(chan struct{}, 1)}
 }
 

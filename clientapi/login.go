@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"matrixhs/clientapi/accounts"
@@ -51,11 +52,19 @@ func (a *API) login(r *http.Request) (any, error) {
 	if user == "" {
 		return nil, httputil.MissingParam("No user identifier given")
 	}
+	keys := loginKeys(r, user)
+	if err := a.logins.check(keys); err != nil {
+		return nil, err
+	}
 	login, err := a.accounts.LoginWithPassword(r.Context(), user, req.Password, accounts.NewDevice{
 		DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName,
 		IP: clientIP(r), Refresh: req.RefreshToken,
 	})
 	if err != nil {
+		var he *httputil.Error
+		if errors.As(err, &he) && he.Status == http.StatusForbidden {
+			a.logins.failed(keys)
+		}
 		return nil, err
 	}
 	resp := map[string]any{

@@ -253,3 +253,20 @@ func TestFilters(t *testing.T) {
 		map[string]any{"event_format": "xml"}).want(t, http.StatusBadRequest, "M_BAD_JSON")
 	do(t, "POST", v3(s, "user", string(alice.UserID), "filter"), alice.AccessToken, "{").want(t, http.StatusBadRequest, "M_NOT_JSON")
 }
+
+// Password guessing is slowed: after five failures, logins wait.
+func TestLoginFailuresAreLimited(t *testing.T) {
+	s := start(t, nil)
+	createUser(t, s, "alice", testPassword)
+	attempt := func(password string) *resp {
+		return do(t, "POST", v3(s, "login"), "", map[string]any{"type": "m.login.password",
+			"identifier": map[string]any{"type": "m.id.user", "user": "alice"}, "password": password})
+	}
+	for i := 0; i < 5; i++ {
+		attempt("wrong").want(t, 403, "M_FORBIDDEN")
+	}
+	r := attempt(testPassword).want(t, 429, "M_LIMIT_EXCEEDED")
+	if ms, _ := r.Body["retry_after_ms"].(float64); ms <= 0 {
+		t.Fatalf("no retry_after_ms: %s", r.Raw)
+	}
+}
