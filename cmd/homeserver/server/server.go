@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
 	s.api = api
 	s.http = &http.Server{
-		Handler:           countRequests(&s.active, api.Handler(media.Routes, federationapi.New(s.Accounts).Routes)),
+		Handler:           countRequests(&s.active, api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.ServerName, key).Routes)),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          nil,
