@@ -491,3 +491,66 @@ func (a *API) adminRoomMembers(r *http.Request, _ *accounts.Session) (any, error
 	}
 	return map[string]any{"members": members, "total": len(members)}, nil
 }
+
+// adminUserDevices serves GET /_synapse/admin/v2/users/{userId}/devices.
+func (a *API) adminUserDevices(r *http.Request, _ *accounts.Session) (any, error) {
+	acc, err := a.adminTarget(r)
+	if err != nil {
+		return nil, err
+	}
+	devices, err := a.accounts.Devices(r.Context(), acc.UserID)
+	if err != nil {
+		return nil, err
+	}
+	out := []map[string]any{}
+	for _, d := range devices {
+		out = append(out, map[string]any{"device_id": d.DeviceID, "display_name": nullIfEmpty(d.DisplayName),
+			"last_seen_ip": nullIfEmpty(d.LastSeenIP), "last_seen_ts": nullIfZeroInt(d.LastSeenTS),
+			"last_seen_user_agent": nil, "user_id": acc.UserID})
+	}
+	return map[string]any{"devices": out, "total": len(out)}, nil
+}
+
+// adminDeleteDevices serves DELETE /_synapse/admin/v2/users/{userId}/devices/{deviceId}
+// and POST /_synapse/admin/v2/users/{userId}/delete_devices.
+func (a *API) adminDeleteDevices(r *http.Request, _ *accounts.Session) (any, error) {
+	var ids []string
+	if r.Method == http.MethodDelete {
+		ids = []string{pathVar(r, "deviceId")}
+	} else {
+		var req struct {
+			Devices []string `json:"devices"`
+		}
+		if err := httputil.DecodeJSON(r, &req); err != nil {
+			return nil, err
+		}
+		if req.Devices == nil {
+			return nil, httputil.MissingParam("devices is required")
+		}
+		ids = req.Devices
+	}
+	acc, err := a.adminTarget(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.accounts.DeleteDevices(r.Context(), acc.UserID, ids, ""); err != nil {
+		return nil, err
+	}
+	return httputil.Empty, nil
+}
+
+// adminJoinedRooms serves GET /_synapse/admin/v1/users/{userId}/joined_rooms.
+func (a *API) adminJoinedRooms(r *http.Request, _ *accounts.Session) (any, error) {
+	acc, err := a.adminTarget(r)
+	if err != nil {
+		return nil, err
+	}
+	rooms, err := a.db.JoinedRooms(r.Context(), acc.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if rooms == nil {
+		rooms = []string{}
+	}
+	return map[string]any{"joined_rooms": rooms, "total": len(rooms)}, nil
+}

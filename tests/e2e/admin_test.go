@@ -87,6 +87,24 @@ func TestAdminUsers(t *testing.T) {
 	wantTokenDead(t, s, alice.AccessToken)
 	alice = login(t, s, "alice", "reset-pw-123", "", "")
 
+	// Devices and joined rooms.
+	r = do(t, "GET", adminURL(s, "/v2/users/"+url.PathEscape(string(alice.UserID))+"/devices"), tok, nil).want(t, 200, "")
+	devs := r.Body["devices"].([]any)
+	if r.Body["total"] != float64(1) || devs[0].(map[string]any)["device_id"] != string(alice.DeviceID) {
+		t.Fatalf("devices = %s", r.Raw)
+	}
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	r = do(t, "GET", adminURL(s, "/v1/users/"+url.PathEscape(string(alice.UserID))+"/joined_rooms"), tok, nil).want(t, 200, "")
+	if r.Body["total"] != float64(1) || r.Body["joined_rooms"].([]any)[0] != string(room) {
+		t.Fatalf("joined_rooms = %s", r.Raw)
+	}
+	do(t, "POST", adminURL(s, "/v2/users/"+url.PathEscape(string(alice.UserID))+"/delete_devices"), tok, map[string]any{"devices": []string{}}).want(t, 200, "")
+	wantTokenValid(t, s, alice.AccessToken, string(alice.UserID), string(alice.DeviceID))
+	do(t, "POST", adminURL(s, "/v2/users/"+url.PathEscape(string(alice.UserID))+"/delete_devices"), tok, map[string]any{}).want(t, 400, "M_MISSING_PARAM")
+	do(t, "DELETE", adminURL(s, "/v2/users/"+url.PathEscape(string(alice.UserID))+"/devices/"+string(alice.DeviceID)), tok, nil).want(t, 200, "")
+	wantTokenDead(t, s, alice.AccessToken)
+	alice = login(t, s, "alice", "reset-pw-123", "", "")
+
 	// whois: admins see anyone, users only themselves.
 	r = do(t, "GET", v3(s, "admin", "whois", string(alice.UserID)), tok, nil).want(t, 200, "")
 	if r.Body["user_id"] != string(alice.UserID) || len(r.Body["devices"].(map[string]any)) != 1 {
