@@ -42,15 +42,7 @@ func Purge(ctx context.Context, db *storage.DB, store *Store, opts PurgeOptions,
 		return res, err
 	}
 	for _, k := range keys {
-		var files int
-		err := db.Write(ctx, func(tx *storage.Tx) error {
-			hashes, err := tx.DeleteMedia(ctx, k.Origin, k.MediaID)
-			if err != nil {
-				return err
-			}
-			files, err = store.Release(ctx, tx, hashes)
-			return err
-		})
+		files, err := deleteMediaRow(ctx, db, store, k.Origin, k.MediaID)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted meanwhile
 		}
@@ -147,4 +139,19 @@ func Repair(ctx context.Context, db *storage.DB, store *Store, res *CheckResult)
 		}
 	}
 	return n, nil
+}
+
+// deleteMediaRow removes one media row with its thumbnails, and the files
+// nothing references any more (counted); ErrNotFound if there is no row.
+func deleteMediaRow(ctx context.Context, db *storage.DB, store *Store, origin, mediaID string) (int, error) {
+	var files int
+	err := db.Write(ctx, func(tx *storage.Tx) error {
+		hashes, err := tx.DeleteMedia(ctx, origin, mediaID)
+		if err != nil {
+			return err
+		}
+		files, err = store.Release(ctx, tx, hashes)
+		return err
+	})
+	return files, err
 }

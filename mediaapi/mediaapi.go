@@ -150,6 +150,7 @@ func (m *Media) Routes(r *mux.Router) {
 	r.Handle(authed+"/thumbnail/{serverName}/{mediaId}", m.auth(m.thumbnail)).Methods(get...)
 	r.Handle(authed+"/config", m.auth(m.config)).Methods(http.MethodGet)
 	r.Handle(authed+"/preview_url", m.previewRoute()).Methods(http.MethodGet)
+	m.adminRoutes(r)
 }
 
 // handler is a media endpoint: it writes its own response (bytes or JSON)

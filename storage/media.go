@@ -314,3 +314,21 @@ func (tx *Tx) DeleteURLPreviews(ctx context.Context, beforeTS int64) (int64, err
 	n, _ := res.RowsAffected()
 	return n, nil
 }
+
+// UserMedia lists the media a user uploaded, newest first.
+func (db *DB) UserMedia(ctx context.Context, userID string) ([]Media, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT `+mediaColumns+` FROM media WHERE user_id = $1 ORDER BY created_ts DESC, media_id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing a user's media: %w", err)
+	}
+	defer rows.Close()
+	var out []Media
+	for rows.Next() {
+		m, err := scanMedia(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *m)
+	}
+	return out, rows.Err()
+}

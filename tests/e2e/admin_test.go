@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -205,4 +206,35 @@ func TestAdminRegistrationTokens(t *testing.T) {
 	do(t, "GET", base+"/"+auto, tok, nil).want(t, 404, "M_NOT_FOUND")
 	do(t, "DELETE", base+"/"+auto, tok, nil).want(t, 404, "M_NOT_FOUND")
 	do(t, "PUT", base+"/"+auto, tok, map[string]any{}).want(t, 404, "M_NOT_FOUND")
+}
+
+func TestAdminMedia(t *testing.T) {
+	s := start(t, nil)
+	admin := newAdmin(t, s, "root")
+	alice := newUser(t, s, "alice")
+	var ids []string
+	for _, body := range []string{"first file", "second file"} {
+		r := upload(t, s, alice.AccessToken, "?filename=a.txt", "text/plain", strings.NewReader(body), int64(len(body))).want(t, 200, "")
+		uri, _ := r.Body["content_uri"].(string)
+		ids = append(ids, uri[strings.LastIndex(uri, "/")+1:])
+	}
+	list := adminURL(s, "/v1/users/"+url.PathEscape(string(alice.UserID))+"/media")
+	do(t, "GET", list, alice.AccessToken, nil).want(t, 403, "M_FORBIDDEN")
+	r := do(t, "GET", list+"?limit=1", admin.AccessToken, nil).want(t, 200, "")
+	media := r.Body["media"].([]any)
+	if r.Body["total"] != float64(2) || len(media) != 1 || r.Body["next_token"] != float64(1) ||
+		media[0].(map[string]any)["media_type"] != "text/plain" || media[0].(map[string]any)["media_length"] == float64(0) {
+		t.Fatalf("user media = %s", r.Raw)
+	}
+
+	del := adminURL(s, "/v1/media/hs.test/"+ids[0])
+	do(t, "DELETE", del, alice.AccessToken, nil).want(t, 403, "M_FORBIDDEN")
+	if r := do(t, "DELETE", del, admin.AccessToken, nil).want(t, 200, ""); r.Body["total"] != float64(1) {
+		t.Fatalf("delete = %s", r.Raw)
+	}
+	do(t, "GET", s.URL()+"/_matrix/client/v1/media/download/hs.test/"+ids[0], alice.AccessToken, nil).want(t, 404, "M_NOT_FOUND")
+	do(t, "GET", s.URL()+"/_matrix/client/v1/media/download/hs.test/"+ids[1], alice.AccessToken, nil).want(t, 200, "")
+	do(t, "DELETE", del, admin.AccessToken, nil).want(t, 404, "M_NOT_FOUND")
+	do(t, "DELETE", adminURL(s, "/v1/media/other.example/x"), admin.AccessToken, nil).want(t, 400, "M_INVALID_PARAM")
+	do(t, "GET", adminURL(s, "/v1/users/"+url.PathEscape("@ghost:hs.test")+"/media"), admin.AccessToken, nil).want(t, 404, "M_NOT_FOUND")
 }
