@@ -46,6 +46,14 @@ func (a *API) wellKnownServer(*http.Request) (any, error) {
 	return map[string]string{"m.server": a.cfg.WellKnownServer}, nil
 }
 
+// wellKnownSupport serves GET /.well-known/matrix/support when configured.
+func (a *API) wellKnownSupport(*http.Request) (any, error) {
+	if a.cfg.Support == nil {
+		return nil, httputil.NotFound("No support information is configured")
+	}
+	return a.cfg.Support, nil
+}
+
 // capabilities serves GET /_matrix/client/v3/capabilities.
 func (a *API) capabilities(*http.Request, *accounts.Session) (any, error) {
 	available := map[string]string{}

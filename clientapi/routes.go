@@ -17,6 +17,7 @@ func (a *API) register(rt *router) {
 	rt.exact(get, "/_matrix/client/versions", h(a.versions))
 	rt.exact(get, "/.well-known/matrix/client", h(a.wellKnownClient))
 	rt.exact(get, "/.well-known/matrix/server", h(a.wellKnownServer))
+	rt.exact(get, "/.well-known/matrix/support", h(a.wellKnownSupport))
 	rt.client(get, "/capabilities", a.auth(a.capabilities))
 
 	// Registration and login.

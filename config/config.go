@@ -42,6 +42,19 @@ const (
 	EnvLogLevel                 = "MATRIX_LOG_LEVEL"
 )
 
+// SupportInfo is the /.well-known/matrix/support document.
+type SupportInfo struct {
+	Contacts []SupportContact `yaml:"contacts,omitempty" json:"contacts,omitempty"`
+	Page     string           `yaml:"support_page,omitempty" json:"support_page,omitempty"`
+}
+
+// SupportContact is one way to reach the server's admins or security team.
+type SupportContact struct {
+	Role     string `yaml:"role" json:"role"` // m.role.admin or m.role.security
+	MatrixID string `yaml:"matrix_id,omitempty" json:"matrix_id,omitempty"`
+	Email    string `yaml:"email_address,omitempty" json:"email_address,omitempty"`
+}
+
 // Config is the whole configuration. Empty paths mean "the default under DataDir".
 type Config struct {
 	ServerName    string `yaml:"server_name"`
@@ -51,6 +64,9 @@ type Config struct {
 	// WellKnownServer, when set, is served as /.well-known/matrix/server
 	// (federation delegation, e.g. "example.org:443").
 	WellKnownServer string `yaml:"well_known_server,omitempty"`
+	// Support is served as /.well-known/matrix/support (spec v1.10): who to
+	// contact about this server. Unset: 404.
+	Support *SupportInfo `yaml:"support,omitempty"`
 
 	DatabasePath   string `yaml:"database_path,omitempty"`
 	MediaPath      string `yaml:"media_path,omitempty"`
@@ -229,6 +245,16 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(c.ServerName)); !ok {
 		bad("server_name %q is not a valid server name (host or host:port)", c.ServerName)
+	}
+	if c.Support != nil {
+		if len(c.Support.Contacts) == 0 && c.Support.Page == "" {
+			bad("support needs contacts or a support_page")
+		}
+		for _, ct := range c.Support.Contacts {
+			if ct.Role == "" || (ct.MatrixID == "" && ct.Email == "") {
+				bad("each support contact needs a role and a matrix_id or email_address")
+			}
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen %q must be host:port: %v", c.Listen, err)

@@ -84,6 +84,8 @@ func TestValidationMessages(t *testing.T) {
 		{"max_request_body_bytes: 10\n", "max_request_body_bytes"},
 		{"no_such_key: 1\n", "no_such_key"},
 		{"listen: [1, 2]\n", "line 1"},
+		{"support: {}\n", "support"},
+		{"support: {contacts: [{role: m.role.admin}]}\n", "support contact"},
 	} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "c.yaml")

@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
+
+	"matrixhs/tests/testserver"
 )
 
 // TestLoginAndWhoami covers GET/POST /login with both identifier forms,
@@ -269,4 +273,22 @@ func TestLoginFailuresAreLimited(t *testing.T) {
 	if ms, _ := r.Body["retry_after_ms"].(float64); ms <= 0 {
 		t.Fatalf("no retry_after_ms: %s", r.Raw)
 	}
+}
+
+// /.well-known/matrix/support serves the configured contacts, or 404.
+func TestWellKnownSupport(t *testing.T) {
+	plain := start(t, nil)
+	do(t, "GET", plain.URL()+"/.well-known/matrix/support", "", nil).want(t, 404, "M_NOT_FOUND")
+
+	dir := t.TempDir()
+	yaml := "support:\n  contacts:\n  - role: m.role.admin\n    matrix_id: '@root:hs.test'\n    email_address: root@example.org\n  support_page: https://example.org/help\n"
+	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := testserver.StartIn(t, dir, nil)
+	r := do(t, "GET", s.URL()+"/.well-known/matrix/support", "", nil).want(t, 200, "")
+	jsonEqual(t, r.Raw, map[string]any{
+		"contacts":     []any{map[string]any{"role": "m.role.admin", "matrix_id": "@root:hs.test", "email_address": "root@example.org"}},
+		"support_page": "https://example.org/help",
+	})
 }
