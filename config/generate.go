@@ -24,6 +24,14 @@ listen: {{.Listen}}
 # Served as /.well-known/matrix/server when set (federation delegation).
 # well_known_server: matrix.example.org:443
 
+# Who to contact about this server, served as /.well-known/matrix/support.
+# support:
+#   contacts:
+#   - role: m.role.admin
+#     matrix_id: "@admin:matrix.example.org"
+#     email_address: admin@example.org
+#   support_page: https://example.org/help
+
 # Paths default to files under the data dir.
 # data_dir: /data
 # database_path: homeserver.db
