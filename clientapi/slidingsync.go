@@ -75,6 +75,9 @@ type ssExtensions struct {
 
 // maxSSRanges bounds what a list may ask for, keeping a response's work bounded.
 const (
+	maxSSLists         = 50
+	maxSSSubscriptions = 500
+	maxSSRequiredState = 100
 	maxSSRanges        = 10
 	maxSSTimelineLimit = 100
 	defaultToDeviceMax = 100

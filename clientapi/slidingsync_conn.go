@@ -127,11 +127,11 @@ func (conn *ssConn) commit(next *ssSent) string {
 func (conn *ssConn) merge(req *ssRequest) (*ssParams, error) {
 	conn.mu.Lock()
 	defer conn.mu.Unlock()
-	p := &conn.params
-	if p.lists == nil {
-		p.lists = map[string]*ssListConfig{}
-		p.subs = map[string]ssRoomConfig{}
+	if len(req.Lists) > maxSSLists || len(req.RoomSubscriptions) > maxSSSubscriptions {
+		return nil, httputil.InvalidParam("at most %d lists and %d room subscriptions", maxSSLists, maxSSSubscriptions)
 	}
+	// Merged into a copy, kept only if the whole request is valid.
+	p := conn.params.clone()
 	for name, l := range req.Lists {
 		old := p.lists[name]
 		merged := &ssListConfig{}
@@ -170,6 +170,10 @@ func (conn *ssConn) merge(req *ssRequest) (*ssParams, error) {
 		}
 		p.subs[roomID] = sub
 	}
+	if len(p.lists) > maxSSLists || len(p.subs) > maxSSSubscriptions {
+		// Sticky parameters accumulate across requests: bounded in total too.
+		return nil, httputil.InvalidParam("at most %d lists and %d room subscriptions per connection", maxSSLists, maxSSSubscriptions)
+	}
 	e := req.Extensions
 	if e.ToDevice.Enabled != nil {
 		p.ext.ToDevice.Enabled = e.ToDevice.Enabled
@@ -184,6 +188,13 @@ func (conn *ssConn) merge(req *ssRequest) (*ssParams, error) {
 			t.dst.Enabled = t.src.Enabled
 		}
 	}
+	conn.params = *p
+	return p.clone(), nil
+}
+
+// clone copies the parameters deeply enough that merging into the copy
+// leaves the original alone.
+func (p *ssParams) clone() *ssParams {
 	out := &ssParams{lists: map[string]*ssListConfig{}, subs: map[string]ssRoomConfig{}, ext: p.ext}
 	for k, v := range p.lists {
 		c := *v
@@ -192,12 +203,15 @@ func (conn *ssConn) merge(req *ssRequest) (*ssParams, error) {
 	for k, v := range p.subs {
 		out.subs[k] = v
 	}
-	return out, nil
+	return out
 }
 
 func (c ssRoomConfig) validate() error {
 	if c.TimelineLimit != nil && (*c.TimelineLimit < 0) {
 		return httputil.InvalidParam("timeline_limit must not be negative")
+	}
+	if len(c.RequiredState) > maxSSRequiredState {
+		return httputil.InvalidParam("at most %d required_state entries", maxSSRequiredState)
 	}
 	for _, rs := range c.RequiredState {
 		if len(rs) != 2 {

@@ -301,4 +301,40 @@ func TestSlidingSyncBadRequests(t *testing.T) {
 	ss(t, s, tok, "abc", 0, map[string]any{}).want(t, 400, "M_UNKNOWN_POS")
 	ss(t, s, tok, "", 0, map[string]any{"extensions": map[string]any{"to_device": map[string]any{"enabled": true, "since": "x"}}}).want(t, 400, "M_INVALID_PARAM")
 	ss(t, s, tok, "", -5, map[string]any{}).want(t, 400, "M_INVALID_PARAM")
+	many := map[string]any{}
+	for i := 0; i < 51; i++ {
+		many[fmt.Sprint("l", i)] = map[string]any{"ranges": [][]int{{0, 1}}}
+	}
+	ss(t, s, tok, "", 0, map[string]any{"lists": many}).want(t, 400, "M_INVALID_PARAM")
+	state := make([][]string, 101)
+	for i := range state {
+		state[i] = []string{"t", fmt.Sprint(i)}
+	}
+	ss(t, s, tok, "", 0, map[string]any{"room_subscriptions": map[string]any{"!a:hs.test": map[string]any{"required_state": state}}}).want(t, 400, "M_INVALID_PARAM")
+}
+
+// A refused request leaves the connection's sticky parameters as they were.
+func TestSlidingSyncRefusedRequestChangesNothing(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	r := ssOK(t, s, alice.AccessToken, "", 0, map[string]any{"conn_id": "c",
+		"lists": map[string]any{"a": map[string]any{"ranges": [][]int{{0, 0}}, "timeline_limit": 1}}})
+	if len(ssRooms(r)) != 1 {
+		t.Fatalf("first response: %s", r.Raw)
+	}
+	pos := r.Body["pos"].(string)
+	// The lists are valid; the subscription (read after them) is not.
+	ss(t, s, alice.AccessToken, pos, 0, map[string]any{"conn_id": "c",
+		"lists":              map[string]any{"a": map[string]any{"ranges": [][]int{{0, 9}}}, "b": map[string]any{"ranges": [][]int{{0, 1}}}},
+		"room_subscriptions": map[string]any{"!x:hs.test": map[string]any{"required_state": [][]string{{"only-a-type"}}}},
+	}).want(t, 400, "M_INVALID_PARAM")
+	r = ssOK(t, s, alice.AccessToken, pos, 0, map[string]any{"conn_id": "c"})
+	if len(ssRooms(r)) != 0 {
+		t.Fatalf("the refused request widened the list: %s", r.Raw)
+	}
+	if _, ok := r.Body["lists"].(map[string]any)["b"]; ok {
+		t.Fatalf("the refused request added a list: %s", r.Raw)
+	}
 }
