@@ -206,9 +206,29 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	ctx := r.Context()
 	acc, err := a.db.Account(ctx, userID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	// Everything is checked before anything is changed.
+	if err := checkProfileValue("displayname", req.DisplayName); err != nil {
+		return nil, err
+	}
+	if err := checkProfileValue("avatar_url", req.AvatarURL); err != nil {
+		return nil, err
+	}
+	if req.Password != nil {
+		if _, err := a.accounts.HashPassword(*req.Password); err != nil {
+			return nil, err
+		}
+	}
+	if req.Admin != nil && userID == s.UserID && !*req.Admin {
+		return nil, httputil.InvalidParam("You may not demote yourself")
+	}
+	if req.Deactivated != nil && !*req.Deactivated && acc != nil && acc.Deactivated {
+		return nil, httputil.InvalidParam("Reactivating an account is not supported; create a new one")
+	}
 	created := false
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	if acc == nil {
 		localpart, _ := a.accounts.ParseLocalUser(userID)
 		reg := accounts.Registration{Localpart: localpart, InhibitLogin: true, Admin: req.Admin != nil && *req.Admin}
 		if req.Password != nil {
@@ -224,8 +244,6 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		created = true
 		req.Password, req.Admin, req.DisplayName = nil, nil, nil
-	case err != nil:
-		return nil, err
 	}
 	if req.Password != nil {
 		logout := req.LogoutDevices == nil || *req.LogoutDevices
@@ -234,9 +252,6 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 		}
 	}
 	if req.Admin != nil {
-		if userID == s.UserID && !*req.Admin {
-			return nil, httputil.InvalidParam("You may not demote yourself")
-		}
 		if err := a.accounts.SetAdmin(ctx, userID, *req.Admin); err != nil {
 			return nil, err
 		}
@@ -250,8 +265,6 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 		if err := a.deactivateUser(ctx, userID, false); err != nil {
 			return nil, err
 		}
-	} else if req.Deactivated != nil && !*req.Deactivated && acc != nil && acc.Deactivated {
-		return nil, httputil.InvalidParam("Reactivating an account is not supported; create a new one")
 	}
 	acc, err = a.adminAccount(ctx, userID)
 	if err != nil {

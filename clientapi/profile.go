@@ -83,14 +83,26 @@ func (a *API) setProfileField(r *http.Request, s *accounts.Session) (any, error)
 	return httputil.Empty, nil
 }
 
+// checkProfileValue refuses a display name or avatar URL that is too long
+// (nil: nothing to check).
+func checkProfileValue(field string, value *string) error {
+	if value == nil {
+		return nil
+	}
+	if field == "displayname" && utf8.RuneCountInString(*value) > 256 {
+		return httputil.BadJSON("displayname is longer than 256 characters")
+	}
+	if len(*value) > 1000 {
+		return httputil.BadJSON("%s is too long", field)
+	}
+	return nil
+}
+
 // updateProfile stores a user's new display name or avatar ("" clears it)
 // and sends it into their rooms.
 func (a *API) updateProfile(ctx context.Context, userID, deviceID, field, value string) error {
-	if field == "displayname" && utf8.RuneCountInString(value) > 256 {
-		return httputil.BadJSON("displayname is longer than 256 characters")
-	}
-	if len(value) > 1000 {
-		return httputil.BadJSON("%s is too long", field)
+	if err := checkProfileValue(field, &value); err != nil {
+		return err
 	}
 	err := a.db.Write(ctx, func(tx *storage.Tx) error {
 		if field == "displayname" {

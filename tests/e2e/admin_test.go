@@ -48,6 +48,10 @@ func TestAdminUsers(t *testing.T) {
 	do(t, "PUT", adminURL(s, "/v2/users/"+url.PathEscape(bobID)), tok, map[string]any{"password": "another-pw-1"}).want(t, 200, "")
 	wantTokenDead(t, s, bob.AccessToken)
 	login(t, s, "bob", "another-pw-1", "", "")
+	// A refused request creates nothing.
+	do(t, "PUT", adminURL(s, "/v2/users/"+url.PathEscape("@toolong:hs.test")), tok,
+		map[string]any{"password": "pw-long-enough", "displayname": strings.Repeat("x", 300)}).want(t, 400, "M_BAD_JSON")
+	do(t, "GET", adminURL(s, "/v2/users/"+url.PathEscape("@toolong:hs.test")), tok, nil).want(t, 404, "M_NOT_FOUND")
 	// A user created without a password cannot log in with one.
 	do(t, "PUT", adminURL(s, "/v2/users/"+url.PathEscape("@nopw:hs.test")), tok, map[string]any{}).want(t, 201, "")
 	do(t, "POST", v3(s, "login"), "", map[string]any{"type": "m.login.password",
