@@ -22,10 +22,13 @@ type RoomMembership struct {
 // in, the latest one at or before upTo, in stream order.
 func (db *DB) MembershipsAt(ctx context.Context, userID string, upTo int64) ([]RoomMembership, error) {
 	// Usually the current memberships are what upTo sees: read them from
-	// current_state (no event JSON to decode). A membership that became
-	// current after upTo sends the reader through the event history instead.
-	rows, err := db.q().QueryContext(ctx, `SELECT c.room_nid, r.room_id, COALESCE(c.membership, ''), e.stream_pos, c.event_nid, c.stream_pos
-		FROM current_state c JOIN events e ON e.event_nid = c.event_nid JOIN rooms r ON r.room_nid = c.room_nid
+	// current_state alone (no event rows, which lie scattered over the
+	// table). Its stream_pos is where the membership became current: the
+	// member event's own position, or for a resolved fork the position that
+	// resolved it. A membership that became current after upTo sends the
+	// reader through the event history instead.
+	rows, err := db.q().QueryContext(ctx, `SELECT c.room_nid, r.room_id, COALESCE(c.membership, ''), c.stream_pos, c.event_nid
+		FROM current_state c JOIN rooms r ON r.room_nid = c.room_nid
 		WHERE c.type = 'm.room.member' AND c.state_key = $1`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing memberships: %w", err)
@@ -34,17 +37,14 @@ func (db *DB) MembershipsAt(ctx context.Context, userID string, upTo int64) ([]R
 	current := true
 	for rows.Next() {
 		var m RoomMembership
-		var eventPos sql.NullInt64
-		var since int64
-		if err := rows.Scan(&m.RoomNID, &m.RoomID, &m.Membership, &eventPos, &m.EventNID, &since); err != nil {
+		if err := rows.Scan(&m.RoomNID, &m.RoomID, &m.Membership, &m.StreamPos, &m.EventNID); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		if !eventPos.Valid || eventPos.Int64 > upTo || since > upTo {
+		if m.StreamPos > upTo {
 			current = false
 			break
 		}
-		m.StreamPos = eventPos.Int64
 		out = append(out, m)
 	}
 	rows.Close()
