@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,7 +52,11 @@ func migrations() ([]migration, error) {
 
 // migrate applies every migration not yet recorded, each in its own
 // transaction together with its record.
-func migrate(ctx context.Context, db *sql.DB) error {
+func migrate(ctx context.Context, db *sql.DB) error { return migrateUpTo(ctx, db, math.MaxInt) }
+
+// migrateUpTo is migrate stopping after version upTo (tests build older
+// schemas with it to check upgrades).
+func migrateUpTo(ctx context.Context, db *sql.DB, upTo int) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY,
 		name TEXT NOT NULL,
@@ -90,7 +95,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	// have gaps (parallel branches reserve numbers), so a later-numbered
 	// migration never blocks an earlier one from being applied.
 	for _, m := range all {
-		if applied[m.version] {
+		if applied[m.version] || m.version > upTo {
 			continue
 		}
 		tx, err := db.BeginTx(ctx, nil)
