@@ -216,4 +216,7 @@ func (a *API) register(rt *router) {
 	rt.exact(get, "/_synapse/admin/v1/rooms", a.adminOnly(a.adminListRooms))
 	rt.exact(get, "/_synapse/admin/v1/rooms/{roomId}", a.adminOnly(a.adminGetRoom))
 	rt.exact(get, "/_synapse/admin/v1/rooms/{roomId}/members", a.adminOnly(a.adminRoomMembers))
+	rt.exact(del, "/_synapse/admin/v1/rooms/{roomId}", a.adminOnly(a.adminShutdownRoom))
+	rt.exact(get, "/_synapse/admin/v1/rooms/{roomId}/block", a.adminOnly(a.adminRoomBlock))
+	rt.exact(put, "/_synapse/admin/v1/rooms/{roomId}/block", a.adminOnly(a.adminRoomBlock))
 }

@@ -25,6 +25,15 @@ type MembershipRequest struct {
 // SetMembership sends the member event for a membership change; the auth
 // rules decide whether the sender may make it.
 func (rs *Roomserver) SetMembership(ctx context.Context, req MembershipRequest) (Sent, error) {
+	switch req.Membership {
+	case spec.Join, spec.Invite, spec.Knock:
+		// An admin may have blocked the room (admin API).
+		if by, err := rs.db.RoomBlockedBy(ctx, req.RoomID); err != nil {
+			return Sent{}, err
+		} else if by != "" {
+			return Sent{}, &ForbiddenError{Reason: "this room has been blocked on this server"}
+		}
+	}
 	content := map[string]any{"membership": req.Membership}
 	if req.Reason != "" {
 		content["reason"] = req.Reason

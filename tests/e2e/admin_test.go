@@ -242,3 +242,40 @@ func TestAdminMedia(t *testing.T) {
 	do(t, "DELETE", adminURL(s, "/v1/media/other.example/x"), admin.AccessToken, nil).want(t, 400, "M_INVALID_PARAM")
 	do(t, "GET", adminURL(s, "/v1/users/"+url.PathEscape("@ghost:hs.test")+"/media"), admin.AccessToken, nil).want(t, 404, "M_NOT_FOUND")
 }
+
+func TestAdminShutdownAndBlockRoom(t *testing.T) {
+	s := start(t, nil)
+	admin := newAdmin(t, s, "root")
+	alice := newUser(t, s, "alice")
+	bob := newUser(t, s, "bob")
+	room := mkRoomRaw(t, s, alice.AccessToken, map[string]any{"preset": "public_chat", "room_alias_name": "bad", "visibility": "public"})
+	join(t, bob, room)
+	carol := newUser(t, s, "carol")
+	if _, err := alice.InviteUser(ctxT(t), room, &mautrix.ReqInviteUser{UserID: carol.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	shut := adminURL(s, "/v1/rooms/"+url.PathEscape(string(room)))
+	do(t, "DELETE", shut, admin.AccessToken, map[string]any{"block": true}).want(t, 400, "M_INVALID_PARAM") // purge defaults to true
+	do(t, "DELETE", shut, alice.AccessToken, map[string]any{"block": true, "purge": false}).want(t, 403, "M_FORBIDDEN")
+	r := do(t, "DELETE", shut, admin.AccessToken, map[string]any{"block": true, "purge": false}).want(t, 200, "")
+	if len(r.Body["kicked_users"].([]any)) != 3 || len(r.Body["failed_to_kick_users"].([]any)) != 0 ||
+		r.Body["local_aliases"].([]any)[0] != "#bad:hs.test" {
+		t.Fatalf("shutdown = %s", r.Raw)
+	}
+	if r := do(t, "GET", shut+"/members", admin.AccessToken, nil).want(t, 200, ""); r.Body["total"] != float64(0) {
+		t.Fatalf("members after the shutdown = %s", r.Raw)
+	}
+	for _, c := range []*mautrix.Client{alice, bob} {
+		if m := stateContent(t, s, c.AccessToken, room, "m.room.member", string(c.UserID)); m["membership"] != "leave" {
+			t.Fatalf("%s is %v after the shutdown", c.UserID, m)
+		}
+	}
+	do(t, "GET", v3(s, "directory", "room", "#bad:hs.test"), "", nil).want(t, 404, "M_NOT_FOUND")
+	do(t, "POST", v3(s, "join", string(room)), bob.AccessToken, map[string]any{}).want(t, 403, "M_FORBIDDEN")
+	if r := do(t, "GET", shut+"/block", admin.AccessToken, nil).want(t, 200, ""); r.Body["block"] != true || r.Body["user_id"] != string(admin.UserID) {
+		t.Fatalf("block status = %s", r.Raw)
+	}
+	do(t, "PUT", shut+"/block", admin.AccessToken, map[string]any{"block": false}).want(t, 200, "")
+	do(t, "POST", v3(s, "join", string(room)), bob.AccessToken, map[string]any{}).want(t, 200, "")
+	do(t, "DELETE", adminURL(s, "/v1/rooms/"+url.PathEscape("!nope:hs.test")), admin.AccessToken, map[string]any{"purge": false}).want(t, 404, "M_NOT_FOUND")
+}
