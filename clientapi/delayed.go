@@ -7,7 +7,7 @@ package clientapi
 // "I left the call" state this way and keeps restarting it, so a client that
 // vanishes still leaves. Scheduled events are stored, so they survive a
 // restart; a scheduled state event is dropped when someone else changes that
-// state first.
+// state first (the roomserver does it as it stores the change).
 
 import (
 	"context"
@@ -28,12 +28,13 @@ import (
 )
 
 const (
-	delayParam         = "org.matrix.msc4140.delay"
-	parentDelayParam   = "org.matrix.msc4140.parent_delay_id"
-	maxEventDelay      = 24 * time.Hour
-	maxDelayedPerUser  = 100
-	delayedSendBatch   = 50
-	delayedRetryOnFail = 5 * time.Second
+	delayParam          = "org.matrix.msc4140.delay"
+	parentDelayParam    = "org.matrix.msc4140.parent_delay_id"
+	maxEventDelay       = 24 * time.Hour
+	maxDelayedPerUser   = 100
+	maxDelayedEventSize = 65536 // the spec's event size limit
+	delayedSendBatch    = 50
+	delayedRetryOnFail  = 5 * time.Second
 )
 
 // delayFrom reads the delay of a /send or /state request (ok false: none).
@@ -59,6 +60,14 @@ func delayFrom(r *http.Request) (time.Duration, bool, error) {
 // scheduleDelayed stores a delayed event for a member of the room and
 // answers with its delay_id.
 func (a *API) scheduleDelayed(ctx context.Context, s *accounts.Session, roomID, typ string, stateKey *string, content json.RawMessage, delay time.Duration) (any, error) {
+	// What is stored now must fit in the event it becomes.
+	size := len(typ) + len(content)
+	if stateKey != nil {
+		size += len(*stateKey)
+	}
+	if size > maxDelayedEventSize {
+		return nil, httputil.TooLarge("the event would be larger than %d bytes", maxDelayedEventSize)
+	}
 	acc, err := a.access(ctx, s.UserID, roomID)
 	if err != nil {
 		return nil, err
@@ -165,33 +174,13 @@ func (a *API) sendDelayed(ctx context.Context, d *storage.DelayedEvent) error {
 			return sendErr // not the room's verdict: kept, tried again later
 		}
 	}
-	err := a.db.Write(ctx, func(tx *storage.Tx) error {
-		if err := tx.DeleteDelayedEvent(ctx, d.DelayID); err != nil {
-			return err
-		}
-		if sendErr == nil && d.StateKey != nil {
-			return tx.CancelDelayedStateEvents(ctx, d.RoomID, d.Type, *d.StateKey, d.UserID)
-		}
-		return nil
-	})
+	// Sending it voided other users' delayed events for the same state
+	// (roomserver); this one is forgotten here.
+	err := a.db.Write(ctx, func(tx *storage.Tx) error { return tx.DeleteDelayedEvent(ctx, d.DelayID) })
 	if sendErr != nil {
 		return sendErr
 	}
 	return err
-}
-
-// stateChanged drops other users' delayed events for a state key that was
-// just set by userID (a read first: state sends rarely have any).
-func (a *API) stateChanged(ctx context.Context, roomID, typ, stateKey, userID string) {
-	if has, err := a.db.HasDelayedStateEvents(ctx, roomID, typ, stateKey, userID); err != nil || !has {
-		return
-	}
-	err := a.db.Write(ctx, func(tx *storage.Tx) error {
-		return tx.CancelDelayedStateEvents(ctx, roomID, typ, stateKey, userID)
-	})
-	if err != nil {
-		a.log.WithError(err).Warn("Cancelling delayed state events")
-	}
 }
 
 // runDelayed sends scheduled events when they fall due, until the API stops.

@@ -78,7 +78,6 @@ func (a *API) putState(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, roomErr(err)
 	}
-	a.stateChanged(r.Context(), roomID, typ, key, s.UserID)
 	return map[string]string{"event_id": sent.EventID}, nil
 }
 

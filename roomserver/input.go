@@ -305,6 +305,10 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *e
 		if err := tx.SetCurrentState(ctx, r.nid, key, nid, membershipOf(pdu), pos); err != nil {
 			return 0, err
 		}
+		// Others' delayed events (MSC4140) for this state are void now.
+		if err := tx.CancelDelayedStateEvents(ctx, r.id, key.Type, key.StateKey, string(pdu.SenderID())); err != nil {
+			return 0, err
+		}
 	}
 	if err := tx.UpdateRoomHead(ctx, r.nid, r.snapshot, w.extremities, w.depth); err != nil {
 		return 0, err

@@ -137,15 +137,3 @@ func (tx *Tx) CancelDelayedStateEvents(ctx context.Context, roomID, typ, stateKe
 	}
 	return nil
 }
-
-// HasDelayedStateEvents reports whether anyone but except has an event
-// scheduled for a room's state key.
-func (db *DB) HasDelayedStateEvents(ctx context.Context, roomID, typ, stateKey, except string) (bool, error) {
-	var has bool
-	err := db.q().QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM delayed_events
-		WHERE room_id = $1 AND type = +$2 AND state_key = $3 AND user_id != $4)`, roomID, typ, stateKey, except).Scan(&has)
-	if err != nil {
-		return false, fmt.Errorf("looking up delayed state events: %w", err)
-	}
-	return has, nil
-}

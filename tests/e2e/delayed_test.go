@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,6 +130,7 @@ func TestDelayedEvents(t *testing.T) {
 	// Refusals.
 	delayedState(t, s, tok, room, typ, key, map[string]any{}, 1000*60*60*25).want(t, 400, "M_MAX_DELAY_EXCEEDED")
 	delayedState(t, s, tok, room, typ, key, map[string]any{}, -1).want(t, 400, "M_INVALID_PARAM")
+	delayedState(t, s, tok, room, typ, key, map[string]any{"big": strings.Repeat("x", 65500)}, 1000).want(t, 413, "M_TOO_LARGE")
 	do(t, "PUT", roomURL(s, room, "state", typ, key)+"?org.matrix.msc4140.delay=5&org.matrix.msc4140.parent_delay_id=x", tok, map[string]any{}).want(t, 400, "M_INVALID_PARAM")
 	other := mkRoom(t, bob, &mautrix.ReqCreateRoom{Preset: "private_chat"})
 	delayedState(t, s, tok, other, typ, key, map[string]any{}, 1000).want(t, 403, "M_FORBIDDEN")
