@@ -69,7 +69,7 @@ func nullIfEmpty(s string) any {
 // adminListUsers serves GET /_synapse/admin/v2/users.
 func (a *API) adminListUsers(r *http.Request, _ *accounts.Session) (any, error) {
 	q := r.URL.Query()
-	from, limit, err := offsetLimit(q.Get("from"), q.Get("limit"), 100)
+	from, limit, err := httputil.OffsetLimit(q, 100)
 	if err != nil {
 		return nil, err
 	}
@@ -131,23 +131,6 @@ func sortUsers(users []map[string]any, orderBy string, backwards bool) {
 		}
 		return key(users[i]) < key(users[j])
 	})
-}
-
-// offsetLimit parses from/limit pagination (non-negative integers).
-func offsetLimit(fromS, limitS string, def int) (int, int, error) {
-	from, limit := 0, def
-	var err error
-	if fromS != "" {
-		if from, err = strconv.Atoi(fromS); err != nil || from < 0 {
-			return 0, 0, httputil.InvalidParam("from must be a non-negative integer")
-		}
-	}
-	if limitS != "" {
-		if limit, err = strconv.Atoi(limitS); err != nil || limit < 0 {
-			return 0, 0, httputil.InvalidParam("limit must be a non-negative integer")
-		}
-	}
-	return from, min(limit, 1000), nil
 }
 
 // adminLocalUser parses the {userId} of an admin path: a local user.
@@ -432,7 +415,7 @@ func adminRoom(rm storage.AdminRoom) map[string]any {
 // adminListRooms serves GET /_synapse/admin/v1/rooms.
 func (a *API) adminListRooms(r *http.Request, _ *accounts.Session) (any, error) {
 	q := r.URL.Query()
-	from, limit, err := offsetLimit(q.Get("from"), q.Get("limit"), 100)
+	from, limit, err := httputil.OffsetLimit(q, 100)
 	if err != nil {
 		return nil, err
 	}

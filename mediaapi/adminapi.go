@@ -3,7 +3,6 @@ package mediaapi
 import (
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/gorilla/mux"
 
@@ -46,18 +45,9 @@ func (m *Media) adminUserMedia(r *http.Request, _ *accounts.Session) (any, error
 	} else if err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
-	from, limit := 0, 100
-	var err error
-	if v := q.Get("from"); v != "" {
-		if from, err = strconv.Atoi(v); err != nil || from < 0 {
-			return nil, httputil.InvalidParam("from must be a non-negative integer")
-		}
-	}
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
-			return nil, httputil.InvalidParam("limit must be a non-negative integer")
-		}
+	from, limit, err := httputil.OffsetLimit(r.URL.Query(), 100)
+	if err != nil {
+		return nil, err
 	}
 	all, err := m.db.UserMedia(r.Context(), userID)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
@@ -121,4 +123,21 @@ func Logger(ctx interface{ Value(any) any }) logrus.FieldLogger {
 		return l
 	}
 	return logrus.StandardLogger()
+}
+
+// OffsetLimit parses the admin API's from/limit paging (non-negative
+// integers; limit defaults to def and is capped at 1000).
+func OffsetLimit(q url.Values, def int) (from, limit int, err error) {
+	limit = def
+	if v := q.Get("from"); v != "" {
+		if from, err = strconv.Atoi(v); err != nil || from < 0 {
+			return 0, 0, InvalidParam("from must be a non-negative integer")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
+			return 0, 0, InvalidParam("limit must be a non-negative integer")
+		}
+	}
+	return from, min(limit, 1000), nil
 }

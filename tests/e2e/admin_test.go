@@ -231,6 +231,8 @@ func TestAdminMedia(t *testing.T) {
 		t.Fatalf("user media = %s", r.Raw)
 	}
 
+	do(t, "GET", list+"?from=x", admin.AccessToken, nil).want(t, 400, "M_INVALID_PARAM")
+
 	del := adminURL(s, "/v1/media/hs.test/"+ids[0])
 	do(t, "DELETE", del, alice.AccessToken, nil).want(t, 403, "M_FORBIDDEN")
 	if r := do(t, "DELETE", del, admin.AccessToken, nil).want(t, 200, ""); r.Body["total"] != float64(1) {
