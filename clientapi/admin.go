@@ -554,7 +554,7 @@ func (a *API) adminJoinedRooms(r *http.Request, _ *accounts.Session) (any, error
 // adminRoomBlock serves GET and PUT /_synapse/admin/v1/rooms/{roomId}/block.
 func (a *API) adminRoomBlock(r *http.Request, s *accounts.Session) (any, error) {
 	roomID := pathVar(r, "roomId")
-	if !strings.HasPrefix(roomID, "!") {
+	if !strings.HasPrefix(roomID, "!") || len(roomID) > 255 {
 		return nil, httputil.InvalidParam("%q is not a room ID", roomID)
 	}
 	if r.Method == http.MethodPut {

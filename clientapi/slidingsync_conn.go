@@ -165,6 +165,9 @@ func (conn *ssConn) merge(req *ssRequest) (*ssParams, error) {
 		p.lists[name] = merged
 	}
 	for roomID, sub := range req.RoomSubscriptions {
+		if !strings.HasPrefix(roomID, "!") || len(roomID) > 255 {
+			return nil, httputil.InvalidParam("room_subscriptions keys are room IDs")
+		}
 		if err := sub.validate(); err != nil {
 			return nil, err
 		}

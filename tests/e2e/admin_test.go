@@ -85,6 +85,7 @@ func TestAdminUsers(t *testing.T) {
 		t.Fatalf("admin flag = %s", r.Raw)
 	}
 	do(t, "PUT", adminURL(s, "/v1/users/"+url.PathEscape(string(admin.UserID))+"/admin"), tok, map[string]any{"admin": false}).want(t, 400, "M_INVALID_PARAM")
+	do(t, "PUT", adminURL(s, "/v1/users/"+url.PathEscape(bobID)+"/admin"), tok, map[string]any{}).want(t, 400, "M_MISSING_PARAM")
 
 	// Reset password.
 	do(t, "POST", adminURL(s, "/v1/reset_password/"+url.PathEscape(string(alice.UserID))), tok,
@@ -144,6 +145,10 @@ func TestAdminDeactivateLeavesRooms(t *testing.T) {
 		t.Fatalf("deactivated user = %s", r.Raw)
 	}
 	do(t, "GET", adminURL(s, "/v2/users?deactivated=true"), admin.AccessToken, nil).want(t, 200, "")
+	do(t, "POST", adminURL(s, "/v1/reset_password/"+url.PathEscape(string(alice.UserID))), admin.AccessToken,
+		map[string]any{"new_password": "back-again-1"}).want(t, 400, "M_INVALID_PARAM")
+	do(t, "PUT", adminURL(s, "/v2/users/"+url.PathEscape(string(alice.UserID))), admin.AccessToken,
+		map[string]any{"deactivated": false}).want(t, 400, "M_INVALID_PARAM")
 
 	// Rooms.
 	r = do(t, "GET", adminURL(s, "/v1/rooms"), admin.AccessToken, nil).want(t, 200, "")
@@ -277,6 +282,8 @@ func TestAdminShutdownAndBlockRoom(t *testing.T) {
 	if r := do(t, "GET", shut+"/block", admin.AccessToken, nil).want(t, 200, ""); r.Body["block"] != true || r.Body["user_id"] != string(admin.UserID) {
 		t.Fatalf("block status = %s", r.Raw)
 	}
+	do(t, "PUT", shut+"/block", admin.AccessToken, map[string]any{}).want(t, 400, "M_MISSING_PARAM")
+	do(t, "GET", adminURL(s, "/v1/rooms/not-a-room/block"), admin.AccessToken, nil).want(t, 400, "M_INVALID_PARAM")
 	do(t, "PUT", shut+"/block", admin.AccessToken, map[string]any{"block": false}).want(t, 200, "")
 	do(t, "POST", v3(s, "join", string(room)), bob.AccessToken, map[string]any{}).want(t, 200, "")
 	do(t, "DELETE", adminURL(s, "/v1/rooms/"+url.PathEscape("!nope:hs.test")), admin.AccessToken, map[string]any{"purge": false}).want(t, 404, "M_NOT_FOUND")

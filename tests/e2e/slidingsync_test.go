@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -301,6 +302,8 @@ func TestSlidingSyncBadRequests(t *testing.T) {
 	ss(t, s, tok, "abc", 0, map[string]any{}).want(t, 400, "M_UNKNOWN_POS")
 	ss(t, s, tok, "", 0, map[string]any{"extensions": map[string]any{"to_device": map[string]any{"enabled": true, "since": "x"}}}).want(t, 400, "M_INVALID_PARAM")
 	ss(t, s, tok, "", -5, map[string]any{}).want(t, 400, "M_INVALID_PARAM")
+	ss(t, s, tok, "", 0, map[string]any{"conn_id": strings.Repeat("c", 65)}).want(t, 400, "M_INVALID_PARAM")
+	ss(t, s, tok, "", 0, map[string]any{"room_subscriptions": map[string]any{"not-a-room": map[string]any{}}}).want(t, 400, "M_INVALID_PARAM")
 	many := map[string]any{}
 	for i := 0; i < 51; i++ {
 		many[fmt.Sprint("l", i)] = map[string]any{"ranges": [][]int{{0, 1}}}
