@@ -217,27 +217,36 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	})
 	var flags map[int64]storage.RoomFlags
 	var dms map[string]bool
+	// Only what some list filters on is read: room flags (encryption, type)
+	// and m.direct.
+	needFlags, needDMs := false, false
 	for _, l := range p.lists {
-		if l.Filters != nil && flags == nil {
-			staleFlags := stale
-			if prev == nil || prev.flags == nil {
-				staleFlags = nids
-			}
-			fresh, err := a.db.RoomFlagsOf(ctx, staleFlags)
-			if err != nil {
-				return nil, nil, false, err
-			}
-			flags = make(map[int64]storage.RoomFlags, len(nids))
-			for _, nid := range nids {
-				if f, ok := fresh[nid]; ok {
-					flags[nid] = f
-				} else if prev != nil && prev.flags != nil {
-					flags[nid] = prev.flags[nid]
-				}
-			}
-			next.flags = flags
-			dms = a.directRooms(ctx, s.UserID)
+		if f := l.Filters; f != nil {
+			needFlags = needFlags || f.IsEncrypted != nil || len(f.RoomTypes) > 0 || len(f.NotRoomTypes) > 0
+			needDMs = needDMs || f.IsDM != nil
 		}
+	}
+	if needFlags {
+		staleFlags := stale
+		if prev == nil || prev.flags == nil {
+			staleFlags = nids
+		}
+		fresh, err := a.db.RoomFlagsOf(ctx, staleFlags)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		flags = make(map[int64]storage.RoomFlags, len(nids))
+		for _, nid := range nids {
+			if f, ok := fresh[nid]; ok {
+				flags[nid] = f
+			} else if prev != nil && prev.flags != nil {
+				flags[nid] = prev.flags[nid]
+			}
+		}
+		next.flags = flags
+	}
+	if needDMs {
+		dms = a.directRooms(ctx, s.UserID)
 	}
 
 	// The rooms of this response: those in some list's ranges, and the

@@ -341,3 +341,29 @@ func TestSlidingSyncRefusedRequestChangesNothing(t *testing.T) {
 		t.Fatalf("the refused request added a list: %s", r.Raw)
 	}
 }
+
+// The is_dm (m.direct) and is_encrypted list filters.
+func TestSlidingSyncDMAndEncryptedFilters(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	tok := alice.AccessToken
+	dm := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat"})
+	secret := mkRoomRaw(t, s, tok, map[string]any{"preset": "private_chat",
+		"initial_state": []any{map[string]any{"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}})
+	mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	do(t, "PUT", v3(s, "user", string(alice.UserID), "account_data", "m.direct"), tok,
+		map[string]any{"@bob:hs.test": []string{string(dm)}}).want(t, 200, "")
+	list := func(filters map[string]any) map[string]any {
+		return map[string]any{"ranges": [][]int{{0, 9}}, "timeline_limit": 0, "filters": filters}
+	}
+	r := ssOK(t, s, tok, "", 0, map[string]any{"lists": map[string]any{
+		"dms":       list(map[string]any{"is_dm": true}),
+		"groups":    list(map[string]any{"is_dm": false}),
+		"encrypted": list(map[string]any{"is_encrypted": true}),
+	}})
+	if ssCount(t, r, "dms") != 1 || ssCount(t, r, "groups") != 2 || ssCount(t, r, "encrypted") != 1 {
+		t.Fatalf("filtered counts: %s", r.Raw)
+	}
+	ssRoom(t, r, dm)
+	ssRoom(t, r, secret)
+}
