@@ -17,6 +17,8 @@ type stmtCache struct {
 	db    preparer
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
+	// preparing holds the queries being prepared in the background (cached).
+	preparing map[string]bool
 }
 
 // preparer is a pool (*sql.DB) or a single connection (*sql.Conn).
@@ -27,7 +29,9 @@ type preparer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func newStmtCache(db preparer) *stmtCache { return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}} }
+func newStmtCache(db preparer) *stmtCache {
+	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
+}
 
 // get returns a prepared statement, or nil when the cache is full.
 func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -59,9 +63,18 @@ func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
 func (c *stmtCache) cached(query string) *sql.Stmt {
 	c.mu.Lock()
 	st, ok := c.stmts[query]
+	start := !ok && !c.preparing[query] && len(c.stmts) < maxCachedStmts
+	if start {
+		c.preparing[query] = true // one background prepare per query, none once full
+	}
 	c.mu.Unlock()
-	if !ok {
-		go c.get(context.Background(), query)
+	if start {
+		go func() {
+			c.get(context.Background(), query)
+			c.mu.Lock()
+			delete(c.preparing, query)
+			c.mu.Unlock()
+		}()
 	}
 	return st
 }

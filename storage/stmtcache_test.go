@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Guards noReprepare: no query compares a bare parameter with a type
@@ -29,4 +31,41 @@ func TestNoBareTypeParameters(t *testing.T) {
 			t.Errorf("%s: bare parameter compared with a type column: %q (write +$n, see noReprepare)", f, src[loc[0]:loc[1]])
 		}
 	}
+}
+
+// A read transaction's miss prepares the statement in the background, once;
+// a full cache prepares nothing more.
+func TestStmtCacheBackgroundPrepare(t *testing.T) {
+	db, _ := openTest(t)
+	c := db.readStmts
+	q := `SELECT COUNT(*) FROM accounts WHERE user_id = $1 AND 1 = 1`
+	if st := c.cached(q); st != nil {
+		t.Fatal("a new query is not cached yet")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.cached(q) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("never prepared in the background")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.mu.Lock()
+	for i := len(c.stmts); i < maxCachedStmts; i++ {
+		c.stmts[fmt.Sprint("filler ", i)] = nil
+	}
+	c.mu.Unlock()
+	c.cached(`SELECT 2`)
+	c.mu.Lock()
+	busy := len(c.preparing)
+	c.mu.Unlock()
+	if busy != 0 {
+		t.Fatal("a full cache started a prepare")
+	}
+	c.mu.Lock()
+	for k, st := range c.stmts {
+		if st == nil {
+			delete(c.stmts, k)
+		}
+	}
+	c.mu.Unlock()
 }
