@@ -332,12 +332,21 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 				rooms[roomID] = evs
 			}
 		}
-		all := []storage.AccountData(nil)
-		if prev == nil || len(initialRooms) > 0 {
-			var err error
-			if all, err = a.db.AccountDataChanges(ctx, s.UserID, 0, upTo); err != nil {
-				return nil, false, err
+		// A new connection gets everything; rooms new to the client get
+		// their own entries.
+		var all []storage.AccountData
+		var err error
+		if prev == nil {
+			all, err = a.db.AccountDataChanges(ctx, s.UserID, 0, upTo)
+		} else if len(initialRooms) > 0 {
+			ids := make([]string, 0, len(initialRooms))
+			for id := range initialRooms {
+				ids = append(ids, id)
 			}
+			all, err = a.db.RoomAccountData(ctx, s.UserID, ids, upTo)
+		}
+		if err != nil {
+			return nil, false, err
 		}
 		if prev == nil {
 			global = nil

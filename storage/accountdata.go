@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -53,8 +54,19 @@ func getAccountData(ctx context.Context, q querier, userID, roomID, typ string) 
 
 // AccountDataChanges lists a user's entries changed in (from, to], in stream order.
 func (db *DB) AccountDataChanges(ctx context.Context, userID string, from, to int64) ([]AccountData, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT room_id, type, content, stream_pos FROM account_data
-		WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos`, userID, from, to)
+	return scanAccountData(db.q().QueryContext(ctx, `SELECT room_id, type, content, stream_pos FROM account_data
+		WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos`, userID, from, to))
+}
+
+// RoomAccountData lists a user's entries for some rooms as of position to.
+func (db *DB) RoomAccountData(ctx context.Context, userID string, roomIDs []string, to int64) ([]AccountData, error) {
+	ids, _ := json.Marshal(roomIDs)
+	return scanAccountData(db.q().QueryContext(ctx, `SELECT room_id, type, content, stream_pos FROM account_data
+		WHERE user_id = $1 AND room_id IN (SELECT value FROM json_each($2)) AND +stream_pos <= $3`, // + : look up by room, not by position
+		userID, string(ids), to))
+}
+
+func scanAccountData(rows *sql.Rows, err error) ([]AccountData, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing account data: %w", err)
 	}

@@ -367,3 +367,29 @@ func TestSlidingSyncDMAndEncryptedFilters(t *testing.T) {
 	ssRoom(t, r, dm)
 	ssRoom(t, r, secret)
 }
+
+// A room that enters the range later brings its room account data along.
+func TestSlidingSyncRoomAccountDataForNewRooms(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	tok := alice.AccessToken
+	older := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	newer := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	do(t, "PUT", v3(s, "user", string(alice.UserID), "rooms", string(older), "tags", "u.work"), tok, map[string]any{}).want(t, 200, "")
+	do(t, "PUT", v3(s, "user", string(alice.UserID), "rooms", string(newer), "account_data", "org.example.note"), tok, map[string]any{"n": 1}).want(t, 200, "")
+	ext := map[string]any{"account_data": map[string]any{"enabled": true}}
+	r := ssOK(t, s, tok, "", 0, map[string]any{"conn_id": "c", "extensions": ext,
+		"lists": map[string]any{"all": map[string]any{"ranges": [][]int{{0, 0}}, "timeline_limit": 1}}})
+	ssRoom(t, r, newer)
+	r = ssOK(t, s, tok, r.Body["pos"].(string), 0, map[string]any{"conn_id": "c",
+		"lists": map[string]any{"all": map[string]any{"ranges": [][]int{{0, 1}}}}})
+	ssRoom(t, r, older)
+	rooms := r.Body["extensions"].(map[string]any)["account_data"].(map[string]any)["rooms"].(map[string]any)
+	tags, _ := rooms[string(older)].([]any)
+	if len(tags) != 1 || tags[0].(map[string]any)["type"] != "m.tag" {
+		t.Fatalf("account data for the room entering the range = %v", rooms)
+	}
+	if _, again := rooms[string(newer)]; again {
+		t.Fatalf("the held room's account data was sent again: %v", rooms)
+	}
+}
