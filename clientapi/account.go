@@ -3,8 +3,8 @@ package clientapi
 import (
 	"net/http"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // whoami serves GET /_matrix/client/v3/account/whoami.

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 const nonceLifetime = time.Minute

@@ -10,7 +10,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"matrixhs/clientapi/accounts"
+	"matrixhs/internal/accounts"
 	"matrixhs/storage"
 )
 

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"net/http"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

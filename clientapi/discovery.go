@@ -3,9 +3,9 @@ package clientapi
 import (
 	"net/http"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // supportedVersions are the spec versions whose endpoints this server

@@ -7,9 +7,9 @@ import (
 	"net/http"
 	"strconv"
 
-	"matrixhs/clientapi/accounts"
 	"matrixhs/clientapi/filter"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

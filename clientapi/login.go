@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/http"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 type loginIdentifier struct {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 )
 
 // Password guessing is slowed down: each client address and each account

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 )
 
 func TestLoginLimiterBurstAndRefill(t *testing.T) {

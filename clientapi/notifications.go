@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // getNotifications serves GET /_matrix/client/v3/notifications.

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"time"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // maxTypingTimeout bounds how long a typing notification lasts.

@@ -8,9 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
-	"matrixhs/clientapi/pushgateway"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
+	"matrixhs/internal/pushgateway"
 	"matrixhs/storage"
 )
 

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strings"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/roomserver/pushrules"
 	"matrixhs/storage"
 )

@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"strings"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

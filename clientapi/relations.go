@@ -10,8 +10,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )

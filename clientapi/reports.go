@@ -11,8 +11,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

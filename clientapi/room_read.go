@@ -11,9 +11,9 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"matrixhs/clientapi/accounts"
 	"matrixhs/clientapi/filter"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )

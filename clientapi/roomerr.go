@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net/http"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
 )
 

@@ -5,7 +5,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 )
 
 // register is the route table: every endpoint the client API serves.
@@ -71,7 +71,7 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.getPushRuleAttr))
 	rt.client(put, "/pushrules/{scope}/{kind}/{ruleId}/{attr:enabled|actions}", a.auth(a.putPushRuleAttr))
 
-	// Pushers (delivery: clientapi/pushgateway).
+	// Pushers (delivery: internal/pushgateway).
 	rt.client(get, "/pushers", a.auth(a.getPushers))
 	rt.client(post, "/pushers/set", a.auth(a.setPusher))
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"sync"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"matrixhs/clientapi/accounts"
 	"matrixhs/clientapi/filter"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

@@ -11,8 +11,8 @@ import (
 	"net/http"
 	"strings"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

@@ -13,8 +13,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 const noThreePIDs = "This server does not support third-party identifiers (email addresses, phone numbers)"

@@ -3,8 +3,8 @@ package clientapi
 import (
 	"net/http"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // This server bridges to no third-party networks (that is the job of

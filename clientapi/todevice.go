@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"sort"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // User-interactive authentication stage types.

@@ -16,9 +16,9 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // keyValidity is how long other servers may cache our key before asking again.

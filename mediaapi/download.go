@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"matrixhs/clientapi/accounts"
+	"matrixhs/internal/accounts"
 )
 
 // contentSecurityPolicy is the spec's recommended policy for served media,

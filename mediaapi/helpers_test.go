@@ -19,9 +19,9 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

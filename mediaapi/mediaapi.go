@@ -21,9 +21,9 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

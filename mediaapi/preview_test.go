@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"matrixhs/clientapi/httputil"
 	"matrixhs/config"
+	"matrixhs/internal/httputil"
 )
 
 func TestPreviewAddressFilter(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/term"
 
-	"matrixhs/clientapi/accounts"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
 	"matrixhs/storage"
 )
 

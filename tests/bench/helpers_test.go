@@ -1,6 +1,6 @@
 package bench
 
-import "matrixhs/clientapi/accounts"
+import "matrixhs/internal/accounts"
 
 func accountsRegistration(name string) accounts.Registration {
 	return accounts.Registration{Localpart: name, Password: "pw"}

@@ -12,7 +12,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"matrixhs/clientapi/accounts"
+	"matrixhs/internal/accounts"
 	"matrixhs/tests/testserver"
 )
 

@@ -15,8 +15,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"matrixhs/clientapi/pushgateway"
 	"matrixhs/cmd/homeserver/server"
+	"matrixhs/internal/pushgateway"
 	"matrixhs/tests/testserver"
 )
 

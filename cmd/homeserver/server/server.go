@@ -17,10 +17,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"matrixhs/clientapi"
-	"matrixhs/clientapi/accounts"
-	"matrixhs/clientapi/pushgateway"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/internal/accounts"
+	"matrixhs/internal/pushgateway"
 	"matrixhs/mediaapi"
 	"matrixhs/roomserver"
 	"matrixhs/storage"

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"matrixhs/clientapi/accounts"
 	"matrixhs/config"
+	"matrixhs/internal/accounts"
 )
 
 func TestRotatingFile(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

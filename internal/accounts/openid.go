@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 

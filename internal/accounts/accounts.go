@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"matrixhs/clientapi/httputil"
+	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 
