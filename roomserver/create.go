@@ -95,7 +95,7 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	if ver.PrivilegedCreators() && trusted && len(req.Invite) > 0 {
 		create["additional_creators"] = req.Invite
 	}
-	r := &room{version: ver, state: map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU{}}
+	r := newRoom("", ver)
 	if !ver.DomainlessRoomIDs() {
 		r.id = "!" + randomString(18) + ":" + string(rs.origin)
 	}
@@ -109,14 +109,18 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		if err != nil {
 			return err
 		}
-		pdu, err := rs.build(r, LocalEvent{Sender: req.Creator, DeviceID: req.DeviceID, Type: typ, StateKey: stateKey, Content: raw})
+		pdu, err := rs.build(ctx, r, LocalEvent{Sender: req.Creator, DeviceID: req.DeviceID, Type: typ, StateKey: stateKey, Content: raw})
 		if err != nil {
 			return fmt.Errorf("%s event: %w", typ, err)
 		}
 		if typ == spec.MRoomCreate && ver.DomainlessRoomIDs() {
 			r.id = "!" + strings.TrimPrefix(pdu.EventID(), "$")
 		}
-		writes = append(writes, rs.advance(ctx, r, pdu, eventMeta{senderDevice: req.DeviceID}))
+		w, err := rs.advance(ctx, r, pdu, eventMeta{senderDevice: req.DeviceID})
+		if err != nil {
+			return err
+		}
+		writes = append(writes, w)
 		return nil
 	}
 	empty := ""
@@ -202,25 +206,22 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	}
 	var waits []func() error
 	for _, w := range writes {
-		wait, _ := rs.enqueue(ctx, r, w)
-		waits = append(waits, wait)
+		waits = append(waits, rs.enqueue(ctx, r, w))
 	}
 	if req.Alias != "" || req.Public {
 		waits = append(waits, rs.db.Enqueue(context.WithoutCancel(ctx), func(tx *storage.Tx) error {
 			if req.Alias != "" {
-				if err := tx.InsertAlias(ctx, req.Alias, r.nid, req.Creator); err != nil {
+				if err := tx.InsertAlias(ctx, req.Alias, r.nid.Load(), req.Creator); err != nil {
 					return err
 				}
 			}
 			if req.Public {
-				return tx.SetRoomPublished(ctx, r.nid, true)
+				return tx.SetRoomPublished(ctx, r.nid.Load(), true)
 			}
 			return nil
 		}))
 	}
-	rs.mu.Lock()
-	rs.rooms[r.id] = r
-	rs.mu.Unlock()
+	rs.rooms.Add(r.id, r)
 	var firstErr error
 	for _, w := range waits {
 		if err := w(); err != nil && firstErr == nil {

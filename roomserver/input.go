@@ -2,10 +2,9 @@ package roomserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -13,479 +12,309 @@ import (
 	"matrixhs/storage"
 )
 
-// LocalEvent is an event a local user asks to send.
-type LocalEvent struct {
-	RoomID   string
-	Sender   string
-	DeviceID string
-	Type     string
-	StateKey *string
-	Content  json.RawMessage
-	Redacts  string
-	// TxnID makes the send idempotent per device and scope.
-	TxnID    string
-	TxnScope string
+// Events from elsewhere (federation transactions, joins, backfill, fetched
+// auth chains and state) enter through Input. Each event passes the spec's
+// "checks performed on receipt of a PDU", one file per step:
+//
+//	input_verify.go    signatures (1-3: the caller parsed it, which checks
+//	                   the format and content hash)
+//	input_auth.go      4. authorised by its auth events, else rejected
+//	input_state.go     5. authorised by the state before it, else rejected
+//	input_softfail.go  6. authorised by the room's current state, else soft-failed
+//	input_accept.go    the accepted event moves the room's head
+//
+// fetch.go, beside the pipeline, fills the gaps that the missing-event
+// errors report, through a Fetcher (federation plugs in its client).
+
+// InputKind says how an event from elsewhere enters the room.
+type InputKind int
+
+const (
+	// KindNew is a timeline event: it may extend the room's DAG, move its
+	// current state and reach clients through /sync.
+	KindNew InputKind = iota
+	// KindOutlier is stored without state and outside the timeline (auth
+	// chains and state fetched over federation); it may be promoted when it
+	// later arrives as KindNew or KindBackfill.
+	KindOutlier
+	// KindBackfill is history older than what the room holds: it is paged
+	// through /messages but never reaches /sync, the forward extremities or
+	// the current state.
+	KindBackfill
+)
+
+// InputEvent is one event for Input.
+type InputEvent struct {
+	Kind  InputKind
+	Event gomatrixserverlib.PDU
+	// Origin is the server it came from (fetches go there).
+	Origin spec.ServerName
+	// StateBefore, when not nil, is the trusted state before the event as
+	// the IDs of stored events (the send_join and /state_ids case).
+	StateBefore []string
 }
 
-// Sent is the outcome of a send.
-type Sent struct {
+// EventStatus is what became of an input event.
+type EventStatus int
+
+// Event statuses, as storage keeps them.
+const (
+	StatusAccepted   EventStatus = storage.EventAccepted
+	StatusOutlier    EventStatus = storage.EventOutlier
+	StatusRejected   EventStatus = storage.EventRejected
+	StatusSoftFailed EventStatus = storage.EventSoftFailed
+)
+
+func (s EventStatus) String() string {
+	switch s {
+	case StatusAccepted:
+		return "accepted"
+	case StatusOutlier:
+		return "outlier"
+	case StatusRejected:
+		return "rejected"
+	case StatusSoftFailed:
+		return "soft-failed"
+	}
+	return fmt.Sprintf("status(%d)", int(s))
+}
+
+// InputResult is the outcome for one input event. Err is set when the
+// event could not be processed (missing events: it was not stored).
+type InputResult struct {
 	EventID   string
-	StreamPos int64
+	Status    EventStatus
+	Reason    string // why it was rejected or soft-failed
+	StreamPos int64  // for accepted events
+	Err       error
 }
 
-// Send builds, authorises and stores a local event. A repeated transaction
-// ID returns the first event's ID.
-func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
-	if uid, err := spec.NewUserID(ev.Sender, true); err != nil || uid.Domain() != rs.origin {
-		return Sent{}, forbidden("%s is not a user of this server", ev.Sender)
-	}
-	if ev.TxnID != "" {
-		id, err := rs.db.TxnEventID(ctx, ev.Sender, ev.DeviceID, ev.TxnScope, ev.TxnID)
-		if err == nil {
-			return Sent{EventID: id}, nil
+// MissingAuthEventsError: auth events the room does not hold. Fetch the
+// event's auth chain and input it as outliers.
+type MissingAuthEventsError struct {
+	EventID string
+	Missing []string
+}
+
+func (e *MissingAuthEventsError) Error() string {
+	return "event " + e.EventID + " is missing auth events: " + strings.Join(e.Missing, ", ")
+}
+
+// MissingPrevEventsError: prev events the room does not hold. Fetch them
+// (/get_missing_events) and input them first.
+type MissingPrevEventsError struct {
+	EventID string
+	Missing []string
+}
+
+func (e *MissingPrevEventsError) Error() string {
+	return "event " + e.EventID + " is missing prev events: " + strings.Join(e.Missing, ", ")
+}
+
+// MissingStateError: the state before the event is unknown (its prev
+// events are held without state, or the trusted state names events not
+// held). Fetch the state at the event (/state_ids) and input it again with
+// StateBefore.
+type MissingStateError struct {
+	EventID string
+	// Events are the prev events held without state, or the state events
+	// not held.
+	Events []string
+}
+
+func (e *MissingStateError) Error() string {
+	return "state before event " + e.EventID + " is unknown (" + strings.Join(e.Events, ", ") + ")"
+}
+
+// Input processes events from elsewhere. Events of one room are processed
+// in the order given (callers order them so prev and auth events come
+// first) under one hold of the room, and their writes waited for once.
+// The error return is for failures of the server itself; per-event
+// outcomes, missing events included, are in the results.
+func (rs *Roomserver) Input(ctx context.Context, events []InputEvent) ([]InputResult, error) {
+	results := make([]InputResult, len(events))
+	byRoom := map[string][]int{}
+	var order []string
+	for i, ev := range events {
+		results[i].EventID = ev.Event.EventID()
+		id := ev.Event.RoomID().String()
+		if _, ok := byRoom[id]; !ok {
+			order = append(order, id)
 		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return Sent{}, err
+		byRoom[id] = append(byRoom[id], i)
+	}
+	for _, roomID := range order {
+		if err := rs.inputRoom(ctx, roomID, events, byRoom[roomID], results); err != nil {
+			return nil, err
 		}
 	}
-	r, err := rs.room(ctx, ev.RoomID)
+	return results, nil
+}
+
+// inputBatch is what the steps know of the events processed in one hold of
+// a room: their writes are queued but not yet committed.
+type inputBatch struct {
+	status map[string]EventStatus
+}
+
+func (rs *Roomserver) inputRoom(ctx context.Context, roomID string, events []InputEvent, idx []int, results []InputResult) error {
+	r, err := rs.roomForInput(ctx, roomID, events[idx[0]].Event)
+	if errors.Is(err, ErrRoomNotFound) {
+		for _, i := range idx {
+			results[i].Err = ErrRoomNotFound
+		}
+		return nil
+	}
 	if err != nil {
-		return Sent{}, err
+		return err
 	}
 	r.mu.Lock()
 	if r.broken.Load() {
 		r.mu.Unlock()
-		return rs.Send(ctx, ev) // reload and retry once the room is fresh
+		return rs.inputRoom(ctx, roomID, events, idx, results)
 	}
-	if err := rs.checkRedaction(ctx, r, &ev); err != nil {
-		r.mu.Unlock()
-		return Sent{}, err
-	}
-	pdu, err := rs.build(r, ev)
-	if err != nil {
-		r.mu.Unlock()
-		return Sent{}, err
-	}
-	wait, pos := rs.append(ctx, r, pdu, eventMeta{senderDevice: ev.DeviceID, txnID: ev.TxnID, txnScope: ev.TxnScope})
-	r.mu.Unlock()
-	if err := wait(); err != nil {
-		return Sent{}, err
-	}
-	return Sent{EventID: pdu.EventID(), StreamPos: *pos}, nil
-}
-
-// build makes a signed local event on top of the room's head and checks it
-// against the auth rules. r.mu must be held.
-func (rs *Roomserver) build(r *room, ev LocalEvent) (gomatrixserverlib.PDU, error) {
-	if len(ev.Content) == 0 {
-		ev.Content = json.RawMessage("{}")
-	}
-	prev := append([]string{}, r.extremities...)
-	if len(prev) > maxPrevEvents {
-		prev = prev[len(prev)-maxPrevEvents:]
-	}
-	proto := gomatrixserverlib.ProtoEvent{
-		SenderID:   ev.Sender,
-		RoomID:     r.id,
-		Type:       ev.Type,
-		StateKey:   ev.StateKey,
-		Content:    spec.RawJSON(ev.Content),
-		Redacts:    ev.Redacts,
-		PrevEvents: prev,
-		Depth:      r.maxDepth + 1,
-	}
-	if ev.Type == spec.MRoomCreate && r.version.DomainlessRoomIDs() {
-		proto.RoomID = ""
-	}
-	return rs.buildProto(r, &proto)
-}
-
-func (rs *Roomserver) buildProto(r *room, proto *gomatrixserverlib.ProtoEvent) (gomatrixserverlib.PDU, error) {
-	needed, err := gomatrixserverlib.StateNeededForProtoEvent(proto)
-	if err != nil {
-		return nil, badRequest("%v", err)
-	}
-	provider, err := r.authProvider(needed)
-	if err != nil {
-		return nil, err
-	}
-	builder := r.version.NewEventBuilderFromProtoEvent(proto)
-	if err := builder.AddAuthEvents(provider); err != nil {
-		return nil, fmt.Errorf("selecting auth events: %w", err)
-	}
-	pdu, err := builder.Build(rs.now(), rs.origin, rs.keyID, rs.key)
-	if err != nil {
-		return nil, badRequest("building event: %v", err)
-	}
-	if len(pdu.JSON()) > maxEventSize {
-		return nil, ErrEventTooLarge
-	}
-	// The auth rules also need the create event in v12 rooms, where it is
-	// not listed in auth_events.
-	if create := r.stateEvent(spec.MRoomCreate, ""); create != nil {
-		provider.AddEvent(create)
-	}
-	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
-		return nil, &ForbiddenError{Reason: err.Error()}
-	}
-	return pdu, nil
-}
-
-// eventWrite is one event on its way to storage, with everything the
-// persist step needs decided while the room lock was held.
-type eventWrite struct {
-	pdu    gomatrixserverlib.PDU
-	meta   eventMeta
-	status int
-	// extra is unsigned data stored beside the event (prev_content ...).
-	extra []byte
-	// stateBefore is the state before the event when it is not the room's
-	// current state (a fork); nil means the current state.
-	stateBefore stateMap
-	// newCurrent is the room's state after the event when the event does
-	// not simply extend the current state (a fork was resolved); nil means
-	// current state plus the event.
-	newCurrent  stateMap
-	extremities []string
-	depth       int64
-	// push holds the recipients' notifying push rule outcomes.
-	push []storage.PushAction
-}
-
-type stateMap = map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU
-
-// append advances the room head past a local event that extends the
-// current state and queues its persistence. r.mu must be held.
-func (rs *Roomserver) append(ctx context.Context, r *room, pdu gomatrixserverlib.PDU, meta eventMeta) (wait func() error, pos *int64) {
-	return rs.enqueue(ctx, r, rs.advance(ctx, r, pdu, meta))
-}
-
-// advance moves the room head (r.mu held) past a local event that extends
-// the current state and returns its write, not yet queued.
-func (rs *Roomserver) advance(ctx context.Context, r *room, pdu gomatrixserverlib.PDU, meta eventMeta) *eventWrite {
-	w := &eventWrite{pdu: pdu, meta: meta, status: storage.EventAccepted}
-	if sk := pdu.StateKey(); sk != nil {
-		w.extra = replacesState(r.state, pdu)
-		r.state[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *sk}] = pdu
-	}
-	r.applyRedactionToState(pdu)
-	r.extremities = []string{pdu.EventID()}
-	if pdu.Depth() > r.maxDepth {
-		r.maxDepth = pdu.Depth()
-	}
-	w.extremities, w.depth = r.extremities, r.maxDepth
-	w.push = rs.pushActions(ctx, r, pdu)
-	return w
-}
-
-// replacesState is the unsigned data of a state event replacing another.
-func replacesState(state stateMap, pdu gomatrixserverlib.PDU) []byte {
-	old, ok := state[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *pdu.StateKey()}]
-	if !ok {
-		return nil
-	}
-	extra, _ := json.Marshal(map[string]any{
-		"replaces_state": old.EventID(), "prev_content": json.RawMessage(old.Content()), "prev_sender": string(old.SenderID()),
-	})
-	return extra
-}
-
-// applyRedactionToState makes the auth rules see redacted state redacted.
-func (r *room) applyRedactionToState(pdu gomatrixserverlib.PDU) {
-	if pdu.Type() != spec.MRoomRedaction || pdu.Redacts() == "" {
-		return
-	}
-	for tuple, st := range r.state {
-		if st.EventID() == pdu.Redacts() {
-			if red, err := redactPDU(r.version, st); err == nil {
-				r.state[tuple] = red
-			}
-		}
-	}
-}
-
-// enqueue queues w for storage in room order; the returned wait reports
-// the outcome and evicts the room's in-memory head when the write failed.
-func (rs *Roomserver) enqueue(ctx context.Context, r *room, w *eventWrite) (wait func() error, pos *int64) {
-	out := new(int64)
-	// Once the room head has moved past the event, its write must happen
-	// even if the requester goes away: a cancelled write would fail every
-	// later queued write of the room.
-	ctx = context.WithoutCancel(ctx)
-	committed := rs.db.Enqueue(ctx, func(tx *storage.Tx) error {
-		if r.broken.Load() {
-			return errors.New("room state is being reloaded after a failed write; retry")
-		}
-		tx.OnAbort(func() { rs.evict(r) })
-		p, err := rs.persist(ctx, tx, r, w)
-		*out = p
-		return err
-	})
-	var once sync.Once
-	var result error
-	wait = func() error {
-		once.Do(func() {
-			result = committed()
-			if result != nil {
-				rs.evict(r)
-			}
-		})
-		return result
-	}
-	r.pending = wait
-	return wait, out
-}
-
-// persist writes one event, its state and the room head. It runs on the
-// storage writer goroutine, in the order events were enqueued.
-func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *eventWrite) (int64, error) {
-	pdu := w.pdu
-	if r.nid == 0 {
-		// The create event of a new room brings the room row.
-		nid, err := tx.InsertRoom(ctx, r.id, string(r.version.Version()), rs.now().UnixMilli())
-		if err != nil {
-			return 0, err
-		}
-		r.nid = nid
-	}
-	stateBefore := r.snapshot
-	if w.stateBefore != nil {
-		nids, err := stateNIDs(ctx, tx, w.stateBefore, "", 0)
-		if err != nil {
-			return 0, err
-		}
-		if stateBefore, err = tx.InsertSnapshot(ctx, r.nid, 0, 0, nids); err != nil {
-			return 0, err
-		}
-	}
-	if w.status == storage.EventOutlier || w.status == storage.EventRejected {
-		stateBefore = 0
-	}
-	relTarget, relType := relation(pdu.Content())
-	nid, pos, err := tx.InsertEvent(ctx, storage.NewEvent{
-		RoomNID: r.nid, EventID: pdu.EventID(), Type: pdu.Type(), StateKey: pdu.StateKey(), Sender: string(pdu.SenderID()),
-		Depth: pdu.Depth(), OriginTS: int64(pdu.OriginServerTS()), StateBefore: stateBefore, Status: w.status,
-		RelatesTo: relTarget, RelType: relType, SenderDevice: w.meta.senderDevice, TxnID: w.meta.txnID,
-		UnsignedExtra: w.extra, JSON: pdu.JSON(), PrevEvents: pdu.PrevEventIDs(),
-	})
-	if err != nil {
-		return 0, err
-	}
-	if w.status != storage.EventAccepted {
-		return 0, nil
-	}
-	// Search index: message/name/topic text in, a redaction's target out.
-	if err := tx.IndexEventText(ctx, nid, r.nid, pdu.Type(), pdu.Content(), pdu.Redacts()); err != nil {
-		return 0, err
-	}
-	if len(w.push) > 0 {
-		if err := tx.InsertPushActions(ctx, r.nid, nid, pos, w.push); err != nil {
-			return 0, err
-		}
-	}
-	if w.newCurrent != nil {
-		if err := rs.replaceCurrentState(ctx, tx, r, w.newCurrent, pdu.EventID(), nid, pos); err != nil {
-			return 0, err
-		}
-	} else if sk := pdu.StateKey(); sk != nil {
-		key := storage.StateKey{Type: pdu.Type(), StateKey: *sk}
-		if r.nids == nil {
-			r.nids = map[storage.StateKey]int64{}
-		}
-		r.nids[key] = nid
-		entries, parent, chain := map[storage.StateKey]int64{key: nid}, r.snapshot, r.chainLen+1
-		if r.snapshot == 0 || r.chainLen >= maxChainLen {
-			entries, parent, chain = r.nids, 0, 0
-		}
-		snap, err := tx.InsertSnapshot(ctx, r.nid, parent, chain, entries)
-		if err != nil {
-			return 0, err
-		}
-		r.snapshot, r.chainLen = snap, chain
-		if err := tx.SetCurrentState(ctx, r.nid, key, nid, membershipOf(pdu), pos); err != nil {
-			return 0, err
-		}
-		// Others' delayed events (MSC4140) for this state are void now.
-		if err := tx.CancelDelayedStateEvents(ctx, r.id, key.Type, key.StateKey, string(pdu.SenderID())); err != nil {
-			return 0, err
-		}
-	}
-	if err := tx.UpdateRoomHead(ctx, r.nid, r.snapshot, w.extremities, w.depth); err != nil {
-		return 0, err
-	}
-	if w.meta.txnID != "" {
-		if err := tx.InsertTxnID(ctx, string(pdu.SenderID()), w.meta.senderDevice, w.meta.txnScope, w.meta.txnID, pdu.EventID()); err != nil {
-			return 0, err
-		}
-	}
-	if pdu.Type() == spec.MRoomRedaction && pdu.Redacts() != "" {
-		if err := rs.applyRedaction(ctx, tx, r, pdu); err != nil {
-			return 0, err
-		}
-	}
-	return pos, nil
-}
-
-func membershipOf(pdu gomatrixserverlib.PDU) string {
-	if pdu.Type() != spec.MRoomMember {
-		return ""
-	}
-	m, _ := pdu.Membership()
-	return m
-}
-
-// stateNIDs maps a state map to event NIDs; selfID/selfNID name an event
-// inserted in this same write.
-func stateNIDs(ctx context.Context, tx *storage.Tx, state stateMap, selfID string, selfNID int64) (map[storage.StateKey]int64, error) {
-	ids := make([]string, 0, len(state))
-	for _, ev := range state {
-		if ev.EventID() != selfID {
-			ids = append(ids, ev.EventID())
-		}
-	}
-	found, err := tx.EventNIDs(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[storage.StateKey]int64, len(state))
-	for t, ev := range state {
-		nid, ok := found[ev.EventID()]
-		if ev.EventID() == selfID {
-			nid, ok = selfNID, true
-		}
-		if !ok {
-			return nil, fmt.Errorf("state event %s is not stored", ev.EventID())
-		}
-		out[storage.StateKey{Type: t.EventType, StateKey: t.StateKey}] = nid
-	}
-	return out, nil
-}
-
-// replaceCurrentState stores a resolved current state as a full snapshot
-// and brings current_state in line with it.
-func (rs *Roomserver) replaceCurrentState(ctx context.Context, tx *storage.Tx, r *room, state stateMap, selfID string, selfNID, pos int64) error {
-	nids, err := stateNIDs(ctx, tx, state, selfID, selfNID)
-	if err != nil {
-		return err
-	}
-	snap, err := tx.InsertSnapshot(ctx, r.nid, 0, 0, nids)
-	if err != nil {
-		return err
-	}
-	for key, nid := range nids {
-		if r.nids[key] == nid {
-			continue
-		}
-		ev := state[gomatrixserverlib.StateKeyTuple{EventType: key.Type, StateKey: key.StateKey}]
-		if err := tx.SetCurrentState(ctx, r.nid, key, nid, membershipOf(ev), pos); err != nil {
+	// Everything this room queued must be readable before we look events up.
+	if r.pending != nil {
+		if err := r.pending(); err != nil {
+			r.mu.Unlock()
 			return err
 		}
 	}
-	for key := range r.nids {
-		if _, ok := nids[key]; !ok {
-			if err := tx.DeleteCurrentState(ctx, r.nid, key); err != nil {
-				return err
-			}
+	batch := &inputBatch{status: map[string]EventStatus{}}
+	var wait func() error
+	writes := map[string]*eventWrite{}
+	for _, i := range idx {
+		res, w, err := rs.inputOne(ctx, r, events[i], batch)
+		if err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		res.EventID = events[i].Event.EventID()
+		results[i] = res
+		if w != nil {
+			wait = rs.enqueue(ctx, r, w)
+			writes[res.EventID] = w
+			batch.status[res.EventID] = res.Status
 		}
 	}
-	r.nids, r.snapshot, r.chainLen = nids, snap, 0
-	return nil
-}
-
-// applyRedaction strips the target event of a redaction in the same room.
-func (rs *Roomserver) applyRedaction(ctx context.Context, tx *storage.Tx, r *room, redaction gomatrixserverlib.PDU) error {
-	target, err := tx.EventByID(ctx, redaction.Redacts())
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil // may arrive later; nothing to strip now
-	}
-	if err != nil {
-		return err
-	}
-	if target.RoomNID != r.nid || target.RedactedBy != "" {
+	r.mu.Unlock()
+	if wait == nil {
 		return nil
 	}
-	redacted, err := r.version.RedactEventJSON(target.JSON)
-	if err != nil {
-		return fmt.Errorf("redacting %s: %w", target.EventID, err)
-	}
-	return tx.RedactEvent(ctx, target.NID, redaction.EventID(), redacted)
-}
-
-func redactPDU(ver gomatrixserverlib.IRoomVersion, pdu gomatrixserverlib.PDU) (gomatrixserverlib.PDU, error) {
-	redacted, err := ver.RedactEventJSON(pdu.JSON())
-	if err != nil {
-		return nil, err
-	}
-	return ver.NewEventFromTrustedJSONWithEventID(pdu.EventID(), redacted, true)
-}
-
-// checkRedaction enforces who may redact what: the auth rules only check the
-// redact power level, and leave "own events" to the server.
-func (rs *Roomserver) checkRedaction(ctx context.Context, r *room, ev *LocalEvent) error {
-	if ev.Type != spec.MRoomRedaction {
-		return nil
-	}
-	if ev.Redacts == "" {
-		return badRequest("redaction without a target")
-	}
-	target, err := rs.db.EventByID(ctx, ev.Redacts)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil // unknown target: the redaction is stored and applies if the event arrives
-	}
-	if err != nil {
+	if err := wait(); err != nil {
 		return err
 	}
-	if target.RoomID != r.id {
-		return badRequest("event %s is not in this room", ev.Redacts)
-	}
-	if target.Sender == ev.Sender {
-		return nil
-	}
-	pl, err := powerLevels(r)
-	if err != nil {
-		return err
-	}
-	if pl.UserLevel(spec.SenderID(ev.Sender)) < pl.Redact && !isCreator(r, ev.Sender) {
-		return forbidden("you may only redact your own events")
+	for _, i := range idx {
+		if w, ok := writes[results[i].EventID]; ok {
+			results[i].StreamPos = w.stored.StreamPos
+		}
 	}
 	return nil
 }
 
-// powerLevels returns the room's power levels (defaults when unset).
-func powerLevels(r *room) (*gomatrixserverlib.PowerLevelContent, error) {
-	if ev := r.stateEvent(spec.MRoomPowerLevels, ""); ev != nil {
-		pl, err := gomatrixserverlib.NewPowerLevelContentFromEvent(ev)
-		return &pl, err
+// roomForInput returns the room's head; a create event brings a new room.
+func (rs *Roomserver) roomForInput(ctx context.Context, roomID string, first gomatrixserverlib.PDU) (*room, error) {
+	r, err := rs.room(ctx, roomID)
+	if errors.Is(err, ErrRoomNotFound) && first.Type() == spec.MRoomCreate && first.StateKeyEquals("") {
+		ver, err := gomatrixserverlib.GetRoomVersion(first.Version())
+		if err != nil {
+			return nil, ErrUnsupportedVersion
+		}
+		return rs.rooms.AddIfAbsent(roomID, newRoom(roomID, ver)), nil
 	}
-	pl := gomatrixserverlib.PowerLevelContent{}
-	pl.Defaults()
-	if create := r.stateEvent(spec.MRoomCreate, ""); create != nil {
-		pl.Users = map[string]int64{string(create.SenderID()): 100}
-	}
-	return &pl, nil
+	return r, err
 }
 
-// isCreator reports whether a user is a creator of a room whose version
-// gives creators unlimited power (v12).
-func isCreator(r *room, userID string) bool {
-	if !r.version.PrivilegedCreators() {
-		return false
+// inputOne runs the checks for one event (r.mu held) and returns its
+// outcome and the write to queue (nil when nothing is stored).
+func (rs *Roomserver) inputOne(ctx context.Context, r *room, in InputEvent, batch *inputBatch) (InputResult, *eventWrite, error) {
+	pdu := in.Event
+	if pdu.RoomID().String() != r.id {
+		return InputResult{Err: fmt.Errorf("event %s is not in room %s", pdu.EventID(), r.id)}, nil, nil
 	}
-	create := r.stateEvent(spec.MRoomCreate, "")
-	if create == nil {
-		return false
+	promote := false
+	if st, ok := batch.status[pdu.EventID()]; ok {
+		return InputResult{Status: st}, nil, nil
 	}
-	if string(create.SenderID()) == userID {
-		return true
+	if existing, err := rs.db.EventByID(ctx, pdu.EventID()); err == nil {
+		if existing.Status != storage.EventOutlier || in.Kind == KindOutlier {
+			return InputResult{Status: EventStatus(existing.Status), StreamPos: existing.StreamPos}, nil, nil
+		}
+		promote = true
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return InputResult{}, nil, err
 	}
-	var c struct {
-		AdditionalCreators []string `json:"additional_creators"`
+	// Signatures (steps 1-3).
+	if err := rs.verifySignatures(ctx, pdu); err != nil {
+		return InputResult{Err: err}, nil, nil
 	}
-	json.Unmarshal(create.Content(), &c)
-	for _, u := range c.AdditionalCreators {
-		if u == userID {
-			return true
+	// 4. Authorised by its own auth events?
+	rejectedBy, err := rs.checkAuthEvents(ctx, r, pdu, batch)
+	if err != nil {
+		return missingOr(err)
+	}
+	if rejectedBy != nil {
+		return rs.reject(pdu, rejectedBy, promote)
+	}
+	if in.Kind == KindOutlier {
+		return InputResult{Status: StatusOutlier}, &eventWrite{pdu: pdu, placement: storage.Outlier}, nil
+	}
+	// 5. Authorised by the state before it?
+	before, linear, err := rs.stateBefore(ctx, r, in, batch)
+	if err != nil {
+		return missingOr(err)
+	}
+	if err := allowedBy(pdu, before); err != nil {
+		return rs.reject(pdu, err, promote)
+	}
+	return rs.accept(ctx, r, in, before, linear, promote, batch)
+}
+
+// missingOr turns a missing-events error into a per-event outcome and
+// passes other errors up.
+func missingOr(err error) (InputResult, *eventWrite, error) {
+	var ma *MissingAuthEventsError
+	var mp *MissingPrevEventsError
+	var ms *MissingStateError
+	if errors.As(err, &ma) || errors.As(err, &mp) || errors.As(err, &ms) || errors.Is(err, errUnverified) {
+		return InputResult{Err: err}, nil, nil
+	}
+	return InputResult{}, nil, err
+}
+
+// reject stores an event as rejected, so it is neither fetched nor checked
+// again and events that depend on it are rejected too.
+func (rs *Roomserver) reject(pdu gomatrixserverlib.PDU, reason error, promote bool) (InputResult, *eventWrite, error) {
+	if promote {
+		// An outlier that fails at its place in the DAG stays an outlier:
+		// its own auth chain allowed it.
+		return InputResult{Status: StatusRejected, Reason: reason.Error()}, nil, nil
+	}
+	return InputResult{Status: StatusRejected, Reason: reason.Error()}, &eventWrite{pdu: pdu, placement: storage.Rejected}, nil
+}
+
+func allowedBy(pdu gomatrixserverlib.PDU, state stateMap) error {
+	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
+	var events []gomatrixserverlib.PDU
+	for _, t := range needed.Tuples() {
+		if ev, ok := state[t]; ok {
+			events = append(events, ev)
 		}
 	}
-	return false
+	if create, ok := state[gomatrixserverlib.StateKeyTuple{EventType: spec.MRoomCreate}]; ok {
+		events = append(events, create)
+	}
+	provider, err := gomatrixserverlib.NewAuthEvents(events)
+	if err != nil {
+		return err
+	}
+	return gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
+}
+
+func cloneState(s stateMap) stateMap {
+	out := make(stateMap, len(s)+1)
+	for k, v := range s {
+		out[k] = v
+	}
+	return out
 }

@@ -109,11 +109,21 @@ func openRoomserver(t testing.TB) (*Roomserver, *storage.DB) {
 
 func sk(s string) *string { return &s }
 
-func mustInput(t *testing.T, rs *Roomserver, pdu gomatrixserverlib.PDU, want int) InputResult {
+// inputOne inputs one event and returns its result (server errors fail the test).
+func inputOne(t *testing.T, rs *Roomserver, in InputEvent) InputResult {
 	t.Helper()
-	res, err := rs.Input(context.Background(), pdu, InputOptions{})
+	res, err := rs.Input(context.Background(), []InputEvent{in})
 	if err != nil {
-		t.Fatalf("input %s %s: %v", pdu.Type(), pdu.EventID(), err)
+		t.Fatalf("input %s: %v", in.Event.EventID(), err)
+	}
+	return res[0]
+}
+
+func mustInput(t *testing.T, rs *Roomserver, pdu gomatrixserverlib.PDU, want EventStatus) InputResult {
+	t.Helper()
+	res := inputOne(t, rs, InputEvent{Kind: KindNew, Event: pdu})
+	if res.Err != nil {
+		t.Fatalf("input %s %s: %v", pdu.Type(), pdu.EventID(), res.Err)
 	}
 	if res.Status != want {
 		t.Fatalf("input %s %s: status %d (%s), want %d", pdu.Type(), pdu.EventID(), res.Status, res.Reason, want)
@@ -153,16 +163,16 @@ func TestForkResolvedByStateResolution(t *testing.T) {
 			topic0 := d.event(b, alice, spec.MRoomTopic, sk(""), map[string]any{"topic": "original"}, d.after(jr), jr)
 			bobJoin := d.event(c, bob, spec.MRoomMember, sk(bob), map[string]any{"membership": "join"}, d.after(topic0), topic0)
 			for _, ev := range []gomatrixserverlib.PDU{create, join, pl, jr, topic0, bobJoin} {
-				mustInput(t, rs, ev, storage.EventAccepted)
+				mustInput(t, rs, ev, StatusAccepted)
 			}
 
 			// The fork: alice bans bob while bob changes the topic.
 			ban := d.event(b, alice, spec.MRoomMember, sk(bob), map[string]any{"membership": "ban"}, d.after(bobJoin), bobJoin)
 			topicB := d.event(c, bob, spec.MRoomTopic, sk(""), map[string]any{"topic": "bob was here"}, d.after(bobJoin), bobJoin)
-			mustInput(t, rs, ban, storage.EventAccepted)
+			mustInput(t, rs, ban, StatusAccepted)
 			// Bob's topic is allowed by the state before it, but the room's
 			// current state (bob banned) refuses it: soft fail.
-			mustInput(t, rs, topicB, storage.EventSoftFailed)
+			mustInput(t, rs, topicB, StatusSoftFailed)
 
 			// A merge event by alice naming both branches.
 			resolved, err := rs.resolve(ctx, mustRoom(t, rs, d.roomID), []stateMap{d.after(ban), d.after(topicB)})
@@ -176,7 +186,7 @@ func TestForkResolvedByStateResolution(t *testing.T) {
 				t.Fatalf("resolved membership of bob = %q, want ban", m)
 			}
 			merge := d.event(b, alice, "m.room.message", nil, map[string]any{"body": "merged"}, resolved, ban, topicB)
-			mustInput(t, rs, merge, storage.EventAccepted)
+			mustInput(t, rs, merge, StatusAccepted)
 
 			info, err := db.Room(ctx, d.roomID)
 			if err != nil {
@@ -199,17 +209,17 @@ func TestForkResolvedByStateResolution(t *testing.T) {
 
 			// Rejected: eve never joined.
 			eveMsg := d.event(c, eve, "m.room.message", nil, map[string]any{"body": "hi"}, d.after(bobJoin), merge)
-			mustInput(t, rs, eveMsg, storage.EventRejected)
+			mustInput(t, rs, eveMsg, StatusRejected)
 			// Missing prev events are reported for the caller to fetch.
 			ghost := d.event(c, bob, "m.room.message", nil, map[string]any{"body": "ghost"}, d.after(bobJoin), bobJoin)
 			dangling := d.event(b, alice, "m.room.message", nil, map[string]any{"body": "after ghost"}, resolved, ghost)
-			_, err = rs.Input(ctx, dangling, InputOptions{})
-			var missing *MissingEventsError
-			if !errors.As(err, &missing) || len(missing.EventIDs) != 1 || missing.EventIDs[0] != ghost.EventID() {
+			err = inputOne(t, rs, InputEvent{Kind: KindNew, Event: dangling}).Err
+			var missing *MissingPrevEventsError
+			if !errors.As(err, &missing) || len(missing.Missing) != 1 || missing.Missing[0] != ghost.EventID() {
 				t.Fatalf("dangling event: err = %v, want missing %s", err, ghost.EventID())
 			}
 			// Re-input is idempotent.
-			mustInput(t, rs, merge, storage.EventAccepted)
+			mustInput(t, rs, merge, StatusAccepted)
 
 			// The room keeps working for local sends on top of the merged head.
 			if _, err := rs.Send(ctx, LocalEvent{RoomID: d.roomID, Sender: alice, Type: "m.room.message", Content: json.RawMessage(`{"body":"x"}`)}); err == nil {
@@ -263,7 +273,7 @@ func buildRoom(t *testing.T, version string) *forkRoom {
 	f.topic0 = d.event(f.b, f.alice, spec.MRoomTopic, sk(""), map[string]any{"topic": "original"}, d.after(jr), jr)
 	f.bobJoin = d.event(f.c, f.bob, spec.MRoomMember, sk(f.bob), map[string]any{"membership": "join"}, d.after(f.topic0), f.topic0)
 	for _, ev := range []gomatrixserverlib.PDU{create, join, pl, jr, f.topic0, f.bobJoin} {
-		mustInput(t, rs, ev, storage.EventAccepted)
+		mustInput(t, rs, ev, StatusAccepted)
 	}
 	f.head = f.bobJoin
 	return f
@@ -279,10 +289,10 @@ func TestRemoteEventsV12(t *testing.T) {
 		t.Fatalf("v12 room ID %q has a server part", d.roomID)
 	}
 	topic := d.event(f.c, f.bob, spec.MRoomTopic, sk(""), map[string]any{"topic": "bob"}, d.after(f.head), f.head)
-	mustInput(t, f.rs, topic, storage.EventAccepted)
+	mustInput(t, f.rs, topic, StatusAccepted)
 	// Bob (power 50) may not change the power levels; the creator may.
 	badPL := d.event(f.c, f.bob, spec.MRoomPowerLevels, sk(""), map[string]any{"users": map[string]int{f.bob: 100}}, d.after(topic), topic)
-	mustInput(t, f.rs, badPL, storage.EventRejected)
+	mustInput(t, f.rs, badPL, StatusRejected)
 	info, err := f.db.Room(ctx, d.roomID)
 	if err != nil || len(info.Extremities) != 1 || info.Extremities[0] != topic.EventID() {
 		t.Fatalf("room head = %+v, %v", info, err)

@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"sort"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 )
@@ -91,9 +92,12 @@ func (rs *Roomserver) Membership(ctx context.Context, roomID, userID string) (st
 // joined to one of the allowed rooms and a local member may invite.
 func (rs *Roomserver) authoriseRestrictedJoin(ctx context.Context, r *room, userID string, content map[string]any) error {
 	r.mu.Lock()
-	jr := r.stateEvent(spec.MRoomJoinRules, "")
+	jr, err := rs.stateEvent(ctx, r, spec.MRoomJoinRules, "")
 	current := r.membership(userID)
 	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if jr == nil || current == spec.Join || current == spec.Invite {
 		return nil
 	}
@@ -123,21 +127,18 @@ func (rs *Roomserver) authoriseRestrictedJoin(ctx context.Context, r *room, user
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pl, err := powerLevels(r)
+	pl, err := rs.powerLevels(ctx, r)
 	if err != nil {
 		return err
 	}
-	for tuple, ev := range r.state {
-		if tuple.EventType != spec.MRoomMember {
-			continue
-		}
-		m, _ := ev.Membership()
-		uid, err := spec.NewUserID(tuple.StateKey, true)
-		if m != spec.Join || err != nil || uid.Domain() != rs.origin {
-			continue
-		}
-		if pl.UserLevel(spec.SenderID(tuple.StateKey)) >= pl.Invite || isCreator(r, tuple.StateKey) {
-			content["join_authorised_via_users_server"] = tuple.StateKey
+	members := make([]string, 0, len(r.local))
+	for u := range r.local {
+		members = append(members, u)
+	}
+	sort.Strings(members) // the same authoriser every time
+	for _, u := range members {
+		if pl.UserLevel(spec.SenderID(u)) >= pl.Invite || r.isCreator(u) {
+			content["join_authorised_via_users_server"] = u
 			return nil
 		}
 	}

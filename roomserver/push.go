@@ -93,37 +93,38 @@ func (rs *Roomserver) userRules(ctx context.Context, userID string) (userPushSta
 }
 
 // pushActions evaluates every local recipient's push rules for pdu against
-// the room state after it (r.mu held). Only notifying outcomes are kept.
-func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserverlib.PDU) []storage.PushAction {
+// the room state after it (r.mu held, head already moved past pdu). Only
+// notifying outcomes are kept.
+func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserverlib.PDU) ([]storage.PushAction, error) {
 	ev, err := pushrules.NewEvent(pdu.JSON())
 	if err != nil {
-		return nil
-	}
-	pl, err := powerLevels(r)
-	if err != nil {
-		return nil
+		return nil, nil
 	}
 	sender := string(pdu.SenderID())
+	recipients := make([]string, 0, len(r.local)+1)
+	for u := range r.local {
+		if u != sender {
+			recipients = append(recipients, u)
+		}
+	}
+	// An invite notifies the local invitee.
+	if pdu.Type() == spec.MRoomMember && pdu.StateKey() != nil && *pdu.StateKey() != sender && rs.isLocal(*pdu.StateKey()) {
+		if m, _ := pdu.Membership(); m == spec.Invite {
+			recipients = append(recipients, *pdu.StateKey())
+		}
+	}
+	if len(recipients) == 0 {
+		return nil, nil
+	}
+	pl, err := rs.powerLevels(ctx, r)
+	if err != nil {
+		return nil, nil // malformed power levels: nobody is notified
+	}
 	senderPL := pl.UserLevel(pdu.SenderID())
-	if isCreator(r, sender) {
+	if r.isCreator(sender) {
 		senderPL = 1 << 53
 	}
 	notifLevels := map[string]int64{"room": pl.NotificationLevel("room")}
-	var recipients []string
-	joined := 0
-	for t, st := range r.state {
-		if t.EventType != spec.MRoomMember {
-			continue
-		}
-		m, _ := st.Membership()
-		if m == spec.Join {
-			joined++
-		}
-		invitee := m == spec.Invite && pdu.Type() == spec.MRoomMember && pdu.StateKeyEquals(t.StateKey)
-		if (m == spec.Join || invitee) && t.StateKey != sender && rs.isLocal(t.StateKey) {
-			recipients = append(recipients, t.StateKey)
-		}
-	}
 	thread := "main"
 	if target, relType := relation(pdu.Content()); relType == "m.thread" && target != "" {
 		thread = target
@@ -135,7 +136,7 @@ func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserv
 			continue // nothing from ignored users notifies
 		}
 		res := pushrules.Evaluate(st.rules, ev, pushrules.EvalContext{
-			UserID: u, DisplayName: displayName(r, u), MemberCount: joined,
+			UserID: u, DisplayName: r.local[u], MemberCount: r.joined,
 			SenderPowerLevel: senderPL, NotificationPowerLevels: notifLevels,
 		})
 		if !res.Notify {
@@ -144,23 +145,5 @@ func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserv
 		actions, _ := json.Marshal(res.Actions)
 		out = append(out, storage.PushAction{UserID: u, Highlight: res.Highlight, ThreadID: thread, Actions: actions})
 	}
-	return out
-}
-
-func (rs *Roomserver) isLocal(userID string) bool {
-	_, domain, ok := strings.Cut(userID, ":")
-	return ok && domain == string(rs.origin)
-}
-
-// displayName is a member's display name in the room ("" when unset).
-func displayName(r *room, userID string) string {
-	ev := r.stateEvent(spec.MRoomMember, userID)
-	if ev == nil {
-		return ""
-	}
-	var c struct {
-		DisplayName string `json:"displayname"`
-	}
-	json.Unmarshal(ev.Content(), &c)
-	return c.DisplayName
+	return out, nil
 }

@@ -1,9 +1,10 @@
 // Package roomserver is the only writer of room state. Every event, whatever
-// its origin, goes through one pipeline: build (local events) or parse,
-// authorise against the state before it, update the room's state and DAG
-// head, persist atomically with a stream position, then wake waiters.
-// Events of one room are processed serially; rooms proceed in parallel and
-// their writes share group commits.
+// its origin, goes through one pipeline: build (local events) or check
+// (events from elsewhere: input*.go, one file per step of the spec's checks
+// on receipt of a PDU), update the room's state and DAG head, persist
+// atomically with a stream position, then wake waiters. Events of one room
+// are processed serially; rooms proceed in parallel and their writes share
+// group commits.
 package roomserver
 
 import (
@@ -11,25 +12,27 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/internal/lru"
 	"matrixhs/storage"
 )
 
 // maxEventSize is the spec's limit on an event's JSON.
 const maxEventSize = 65536
 
-// maxChainLen bounds a snapshot's delta chain before a full copy is stored.
-const maxChainLen = 32
-
 // maxPrevEvents bounds prev_events of local events.
 const maxPrevEvents = 10
+
+// Default cache sizes: room heads kept in memory and parsed events shared
+// by all rooms.
+const (
+	defaultRoomCacheSize  = 1000
+	defaultEventCacheSize = 4096
+)
 
 // Roomserver processes and stores room events.
 type Roomserver struct {
@@ -39,8 +42,16 @@ type Roomserver struct {
 	key    ed25519.PrivateKey
 	now    func() time.Time
 
-	mu    sync.Mutex
-	rooms map[string]*room
+	// rooms are the heads of recently used rooms; a head with writes in
+	// flight is never dropped.
+	rooms *lru.Cache[string, *room]
+	// events are parsed events of any room, by event ID.
+	events *lru.Cache[string, gomatrixserverlib.PDU]
+	// chains caches auth chains for state resolution.
+	chains *authChainCache
+	// verifier checks the signatures of events from other servers (nil:
+	// the caller vouches for them, as tests do).
+	verifier gomatrixserverlib.JSONVerifier
 
 	pushRules rulesCache
 }
@@ -50,50 +61,39 @@ type Options struct {
 	ServerName string
 	KeyID      string
 	PrivateKey ed25519.PrivateKey
+	// RoomCacheSize and EventCacheSize bound the room heads and parsed
+	// events kept in memory (0: defaults).
+	RoomCacheSize  int
+	EventCacheSize int
+	// Verifier checks remote events' signatures (federation's key ring).
+	Verifier gomatrixserverlib.JSONVerifier
 }
 
 // New returns a Roomserver on db.
 func New(db *storage.DB, opts Options) *Roomserver {
-	return &Roomserver{
-		db:     db,
-		origin: spec.ServerName(opts.ServerName),
-		keyID:  gomatrixserverlib.KeyID(opts.KeyID),
-		key:    opts.PrivateKey,
-		now:    time.Now,
-		rooms:  make(map[string]*room),
+	if opts.RoomCacheSize <= 0 {
+		opts.RoomCacheSize = defaultRoomCacheSize
 	}
+	if opts.EventCacheSize <= 0 {
+		opts.EventCacheSize = defaultEventCacheSize
+	}
+	rs := &Roomserver{
+		db:       db,
+		origin:   spec.ServerName(opts.ServerName),
+		keyID:    gomatrixserverlib.KeyID(opts.KeyID),
+		key:      opts.PrivateKey,
+		now:      time.Now,
+		rooms:    lru.New[string, *room](opts.RoomCacheSize),
+		events:   lru.New[string, gomatrixserverlib.PDU](opts.EventCacheSize),
+		chains:   newAuthChainCache(opts.EventCacheSize),
+		verifier: opts.Verifier,
+	}
+	rs.rooms.KeepIf(func(_ string, r *room) bool { return !r.retire() })
+	return rs
 }
 
 // ServerName is this server's name.
 func (rs *Roomserver) ServerName() string { return string(rs.origin) }
-
-// room is the in-memory head of a room. Fields under "head" describe the
-// room including events queued but not yet committed and are guarded by mu;
-// the persisted fields are touched only by write closures on the storage
-// writer goroutine, which runs them in queue order.
-type room struct {
-	mu      sync.Mutex
-	id      string
-	version gomatrixserverlib.IRoomVersion
-
-	// head
-	state       map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU
-	extremities []string
-	maxDepth    int64
-
-	// persisted
-	nid      int64
-	snapshot int64
-	chainLen int
-	nids     map[storage.StateKey]int64
-
-	// pending waits for the room's last queued write (under mu).
-	pending func() error
-
-	// broken is set when a queued write failed: the in-memory head no longer
-	// matches the database and the room must be reloaded.
-	broken atomic.Bool
-}
 
 // userIDForSender maps sender IDs to user IDs (they are equal outside
 // pseudonymous-ID rooms, which this server does not offer).
@@ -101,12 +101,9 @@ func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 	return spec.NewUserID(string(s), true)
 }
 
-// room returns the loaded room, loading it on first use.
+// room returns the room's head, loading it on first use.
 func (rs *Roomserver) room(ctx context.Context, roomID string) (*room, error) {
-	rs.mu.Lock()
-	r, ok := rs.rooms[roomID]
-	rs.mu.Unlock()
-	if ok && !r.broken.Load() {
+	if r, ok := rs.rooms.Get(roomID); ok && !r.broken.Load() {
 		return r, nil
 	}
 	info, err := rs.db.Room(ctx, roomID)
@@ -116,47 +113,51 @@ func (rs *Roomserver) room(ctx context.Context, roomID string) (*room, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err = rs.loadRoom(ctx, info)
+	r, err := rs.loadRoom(ctx, info)
 	if err != nil {
 		return nil, err
 	}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if cur, ok := rs.rooms[roomID]; ok && !cur.broken.Load() {
+	if cur, ok := rs.rooms.Get(roomID); ok && !cur.broken.Load() {
 		return cur, nil // loaded concurrently
 	}
-	rs.rooms[roomID] = r
+	rs.rooms.Add(roomID, r)
 	return r, nil
 }
 
+// loadRoom builds a room head from storage: the current state as event
+// references, with the events themselves loaded when needed.
 func (rs *Roomserver) loadRoom(ctx context.Context, info *storage.Room) (*room, error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(info.Version))
 	if err != nil {
-		return nil, fmt.Errorf("room %s has unknown version %q", info.ID, info.Version)
+		return nil, errors.New("room " + info.ID + " has unknown version " + info.Version)
 	}
-	r := &room{
-		id: info.ID, version: ver, nid: info.NID, snapshot: info.Snapshot, chainLen: info.ChainLen,
-		extremities: info.Extremities, maxDepth: info.MaxDepth,
-		state: map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU{},
-	}
-	r.nids, err = rs.db.Snapshot(ctx, info.Snapshot)
+	r := newRoom(info.ID, ver)
+	r.nid.Store(info.NID)
+	r.extremities, r.maxDepth = info.Extremities, info.MaxDepth
+	refs, err := rs.db.SnapshotRefs(ctx, info.Snapshot)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]int64, 0, len(r.nids))
-	for _, nid := range r.nids {
-		ids = append(ids, nid)
+	var localJoined []string
+	for k, ref := range refs {
+		t := gomatrixserverlib.StateKeyTuple{EventType: k.Type, StateKey: k.StateKey}
+		r.setRef(t, stateRef{id: ref.EventID, value: ref.Value})
+		if k.Type == spec.MRoomMember && ref.Value == spec.Join && rs.isLocal(k.StateKey) {
+			localJoined = append(localJoined, ref.EventID)
+		}
 	}
-	events, err := rs.db.EventsByNID(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range events {
-		pdu, err := parseStored(ver, &e)
+	// Display names of local members, for push rules (contains_display_name).
+	for _, id := range localJoined {
+		pdu, err := rs.loadEvent(ctx, r, id)
 		if err != nil {
 			return nil, err
 		}
-		r.state[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *pdu.StateKey()}] = pdu
+		r.local[*pdu.StateKey()] = memberDisplayName(pdu)
+	}
+	if create, err := rs.stateEvent(ctx, r, spec.MRoomCreate, ""); err != nil {
+		return nil, err
+	} else if create != nil {
+		r.creators = creatorsOf(ver, create)
 	}
 	return r, nil
 }
@@ -165,7 +166,7 @@ func (rs *Roomserver) loadRoom(ctx context.Context, info *storage.Room) (*room, 
 func parseStored(ver gomatrixserverlib.IRoomVersion, e *storage.Event) (gomatrixserverlib.PDU, error) {
 	pdu, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
 	if err != nil {
-		return nil, fmt.Errorf("parsing stored event %s: %w", e.EventID, err)
+		return nil, errors.New("parsing stored event " + e.EventID + ": " + err.Error())
 	}
 	return pdu, nil
 }
@@ -179,39 +180,41 @@ func ParseEvent(e *storage.Event) (gomatrixserverlib.PDU, error) {
 	return parseStored(ver, e)
 }
 
-// authProvider gives the auth rules the room's current state.
-func (r *room) authProvider(needed gomatrixserverlib.StateNeeded) (*gomatrixserverlib.AuthEvents, error) {
-	var events []gomatrixserverlib.PDU
-	for _, t := range needed.Tuples() {
-		if ev, ok := r.state[t]; ok {
-			events = append(events, ev)
-		}
+// loadEvent returns an event of the room: one queued but not yet committed,
+// a cached one, or one read from storage.
+func (rs *Roomserver) loadEvent(ctx context.Context, r *room, id string) (gomatrixserverlib.PDU, error) {
+	if pdu := r.pinnedEvent(id); pdu != nil {
+		return pdu, nil
 	}
-	return gomatrixserverlib.NewAuthEvents(events)
-}
-
-// stateEvent returns the current state event for (type, key), or nil.
-func (r *room) stateEvent(typ, key string) gomatrixserverlib.PDU {
-	return r.state[gomatrixserverlib.StateKeyTuple{EventType: typ, StateKey: key}]
-}
-
-// membership returns a user's current membership ("" when none).
-func (r *room) membership(userID string) string {
-	ev := r.stateEvent(spec.MRoomMember, userID)
-	if ev == nil {
-		return ""
+	if pdu, ok := rs.events.Get(id); ok {
+		return pdu, nil
 	}
-	m, _ := ev.Membership()
-	return m
+	e, err := rs.db.EventByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	pdu, err := parseStored(r.version, e)
+	if err != nil {
+		return nil, err
+	}
+	rs.events.Add(id, pdu)
+	return pdu, nil
 }
 
+// stateEvent returns the room's current state event for (type, key), nil
+// when unset.
+func (rs *Roomserver) stateEvent(ctx context.Context, r *room, typ, key string) (gomatrixserverlib.PDU, error) {
+	ref, ok := r.ref(typ, key)
+	if !ok {
+		return nil, nil
+	}
+	return rs.loadEvent(ctx, r, ref.id)
+}
+
+// evict drops a room's head (after a failed write, or to reload it).
 func (rs *Roomserver) evict(r *room) {
 	r.broken.Store(true)
-	rs.mu.Lock()
-	if rs.rooms[r.id] == r {
-		delete(rs.rooms, r.id)
-	}
-	rs.mu.Unlock()
+	rs.rooms.Remove(r.id, func(cur *room) bool { return cur == r })
 }
 
 // eventMeta is what the pipeline stores beside a local event.

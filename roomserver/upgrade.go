@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"sort"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -31,7 +32,7 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 		return "", err
 	}
 	old.mu.Lock()
-	pl, err := powerLevels(old)
+	pl, err := rs.powerLevels(ctx, old)
 	if err != nil {
 		old.mu.Unlock()
 		return "", err
@@ -40,12 +41,17 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 		old.mu.Unlock()
 		return "", forbidden("you are not in the room")
 	}
-	if pl.UserLevel(spec.SenderID(userID)) < pl.EventLevel("m.room.tombstone", true) && !isCreator(old, userID) {
+	if pl.UserLevel(spec.SenderID(userID)) < pl.EventLevel("m.room.tombstone", true) && !old.isCreator(userID) {
 		old.mu.Unlock()
 		return "", forbidden("you may not upgrade this room")
 	}
 	createContent := map[string]any{}
-	if c := old.stateEvent(spec.MRoomCreate, ""); c != nil {
+	oldState, err := rs.stateEvents(ctx, old, append(upgradeCopiedState, spec.MRoomCreate, spec.MRoomPowerLevels))
+	if err != nil {
+		old.mu.Unlock()
+		return "", err
+	}
+	if c := oldState[spec.MRoomCreate]; c != nil {
 		var oc map[string]any
 		json.Unmarshal(c.Content(), &oc)
 		for _, k := range []string{"type", "m.federate"} {
@@ -57,22 +63,21 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 	createContent["predecessor"] = map[string]any{"room_id": roomID}
 	var initial []StateEvent
 	for _, typ := range upgradeCopiedState {
-		if ev := old.stateEvent(typ, ""); ev != nil {
+		if ev := oldState[typ]; ev != nil {
 			initial = append(initial, StateEvent{Type: typ, Content: json.RawMessage(ev.Content())})
 		}
 	}
 	var bans []string
 	var oldPL map[string]any
-	if ev := old.stateEvent(spec.MRoomPowerLevels, ""); ev != nil {
+	if ev := oldState[spec.MRoomPowerLevels]; ev != nil {
 		json.Unmarshal(ev.Content(), &oldPL)
 	}
-	for t, ev := range old.state {
-		if t.EventType == spec.MRoomMember {
-			if m, _ := ev.Membership(); m == spec.Ban {
-				bans = append(bans, t.StateKey)
-			}
+	for t, ref := range old.state {
+		if t.EventType == spec.MRoomMember && ref.value == spec.Ban {
+			bans = append(bans, t.StateKey)
 		}
 	}
+	sort.Strings(bans)
 	old.mu.Unlock()
 
 	// The new room's power levels are the old ones; from v12 creators are
@@ -160,8 +165,11 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 	}
 	// The old room no longer advertises the aliases that moved.
 	old.mu.Lock()
-	ca := old.stateEvent("m.room.canonical_alias", "")
+	ca, err := rs.stateEvent(ctx, old, "m.room.canonical_alias", "")
 	old.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
 	if ca != nil && string(ca.Content()) != "{}" {
 		if _, err := rs.Send(ctx, LocalEvent{RoomID: roomID, Sender: userID, DeviceID: deviceID, Type: "m.room.canonical_alias", StateKey: &empty, Content: json.RawMessage("{}")}); err != nil {
 			return "", err

@@ -58,34 +58,15 @@ type NewEvent struct {
 	UnsignedExtra []byte
 	JSON          []byte
 	PrevEvents    []string
+	// Redacts is a redaction's target event ID.
+	Redacts string
 }
 
-// InsertEvent stores an event; accepted events get the next stream
-// position, which is returned with the event's NID.
+// InsertEvent stores an event row at the timeline's end (accepted events
+// get the next stream position) and nothing around it; the roomserver
+// stores events with StoreEvent. Tests use it to build fixtures.
 func (tx *Tx) InsertEvent(ctx context.Context, e NewEvent) (nid, pos int64, err error) {
-	var streamPos any
-	if e.Status == EventAccepted {
-		pos = tx.NextStreamPos()
-		streamPos = pos
-	}
-	err = tx.q().QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_server_ts,
-			stream_pos, state_before, status, relates_to, rel_type, sender_device, txn_id, unsigned_extra, json)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''), NULLIF($14, ''), $15, $16)
-		RETURNING event_nid`,
-		e.EventID, e.RoomNID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, streamPos, e.StateBefore, e.Status,
-		e.RelatesTo, e.RelType, e.SenderDevice, e.TxnID, nullBytes(e.UnsignedExtra), string(e.JSON)).Scan(&nid)
-	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE constraint failed: events.event_id") {
-			return 0, 0, ErrExists
-		}
-		return 0, 0, fmt.Errorf("inserting event %s: %w", e.EventID, err)
-	}
-	for _, prev := range e.PrevEvents {
-		if _, err := tx.exec(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev); err != nil {
-			return 0, 0, fmt.Errorf("inserting event edge: %w", err)
-		}
-	}
-	return nid, pos, nil
+	return tx.insertEvent(ctx, e, Timeline)
 }
 
 func nullBytes(b []byte) any {
@@ -331,4 +312,20 @@ func (db *DB) VisibilityMarks(ctx context.Context, roomNID int64, userID string)
 		}
 	}
 	return memberships, visibility, rows.Err()
+}
+
+// RedactionsOf lists the stored redactions that target an event.
+func (db *DB) RedactionsOf(ctx context.Context, eventID string) ([]Event, error) {
+	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`WHERE e.redacts = $1`, eventID))
+}
+
+// IsReferenced reports whether a stored event names eventID as a prev event
+// (a child exists, so the event is no forward extremity).
+func (db *DB) IsReferenced(ctx context.Context, eventID string) (bool, error) {
+	var n int
+	err := db.q().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM event_edges WHERE prev_event_id = $1 LIMIT 1)`, eventID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("looking up children of %s: %w", eventID, err)
+	}
+	return n > 0, nil
 }

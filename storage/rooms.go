@@ -115,11 +115,7 @@ func readSnapshot(ctx context.Context, q querier, snapshotNID int64) (map[StateK
 	state := map[StateKey]int64{}
 	// A recursive query fetches the chain's entries in one round trip; the
 	// entry nearest the requested snapshot wins.
-	rows, err := q.QueryContext(ctx, `WITH RECURSIVE chain(nid, parent, lvl) AS (
-			SELECT snapshot_nid, parent_nid, 0 FROM state_snapshots WHERE snapshot_nid = $1
-			UNION ALL
-			SELECT s.snapshot_nid, s.parent_nid, c.lvl + 1 FROM state_snapshots s JOIN chain c ON s.snapshot_nid = c.parent
-		)
+	rows, err := q.QueryContext(ctx, snapshotChainCTE+`
 		SELECT e.type, e.state_key, e.event_nid FROM chain c JOIN state_entries e ON e.snapshot_nid = c.nid ORDER BY c.lvl DESC`, snapshotNID)
 	if err != nil {
 		return nil, fmt.Errorf("reading snapshot %d: %w", snapshotNID, err)
@@ -245,3 +241,44 @@ func (tx *Tx) DeleteCurrentState(ctx context.Context, roomNID int64, key StateKe
 	}
 	return nil
 }
+
+// StateRef is one entry of a state snapshot: the event and the content
+// field queries filter on (events.state_value).
+type StateRef struct {
+	NID     int64
+	EventID string
+	Value   string
+}
+
+// SnapshotRefs reads a snapshot's state with each event's ID and value.
+func (db *DB) SnapshotRefs(ctx context.Context, snapshotNID int64) (map[StateKey]StateRef, error) {
+	out := map[StateKey]StateRef{}
+	if snapshotNID == 0 {
+		return out, nil
+	}
+	rows, err := db.q().QueryContext(ctx, snapshotChainCTE+`
+		SELECT e.type, e.state_key, e.event_nid, ev.event_id, COALESCE(ev.state_value, '')
+		FROM chain c JOIN state_entries e ON e.snapshot_nid = c.nid JOIN events ev ON ev.event_nid = e.event_nid
+		ORDER BY c.lvl DESC`, snapshotNID)
+	if err != nil {
+		return nil, fmt.Errorf("reading snapshot %d: %w", snapshotNID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k StateKey
+		var ref StateRef
+		if err := rows.Scan(&k.Type, &k.StateKey, &ref.NID, &ref.EventID, &ref.Value); err != nil {
+			return nil, err
+		}
+		out[k] = ref
+	}
+	return out, rows.Err()
+}
+
+// snapshotChainCTE walks a snapshot's delta chain ($1): chain(nid, lvl),
+// lvl 0 being the snapshot itself; the entry of the lowest level wins.
+const snapshotChainCTE = `WITH RECURSIVE chain(nid, parent, lvl) AS (
+			SELECT snapshot_nid, parent_nid, 0 FROM state_snapshots WHERE snapshot_nid = $1
+			UNION ALL
+			SELECT s.snapshot_nid, s.parent_nid, c.lvl + 1 FROM state_snapshots s JOIN chain c ON s.snapshot_nid = c.parent
+		)`

@@ -1,0 +1,221 @@
+package roomserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/storage"
+)
+
+// Step 5: the event must pass the auth rules against the state before it.
+// That state is, in order of preference: the trusted state the caller
+// gives (send_join, /state_ids); the room's current state when the event
+// extends exactly the room's forward extremities (linear); otherwise the
+// state after each prev event, resolved with the room version's state
+// resolution when there are several.
+
+// stateBefore returns the state before the event and whether it is the
+// room's current state. For the linear case only the entries the checks
+// read are loaded (auth events, power levels, the key the event replaces):
+// the head, not the map, is what moves on.
+func (rs *Roomserver) stateBefore(ctx context.Context, r *room, in InputEvent, batch *inputBatch) (stateMap, bool, error) {
+	pdu := in.Event
+	if in.StateBefore != nil {
+		st, err := rs.trustedState(ctx, r, pdu.EventID(), in.StateBefore)
+		return st, false, err
+	}
+	prevs := pdu.PrevEventIDs()
+	if in.Kind == KindNew && len(prevs) > 0 && sameSet(prevs, r.extremities) {
+		st, err := rs.currentStateFor(ctx, r, pdu)
+		return st, true, err
+	}
+	if len(prevs) == 0 {
+		return stateMap{}, false, nil // only a create event has no prev events
+	}
+	var sets []stateMap
+	var missing, stateless []string
+	for _, id := range dedupe(prevs) {
+		if _, ok := batch.status[id]; ok && r.pending != nil {
+			// A prev event of this batch: its state is read back once its
+			// write is in (forks inside one batch are rare).
+			if err := r.pending(); err != nil {
+				return nil, false, err
+			}
+		}
+		e, err := rs.db.EventByID(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && e.RoomID != r.id) {
+			missing = append(missing, id)
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if e.Status == storage.EventOutlier || e.Status == storage.EventRejected {
+			stateless = append(stateless, id)
+			continue
+		}
+		st, err := rs.stateAfter(ctx, r, e)
+		if err != nil {
+			return nil, false, err
+		}
+		sets = append(sets, st)
+	}
+	if len(missing) > 0 {
+		return nil, false, &MissingPrevEventsError{EventID: pdu.EventID(), Missing: missing}
+	}
+	if len(stateless) > 0 {
+		return nil, false, &MissingStateError{EventID: pdu.EventID(), Events: stateless}
+	}
+	if len(sets) == 1 {
+		return sets[0], false, nil
+	}
+	resolved, err := rs.resolve(ctx, r, sets)
+	return resolved, false, err
+}
+
+// currentStateFor loads the part of the current state that checking and
+// accepting pdu reads.
+func (rs *Roomserver) currentStateFor(ctx context.Context, r *room, pdu gomatrixserverlib.PDU) (stateMap, error) {
+	tuples := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu}).Tuples()
+	tuples = append(tuples, gomatrixserverlib.StateKeyTuple{EventType: spec.MRoomCreate},
+		gomatrixserverlib.StateKeyTuple{EventType: spec.MRoomPowerLevels})
+	if sk := pdu.StateKey(); sk != nil {
+		tuples = append(tuples, gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *sk})
+	}
+	st := make(stateMap, len(tuples))
+	for _, t := range tuples {
+		ref, ok := r.state[t]
+		if !ok {
+			continue
+		}
+		ev, err := rs.loadEvent(ctx, r, ref.id)
+		if err != nil {
+			return nil, err
+		}
+		st[t] = ev
+	}
+	return st, nil
+}
+
+// trustedState loads a state given as event IDs; each must be stored (as
+// an outlier at least) and be a state event of the room.
+func (rs *Roomserver) trustedState(ctx context.Context, r *room, eventID string, ids []string) (stateMap, error) {
+	st := make(stateMap, len(ids))
+	var missing []string
+	for _, id := range ids {
+		ev, status, err := rs.eventOfRoom(ctx, r, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			missing = append(missing, id)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if status == StatusRejected || ev.StateKey() == nil {
+			continue // not state: ignored, as a rejected event is
+		}
+		t := gomatrixserverlib.StateKeyTuple{EventType: ev.Type(), StateKey: *ev.StateKey()}
+		if _, dup := st[t]; dup {
+			return nil, fmt.Errorf("trusted state for %s names two events for (%s, %s)", eventID, t.EventType, t.StateKey)
+		}
+		st[t] = ev
+	}
+	if len(missing) > 0 {
+		return nil, &MissingStateError{EventID: eventID, Events: missing}
+	}
+	return st, nil
+}
+
+// stateAfter loads the state after a stored event of the timeline.
+func (rs *Roomserver) stateAfter(ctx context.Context, r *room, e *storage.Event) (stateMap, error) {
+	st, err := rs.snapshotState(ctx, r, e.StateBefore)
+	if err != nil {
+		return nil, err
+	}
+	if e.StateKey != nil && e.Status == storage.EventAccepted {
+		pdu, err := rs.loadEvent(ctx, r, e.EventID)
+		if err != nil {
+			return nil, err
+		}
+		st[gomatrixserverlib.StateKeyTuple{EventType: e.Type, StateKey: *e.StateKey}] = pdu
+	}
+	return st, nil
+}
+
+// snapshotState loads the events of a stored state snapshot.
+func (rs *Roomserver) snapshotState(ctx context.Context, r *room, snapshot int64) (stateMap, error) {
+	refs, err := rs.db.SnapshotRefs(ctx, snapshot)
+	if err != nil {
+		return nil, err
+	}
+	st := make(stateMap, len(refs)+1)
+	for k, ref := range refs {
+		pdu, err := rs.loadEvent(ctx, r, ref.EventID)
+		if err != nil {
+			return nil, err
+		}
+		st[gomatrixserverlib.StateKeyTuple{EventType: k.Type, StateKey: k.StateKey}] = pdu
+	}
+	return st, nil
+}
+
+// resolve runs the room version's state resolution over state sets.
+func (rs *Roomserver) resolve(ctx context.Context, r *room, sets []stateMap) (stateMap, error) {
+	stateSets := make([][]gomatrixserverlib.PDU, 0, len(sets))
+	var all []gomatrixserverlib.PDU
+	for _, set := range sets {
+		list := make([]gomatrixserverlib.PDU, 0, len(set))
+		for _, ev := range set {
+			list = append(list, ev)
+		}
+		stateSets = append(stateSets, list)
+		all = append(all, list...)
+	}
+	chain, err := rs.authChain(ctx, r, all)
+	if err != nil {
+		return nil, err
+	}
+	resolved, err := resolveConflicts(r.version, stateSets, chain)
+	if err != nil {
+		return nil, fmt.Errorf("state resolution: %w", err)
+	}
+	out := make(stateMap, len(resolved))
+	for _, ev := range resolved {
+		out[gomatrixserverlib.StateKeyTuple{EventType: ev.Type(), StateKey: *ev.StateKey()}] = ev
+	}
+	return out, nil
+}
+
+// resolveConflicts runs gomatrixserverlib's state resolution. At the pinned
+// version its v2.1 resolver (room version 12) panics when power events
+// conflict ("missing resolved create event": it needs the create event
+// before any state is applied); that panic becomes an error here, so such a
+// fork is refused instead of crashing the server.
+func resolveConflicts(ver gomatrixserverlib.IRoomVersion, stateSets [][]gomatrixserverlib.PDU, chain []gomatrixserverlib.PDU) (resolved []gomatrixserverlib.PDU, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resolved, err = nil, fmt.Errorf("%w: %v", ErrStateResolution, p)
+		}
+	}()
+	return gomatrixserverlib.ResolveConflictsNew(ver.Version(), stateSets, chain, userIDForSender, func(string) bool { return false })
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, x := range a {
+		m[x] = true
+	}
+	for _, x := range b {
+		if !m[x] {
+			return false
+		}
+	}
+	return true
+}
