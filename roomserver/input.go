@@ -257,7 +257,11 @@ func (rs *Roomserver) inputOne(ctx context.Context, r *room, in InputEvent, batc
 		return rs.reject(pdu, rejectedBy, promote)
 	}
 	if in.Kind == KindOutlier {
-		return InputResult{Status: StatusOutlier}, &eventWrite{pdu: pdu, placement: storage.Outlier}, nil
+		w := &eventWrite{pdu: pdu, placement: storage.Outlier}
+		if w.pendingRedactions, err = rs.pendingRedactionsFor(ctx, r, pdu); err != nil {
+			return InputResult{}, nil, err
+		}
+		return InputResult{Status: StatusOutlier}, w, nil
 	}
 	// 5. Authorised by the state before it?
 	before, linear, err := rs.stateBefore(ctx, r, in, batch)

@@ -39,13 +39,15 @@ type dag struct {
 	t       *testing.T
 	ver     gomatrixserverlib.IRoomVersion
 	roomID  string
-	stateOf map[string]stateMap // state after each event
-	clock   time.Time
+	stateOf  map[string]stateMap // state after each event
+	beforeOf map[string]stateMap // state each event was built on
+	events   map[string]gomatrixserverlib.PDU
+	clock    time.Time
 }
 
 func newDAG(t *testing.T, version string) *dag {
 	return &dag{t: t, ver: gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersion(version)),
-		stateOf: map[string]stateMap{}, clock: time.Now()}
+		stateOf: map[string]stateMap{}, beforeOf: map[string]stateMap{}, events: map[string]gomatrixserverlib.PDU{}, clock: time.Now()}
 }
 
 // event builds an event by srv on top of prev (state taken from the state
@@ -91,6 +93,41 @@ func (d *dag) event(srv *fakeServer, sender, typ string, stateKey *string, conte
 		after[gomatrixserverlib.StateKeyTuple{EventType: typ, StateKey: *pdu.StateKey()}] = pdu
 	}
 	d.stateOf[pdu.EventID()] = after
+	d.beforeOf[pdu.EventID()] = before
+	d.events[pdu.EventID()] = pdu
+	return pdu
+}
+
+// eventRedacting builds a redaction of target (the redacts key sits at the
+// top level before v11, in the content from v11).
+func (d *dag) eventRedacting(srv *fakeServer, sender, target string, content map[string]any, before stateMap, prev ...gomatrixserverlib.PDU) gomatrixserverlib.PDU {
+	d.t.Helper()
+	raw, _ := json.Marshal(content)
+	depth := int64(1)
+	var prevIDs []string
+	for _, p := range prev {
+		prevIDs = append(prevIDs, p.EventID())
+		depth = max(depth, p.Depth()+1)
+	}
+	proto := gomatrixserverlib.ProtoEvent{SenderID: sender, RoomID: d.roomID, Type: spec.MRoomRedaction, Redacts: target,
+		Content: raw, PrevEvents: prevIDs, Depth: depth}
+	b := d.ver.NewEventBuilderFromProtoEvent(&proto)
+	var evs []gomatrixserverlib.PDU
+	for _, ev := range before {
+		evs = append(evs, ev)
+	}
+	provider, _ := gomatrixserverlib.NewAuthEvents(evs)
+	if err := b.AddAuthEvents(provider); err != nil {
+		d.t.Fatal(err)
+	}
+	d.clock = d.clock.Add(time.Millisecond)
+	pdu, err := b.Build(d.clock, srv.name, srv.keyID, srv.key)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.stateOf[pdu.EventID()] = before
+	d.beforeOf[pdu.EventID()] = before
+	d.events[pdu.EventID()] = pdu
 	return pdu
 }
 
