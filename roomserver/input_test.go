@@ -36,9 +36,9 @@ func newFakeServer(t *testing.T, name string) *fakeServer {
 // dag tracks the state after each event of a test room, so events can be
 // built on any fork.
 type dag struct {
-	t       *testing.T
-	ver     gomatrixserverlib.IRoomVersion
-	roomID  string
+	t        *testing.T
+	ver      gomatrixserverlib.IRoomVersion
+	roomID   string
 	stateOf  map[string]stateMap // state after each event
 	beforeOf map[string]stateMap // state each event was built on
 	events   map[string]gomatrixserverlib.PDU
