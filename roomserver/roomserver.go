@@ -49,6 +49,8 @@ type Roomserver struct {
 	events *lru.Cache[string, gomatrixserverlib.PDU]
 	// chains caches auth chains for state resolution.
 	chains *authChainCache
+	// views caches what state snapshots say for history visibility.
+	views *lru.Cache[snapViewKey, snapView]
 	// verifier checks the signatures of events from other servers (nil:
 	// the caller vouches for them, as tests do).
 	verifier gomatrixserverlib.JSONVerifier
@@ -86,6 +88,7 @@ func New(db *storage.DB, opts Options) *Roomserver {
 		rooms:    lru.New[string, *room](opts.RoomCacheSize),
 		events:   lru.New[string, gomatrixserverlib.PDU](opts.EventCacheSize),
 		chains:   newAuthChainCache(opts.EventCacheSize),
+		views:    lru.New[snapViewKey, snapView](opts.EventCacheSize),
 		verifier: opts.Verifier,
 	}
 	rs.rooms.KeepIf(func(_ string, r *room) bool { return !r.retire() })

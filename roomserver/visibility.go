@@ -10,33 +10,110 @@ import (
 )
 
 // Viewer decides which events of one room a user may see under the room's
-// history visibility (spec "History visibility"), from the user's
-// membership history and the room's visibility changes, each loaded once.
+// history visibility (spec "History visibility"). Each event is judged by
+// the state before it (its stored snapshot), not by a clock: backfilled
+// and forked events are judged where they sit in the DAG. Snapshots are
+// immutable, so what a snapshot says for a user is cached.
 type Viewer struct {
-	userID      string
-	memberships []mark // the user's membership changes, stream order
-	visibility  []mark // history_visibility changes, stream order
+	ctx     context.Context
+	rs      *Roomserver
+	roomNID int64
+	userID  string
+	// current membership and history visibility, and the position of the
+	// user's latest membership change.
+	membership string
+	visibility string
+	lastPos    int64
+	err        error
 }
 
-type mark struct {
-	pos   int64
-	value string
+// snapView is what a snapshot says for a user: the room's history
+// visibility and the user's membership.
+type snapView struct{ visibility, membership string }
+
+type snapViewKey struct {
+	snapshot int64
+	userID   string
 }
 
-// Viewer loads what is needed to filter a room's events for userID.
+// Viewer loads what is needed to filter a room's events for userID. It
+// keeps ctx for the lookups it makes while judging events.
 func (rs *Roomserver) Viewer(ctx context.Context, roomNID int64, userID string) (*Viewer, error) {
-	v := &Viewer{userID: userID}
-	members, vis, err := rs.db.VisibilityMarks(ctx, roomNID, userID)
+	v := &Viewer{ctx: ctx, rs: rs, roomNID: roomNID, userID: userID}
+	cur, err := rs.db.VisibilityNow(ctx, roomNID, userID)
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range members {
-		v.memberships = append(v.memberships, mark{m.StreamPos, m.Value})
-	}
-	for _, m := range vis {
-		v.visibility = append(v.visibility, mark{m.StreamPos, m.Value})
-	}
+	v.membership, v.visibility, v.lastPos = cur.Membership, cur.Visibility, cur.MembershipPos
 	return v, nil
+}
+
+// Err is the first lookup error met while judging events (they were then
+// judged invisible).
+func (v *Viewer) Err() error { return v.err }
+
+// view returns what the state before e says for the user.
+func (v *Viewer) view(e *storage.Event) snapView {
+	snap := e.StateBefore
+	if snap == 0 && e.StreamPos > 0 && e.EventID == "" {
+		// A position rather than an event: the room's state there.
+		s, err := v.rs.db.SnapshotAtPos(v.ctx, v.roomNID, e.StreamPos)
+		if err != nil {
+			v.fail(err)
+			return snapView{}
+		}
+		snap = s
+	}
+	key := snapViewKey{snap, v.userID}
+	if sv, ok := v.rs.views.Get(key); ok {
+		return sv
+	}
+	vals, err := v.rs.db.SnapshotVisibility(v.ctx, snap, v.userID)
+	if err != nil {
+		v.fail(err)
+		return snapView{}
+	}
+	sv := snapView{visibility: vals.Visibility, membership: vals.Membership}
+	v.rs.views.Add(key, sv)
+	return sv
+}
+
+func (v *Viewer) fail(err error) {
+	if v.err == nil {
+		v.err = err
+	}
+}
+
+var permissiveness = map[string]int{"joined": 0, "invited": 1, "shared": 2, "world_readable": 3}
+
+// CanSee reports whether the user may see e.
+func (v *Viewer) CanSee(e *storage.Event) bool {
+	if e.Type == spec.MRoomMember && e.StateKey != nil && *e.StateKey == v.userID {
+		return true // one's own membership changes are always visible
+	}
+	sv := v.view(e)
+	vis := sv.visibility
+	if vis == "" {
+		vis = "shared"
+	}
+	if e.Type == spec.MRoomHistoryVisibility && e.StateKey != nil && *e.StateKey == "" {
+		// The change itself is visible under the more permissive of old and new.
+		if nv := contentField(e.JSON, "history_visibility"); permissiveness[nv] > permissiveness[vis] {
+			vis = nv
+		}
+	}
+	switch vis {
+	case "world_readable":
+		return true
+	case "invited":
+		return sv.membership == spec.Join || sv.membership == spec.Invite
+	case "joined":
+		return sv.membership == spec.Join
+	default: // shared, and unknown values as the spec says
+		// Members at the time, and members now (Synapse: a user who joined
+		// sees the shared history before; one who left does not).
+		return sv.membership == spec.Join || v.membership == spec.Join
+	}
 }
 
 func contentField(eventJSON []byte, field string) string {
@@ -50,77 +127,12 @@ func contentField(eventJSON []byte, field string) string {
 	return s
 }
 
-// before returns the value of the last mark before pos ("" if none).
-func before(marks []mark, pos int64) string {
-	v := ""
-	for _, m := range marks {
-		if m.pos >= pos {
-			break
-		}
-		v = m.value
-	}
-	return v
-}
-
-var permissiveness = map[string]int{"joined": 0, "invited": 1, "shared": 2, "world_readable": 3}
-
-// CanSee reports whether the user may see e.
-func (v *Viewer) CanSee(e *storage.Event) bool {
-	if e.Type == spec.MRoomMember && e.StateKey != nil && *e.StateKey == v.userID {
-		return true // one's own membership changes are always visible
-	}
-	vis := before(v.visibility, e.StreamPos)
-	if vis == "" {
-		vis = "shared"
-	}
-	if e.Type == spec.MRoomHistoryVisibility && e.StateKey != nil && *e.StateKey == "" {
-		// The change itself is visible under the more permissive of old and new.
-		if nv := contentField(e.JSON, "history_visibility"); permissiveness[nv] > permissiveness[vis] {
-			vis = nv
-		}
-	}
-	membership := before(v.memberships, e.StreamPos)
-	switch vis {
-	case "world_readable":
-		return true
-	case "invited":
-		return membership == spec.Join || membership == spec.Invite
-	case "joined":
-		return membership == spec.Join
-	default: // shared, and unknown values as the spec says
-		if membership == spec.Join {
-			return true
-		}
-		for _, m := range v.memberships {
-			if m.pos > e.StreamPos && m.value == spec.Join {
-				return true
-			}
-		}
-		return false
-	}
-}
-
 // WorldReadable reports whether the room's current history visibility is
 // world_readable (readable without joining).
-func (v *Viewer) WorldReadable() bool {
-	if len(v.visibility) == 0 {
-		return false
-	}
-	return v.visibility[len(v.visibility)-1].value == "world_readable"
-}
+func (v *Viewer) WorldReadable() bool { return v.visibility == "world_readable" }
 
 // Membership is the user's current membership ("" when none).
-func (v *Viewer) Membership() string {
-	if len(v.memberships) == 0 {
-		return ""
-	}
-	return v.memberships[len(v.memberships)-1].value
-}
+func (v *Viewer) Membership() string { return v.membership }
 
 // LastMembershipPos is the stream position of the user's latest membership change.
-func (v *Viewer) LastMembershipPos() int64 {
-	if len(v.memberships) == 0 {
-		return 0
-	}
-	return v.memberships[len(v.memberships)-1].pos
-}
+func (v *Viewer) LastMembershipPos() int64 { return v.lastPos }

@@ -208,29 +208,18 @@ func (db *DB) LatestStreamPos(ctx context.Context, roomNID int64) (int64, error)
 	return pos, nil
 }
 
-// StateAt returns the room state (key to event NID) after the room's last
-// timeline event at or before pos.
+// StateAt returns the room's current state (key to event NID) as of a
+// stream position: after the room's last timeline event at or before pos.
+// After a fork that is the resolved state, not the event's own branch.
 func (db *DB) StateAt(ctx context.Context, roomNID, pos int64) (map[StateKey]int64, error) {
-	var nid, before int64
-	var typ string
-	var sk sql.NullString
-	err := db.q().QueryRowContext(ctx, `SELECT event_nid, state_before, type, state_key FROM events
-		WHERE room_nid = $1 AND stream_pos IS NOT NULL AND stream_pos <= $2 ORDER BY stream_pos DESC LIMIT 1`, roomNID, pos).
-		Scan(&nid, &before, &typ, &sk)
-	if errors.Is(err, sql.ErrNoRows) {
-		return map[StateKey]int64{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("finding state at %d: %w", pos, err)
-	}
-	state, err := db.Snapshot(ctx, before)
+	snap, err := db.SnapshotAtPos(ctx, roomNID, pos)
 	if err != nil {
 		return nil, err
 	}
-	if sk.Valid {
-		state[StateKey{Type: typ, StateKey: sk.String}] = nid
+	if snap == 0 {
+		return map[StateKey]int64{}, nil
 	}
-	return state, nil
+	return db.Snapshot(ctx, snap)
 }
 
 // EventNearTimestamp finds the room's timeline event closest to ts in the
@@ -276,44 +265,6 @@ func (tx *Tx) EventNIDs(ctx context.Context, ids []string) (map[string]int64, er
 	return out, nil
 }
 
-// StateMark is one change of a piece of state: where it happened and one
-// content field's new value.
-type StateMark struct {
-	StreamPos int64
-	Value     string
-}
-
-// VisibilityMarks lists, in stream order, a user's membership changes in a
-// room and the room's history_visibility changes, each with its new value
-// ("" when not a string): what history visibility checks need, in one
-// statement.
-func (db *DB) VisibilityMarks(ctx context.Context, roomNID int64, userID string) (memberships, visibility []StateMark, err error) {
-	rows, err := db.q().QueryContext(ctx, `
-		SELECT 0, stream_pos, CASE json_type(json, '$.content.membership') WHEN 'text' THEN json_extract(json, '$.content.membership') ELSE '' END
-		FROM events WHERE room_nid = $1 AND type = 'm.room.member' AND state_key = $2 AND stream_pos IS NOT NULL
-		UNION ALL
-		SELECT 1, stream_pos, CASE json_type(json, '$.content.history_visibility') WHEN 'text' THEN json_extract(json, '$.content.history_visibility') ELSE '' END
-		FROM events WHERE room_nid = $1 AND type = 'm.room.history_visibility' AND state_key = '' AND stream_pos IS NOT NULL
-		ORDER BY 2`, roomNID, userID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading visibility changes: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var kind int
-		var m StateMark
-		if err := rows.Scan(&kind, &m.StreamPos, &m.Value); err != nil {
-			return nil, nil, err
-		}
-		if kind == 0 {
-			memberships = append(memberships, m)
-		} else {
-			visibility = append(visibility, m)
-		}
-	}
-	return memberships, visibility, rows.Err()
-}
-
 // RedactionsOf lists the stored redactions that target an event.
 func (db *DB) RedactionsOf(ctx context.Context, eventID string) ([]Event, error) {
 	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`WHERE e.redacts = $1`, eventID))
@@ -328,4 +279,93 @@ func (db *DB) IsReferenced(ctx context.Context, eventID string) (bool, error) {
 		return false, fmt.Errorf("looking up children of %s: %w", eventID, err)
 	}
 	return n > 0, nil
+}
+
+// VisibilityNow is a user's current membership of a room, the room's
+// current history visibility, and the position of the user's membership
+// event.
+type VisibilityNow struct {
+	Membership    string
+	Visibility    string
+	MembershipPos int64
+}
+
+// VisibilityNow reads what Viewer needs of the room's current state, in
+// one statement.
+func (db *DB) VisibilityNow(ctx context.Context, roomNID int64, userID string) (VisibilityNow, error) {
+	var v VisibilityNow
+	rows, err := db.q().QueryContext(ctx, `SELECT c.type, COALESCE(e.state_value, ''), COALESCE(e.stream_pos, c.stream_pos)
+		FROM current_state c JOIN events e ON e.event_nid = c.event_nid
+		WHERE c.room_nid = $1 AND ((c.type = 'm.room.member' AND c.state_key = $2) OR (c.type = 'm.room.history_visibility' AND c.state_key = ''))`,
+		roomNID, userID)
+	if err != nil {
+		return v, fmt.Errorf("reading visibility: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var typ, val string
+		var pos int64
+		if err := rows.Scan(&typ, &val, &pos); err != nil {
+			return v, err
+		}
+		if typ == "m.room.member" {
+			v.Membership, v.MembershipPos = val, pos
+		} else {
+			v.Visibility = val
+		}
+	}
+	return v, rows.Err()
+}
+
+// SnapshotView is what a snapshot says of a room's history visibility and
+// one user's membership.
+type SnapshotView struct {
+	Visibility string
+	Membership string
+}
+
+// SnapshotVisibility reads the history visibility and userID's membership
+// in a state snapshot (two keys along its delta chain).
+func (db *DB) SnapshotVisibility(ctx context.Context, snapshotNID int64, userID string) (SnapshotView, error) {
+	var v SnapshotView
+	if snapshotNID == 0 {
+		return v, nil
+	}
+	rows, err := db.q().QueryContext(ctx, snapshotChainCTE+`
+		SELECT e.type, COALESCE(ev.state_value, '') FROM chain c
+		JOIN state_entries e ON e.snapshot_nid = c.nid
+			AND ((e.type = 'm.room.history_visibility' AND e.state_key = '') OR (e.type = 'm.room.member' AND e.state_key = $2))
+		JOIN events ev ON ev.event_nid = e.event_nid
+		ORDER BY c.lvl DESC`, snapshotNID, userID)
+	if err != nil {
+		return v, fmt.Errorf("reading snapshot %d: %w", snapshotNID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var typ, val string
+		if err := rows.Scan(&typ, &val); err != nil {
+			return v, err
+		}
+		if typ == "m.room.member" {
+			v.Membership = val
+		} else {
+			v.Visibility = val
+		}
+	}
+	return v, rows.Err()
+}
+
+// SnapshotAtPos is the room's current-state snapshot as of a stream
+// position (after the last timeline event at or before it).
+func (db *DB) SnapshotAtPos(ctx context.Context, roomNID, pos int64) (int64, error) {
+	var snap int64
+	err := db.q().QueryRowContext(ctx, `SELECT current_after FROM events
+		WHERE room_nid = $1 AND stream_pos > 0 AND stream_pos <= $2 ORDER BY stream_pos DESC LIMIT 1`, roomNID, pos).Scan(&snap)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("finding state at %d: %w", pos, err)
+	}
+	return snap, nil
 }
