@@ -19,6 +19,7 @@ type AccountData struct {
 // PutAccountData stores (replacing) one entry and returns its stream position.
 func (tx *Tx) PutAccountData(ctx context.Context, userID, roomID, typ string, content []byte) (int64, error) {
 	pos := tx.NextStreamPos()
+	tx.WakeUsers(userID)
 	_, err := tx.exec(ctx, `INSERT INTO account_data (user_id, room_id, type, content, stream_pos) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
 		userID, roomID, typ, string(content), pos)

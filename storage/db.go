@@ -55,6 +55,8 @@ type DB struct {
 	// long-polling readers such as /sync.
 	changedMu sync.Mutex
 	changed   chan struct{}
+	// onWake is told whom each commit concerns (nil: nobody is told).
+	onWake func(WakeTargets)
 
 	unread unreadCache
 	// readTxs bounds the read transactions open at once (see ReadTx).
@@ -74,7 +76,37 @@ type Tx struct {
 	pos      *int64
 	onCommit []func()
 	onAbort  []func()
+	// wake is whom this write's changes concern; advanced is set when it
+	// took stream positions.
+	wake     WakeTargets
+	advanced bool
 }
+
+// WakeTargets says whom a committed change concerns: local users, the
+// listeners of rooms (by NID), or everyone.
+type WakeTargets struct {
+	Users []string
+	Rooms []int64
+	All   bool
+}
+
+func (w *WakeTargets) add(o WakeTargets) {
+	w.Users = append(w.Users, o.Users...)
+	w.Rooms = append(w.Rooms, o.Rooms...)
+	w.All = w.All || o.All
+}
+
+// WakeUsers declares that this write concerns these users' long-polls.
+func (tx *Tx) WakeUsers(users ...string) { tx.wake.Users = append(tx.wake.Users, users...) }
+
+// WakeRooms declares that this write concerns everyone listening to these
+// rooms.
+func (tx *Tx) WakeRooms(roomNIDs ...int64) { tx.wake.Rooms = append(tx.wake.Rooms, roomNIDs...) }
+
+// OnWake sets the function told, after each commit, whom the committed
+// writes concern. A write that took stream positions without saying whom
+// they concern wakes everyone. Set it before the first write.
+func (db *DB) OnWake(f func(WakeTargets)) { db.onWake = f }
 
 // Open opens (creating if needed) the database at path and applies migrations.
 func Open(ctx context.Context, path string) (*DB, error) {
@@ -280,12 +312,13 @@ func (db *DB) commitBatch(batch []*writeReq) {
 		return
 	}
 	pos := committed
+	var wake WakeTargets
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts)
+		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts, &wake)
 	}
 	if pos != committed {
 		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
@@ -309,6 +342,9 @@ func (db *DB) commitBatch(batch []*writeReq) {
 	for _, cb := range callbacks {
 		cb()
 	}
+	if db.onWake != nil && (wake.All || len(wake.Users) > 0 || len(wake.Rooms) > 0) {
+		db.onWake(wake)
+	}
 	for i, r := range batch {
 		r.done <- results[i]
 	}
@@ -316,7 +352,7 @@ func (db *DB) commitBatch(batch []*writeReq) {
 
 // runOne runs fn inside a savepoint; on error or panic its changes and
 // stream positions are undone.
-func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func()) (err error) {
+func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func(), wake *WakeTargets) (err error) {
 	if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
@@ -337,6 +373,10 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 		} else {
 			*callbacks = append(*callbacks, tx.onCommit...)
 			*aborts = append(*aborts, tx.onAbort...)
+			if tx.advanced && len(tx.wake.Users) == 0 && len(tx.wake.Rooms) == 0 {
+				tx.wake.All = true // a change nobody said whom it concerns
+			}
+			wake.add(tx.wake)
 		}
 		if _, relErr := sqlTx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {
 			err = fmt.Errorf("release savepoint: %w", relErr)
@@ -347,6 +387,7 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 
 // NextStreamPos allocates the next global stream position.
 func (tx *Tx) NextStreamPos() int64 {
+	tx.advanced = true
 	*tx.pos++
 	return *tx.pos
 }

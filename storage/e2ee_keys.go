@@ -362,6 +362,9 @@ func (db *DB) CrossSignatures(ctx context.Context, targetUserID string, signers 
 // the user; otherwise only that user hears of it.
 func (tx *Tx) MarkDeviceListChanged(ctx context.Context, userID, onlyFor string) (int64, error) {
 	pos := tx.NextStreamPos()
+	if err := tx.wakeDeviceListWatchers(ctx, userID, onlyFor); err != nil {
+		return 0, err
+	}
 	_, err := tx.exec(ctx, `INSERT INTO e2e_device_list_changes (user_id, only_for, stream_pos) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id, only_for) DO UPDATE SET stream_pos = excluded.stream_pos`, userID, onlyFor, pos)
 	if err != nil {
@@ -509,4 +512,27 @@ func (db *DB) usersSharingRooms(ctx context.Context, viewer string) (map[string]
 		out[u] = true
 	}
 	return out, rows.Err()
+}
+
+// wakeDeviceListWatchers declares who hears of a device-list change: the
+// user, and everyone in a room with them (or only onlyFor).
+func (tx *Tx) wakeDeviceListWatchers(ctx context.Context, userID, onlyFor string) error {
+	if onlyFor != "" {
+		tx.WakeUsers(onlyFor)
+		return nil
+	}
+	tx.WakeUsers(userID)
+	rows, err := tx.q().QueryContext(ctx, `SELECT room_nid FROM current_state WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'join'`, userID)
+	if err != nil {
+		return fmt.Errorf("listing rooms of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var nid int64
+		if err := rows.Scan(&nid); err != nil {
+			return err
+		}
+		tx.WakeRooms(nid)
+	}
+	return rows.Err()
 }

@@ -91,6 +91,7 @@ func (tx *Tx) QueueToDevice(ctx context.Context, sender, senderDevice, txnID, ty
 	}
 	pos := tx.NextStreamPos()
 	for _, t := range order {
+		tx.WakeUsers(t.user)
 		if _, err := tx.exec(ctx, `INSERT INTO e2e_to_device (user_id, device_id, stream_pos, sender, type, content)
 			VALUES ($1, $2, $3, $4, $5, $6)`, t.user, t.device, pos, sender, typ, string(content[t])); err != nil {
 			return 0, false, fmt.Errorf("queueing to-device message: %w", err)

@@ -144,6 +144,10 @@ func (tx *Tx) StoreEvent(ctx context.Context, w EventWrite) (StoredEvent, error)
 	if w.Placement == Backfill {
 		return out, nil
 	}
+	tx.WakeRooms(e.RoomNID)
+	if e.Type == "m.room.member" && e.StateKey != nil {
+		tx.WakeUsers(*e.StateKey) // invites, and the last word to who left
+	}
 	if len(w.Push) > 0 {
 		if err := tx.InsertPushActions(ctx, e.RoomNID, nid, pos, w.Push); err != nil {
 			return out, err

@@ -33,6 +33,7 @@ func (tx *Tx) PushRules(ctx context.Context, userID string) ([]byte, error) {
 // PutPushRules replaces the user's push-rule document.
 func (tx *Tx) PutPushRules(ctx context.Context, userID string, rules []byte) (int64, error) {
 	pos := tx.NextStreamPos()
+	tx.WakeUsers(userID)
 	_, err := tx.exec(ctx, `INSERT INTO push_rules (user_id, rules, stream_pos) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id) DO UPDATE SET rules = excluded.rules, stream_pos = excluded.stream_pos`, userID, string(rules), pos)
 	if err != nil {

@@ -28,6 +28,7 @@ func (tx *Tx) PutReceipt(ctx context.Context, r Receipt) (bool, error) {
 		return false, nil
 	}
 	pos := tx.NextStreamPos()
+	tx.WakeRooms(r.RoomNID)
 	_, err = tx.exec(ctx, `INSERT INTO receipts (room_nid, user_id, receipt_type, thread_id, event_id, event_pos, ts, stream_pos)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (room_nid, user_id, receipt_type, thread_id) DO UPDATE SET
