@@ -491,6 +491,7 @@ func (a *API) claimKeys(r *http.Request, s *accounts.Session) (any, error) {
 	result := map[string]map[string]map[string]json.RawMessage{}
 	err := a.db.Write(ctx, func(tx *storage.Tx) error {
 		clear(result)
+		var pos int64
 		for _, c := range claims {
 			k, _, err := tx.ClaimKey(ctx, c.user, c.device, c.alg)
 			if errors.Is(err, storage.ErrNotFound) {
@@ -503,6 +504,15 @@ func (a *API) claimKeys(r *http.Request, s *accounts.Session) (any, error) {
 				result[c.user] = map[string]map[string]json.RawMessage{}
 			}
 			result[c.user][c.device] = map[string]json.RawMessage{k.Algorithm + ":" + k.KeyID: k.KeyJSON}
+			// The claimed device's sync wakes with its new counts; the
+			// stream moving on also gives every sync a new next_batch,
+			// which matrix-nio waits for before answering a key request.
+			if pos == 0 {
+				pos = tx.NextStreamPos()
+			}
+			if err := tx.MarkKeyCountsChanged(ctx, pos, c.user, c.device); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
