@@ -65,6 +65,11 @@ func defRule(id string, conds []Condition, actions ...any) Rule {
 	return Rule{RuleID: id, Default: true, Enabled: true, Actions: actions, Conditions: conds}
 }
 
+func disabled(r Rule) Rule {
+	r.Enabled = false
+	return r
+}
+
 // Defaults returns the server-default ruleset for a user, in spec order.
 // userID fills the invite_for_me state_key and is_user_mention value;
 // localpart fills the contains_user_name pattern. Room and sender have no
@@ -119,9 +124,14 @@ func Defaults(userID, localpart string) Ruleset {
 	threadSub := func(subscribed bool) []Condition {
 		return []Condition{{Kind: CondThreadSubscription, Extra: map[string]json.RawMessage{"subscribed": jsonValue(subscribed)}}}
 	}
+	// MSC4306's rules stay off until the user (or a client that subscribes
+	// to threads) turns them on: with them on, replies in threads nobody
+	// subscribed to stop notifying, and clients without thread
+	// subscriptions would lose those notifications (Synapse ships them
+	// behind an experimental switch, off by default).
 	postContent := []Rule{
-		defRule(RuleUnsubscribedThread, threadSub(false)),
-		defRule(RuleSubscribedThread, threadSub(true), notify(), soundDefault()),
+		disabled(defRule(RuleUnsubscribedThread, threadSub(false))),
+		disabled(defRule(RuleSubscribedThread, threadSub(true), notify(), soundDefault())),
 	}
 
 	underride := []Rule{

@@ -769,8 +769,14 @@ func TestKindOrder(t *testing.T) {
 // the user set to mentions only; events outside threads are untouched.
 func TestThreadSubscriptionRules(t *testing.T) {
 	var u UserRules
-	// "Mentions only" for the room, as clients set it.
+	// "Mentions only" for the room, as clients set it; the MSC4306 rules
+	// are off by default and turned on here.
 	mustPutRule(t, &u, KindRoom, evRoom, `{"actions":[]}`)
+	for _, id := range []string{RuleUnsubscribedThread, RuleSubscribedThread} {
+		if err := u.SetEnabled(KindPostContent, id, true); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rs := Effective(u, evMe, evMeLocal)
 	reply := func(body string) *Event {
 		return mkEvent(t, "m.room.message", with(text(body), "m.relates_to",

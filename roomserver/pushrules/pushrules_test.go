@@ -93,7 +93,8 @@ func TestDefaultRuleIDsInOrder(t *testing.T) {
 				if !r.Default {
 					t.Errorf("%s %s: default=false", name, r.RuleID)
 				}
-				if wantEnabled := r.RuleID != RuleMaster; r.Enabled != wantEnabled {
+				offByDefault := r.RuleID == RuleMaster || r.RuleID == RuleSubscribedThread || r.RuleID == RuleUnsubscribedThread
+				if wantEnabled := !offByDefault; r.Enabled != wantEnabled {
 					t.Errorf("%s %s: enabled=%v", name, r.RuleID, r.Enabled)
 				}
 			}
@@ -141,9 +142,9 @@ func TestDefaultRuleJSON(t *testing.T) {
 			"conditions":[{"kind":"event_property_is","key":"content.m\\.relates_to.rel_type","value":"m.replace"}],"actions":[]}`},
 		{KindContent, RuleContainsUserName, `{"rule_id":".m.rule.contains_user_name","default":true,"enabled":true,
 			"pattern":"alice","actions":["notify",` + snd + `,` + hl + `]}`},
-		{KindPostContent, RuleUnsubscribedThread, `{"rule_id":".io.element.msc4306.rule.unsubscribed_thread","default":true,"enabled":true,
+		{KindPostContent, RuleUnsubscribedThread, `{"rule_id":".io.element.msc4306.rule.unsubscribed_thread","default":true,"enabled":false,
 			"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":false}],"actions":[]}`},
-		{KindPostContent, RuleSubscribedThread, `{"rule_id":".io.element.msc4306.rule.subscribed_thread","default":true,"enabled":true,
+		{KindPostContent, RuleSubscribedThread, `{"rule_id":".io.element.msc4306.rule.subscribed_thread","default":true,"enabled":false,
 			"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":true}],"actions":["notify",` + snd + `]}`},
 		{KindUnderride, RuleCall, `{"rule_id":".m.rule.call","default":true,"enabled":true,
 			"conditions":[{"kind":"event_match","key":"type","pattern":"m.call.invite"}],

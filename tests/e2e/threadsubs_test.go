@@ -99,8 +99,9 @@ func TestThreadSubscriptionEndpoints(t *testing.T) {
 	}
 }
 
-// The postcontent push rules: replies in threads the user is not
-// subscribed to do not notify (mentions still do), replies in subscribed
+// The postcontent push rules, off by default (clients without thread
+// subscriptions keep today's thread notifications); once on, replies in
+// threads the user is not subscribed to do not notify (mentions still do), replies in subscribed
 // threads do even in a room set to mentions only; the rules can be read,
 // disabled and re-enabled but no custom postcontent rule can be created.
 func TestThreadSubscriptionPushRules(t *testing.T) {
@@ -115,20 +116,33 @@ func TestThreadSubscriptionPushRules(t *testing.T) {
 		n, _ := jget(r.Body, "rooms", "join", string(room), "unread_thread_notifications", string(root), "notification_count").(float64)
 		return n
 	}
+	rule := func(id string) string { return v3(s, "pushrules", "global", "postcontent", id) }
+	for _, id := range []string{".io.element.msc4306.rule.unsubscribed_thread", ".io.element.msc4306.rule.subscribed_thread"} {
+		if r := do(t, "GET", rule(id), bob.AccessToken, nil).want(t, 200, ""); r.Body["enabled"] != false {
+			t.Fatalf("%s is on by default: %s", id, r.Raw)
+		}
+	}
+	threadReply(t, alice, room, root, "with the rules off")
+	if n := threadCount(); n != 1 {
+		t.Fatalf("with the MSC4306 rules off a thread reply: count %v, want 1", n)
+	}
+	for _, id := range []string{".io.element.msc4306.rule.unsubscribed_thread", ".io.element.msc4306.rule.subscribed_thread"} {
+		do(t, "PUT", rule(id)+"/enabled", bob.AccessToken, map[string]any{"enabled": true}).want(t, 200, "")
+	}
 	threadReply(t, alice, room, root, "nothing to see here")
-	if n := threadCount(); n != 0 {
+	if n := threadCount(); n != 1 {
 		t.Fatalf("a reply in an unsubscribed thread notified: %v", n)
 	}
 	threadReply(t, alice, room, root, "hey bob")
-	if n := threadCount(); n != 1 {
-		t.Fatalf("a mention in an unsubscribed thread: count %v, want 1", n)
+	if n := threadCount(); n != 2 {
+		t.Fatalf("a mention in an unsubscribed thread: count %v, want 2", n)
 	}
 	// Subscribed, with the room set to mentions only: every reply notifies.
 	do(t, "PUT", v3(s, "pushrules", "global", "room", string(room)), bob.AccessToken, map[string]any{"actions": []any{}}).want(t, 200, "")
 	do(t, "PUT", threadSubURL(s, room, root), bob.AccessToken, map[string]any{}).want(t, 200, "")
 	threadReply(t, alice, room, root, "subscribed now")
-	if n := threadCount(); n != 2 {
-		t.Fatalf("a reply in a subscribed thread: count %v, want 2", n)
+	if n := threadCount(); n != 3 {
+		t.Fatalf("a reply in a subscribed thread: count %v, want 3", n)
 	}
 
 	// The rules as Complement disables them.
