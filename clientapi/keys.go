@@ -99,39 +99,53 @@ type deviceKeysJSON struct {
 }
 
 // parseDeviceKeys validates device_keys for the session's device and
-// returns their canonical JSON (without unsigned) and ed25519 key.
+// returns their canonical JSON (without unsigned) and ed25519 key (nil when
+// the key is not a usable ed25519 key). Every problem is M_BAD_JSON. As on
+// Synapse, keys without the device's self-signature are accepted (clients
+// ignore such a device); a self-signature that is present must be valid.
 func parseDeviceKeys(raw json.RawMessage, s *accounts.Session) ([]byte, ed25519.PublicKey, error) {
-	var dk deviceKeysJSON
-	if err := httputil.Unmarshal(raw, &dk); err != nil {
-		return nil, nil, err
+	var dk struct {
+		UserID     *string                      `json:"user_id"`
+		DeviceID   *string                      `json:"device_id"`
+		Algorithms []string                     `json:"algorithms"`
+		Keys       map[string]string            `json:"keys"`
+		Signatures map[string]map[string]string `json:"signatures"`
 	}
-	if dk.UserID != s.UserID || dk.DeviceID != s.DeviceID {
-		return nil, nil, httputil.InvalidParam("device_keys must be for %s device %s, not %s device %s",
-			s.UserID, s.DeviceID, dk.UserID, dk.DeviceID)
+	if err := json.Unmarshal(raw, &dk); err != nil {
+		return nil, nil, httputil.BadJSON("device_keys: %v", err)
 	}
-	if dk.Algorithms == nil {
-		return nil, nil, httputil.InvalidParam("device_keys.algorithms must be a list")
-	}
-	if len(dk.Keys) == 0 {
-		return nil, nil, httputil.InvalidParam("device_keys.keys must not be empty")
+	switch {
+	case dk.UserID == nil || dk.DeviceID == nil:
+		return nil, nil, httputil.BadJSON("device_keys.user_id and device_keys.device_id are required")
+	case *dk.UserID != s.UserID || *dk.DeviceID != s.DeviceID:
+		return nil, nil, httputil.BadJSON("device_keys must be for %s device %s, not %s device %s",
+			s.UserID, s.DeviceID, *dk.UserID, *dk.DeviceID)
+	case dk.Algorithms == nil:
+		return nil, nil, httputil.BadJSON("device_keys.algorithms must be a list of strings")
+	case len(dk.Keys) == 0:
+		return nil, nil, httputil.BadJSON("device_keys.keys must be a non-empty object of strings")
+	case dk.Signatures == nil:
+		return nil, nil, httputil.BadJSON("device_keys.signatures must be an object")
 	}
 	for id, key := range dk.Keys {
 		alg, dev, ok := strings.Cut(id, ":")
 		if !ok || alg == "" || dev != s.DeviceID || key == "" {
-			return nil, nil, httputil.InvalidParam("device key ID %q must be <algorithm>:%s with a key", id, s.DeviceID)
+			return nil, nil, httputil.BadJSON("device key ID %q must be <algorithm>:%s with a key", id, s.DeviceID)
 		}
 	}
 	signingKeyID := "ed25519:" + s.DeviceID
-	pub, ok := decodeEd25519(dk.Keys[signingKeyID])
-	if !ok {
-		return nil, nil, httputil.InvalidParam("device_keys.keys must hold a valid %s key", signingKeyID)
-	}
-	if !verifySigned(raw, s.UserID, signingKeyID, pub) {
-		return nil, nil, httputil.InvalidParam("device_keys are not signed by the device's own key %s", signingKeyID)
+	pub, pubOK := decodeEd25519(dk.Keys[signingKeyID])
+	if _, selfSigned := dk.Signatures[s.UserID][signingKeyID]; selfSigned {
+		if !pubOK || !verifySigned(raw, s.UserID, signingKeyID, pub) {
+			return nil, nil, httputil.BadJSON("device_keys carry an invalid self-signature by %s", signingKeyID)
+		}
 	}
 	canonical, err := canonicalWithout(raw, "unsigned")
 	if err != nil {
 		return nil, nil, err
+	}
+	if !pubOK {
+		pub = nil
 	}
 	return canonical, pub, nil
 }
@@ -168,7 +182,7 @@ func parseOneTimeKeys(m map[string]json.RawMessage, s *accounts.Session, pub ed2
 			}
 			if strings.HasPrefix(alg, "signed_") {
 				if pub == nil {
-					return nil, httputil.InvalidParam("%s: upload device_keys before signed keys", what)
+					return nil, httputil.InvalidParam("%s: signed keys need device keys with a valid ed25519 key", what)
 				}
 				if !verifySigned(raw, s.UserID, "ed25519:"+s.DeviceID, pub) {
 					return nil, httputil.InvalidParam("%s: %s is not signed by the device key", what, name)
@@ -491,6 +505,7 @@ func (a *API) claimKeys(r *http.Request, s *accounts.Session) (any, error) {
 	result := map[string]map[string]map[string]json.RawMessage{}
 	err := a.db.Write(ctx, func(tx *storage.Tx) error {
 		clear(result)
+		var pos int64
 		for _, c := range claims {
 			k, _, err := tx.ClaimKey(ctx, c.user, c.device, c.alg)
 			if errors.Is(err, storage.ErrNotFound) {
@@ -503,6 +518,15 @@ func (a *API) claimKeys(r *http.Request, s *accounts.Session) (any, error) {
 				result[c.user] = map[string]map[string]json.RawMessage{}
 			}
 			result[c.user][c.device] = map[string]json.RawMessage{k.Algorithm + ":" + k.KeyID: k.KeyJSON}
+			// The claimed device's sync wakes with its new counts; the
+			// stream moving on also gives every sync a new next_batch,
+			// which matrix-nio waits for before answering a key request.
+			if pos == 0 {
+				pos = tx.NextStreamPos()
+			}
+			if err := tx.MarkKeyCountsChanged(ctx, pos, c.user, c.device); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

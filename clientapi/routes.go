@@ -78,6 +78,10 @@ func (a *API) register(rt *router) {
 	// Sync and ephemeral data.
 	rt.client(get, "/sync", a.auth(a.sync))
 	rt.exact(post, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", a.auth(a.slidingSync))
+	const threadSub = "/_matrix/client/unstable/io.element.msc4306/rooms/{roomId}/thread/{threadRootId}/subscription"
+	rt.exact(put, threadSub, a.auth(a.putThreadSubscription))
+	rt.exact(get, threadSub, a.auth(a.getThreadSubscription))
+	rt.exact(del, threadSub, a.auth(a.deleteThreadSubscription))
 	rt.exact(get, "/_matrix/client/unstable/org.matrix.msc4140/delayed_events", a.auth(a.listDelayed))
 	rt.exact(post, "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delayId}", a.auth(a.updateDelayed))
 	rt.client(put, "/rooms/{roomId}/typing/{userId}", a.auth(a.putTyping))

@@ -12,7 +12,8 @@ import (
 // device_one_time_keys_count and device_unused_fallback_key_types, all
 // always present. To-device messages the client acknowledged by syncing
 // with since (positions <= since) are deleted first. changed reports that
-// there are new to-device messages or device-list changes.
+// there are new to-device messages, device-list changes or claims of the
+// device's keys.
 func (a *API) syncE2EE(ctx context.Context, userID, deviceID string, since, upTo int64) (out map[string]any, changed bool, err error) {
 	if ack := min(since, upTo); ack > 0 {
 		has, err := a.db.HasToDeviceUpTo(ctx, userID, deviceID, ack)
@@ -35,8 +36,12 @@ func (a *API) syncE2EE(ctx context.Context, userID, deviceID string, since, upTo
 		events = append(events, map[string]any{"type": m.Type, "sender": m.Sender, "content": json.RawMessage(m.Content)})
 	}
 	changedUsers, left := []string{}, []string{}
+	countsChanged := false
 	if since > 0 {
 		if changedUsers, left, err = a.db.DeviceListChanges(ctx, userID, since, upTo); err != nil {
+			return nil, false, err
+		}
+		if countsChanged, err = a.db.KeyCountsChanged(ctx, userID, deviceID, since, upTo); err != nil {
 			return nil, false, err
 		}
 	}
@@ -50,6 +55,6 @@ func (a *API) syncE2EE(ctx context.Context, userID, deviceID string, since, upTo
 		"device_one_time_keys_count":       withZeroCount(counts),
 		"device_unused_fallback_key_types": fallback,
 	}
-	changed = len(events) > 0 || len(changedUsers) > 0 || len(left) > 0
+	changed = len(events) > 0 || len(changedUsers) > 0 || len(left) > 0 || countsChanged
 	return out, changed, nil
 }

@@ -129,6 +129,14 @@ func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserv
 	if target, relType := relation(pdu.Content()); relType == "m.thread" && target != "" {
 		thread = target
 	}
+	// Replies in threads meet the MSC4306 postcontent rules: read the
+	// thread's subscribers once for all recipients.
+	var subscribers map[string]bool
+	if thread != "main" {
+		if subscribers, err = rs.db.ThreadSubscribers(ctx, r.id, thread); err != nil {
+			subscribers = nil // evaluate as unsubscribed rather than drop every notification
+		}
+	}
 	var out []storage.PushAction
 	for _, u := range recipients {
 		st, err := rs.userRules(ctx, u)
@@ -138,6 +146,7 @@ func (rs *Roomserver) pushActions(ctx context.Context, r *room, pdu gomatrixserv
 		res := pushrules.Evaluate(st.rules, ev, pushrules.EvalContext{
 			UserID: u, DisplayName: r.local[u], MemberCount: r.joined,
 			SenderPowerLevel: senderPL, NotificationPowerLevels: notifLevels,
+			InThread: thread != "main", ThreadSubscribed: subscribers[u],
 		})
 		if !res.Notify {
 			continue

@@ -49,9 +49,16 @@ func nullIfZero(v int64) any {
 }
 
 // UpsertDevice creates a device or, when the user already has one with that
-// ID (a login that reuses its device ID), replaces its tokens.
+// ID (a login that reuses its device ID), replaces its tokens. A new device
+// is a device list change, as on Synapse: the user's other devices hear of
+// it before it uploads keys.
 func (tx *Tx) UpsertDevice(ctx context.Context, d Device, t DeviceTokens) error {
-	_, err := tx.exec(ctx, `INSERT INTO devices (user_id, device_id, display_name, access_token_hash, access_expires_ts,
+	_, err := tx.Device(ctx, d.UserID, d.DeviceID)
+	isNew := errors.Is(err, ErrNotFound)
+	if err != nil && !isNew {
+		return err
+	}
+	_, err = tx.exec(ctx, `INSERT INTO devices (user_id, device_id, display_name, access_token_hash, access_expires_ts,
 			refresh_token_hash, created_ts, last_seen_ts, last_seen_ip)
 		VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $7, NULLIF($8, ''))
 		ON CONFLICT (user_id, device_id) DO UPDATE SET
@@ -65,6 +72,11 @@ func (tx *Tx) UpsertDevice(ctx context.Context, d Device, t DeviceTokens) error 
 		d.UserID, d.DeviceID, d.DisplayName, t.AccessHash, nullIfZero(t.AccessExpiresTS), t.RefreshHash, d.CreatedTS, d.LastSeenIP)
 	if err != nil {
 		return fmt.Errorf("saving device: %w", err)
+	}
+	if isNew {
+		if _, err := tx.MarkDeviceListChanged(ctx, d.UserID, ""); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -140,15 +152,22 @@ func (db *DB) Devices(ctx context.Context, userID string) ([]Device, error) {
 }
 
 // SetDeviceDisplayName renames a device; ErrNotFound if it does not exist.
+// The name is part of /keys/query's answer, so a new one is a device list
+// change.
 func (tx *Tx) SetDeviceDisplayName(ctx context.Context, userID, deviceID, name string) error {
-	res, err := tx.exec(ctx, `UPDATE devices SET display_name = NULLIF($3, '') WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
+	d, err := tx.Device(ctx, userID, deviceID)
 	if err != nil {
+		return err
+	}
+	if d.DisplayName == name {
+		return nil
+	}
+	if _, err := tx.exec(ctx, `UPDATE devices SET display_name = NULLIF($3, '') WHERE user_id = $1 AND device_id = $2`,
+		userID, deviceID, name); err != nil {
 		return fmt.Errorf("renaming device: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	_, err = tx.MarkDeviceListChanged(ctx, userID, "")
+	return err
 }
 
 // TouchDevice records when and from where a device was last seen.

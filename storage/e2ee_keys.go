@@ -257,6 +257,29 @@ func (tx *Tx) ClaimKey(ctx context.Context, userID, deviceID, algorithm string) 
 	return k, true, nil
 }
 
+// MarkKeyCountsChanged records that a device's one-time or fallback keys
+// were claimed at stream position pos (one position per claim request).
+func (tx *Tx) MarkKeyCountsChanged(ctx context.Context, pos int64, userID, deviceID string) error {
+	_, err := tx.exec(ctx, `INSERT INTO e2e_key_count_changes (user_id, device_id, stream_pos) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, device_id) DO UPDATE SET stream_pos = excluded.stream_pos`, userID, deviceID, pos)
+	if err != nil {
+		return fmt.Errorf("recording key count change: %w", err)
+	}
+	return nil
+}
+
+// KeyCountsChanged reports whether the device's keys were claimed at a
+// position in (from, to].
+func (db *DB) KeyCountsChanged(ctx context.Context, userID, deviceID string, from, to int64) (bool, error) {
+	var n int
+	err := db.q().QueryRowContext(ctx, `SELECT COUNT(*) FROM e2e_key_count_changes
+		WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4`, userID, deviceID, from, to).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("checking key count changes: %w", err)
+	}
+	return n > 0, nil
+}
+
 func crossSigningKeys(ctx context.Context, q querier, userID string) (map[string][]byte, error) {
 	rows, err := q.QueryContext(ctx, `SELECT key_type, key_json FROM e2e_cross_signing_keys WHERE user_id = $1`, userID)
 	if err != nil {
@@ -385,6 +408,7 @@ func (tx *Tx) deleteDevicesE2EE(ctx context.Context, userID string, deviceIDs []
 			`DELETE FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2`,
 			`DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2`,
 			`DELETE FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2`,
+			`DELETE FROM e2e_key_count_changes WHERE user_id = $1 AND device_id = $2`,
 			`DELETE FROM e2e_to_device WHERE user_id = $1 AND device_id = $2`,
 			`DELETE FROM e2e_to_device_txns WHERE user_id = $1 AND device_id = $2`,
 			`DELETE FROM e2e_cross_signing_signatures WHERE target_user_id = $1 AND target_key_id = $2`,

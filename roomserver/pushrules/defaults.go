@@ -20,6 +20,13 @@ const (
 
 	RuleContainsUserName = ".m.rule.contains_user_name" // deprecated since v1.7, still specified
 
+	// MSC4306 (thread subscriptions), unstable names: replies in threads
+	// the user has not subscribed to do not notify (mentions still do, by
+	// the override and content rules before them); replies in subscribed
+	// threads always do, whatever the room's rules say.
+	RuleUnsubscribedThread = ".io.element.msc4306.rule.unsubscribed_thread"
+	RuleSubscribedThread   = ".io.element.msc4306.rule.subscribed_thread"
+
 	RuleCall                  = ".m.rule.call"
 	RuleEncryptedRoomOneToOne = ".m.rule.encrypted_room_one_to_one"
 	RuleRoomOneToOne          = ".m.rule.room_one_to_one"
@@ -56,6 +63,11 @@ func defRule(id string, conds []Condition, actions ...any) Rule {
 		actions = []any{}
 	}
 	return Rule{RuleID: id, Default: true, Enabled: true, Actions: actions, Conditions: conds}
+}
+
+func disabled(r Rule) Rule {
+	r.Enabled = false
+	return r
 }
 
 // Defaults returns the server-default ruleset for a user, in spec order.
@@ -109,6 +121,19 @@ func Defaults(userID, localpart string) Ruleset {
 	contains := defRule(RuleContainsUserName, nil, notify(), soundDefault(), highlight())
 	contains.Pattern = localpart
 
+	threadSub := func(subscribed bool) []Condition {
+		return []Condition{{Kind: CondThreadSubscription, Extra: map[string]json.RawMessage{"subscribed": jsonValue(subscribed)}}}
+	}
+	// MSC4306's rules stay off until the user (or a client that subscribes
+	// to threads) turns them on: with them on, replies in threads nobody
+	// subscribed to stop notifying, and clients without thread
+	// subscriptions would lose those notifications (Synapse ships them
+	// behind an experimental switch, off by default).
+	postContent := []Rule{
+		disabled(defRule(RuleUnsubscribedThread, threadSub(false))),
+		disabled(defRule(RuleSubscribedThread, threadSub(true), notify(), soundDefault())),
+	}
+
 	underride := []Rule{
 		defRule(RuleCall, []Condition{match("type", "m.call.invite")},
 			notify(), tweak("sound", "ring")),
@@ -125,11 +150,12 @@ func Defaults(userID, localpart string) Ruleset {
 	}
 
 	return Ruleset{
-		Override:  override,
-		Content:   []Rule{contains},
-		Room:      []Rule{},
-		Sender:    []Rule{},
-		Underride: underride,
+		Override:    override,
+		Content:     []Rule{contains},
+		PostContent: postContent,
+		Room:        []Rule{},
+		Sender:      []Rule{},
+		Underride:   underride,
 	}
 }
 

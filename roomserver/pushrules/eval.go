@@ -28,6 +28,10 @@ type EvalContext struct {
 	// m.room.power_levels content. A missing key (or a nil map) requires 50,
 	// the spec default for "room".
 	NotificationPowerLevels map[string]int64
+	// InThread: the event is a reply in a thread (m.thread relation);
+	// ThreadSubscribed: the recipient is subscribed to that thread (MSC4306).
+	InThread         bool
+	ThreadSubscribed bool
 }
 
 // Result is the outcome of evaluating a ruleset against an event.
@@ -223,8 +227,8 @@ func (e *Event) lookup(key string) (value, bool) {
 const keyBody = "content.body"
 
 // Evaluate runs the recipient's ruleset against the event: the first
-// enabled rule, in kind order override > content > room > sender >
-// underride, whose conditions all hold decides the actions. No match means
+// enabled rule, in kind order override > content > postcontent > room >
+// sender > underride, whose conditions all hold decides the actions. No match means
 // no notification.
 //
 // Evaluate does not apply the spec's rule that users are never notified of
@@ -239,6 +243,11 @@ func Evaluate(rs Ruleset, ev *Event, ctx EvalContext) Result {
 		if r.Enabled && !legacySkipped(ev, r.RuleID) && r.Pattern != "" &&
 			ev.hasBody && globMatch(r.Pattern, ev.body, true, false) {
 			return result(KindContent, r)
+		}
+	}
+	for _, r := range rs.PostContent {
+		if r.Enabled && matchConditions(r.Conditions, ev, &ctx) {
+			return result(KindPostContent, r)
 		}
 	}
 	for _, r := range rs.Room {
@@ -315,9 +324,18 @@ func matchCondition(c *Condition, ev *Event, ctx *EvalContext) bool {
 			need = 50
 		}
 		return ctx.SenderPowerLevel >= need
+	case CondThreadSubscription:
+		if !ctx.InThread {
+			return false
+		}
+		want := bytes.TrimSpace(c.Extra["subscribed"])
+		return bytes.Equal(want, jsonTrue) == ctx.ThreadSubscribed &&
+			(bytes.Equal(want, jsonTrue) || bytes.Equal(want, jsonFalse))
 	}
 	return false // unknown kinds never match
 }
+
+var jsonTrue, jsonFalse = []byte("true"), []byte("false")
 
 // rawEquals compares a condition's JSON value with an event scalar exactly,
 // without casting between types. A missing or compound value never matches.

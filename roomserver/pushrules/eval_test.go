@@ -734,11 +734,12 @@ func TestKindOrder(t *testing.T) {
 		return Rule{RuleID: id, Enabled: true, Actions: Actions{"notify"}, Conditions: []Condition{}}
 	}
 	rs := Ruleset{
-		Override:  []Rule{all("o")},
-		Content:   []Rule{{RuleID: "c", Enabled: true, Pattern: "word", Actions: Actions{"notify"}}},
-		Room:      []Rule{{RuleID: evRoom, Enabled: true, Actions: Actions{"notify"}}},
-		Sender:    []Rule{{RuleID: evOther, Enabled: true, Actions: Actions{"notify"}}},
-		Underride: []Rule{all("u")},
+		Override:    []Rule{all("o")},
+		Content:     []Rule{{RuleID: "c", Enabled: true, Pattern: "word", Actions: Actions{"notify"}}},
+		PostContent: []Rule{all("p")},
+		Room:        []Rule{{RuleID: evRoom, Enabled: true, Actions: Actions{"notify"}}},
+		Sender:      []Rule{{RuleID: evOther, Enabled: true, Actions: Actions{"notify"}}},
+		Underride:   []Rule{all("u")},
 	}
 	order := []struct {
 		id, kind string
@@ -746,6 +747,7 @@ func TestKindOrder(t *testing.T) {
 	}{
 		{"o", KindOverride, func(r *Ruleset) { r.Override = nil }},
 		{"c", KindContent, func(r *Ruleset) { r.Content = nil }},
+		{"p", KindPostContent, func(r *Ruleset) { r.PostContent = nil }},
 		{evRoom, KindRoom, func(r *Ruleset) { r.Room = nil }},
 		{evOther, KindSender, func(r *Ruleset) { r.Sender = nil }},
 		{"u", KindUnderride, func(r *Ruleset) { r.Underride = nil }},
@@ -760,6 +762,49 @@ func TestKindOrder(t *testing.T) {
 			step.drop(&rs)
 		}
 	}
+}
+
+// MSC4306: replies in unsubscribed threads do not notify unless a mention
+// rule matched first; replies in subscribed threads notify even in a room
+// the user set to mentions only; events outside threads are untouched.
+func TestThreadSubscriptionRules(t *testing.T) {
+	var u UserRules
+	// "Mentions only" for the room, as clients set it; the MSC4306 rules
+	// are off by default and turned on here.
+	mustPutRule(t, &u, KindRoom, evRoom, `{"actions":[]}`)
+	for _, id := range []string{RuleUnsubscribedThread, RuleSubscribedThread} {
+		if err := u.SetEnabled(KindPostContent, id, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := Effective(u, evMe, evMeLocal)
+	reply := func(body string) *Event {
+		return mkEvent(t, "m.room.message", with(text(body), "m.relates_to",
+			map[string]any{"rel_type": "m.thread", "event_id": "$root:example.org"}), nil)
+	}
+	ctx := func(inThread, subscribed bool) EvalContext {
+		c := baseCtx(5)
+		c.InThread, c.ThreadSubscribed = inThread, subscribed
+		return c
+	}
+	checkResult(t, Evaluate(rs, reply("hi"), ctx(true, false)), want{rule: RuleUnsubscribedThread})
+	checkResult(t, Evaluate(rs, reply("hi"), ctx(true, true)), want{notify: true, sound: "default", rule: RuleSubscribedThread})
+	checkResult(t, Evaluate(rs, reply("hi "+evMeLocal), ctx(true, false)),
+		want{notify: true, highlight: true, sound: "default", rule: RuleContainsUserName})
+	checkResult(t, Evaluate(rs, mkEvent(t, "m.room.message", text("hi"), nil), ctx(false, false)), want{rule: evRoom})
+
+	// Disabled, the rules step aside for the room and underride rules.
+	if err := u.SetEnabled(KindPostContent, RuleUnsubscribedThread, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.SetEnabled(KindPostContent, RuleSubscribedThread, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Delete(KindRoom, evRoom); err != nil {
+		t.Fatal(err)
+	}
+	rs = Effective(u, evMe, evMeLocal)
+	checkResult(t, Evaluate(rs, reply("hi"), ctx(true, false)), want{notify: true, rule: RuleMessage})
 }
 
 func benchEvent(b *testing.B) *Event {

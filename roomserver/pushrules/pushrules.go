@@ -12,22 +12,25 @@ import (
 	"sort"
 )
 
-// Rule kinds, in the order the spec evaluates them.
+// Rule kinds, in the order the spec evaluates them. postcontent (MSC4306,
+// thread subscriptions) sits between content and room and holds only
+// server-default rules.
 const (
-	KindOverride  = "override"
-	KindContent   = "content"
-	KindRoom      = "room"
-	KindSender    = "sender"
-	KindUnderride = "underride"
+	KindOverride    = "override"
+	KindContent     = "content"
+	KindPostContent = "postcontent"
+	KindRoom        = "room"
+	KindSender      = "sender"
+	KindUnderride   = "underride"
 )
 
 // Kinds lists every rule kind in priority order.
-var Kinds = []string{KindOverride, KindContent, KindRoom, KindSender, KindUnderride}
+var Kinds = []string{KindOverride, KindContent, KindPostContent, KindRoom, KindSender, KindUnderride}
 
-// ValidKind reports whether kind is one of the five spec rule kinds.
+// ValidKind reports whether kind is one of the rule kinds.
 func ValidKind(kind string) bool {
 	switch kind {
-	case KindOverride, KindContent, KindRoom, KindSender, KindUnderride:
+	case KindOverride, KindContent, KindPostContent, KindRoom, KindSender, KindUnderride:
 		return true
 	}
 	return false
@@ -36,7 +39,7 @@ func ValidKind(kind string) bool {
 // hasConditions reports whether rules of this kind carry an explicit
 // `conditions` array (room/sender/content rules have implicit ones).
 func hasConditions(kind string) bool {
-	return kind == KindOverride || kind == KindUnderride
+	return kind == KindOverride || kind == KindPostContent || kind == KindUnderride
 }
 
 // Matrix error codes used by this package.
@@ -72,6 +75,10 @@ const (
 	CondContainsDisplayName          = "contains_display_name"
 	CondRoomMemberCount              = "room_member_count"
 	CondSenderNotificationPermission = "sender_notification_permission"
+	// CondThreadSubscription (MSC4306, unstable name) holds for events in a
+	// thread the recipient is ("subscribed": true) or is not (false)
+	// subscribed to.
+	CondThreadSubscription = "io.element.msc4306.thread_subscription"
 )
 
 // Condition is one push rule condition. Value is kept as raw JSON so that an
@@ -266,19 +273,20 @@ func (r Rule) clone() Rule {
 	return r
 }
 
-// Ruleset is the "global" push ruleset. It always marshals all five arrays.
+// Ruleset is the "global" push ruleset. It always marshals every kind's array.
 type Ruleset struct {
-	Override  []Rule `json:"override"`
-	Content   []Rule `json:"content"`
-	Room      []Rule `json:"room"`
-	Sender    []Rule `json:"sender"`
-	Underride []Rule `json:"underride"`
+	Override    []Rule `json:"override"`
+	Content     []Rule `json:"content"`
+	PostContent []Rule `json:"postcontent"`
+	Room        []Rule `json:"room"`
+	Sender      []Rule `json:"sender"`
+	Underride   []Rule `json:"underride"`
 }
 
 func (rs Ruleset) MarshalJSON() ([]byte, error) {
 	type plain Ruleset // drops the method, avoiding recursion
 	p := plain(rs)
-	for _, l := range []*[]Rule{&p.Override, &p.Content, &p.Room, &p.Sender, &p.Underride} {
+	for _, l := range []*[]Rule{&p.Override, &p.Content, &p.PostContent, &p.Room, &p.Sender, &p.Underride} {
 		if *l == nil {
 			*l = []Rule{}
 		}
@@ -293,6 +301,8 @@ func (rs *Ruleset) list(kind string) *[]Rule {
 		return &rs.Override
 	case KindContent:
 		return &rs.Content
+	case KindPostContent:
+		return &rs.PostContent
 	case KindRoom:
 		return &rs.Room
 	case KindSender:

@@ -51,12 +51,12 @@ func TestValidKind(t *testing.T) {
 			t.Errorf("ValidKind(%q) = false", k)
 		}
 	}
-	for _, k := range []string{"", "Override", "global", "postcontent", "device"} {
+	for _, k := range []string{"", "Override", "global", "post_content", "device"} {
 		if ValidKind(k) {
 			t.Errorf("ValidKind(%q) = true", k)
 		}
 	}
-	if want := []string{"override", "content", "room", "sender", "underride"}; !reflect.DeepEqual(Kinds, want) {
+	if want := []string{"override", "content", "postcontent", "room", "sender", "underride"}; !reflect.DeepEqual(Kinds, want) {
 		t.Errorf("Kinds = %v, want %v", Kinds, want)
 	}
 }
@@ -69,9 +69,10 @@ func TestDefaultRuleIDsInOrder(t *testing.T) {
 			".m.rule.is_room_mention", ".m.rule.roomnotif", ".m.rule.tombstone",
 			".m.rule.reaction", ".m.rule.room.server_acl", ".m.rule.suppress_edits",
 		},
-		KindContent: {".m.rule.contains_user_name"},
-		KindRoom:    {},
-		KindSender:  {},
+		KindContent:     {".m.rule.contains_user_name"},
+		KindPostContent: {".io.element.msc4306.rule.unsubscribed_thread", ".io.element.msc4306.rule.subscribed_thread"},
+		KindRoom:        {},
+		KindSender:      {},
 		KindUnderride: {
 			".m.rule.call", ".m.rule.encrypted_room_one_to_one", ".m.rule.room_one_to_one",
 			".m.rule.message", ".m.rule.encrypted",
@@ -92,7 +93,8 @@ func TestDefaultRuleIDsInOrder(t *testing.T) {
 				if !r.Default {
 					t.Errorf("%s %s: default=false", name, r.RuleID)
 				}
-				if wantEnabled := r.RuleID != RuleMaster; r.Enabled != wantEnabled {
+				offByDefault := r.RuleID == RuleMaster || r.RuleID == RuleSubscribedThread || r.RuleID == RuleUnsubscribedThread
+				if wantEnabled := !offByDefault; r.Enabled != wantEnabled {
 					t.Errorf("%s %s: enabled=%v", name, r.RuleID, r.Enabled)
 				}
 			}
@@ -140,6 +142,10 @@ func TestDefaultRuleJSON(t *testing.T) {
 			"conditions":[{"kind":"event_property_is","key":"content.m\\.relates_to.rel_type","value":"m.replace"}],"actions":[]}`},
 		{KindContent, RuleContainsUserName, `{"rule_id":".m.rule.contains_user_name","default":true,"enabled":true,
 			"pattern":"alice","actions":["notify",` + snd + `,` + hl + `]}`},
+		{KindPostContent, RuleUnsubscribedThread, `{"rule_id":".io.element.msc4306.rule.unsubscribed_thread","default":true,"enabled":false,
+			"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":false}],"actions":[]}`},
+		{KindPostContent, RuleSubscribedThread, `{"rule_id":".io.element.msc4306.rule.subscribed_thread","default":true,"enabled":false,
+			"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":true}],"actions":["notify",` + snd + `]}`},
 		{KindUnderride, RuleCall, `{"rule_id":".m.rule.call","default":true,"enabled":true,
 			"conditions":[{"kind":"event_match","key":"type","pattern":"m.call.invite"}],
 			"actions":["notify",{"set_tweak":"sound","value":"ring"}]}`},
@@ -188,7 +194,7 @@ func TestDefaultsAreFresh(t *testing.T) {
 }
 
 func TestRulesetJSONShape(t *testing.T) {
-	jsonEq(t, mustJSON(t, Ruleset{}), `{"override":[],"content":[],"room":[],"sender":[],"underride":[]}`)
+	jsonEq(t, mustJSON(t, Ruleset{}), `{"override":[],"content":[],"postcontent":[],"room":[],"sender":[],"underride":[]}`)
 
 	var u UserRules
 	mustPut(t, &u, KindRoom, "!r:example.org", `{"actions":["notify"],"conditions":[{"kind":"x"}],"pattern":"p"}`, "", "")
@@ -203,8 +209,8 @@ func TestRulesetJSONShape(t *testing.T) {
 	if err := json.Unmarshal(b, &top); err != nil {
 		t.Fatal(err)
 	}
-	if len(top) != 5 {
-		t.Errorf("ruleset keys = %d, want 5", len(top))
+	if len(top) != 6 {
+		t.Errorf("ruleset keys = %d, want 6", len(top))
 	}
 
 	e := Effective(u, alice, aliceLocal)
@@ -263,6 +269,9 @@ func TestPutOrdering(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, kind := range Kinds {
+				if kind == KindPostContent {
+					continue // no user rules (TestPostContentRulesAreServerOnly)
+				}
 				var u UserRules
 				for _, p := range c.puts {
 					mustPut(t, &u, kind, p.id, `{"actions":["notify"],"pattern":"x"}`, p.before, p.after)
@@ -634,4 +643,40 @@ func TestEffectiveDoesNotAlias(t *testing.T) {
 	if u.Override[0].Actions[0] != "notify" || u.Override[0].Conditions[0].Kind != CondContainsDisplayName {
 		t.Error("Effective result aliases UserRules")
 	}
+}
+
+// MSC4306: clients may not create postcontent rules, but may enable,
+// disable and change the actions of its server-default rules.
+func TestPostContentRulesAreServerOnly(t *testing.T) {
+	var u UserRules
+	err := u.Put(KindPostContent, "mine", []byte(`{"actions":["notify"],"conditions":[]}`), "", "")
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != CodeInvalidParam || pe.Status != 400 {
+		t.Fatalf("Put(postcontent) = %v, want 400 M_INVALID_PARAM", err)
+	}
+	if err := u.Delete(KindPostContent, RuleSubscribedThread); err == nil {
+		t.Fatal("a server-default postcontent rule was deleted")
+	}
+	if err := u.SetEnabled(KindPostContent, RuleUnsubscribedThread, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.SetActions(KindPostContent, RuleSubscribedThread, Actions{"notify"}); err != nil {
+		t.Fatal(err)
+	}
+	e := Effective(u, alice, aliceLocal)
+	if got := ids(e.PostContent); !reflect.DeepEqual(got, []string{RuleUnsubscribedThread, RuleSubscribedThread}) {
+		t.Fatalf("postcontent = %v", got)
+	}
+	if e.PostContent[0].Enabled || len(e.PostContent[1].Actions) != 1 {
+		t.Fatalf("changes not applied: %+v", e.PostContent)
+	}
+	// The condition is validated in rules users may create.
+	for _, bad := range []string{`{"kind":"io.element.msc4306.thread_subscription"}`,
+		`{"kind":"io.element.msc4306.thread_subscription","subscribed":"yes"}`} {
+		err := u.Put(KindOverride, "o", []byte(`{"actions":[],"conditions":[`+bad+`]}`), "", "")
+		if !errors.As(err, &pe) || pe.Code != CodeBadJSON {
+			t.Errorf("condition %s: %v, want M_BAD_JSON", bad, err)
+		}
+	}
+	mustPut(t, &u, KindOverride, "o", `{"actions":[],"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":true}]}`, "", "")
 }

@@ -13,11 +13,13 @@ import (
 // server-default rules. Server-default rules themselves are not stored, so
 // spec updates to them reach every user.
 type UserRules struct {
-	Override  []Rule `json:"override,omitempty"`
-	Content   []Rule `json:"content,omitempty"`
-	Room      []Rule `json:"room,omitempty"`
-	Sender    []Rule `json:"sender,omitempty"`
-	Underride []Rule `json:"underride,omitempty"`
+	Override []Rule `json:"override,omitempty"`
+	Content  []Rule `json:"content,omitempty"`
+	// PostContent stays empty: users may not create postcontent rules.
+	PostContent []Rule `json:"postcontent,omitempty"`
+	Room        []Rule `json:"room,omitempty"`
+	Sender      []Rule `json:"sender,omitempty"`
+	Underride   []Rule `json:"underride,omitempty"`
 	// Defaults maps kind -> server-default rule ID -> the user's change.
 	Defaults map[string]map[string]DefaultChange `json:"defaults,omitempty"`
 }
@@ -35,6 +37,8 @@ func (u *UserRules) list(kind string) *[]Rule {
 		return &u.Override
 	case KindContent:
 		return &u.Content
+	case KindPostContent:
+		return &u.PostContent
 	case KindRoom:
 		return &u.Room
 	case KindSender:
@@ -231,6 +235,11 @@ func validateCondition(m map[string]json.RawMessage) error {
 		if _, err := str("key", true); err != nil {
 			return err
 		}
+	case CondThreadSubscription:
+		var b bool
+		if raw, ok := m["subscribed"]; !ok || isNull(raw) || json.Unmarshal(raw, &b) != nil {
+			return errBadJSON("condition subscribed must be a boolean")
+		}
 	}
 	return nil
 }
@@ -262,6 +271,10 @@ func scalarValue(raw json.RawMessage) bool {
 func (u *UserRules) Put(kind, ruleID string, body []byte, before, after string) error {
 	if !ValidKind(kind) {
 		return errKind(kind)
+	}
+	if kind == KindPostContent {
+		// MSC4306: servers must refuse custom rules of this kind.
+		return errParam("custom postcontent push rules cannot be created")
 	}
 	if err := validateRuleID(ruleID); err != nil {
 		return err

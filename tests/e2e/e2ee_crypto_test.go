@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -29,6 +30,8 @@ type cryptoDevice struct {
 	since string
 	// plain holds the bodies this device decrypted, by event ID.
 	plain map[id.EventID]string
+	// undecrypted holds the encrypted events it had no key for (yet).
+	undecrypted map[id.EventID]*event.Event
 }
 
 func newCryptoDevice(t *testing.T, s *testserver.Server, localpart, deviceID string) *cryptoDevice {
@@ -42,7 +45,8 @@ func newCryptoDevice(t *testing.T, s *testserver.Server, localpart, deviceID str
 	if err := mach.Load(ctx); err != nil {
 		t.Fatalf("%s: loading olm machine: %v", deviceID, err)
 	}
-	d := &cryptoDevice{name: deviceID, cli: cli, mach: mach, state: state, plain: map[id.EventID]string{}}
+	d := &cryptoDevice{name: deviceID, cli: cli, mach: mach, state: state, plain: map[id.EventID]string{},
+		undecrypted: map[id.EventID]*event.Event{}}
 	// Sync once first, as a client does after login: the devices that
 	// come later then show up in this device's device_lists.changed.
 	d.sync(t)
@@ -54,11 +58,18 @@ func newCryptoDevice(t *testing.T, s *testserver.Server, localpart, deviceID str
 
 // sync runs one /sync, feeds the crypto machine (to-device messages,
 // device lists, one-time key counts, room state) and decrypts the
-// encrypted timeline events.
-func (d *cryptoDevice) sync(t *testing.T) {
+// encrypted timeline events; those without a known room key are kept in
+// undecrypted.
+func (d *cryptoDevice) sync(t *testing.T) *mautrix.RespSync {
+	t.Helper()
+	return d.syncWait(t, 0)
+}
+
+// syncWait is sync with a long-poll timeout in milliseconds.
+func (d *cryptoDevice) syncWait(t *testing.T, timeoutMS int) *mautrix.RespSync {
 	t.Helper()
 	ctx := ctxT(t)
-	resp, err := d.cli.FullSyncRequest(ctx, mautrix.ReqSync{Since: d.since, Timeout: 0})
+	resp, err := d.cli.FullSyncRequest(ctx, mautrix.ReqSync{Since: d.since, Timeout: timeoutMS})
 	if err != nil {
 		t.Fatalf("%s: sync: %v", d.name, err)
 	}
@@ -92,14 +103,27 @@ func (d *cryptoDevice) sync(t *testing.T) {
 		if err := evt.Content.ParseRaw(evt.Type); err != nil {
 			t.Fatalf("%s: parsing %s: %v", d.name, evt.ID, err)
 		}
-		dec, err := d.mach.DecryptMegolmEvent(ctx, evt)
-		if err != nil {
-			t.Fatalf("%s: decrypting %s from %s: %v", d.name, evt.ID, evt.Sender, err)
-		}
-		body, _ := dec.Content.Raw["body"].(string)
-		d.plain[evt.ID] = body
+		d.decrypt(t, evt)
 	}
 	d.since = resp.NextBatch
+	return resp
+}
+
+// decrypt decrypts a megolm event into plain, or records it in undecrypted
+// when the room key is unknown.
+func (d *cryptoDevice) decrypt(t *testing.T, evt *event.Event) {
+	t.Helper()
+	dec, err := d.mach.DecryptMegolmEvent(ctxT(t), evt)
+	if errors.Is(err, crypto.ErrNoSessionFound) {
+		d.undecrypted[evt.ID] = evt
+		return
+	}
+	if err != nil {
+		t.Fatalf("%s: decrypting %s from %s: %v", d.name, evt.ID, evt.Sender, err)
+	}
+	body, _ := dec.Content.Raw["body"].(string)
+	d.plain[evt.ID] = body
+	delete(d.undecrypted, evt.ID)
 }
 
 // send shares the room key with every joined member's devices and sends an

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -171,6 +172,8 @@ func TestE2EEKeysBadInputRefused(t *testing.T) {
 		name string
 		body func() map[string]any
 	}{
+		// Invalid device keys are M_BAD_JSON (the cases up to "key IDs of
+		// another device"), other invalid keys M_INVALID_PARAM.
 		{"signed by another key", func() map[string]any {
 			dk := alice.deviceKeys(t)
 			wrong := *alice
@@ -183,11 +186,45 @@ func TestE2EEKeysBadInputRefused(t *testing.T) {
 			dk["algorithms"] = []string{"m.olm.v1.curve25519-aes-sha2"}
 			return map[string]any{"device_keys": dk}
 		}},
-		{"unsigned", func() map[string]any {
+		{"without signatures", func() map[string]any {
 			dk := alice.deviceKeys(t)
 			delete(dk, "signatures")
 			return map[string]any{"device_keys": dk}
 		}},
+		{"without algorithms", func() map[string]any {
+			dk := alice.deviceKeys(t)
+			delete(dk, "algorithms")
+			return map[string]any{"device_keys": dk}
+		}},
+		{"without keys", func() map[string]any {
+			dk := alice.deviceKeys(t)
+			delete(dk, "keys")
+			return map[string]any{"device_keys": dk}
+		}},
+		{"without user and device", func() map[string]any {
+			return map[string]any{"device_keys": map[string]any{"algorithms": []string{}, "keys": map[string]string{"ed25519:ALICE1": alice.key.pub}, "signatures": map[string]any{}}}
+		}},
+		{"algorithms not a list", func() map[string]any {
+			dk := alice.deviceKeys(t)
+			dk["algorithms"] = "m.megolm.v1.aes-sha2"
+			return map[string]any{"device_keys": dk}
+		}},
+		{"a key that is not a string", func() map[string]any {
+			dk := alice.deviceKeys(t)
+			dk["keys"] = map[string]any{"ed25519:ALICE1": 5}
+			return map[string]any{"device_keys": dk}
+		}},
+		{"signatures not an object of objects", func() map[string]any {
+			dk := alice.deviceKeys(t)
+			dk["signatures"] = map[string]any{alice.userID: "sig"}
+			return map[string]any{"device_keys": dk}
+		}},
+		{"device_id not a string", func() map[string]any {
+			dk := alice.deviceKeys(t)
+			dk["device_id"] = 1
+			return map[string]any{"device_keys": dk}
+		}},
+		{"device keys not an object", func() map[string]any { return map[string]any{"device_keys": "keys"} }},
 		{"for another device", func() map[string]any { return map[string]any{"device_keys": other.deviceKeys(t)} }},
 		{"for another user", func() map[string]any {
 			forged := *bob
@@ -224,11 +261,19 @@ func TestE2EEKeysBadInputRefused(t *testing.T) {
 				"signed_curve25519:F1": alice.otk(t, 1, true), "signed_curve25519:F2": alice.otk(t, 2, true)}}
 		}},
 	}
+	badJSON := true
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
-			alice.upload(t, c.body()).want(t, http.StatusBadRequest, "M_INVALID_PARAM")
+			code := "M_INVALID_PARAM"
+			if badJSON {
+				code = "M_BAD_JSON"
+			}
+			alice.upload(t, c.body()).want(t, http.StatusBadRequest, code)
 			nothingStored(t)
 		})
+		if c.name == "key IDs of another device" {
+			badJSON = false
+		}
 	}
 	// Signed one-time keys need device keys to check them against.
 	alice.upload(t, map[string]any{"one_time_keys": alice.otks(t, 0, 2)}).want(t, http.StatusBadRequest, "M_INVALID_PARAM")
@@ -373,4 +418,60 @@ func TestE2EEDeviceListTracking(t *testing.T) {
 	// A token that is not a token is refused.
 	do(t, "GET", v3(s, "keys", "changes")+"?from=bogus", bob.token, nil).want(t, http.StatusBadRequest, "M_INVALID_PARAM")
 	do(t, "GET", v3(s, "keys", "changes"), bob.token, nil).want(t, http.StatusBadRequest, "M_MISSING_PARAM")
+}
+
+// Device keys without the device's self-signature are stored and served as
+// uploaded, as on Synapse (Complement's device list tests upload such keys);
+// uploading new ones replaces them and is a device list change.
+func TestE2EEKeysUnsignedDeviceKeysAccepted(t *testing.T) {
+	s := start(t, nil)
+	alice := e2eeUser(t, s, "alice", "ALICE1")
+	bob := e2eeUser(t, s, "bob", "BOB1")
+	room := mkRoom(t, alice.cli, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{id.UserID(bob.userID)}})
+	join(t, bob.cli, room)
+	since := bob.sync(t, "", 0)["next_batch"].(string)
+
+	unsigned := func(ed, curve string) map[string]any {
+		return map[string]any{
+			"user_id": alice.userID, "device_id": alice.deviceID,
+			"algorithms": []string{"m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"},
+			"keys":       map[string]string{"ed25519:ALICE1": ed, "curve25519:ALICE1": curve},
+			"signatures": map[string]any{},
+		}
+	}
+	for i, keys := range []map[string]any{
+		unsigned(newEdKey(t).pub, newEdKey(t).pub),
+		unsigned(newEdKey(t).pub, newEdKey(t).pub),
+		// An ed25519 "key" that is no key at all is stored too.
+		unsigned("not-a-key", "also-not-a-key"),
+	} {
+		alice.upload(t, map[string]any{"device_keys": keys}).want(t, 200, "")
+		got := jget(bob.query(t, alice.userID).Body, "device_keys", alice.userID, "ALICE1")
+		for _, f := range []string{"keys", "algorithms", "signatures"} {
+			if !reflect.DeepEqual(jget(got, f), jsonRoundTrip(t, keys[f])) {
+				t.Fatalf("upload %d: served %s = %v, want %v", i, f, jget(got, f), keys[f])
+			}
+		}
+		body := bob.sync(t, since, 3000)
+		if ch, _ := deviceLists(body); !slices.Contains(ch, alice.userID) {
+			t.Fatalf("upload %d: bob's device_lists.changed = %v, want alice", i, ch)
+		}
+		since = body["next_batch"].(string)
+	}
+	// Signed one-time keys cannot be checked against a key that is no key.
+	alice.upload(t, map[string]any{"one_time_keys": alice.otks(t, 0, 1)}).want(t, http.StatusBadRequest, "M_INVALID_PARAM")
+}
+
+// jsonRoundTrip returns v as encoding/json decodes it into an any.
+func jsonRoundTrip(t *testing.T, v any) any {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

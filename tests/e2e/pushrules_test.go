@@ -20,15 +20,18 @@ var defaultRuleIDs = map[string][]string{
 		".m.rule.suppress_edits",
 	},
 	"content": {".m.rule.contains_user_name"},
-	"room":    {},
-	"sender":  {},
+	"postcontent": {
+		".io.element.msc4306.rule.unsubscribed_thread", ".io.element.msc4306.rule.subscribed_thread",
+	},
+	"room":   {},
+	"sender": {},
 	"underride": {
 		".m.rule.call", ".m.rule.encrypted_room_one_to_one", ".m.rule.room_one_to_one",
 		".m.rule.message", ".m.rule.encrypted",
 	},
 }
 
-var ruleKinds = []string{"override", "content", "room", "sender", "underride"}
+var ruleKinds = []string{"override", "content", "postcontent", "room", "sender", "underride"}
 
 type rawRule struct {
 	RuleID     string           `json:"rule_id"`
@@ -40,7 +43,7 @@ type rawRule struct {
 }
 
 // getRules fetches GET /pushrules/ and checks the envelope: exactly the
-// global scope with five arrays.
+// global scope with one array per kind.
 func getRules(t *testing.T, s *testserver.Server, token string) map[string][]rawRule {
 	t.Helper()
 	r := do(t, "GET", v3(s, "pushrules")+"/", token, nil).want(t, 200, "")
@@ -101,7 +104,7 @@ func TestPushRulesDefaults(t *testing.T) {
 			if r.Default == nil || !*r.Default || r.Enabled == nil || r.Actions == nil {
 				t.Errorf("%s rule %s lacks default/enabled/actions: %+v", kind, r.RuleID, r)
 			}
-			if kind == "override" || kind == "underride" {
+			if kind == "override" || kind == "postcontent" || kind == "underride" {
 				if r.Conditions == nil {
 					t.Errorf("%s rule %s has no conditions array", kind, r.RuleID)
 				}

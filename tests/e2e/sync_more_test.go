@@ -55,6 +55,8 @@ func TestSyncThreadNotifications(t *testing.T) {
 	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
 	join(t, bob, room)
 	root := id.EventID(text(t, alice, room, "thread root"))
+	// Replies notify those subscribed to the thread (MSC4306).
+	do(t, "PUT", threadSubURL(s, room, root), bob.AccessToken, map[string]any{}).want(t, 200, "")
 	var last id.EventID
 	for _, body := range []string{"reply 1", "reply 2"} {
 		res, err := alice.SendMessageEvent(ctxT(t), room, event.EventMessage, map[string]any{
