@@ -260,6 +260,7 @@ func (tx *Tx) ClaimKey(ctx context.Context, userID, deviceID, algorithm string) 
 // MarkKeyCountsChanged records that a device's one-time or fallback keys
 // were claimed at stream position pos (one position per claim request).
 func (tx *Tx) MarkKeyCountsChanged(ctx context.Context, pos int64, userID, deviceID string) error {
+	tx.WakeUsers(userID)
 	_, err := tx.exec(ctx, `INSERT INTO e2e_key_count_changes (user_id, device_id, stream_pos) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id, device_id) DO UPDATE SET stream_pos = excluded.stream_pos`, userID, deviceID, pos)
 	if err != nil {

@@ -42,6 +42,7 @@ func threadSubscription(ctx context.Context, q querier, userID, roomID, threadRo
 // SetThreadSubscription records a subscription or unsubscription at a new
 // stream position.
 func (tx *Tx) SetThreadSubscription(ctx context.Context, userID, roomID, threadRoot string, subscribed, automatic bool) error {
+	tx.WakeUsers(userID)
 	_, err := tx.exec(ctx, `INSERT INTO thread_subscriptions (user_id, room_id, thread_root, subscribed, automatic, stream_pos)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (user_id, room_id, thread_root) DO UPDATE SET subscribed = excluded.subscribed,
