@@ -117,10 +117,3 @@ func (u *uiaSessions) dropExpired(pool *list.List, now time.Time) {
 		u.remove(s)
 	}
 }
-
-// len is the number of sessions held.
-func (u *uiaSessions) len() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.byID)
-}
