@@ -89,6 +89,30 @@ func (a *API) Handler(extra ...func(*mux.Router)) http.Handler {
 	return httputil.WithClientAddress(httputil.Outer(r, a.log, a.cfg.MaxRequestBodyBytes), a.trusted)
 }
 
+// Route is one entry of the route table: a method and a path template
+// ({name} or {name:regexp} for path variables).
+type Route struct{ Method, Path string }
+
+// Routes lists the client API's route table (for tests and tools; no
+// handler is called).
+func Routes() []Route {
+	r := mux.NewRouter()
+	(&API{}).register(&router{r})
+	var out []Route
+	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		path, err := route.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, _ := route.GetMethods()
+		for _, m := range methods {
+			out = append(out, Route{Method: m, Path: path})
+		}
+		return nil
+	})
+	return out
+}
+
 // router registers endpoints under the prefixes the spec serves them on.
 type router struct{ r *mux.Router }
 
