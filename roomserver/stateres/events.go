@@ -48,10 +48,8 @@ func newNode(p gomatrixserverlib.PDU) (n *node, roomID string, err error) {
 	if sk := p.StateKey(); sk != nil {
 		n.isState, n.stateKey = true, *sk
 	}
-	seen := map[string]bool{}
 	for _, id := range p.AuthEventIDs() {
-		if !seen[id] {
-			seen[id] = true
+		if !slices.Contains(n.auth, id) { // a handful of IDs
 			n.auth = append(n.auth, id)
 		}
 	}
@@ -67,14 +65,20 @@ type store struct {
 	loader   AuthEventLoader
 	rejected func(string) bool
 	nodes    map[string]*node
-	state    []*node // the events of the state sets
+	supplied map[string]gomatrixserverlib.PDU // Input.AuthEvents, made nodes when first needed
+	state    []*node                          // the events of the state sets
 	create   *node   // found by findCreate
 }
 
 // newStore validates the input and indexes it. It returns the state sets as
 // nodes, each deduplicated.
 func newStore(ctx context.Context, ver gomatrixserverlib.IRoomVersion, in Input) (*store, [][]*node, error) {
-	st := &store{ctx: ctx, ver: ver, loader: in.Loader, rejected: in.IsRejected, nodes: map[string]*node{}}
+	size := len(in.AuthEvents)
+	if len(in.StateSets) > 0 {
+		size += len(in.StateSets[0])
+	}
+	st := &store{ctx: ctx, ver: ver, loader: in.Loader, rejected: in.IsRejected,
+		nodes: make(map[string]*node, size), supplied: make(map[string]gomatrixserverlib.PDU, len(in.AuthEvents))}
 	sets := make([][]*node, len(in.StateSets))
 	for i, set := range in.StateSets {
 		seen := map[string]bool{}
@@ -94,9 +98,10 @@ func newStore(ctx context.Context, ver gomatrixserverlib.IRoomVersion, in Input)
 		}
 	}
 	for _, p := range in.AuthEvents {
-		if _, err := st.add(p); err != nil {
-			return nil, nil, err
+		if p == nil {
+			return nil, nil, invalid("nil auth event")
 		}
+		st.supplied[p.EventID()] = p
 	}
 	return st, sets, nil
 }
@@ -104,12 +109,14 @@ func newStore(ctx context.Context, ver gomatrixserverlib.IRoomVersion, in Input)
 // add indexes an event, checking it belongs to the room and version of the
 // others. The first event fixes the room.
 func (st *store) add(p gomatrixserverlib.PDU) (*node, error) {
+	if p != nil {
+		if existing, ok := st.nodes[p.EventID()]; ok {
+			return existing, nil
+		}
+	}
 	n, roomID, err := newNode(p)
 	if err != nil {
 		return nil, err
-	}
-	if existing, ok := st.nodes[n.id]; ok {
-		return existing, nil
 	}
 	if p.Version() != st.ver.Version() {
 		return nil, invalid("event %s is of room version %q, not %q", n.id, p.Version(), st.ver.Version())
@@ -127,16 +134,23 @@ func (st *store) isRejected(eventID string) bool {
 	return st.rejected != nil && st.rejected(eventID)
 }
 
-// ensure makes the named events available, asking the loader for those not
-// yet held; any still missing is a MissingEventsError.
+// ensure makes the named events available, from the supplied auth events
+// or else the loader; any still missing is a MissingEventsError.
 func (st *store) ensure(ids []string) error {
 	var want []string
-	asked := map[string]bool{}
+	wanted := map[string]bool{}
 	for _, id := range ids {
-		if _, ok := st.nodes[id]; !ok && !asked[id] {
-			asked[id] = true
-			want = append(want, id)
+		if _, ok := st.nodes[id]; ok || wanted[id] {
+			continue
 		}
+		if p, ok := st.supplied[id]; ok {
+			if _, err := st.add(p); err != nil {
+				return err
+			}
+			continue
+		}
+		wanted[id] = true
+		want = append(want, id)
 	}
 	if len(want) == 0 {
 		return nil
@@ -201,27 +215,6 @@ func (st *store) ancestors(starts []*node, skip func(*node) bool) (map[string]*n
 		frontier = next
 	}
 	return seen, nil
-}
-
-// closure loads the auth chains of every state event and returns all
-// events held.
-func (st *store) closure() ([]gomatrixserverlib.PDU, error) {
-	if _, err := st.ancestors(st.state, nil); err != nil {
-		return nil, err
-	}
-	if err := st.findCreate(); err != nil {
-		return nil, err
-	}
-	ids := make([]string, 0, len(st.nodes))
-	for id := range st.nodes {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	out := make([]gomatrixserverlib.PDU, len(ids))
-	for i, id := range ids {
-		out[i] = st.nodes[id].pdu
-	}
-	return out, nil
 }
 
 // findCreate finds the room's one create event among the events held,

@@ -54,7 +54,7 @@ type branch struct {
 func newForkGen(tb testing.TB, version string, seed uint64, gmslOK bool) *forkGen {
 	tb.Helper()
 	g := &forkGen{
-		r:       newTestRoom(tb, version),
+		r:       newTestRoomID(tb, version, seed),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		gmslOK:  gmslOK,
 		servers: map[string]*dagtest.Server{},

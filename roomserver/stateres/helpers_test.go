@@ -25,7 +25,15 @@ type testRoom struct {
 }
 
 func newTestRoom(tb testing.TB, version string) *testRoom {
-	return &testRoom{Room: dagtest.NewRoom(tb, version, "!room:a.test"), tb: tb, all: map[string]gomatrixserverlib.PDU{}}
+	return newTestRoomID(tb, version, 0)
+}
+
+// newTestRoomID makes room number n: its room ID (and, in v12, its create
+// event's timestamp) differs from other numbers'.
+func newTestRoomID(tb testing.TB, version string, n uint64) *testRoom {
+	r := &testRoom{Room: dagtest.NewRoom(tb, version, fmt.Sprintf("!room%d:a.test", n)), tb: tb, all: map[string]gomatrixserverlib.PDU{}}
+	r.SetTime(r.Time() + int64(n)*1_000_000)
+	return r
 }
 
 func (r *testRoom) ev(srv *dagtest.Server, sender, typ string, stateKey *string, content any, before dagtest.State, prev ...gomatrixserverlib.PDU) gomatrixserverlib.PDU {

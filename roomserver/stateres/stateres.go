@@ -81,7 +81,7 @@ func Resolve(ctx context.Context, ver gomatrixserverlib.IRoomVersion, in Input) 
 	}
 	switch ver.StateResAlgorithm() {
 	case gomatrixserverlib.StateResV1:
-		return resolveV1(st, in)
+		return resolveV1(st, sets)
 	case gomatrixserverlib.StateResV2, gomatrixserverlib.StateResV2_1:
 	default:
 		return nil, invalid("unsupported state resolution algorithm %v", ver.StateResAlgorithm())
@@ -108,34 +108,54 @@ func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 }
 
 // resolveV1 hands room version 1 to gomatrixserverlib, whose v1 resolver
-// works; its panics (it has some on malformed input) become errors.
-func resolveV1(st *store, in Input) (resolved []gomatrixserverlib.PDU, err error) {
-	if len(in.StateSets) == 0 {
+// works; its panics (it has some on malformed input) become errors. As in
+// Synapse, the conflicted events are checked against the unconflicted state
+// (v1 counts a key as conflicted only when two events differ for it): the
+// library keys the auth events it is given by type and state key, so
+// handing it auth chains would make the answer depend on their order.
+func resolveV1(st *store, sets [][]*node) (resolved []gomatrixserverlib.PDU, err error) {
+	if len(sets) == 0 {
 		return nil, nil
 	}
-	all, err := st.closure()
-	if err != nil {
-		return nil, err
+	byKey := map[gomatrixserverlib.StateKeyTuple]map[string]*node{}
+	var stateSets [][]gomatrixserverlib.PDU
+	for _, set := range sets {
+		var pdus []gomatrixserverlib.PDU
+		for _, n := range set {
+			if byKey[n.key()] == nil {
+				byKey[n.key()] = map[string]*node{}
+			}
+			byKey[n.key()][n.id] = n
+			pdus = append(pdus, n.pdu)
+		}
+		stateSets = append(stateSets, pdus)
 	}
-	isRejected := st.isRejected
+	unconflicted := stateMap{}
+	for k, events := range byKey {
+		for _, n := range events {
+			if len(events) == 1 {
+				unconflicted[k] = n
+			}
+		}
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			resolved, err = nil, invalid("v1 state resolution: %v", p)
 		}
 	}()
-	out, err := gomatrixserverlib.ResolveConflictsNew(st.ver.Version(), in.StateSets, all, userIDForSender, isRejected)
+	out, err := gomatrixserverlib.ResolveConflictsNew(st.ver.Version(), stateSets, sortedState(unconflicted), userIDForSender, st.isRejected)
 	if err != nil {
 		return nil, fmt.Errorf("v1 state resolution: %w", err)
 	}
-	byKey := make(map[gomatrixserverlib.StateKeyTuple]*node, len(out))
+	result := make(stateMap, len(out))
 	for _, p := range out {
 		n := st.nodes[p.EventID()]
 		if n == nil {
 			return nil, invalid("v1 state resolution returned unknown event %s", p.EventID())
 		}
-		byKey[n.key()] = n
+		result[n.key()] = n
 	}
-	return sortedState(byKey), nil
+	return sortedState(result), nil
 }
 
 // split is the state sets divided per the spec: the unconflicted state map
@@ -149,9 +169,13 @@ type split struct {
 // splitStateSets divides the state sets. A key missing from any set is
 // conflicted, as in Synapse.
 func splitStateSets(sets [][]*node) (split, error) {
-	sp := split{sets: sets, unconflicted: map[gomatrixserverlib.StateKeyTuple]*node{}, conflicted: map[string]*node{}}
+	size := 0
+	if len(sets) > 0 {
+		size = len(sets[0])
+	}
+	sp := split{sets: sets, unconflicted: make(map[gomatrixserverlib.StateKeyTuple]*node, size), conflicted: map[string]*node{}}
 	maps := make([]map[gomatrixserverlib.StateKeyTuple]*node, len(sets))
-	keys := map[gomatrixserverlib.StateKeyTuple]struct{}{}
+	keys := make(map[gomatrixserverlib.StateKeyTuple]struct{}, size)
 	for i, set := range sets {
 		m := make(map[gomatrixserverlib.StateKeyTuple]*node, len(set))
 		for _, n := range set {
