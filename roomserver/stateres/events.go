@@ -67,7 +67,7 @@ type store struct {
 	nodes    map[string]*node
 	supplied map[string]gomatrixserverlib.PDU // Input.AuthEvents, made nodes when first needed
 	state    []*node                          // the events of the state sets
-	create   *node   // found by findCreate
+	create   *node                            // found by findCreate
 }
 
 // newStore validates the input and indexes it. It returns the state sets as

@@ -114,7 +114,7 @@ func TestInvalidInputIsAnError(t *testing.T) {
 			return isInvalid(err) || errors.As(err, &missing)
 		}},
 		{"cycle through conflicted power levels", v2, stateres.Input{
-			StateSets:  [][]gomatrixserverlib.PDU{{create, join, plA}, {create, join, plB}},
+			StateSets: [][]gomatrixserverlib.PDU{{create, join, plA}, {create, join, plB}},
 		}, isInvalid},
 		{"power levels citing themselves", v2, stateres.Input{
 			StateSets: [][]gomatrixserverlib.PDU{{create, join, self}, {create, join}},
