@@ -66,7 +66,6 @@ type store struct {
 	rejected func(string) bool
 	nodes    map[string]*node
 	supplied map[string]gomatrixserverlib.PDU // Input.AuthEvents, made nodes when first needed
-	state    []*node                          // the events of the state sets
 	create   *node                            // found by findCreate
 }
 
@@ -93,7 +92,6 @@ func newStore(ctx context.Context, ver gomatrixserverlib.IRoomVersion, in Input)
 			if !seen[n.id] {
 				seen[n.id] = true
 				sets[i] = append(sets[i], n)
-				st.state = append(st.state, n)
 			}
 		}
 	}

@@ -79,16 +79,16 @@ func Resolve(ctx context.Context, ver gomatrixserverlib.IRoomVersion, in Input) 
 	if err != nil {
 		return nil, err
 	}
+	sp, err := splitStateSets(sets)
+	if err != nil {
+		return nil, err
+	}
 	switch ver.StateResAlgorithm() {
 	case gomatrixserverlib.StateResV1:
 		return resolveV1(st, sets)
 	case gomatrixserverlib.StateResV2, gomatrixserverlib.StateResV2_1:
 	default:
 		return nil, invalid("unsupported state resolution algorithm %v", ver.StateResAlgorithm())
-	}
-	sp, err := splitStateSets(sets)
-	if err != nil {
-		return nil, err
 	}
 	if len(sp.conflicted) == 0 {
 		return sortedState(sp.unconflicted), nil
