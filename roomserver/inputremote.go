@@ -9,6 +9,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/roomserver/stateres"
 	"matrixhs/storage"
 )
 
@@ -356,7 +357,7 @@ func (rs *Roomserver) resolve(ctx context.Context, r *room, sets []stateMap) (st
 	if err != nil {
 		return nil, err
 	}
-	resolved, err := resolveConflicts(r.version, stateSets, chain)
+	resolved, err := resolveConflicts(ctx, r.version, stateSets, chain)
 	if err != nil {
 		return nil, fmt.Errorf("state resolution: %w", err)
 	}
@@ -431,16 +432,17 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// resolveConflicts runs gomatrixserverlib's state resolution. At the pinned
-// version its v2.1 resolver (room version 12) panics when power events
-// conflict ("missing resolved create event": it needs the create event
-// before any state is applied); that panic becomes an error here, so such a
-// fork is refused instead of crashing the server.
-func resolveConflicts(ver gomatrixserverlib.IRoomVersion, stateSets [][]gomatrixserverlib.PDU, chain []gomatrixserverlib.PDU) (resolved []gomatrixserverlib.PDU, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			resolved, err = nil, fmt.Errorf("%w: %v", ErrStateResolution, p)
-		}
-	}()
-	return gomatrixserverlib.ResolveConflictsNew(ver.Version(), stateSets, chain, userIDForSender, func(string) bool { return false })
+// resolveConflicts runs the room version's state resolution (our own, in
+// roomserver/stateres). Auth events it lacks are reported as missing, for
+// the caller to fetch.
+func resolveConflicts(ctx context.Context, ver gomatrixserverlib.IRoomVersion, stateSets [][]gomatrixserverlib.PDU, chain []gomatrixserverlib.PDU) ([]gomatrixserverlib.PDU, error) {
+	resolved, err := stateres.Resolve(ctx, ver, stateres.Input{StateSets: stateSets, AuthEvents: chain})
+	var missing *stateres.MissingEventsError
+	if errors.As(err, &missing) {
+		return nil, &MissingEventsError{EventIDs: missing.EventIDs}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStateResolution, err)
+	}
+	return resolved, nil
 }
