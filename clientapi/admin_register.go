@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"container/list"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/hex"
@@ -13,15 +14,29 @@ import (
 	"matrixhs/internal/httputil"
 )
 
-const nonceLifetime = time.Minute
+const (
+	nonceLifetime = time.Minute
+	// Anyone may ask for nonces: beyond this many live ones the oldest go.
+	maxNonces = 10_000
+)
 
 // nonceStore hands out single-use nonces for shared-secret registration.
+// Nonces all live equally long, so issue order is expiry order: expired
+// ones leave from the front of a queue, without scanning the rest.
 type nonceStore struct {
 	mu     sync.Mutex
-	nonces map[string]time.Time
+	nonces map[string]*list.Element
+	order  *list.List // of nonceEntry, oldest first
 }
 
-func newNonceStore() *nonceStore { return &nonceStore{nonces: make(map[string]time.Time)} }
+type nonceEntry struct {
+	nonce   string
+	expires time.Time
+}
+
+func newNonceStore() *nonceStore {
+	return &nonceStore{nonces: make(map[string]*list.Element), order: list.New()}
+}
 
 func (n *nonceStore) issue(now time.Time) (string, error) {
 	nonce, err := config.RandomSecret(24)
@@ -30,12 +45,10 @@ func (n *nonceStore) issue(now time.Time) (string, error) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for k, exp := range n.nonces {
-		if now.After(exp) {
-			delete(n.nonces, k)
-		}
+	for e := n.order.Front(); e != nil && (now.After(e.Value.(nonceEntry).expires) || n.order.Len() >= maxNonces); e = n.order.Front() {
+		n.drop(e)
 	}
-	n.nonces[nonce] = now.Add(nonceLifetime)
+	n.nonces[nonce] = n.order.PushBack(nonceEntry{nonce: nonce, expires: now.Add(nonceLifetime)})
 	return nonce, nil
 }
 
@@ -43,9 +56,17 @@ func (n *nonceStore) issue(now time.Time) (string, error) {
 func (n *nonceStore) take(nonce string, now time.Time) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	exp, ok := n.nonces[nonce]
-	delete(n.nonces, nonce)
-	return ok && now.Before(exp)
+	e, ok := n.nonces[nonce]
+	if !ok {
+		return false
+	}
+	n.drop(e)
+	return now.Before(e.Value.(nonceEntry).expires)
+}
+
+func (n *nonceStore) drop(e *list.Element) {
+	delete(n.nonces, e.Value.(nonceEntry).nonce)
+	n.order.Remove(e)
 }
 
 // adminRegisterNonce serves GET /_synapse/admin/v1/register.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
@@ -14,6 +15,7 @@ import (
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/ratelimit"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -32,7 +34,11 @@ type API struct {
 	nonces   *nonceStore
 	ss       *ssConns // sliding-sync connections
 	logins   *loginLimiter
-	log      logrus.FieldLogger
+	// registrations limits new sign-up sessions per client address.
+	registrations *ratelimit.Limiter
+	// trusted are the proxies whose forwarding headers are believed.
+	trusted *httputil.TrustedProxies
+	log     logrus.FieldLogger
 	// delayedWake nudges the delayed-event sender (delayed.go) after a change;
 	// delayedDone is closed when it has stopped (nil: never started).
 	delayedWake chan struct{}
@@ -41,7 +47,12 @@ type API struct {
 
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}), uia: newUIASessions(), nonces: newNonceStore(), ss: newSSConns(), logins: newLoginLimiter(), log: log,
+	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}),
+		uia: newUIASessions(time.Now), nonces: newNonceStore(), ss: newSSConns(), logins: newLoginLimiter(time.Now),
+		registrations: ratelimit.New(ratelimit.Options{
+			Burst: cfg.RCRegistration.BurstCount, Interval: cfg.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
+		}),
+		trusted: httputil.NewTrustedProxies(cfg.TrustedProxyPrefixes()), log: log,
 		delayedWake: make(chan struct{}, 1)}
 }
 
@@ -75,7 +86,31 @@ func (a *API) Handler(extra ...func(*mux.Router)) http.Handler {
 	r.MethodNotAllowedHandler = httputil.Handler(func(*http.Request) (any, error) {
 		return nil, httputil.MethodNotAllowed("Method not allowed for this endpoint")
 	})
-	return httputil.Outer(r, a.log, a.cfg.MaxRequestBodyBytes)
+	return httputil.WithClientAddress(httputil.Outer(r, a.log, a.cfg.MaxRequestBodyBytes), a.trusted)
+}
+
+// Route is one entry of the route table: a method and a path template
+// ({name} or {name:regexp} for path variables).
+type Route struct{ Method, Path string }
+
+// Routes lists the client API's route table (for tests and tools; no
+// handler is called).
+func Routes() []Route {
+	r := mux.NewRouter()
+	(&API{}).register(&router{r})
+	var out []Route
+	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		path, err := route.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, _ := route.GetMethods()
+		for _, m := range methods {
+			out = append(out, Route{Method: m, Path: path})
+		}
+		return nil
+	})
+	return out
 }
 
 // router registers endpoints under the prefixes the spec serves them on.

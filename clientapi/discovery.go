@@ -18,20 +18,47 @@ var supportedVersions = []string{
 	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
 }
 
-// versions serves GET /_matrix/client/versions.
-func (a *API) versions(*http.Request) (any, error) {
-	return map[string]any{
-		"versions":          supportedVersions,
-		"unstable_features": map[string]bool{"org.matrix.simplified_msc3575": true, "org.matrix.msc4140": true},
-	}, nil
+// unstableFeatures are the flags clients read to switch features on; each
+// names something this server really does (README lists them). Several are
+// implied by the versions above but are read by older clients, or by
+// clients that look for the flag alone.
+var unstableFeatures = map[string]bool{
+	// Element Web sets up cross-signing only with this flag (or v1.1).
+	"org.matrix.e2e_cross_signing": true,
+	// Simplified Sliding Sync (MSC4186): Element X refuses servers without it.
+	"org.matrix.simplified_msc3575": true,
+	// Delayed events (Element Call's call-leave events).
+	"org.matrix.msc4140": true,
+	// Private read receipts (m.read.private).
+	"org.matrix.msc2285.stable": true,
+	// Threads, threaded read receipts and per-thread unread counts.
+	"org.matrix.msc3440.stable": true,
+	"org.matrix.msc3771":        true,
+	"org.matrix.msc3773":        true,
+	// room_types filter of POST /publicRooms (spaces in the room directory).
+	"org.matrix.msc3827.stable": true,
+	// Authenticated media (/_matrix/client/v1/media).
+	"org.matrix.msc3916.stable": true,
+	// Room summaries (/_matrix/client/v1/room_summary and im.nheko.summary).
+	"org.matrix.msc3266": true,
 }
 
-// wellKnownClient serves GET /.well-known/matrix/client.
+// versions serves GET /_matrix/client/versions.
+func (a *API) versions(*http.Request) (any, error) {
+	return map[string]any{"versions": supportedVersions, "unstable_features": unstableFeatures}, nil
+}
+
+// wellKnownClient serves GET /.well-known/matrix/client. Without
+// public_baseurl the URL follows the request, and a trusted proxy's
+// X-Forwarded-Proto and -Host.
 func (a *API) wellKnownClient(r *http.Request) (any, error) {
-	https := r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
+	https := r.TLS != nil
 	host := r.Host
-	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
-		host = fh
+	if httputil.ViaTrustedProxy(r) {
+		https = https || r.Header.Get("X-Forwarded-Proto") == "https"
+		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+			host = fh
+		}
 	}
 	return map[string]any{
 		"m.homeserver": map[string]string{"base_url": a.cfg.BaseURL(host, https)},

@@ -52,7 +52,7 @@ func (a *API) login(r *http.Request) (any, error) {
 	if user == "" {
 		return nil, httputil.MissingParam("No user identifier given")
 	}
-	keys := loginKeys(r, user)
+	keys := keysFor(r, user)
 	if err := a.logins.check(keys); err != nil {
 		return nil, err
 	}

@@ -54,7 +54,8 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 	if err := a.accounts.Available(r.Context(), req.Username); err != nil {
 		return nil, err
 	}
-	res, err := a.checkUIA(r, req.Auth, uiaRequest{flows: a.registerFlows(), checkRegToken: a.registrationTokenUsable})
+	res, err := a.checkUIA(r, req.Auth, uiaRequest{flows: a.registerFlows(), checkRegToken: a.registrationTokenUsable,
+		newSession: func() error { return a.allowSignUp(r) }})
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +78,20 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 	return login, nil
 }
 
+// maxRegistrationAddresses bounds the sign-up limiter's table (see
+// internal/ratelimit: a penalty is never dropped early).
+const maxRegistrationAddresses = 20_000
+
+// allowSignUp spends one of the client address's sign-ups (rc_registration):
+// every new registration session costs one, so accounts and sessions from
+// one address are both limited.
+func (a *API) allowSignUp(r *http.Request) error {
+	if wait := a.registrations.Allow(addressKey(clientIP(r))); wait > 0 {
+		return limitExceeded("Too many registrations from this address; try again later", wait)
+	}
+	return nil
+}
+
 func (a *API) registrationTokenUsable(ctx context.Context, token string) (bool, error) {
 	if a.cfg.Registration != config.RegistrationToken || token == "" {
 		return false, nil
@@ -91,8 +106,12 @@ func (a *API) registrationTokenUsable(ctx context.Context, token string) (bool, 
 	return t.Usable(a.accounts.Now().UnixMilli()), nil
 }
 
-// registerAvailable serves GET /_matrix/client/v3/register/available.
+// registerAvailable serves GET /_matrix/client/v3/register/available;
+// like Synapse, only while registration is enabled.
 func (a *API) registerAvailable(r *http.Request) (any, error) {
+	if a.cfg.Registration == config.RegistrationDisabled {
+		return nil, httputil.Forbidden("Registration is disabled on this server")
+	}
 	name := r.URL.Query().Get("username")
 	if name == "" {
 		return nil, httputil.MissingParam("username is required")

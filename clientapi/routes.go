@@ -152,6 +152,9 @@ func (a *API) register(rt *router) {
 	rt.client(get, "/keys/changes", a.auth(a.keyChanges))
 	rt.client(post, "/keys/device_signing/upload", a.auth(a.uploadCrossSigningKeys))
 	rt.client(post, "/keys/signatures/upload", a.auth(a.uploadSignatures))
+	// matrix-js-sdk still sends these to the unstable prefix (uploadDeviceSigningKeys).
+	rt.exact(post, "/_matrix/client/unstable/keys/device_signing/upload", a.auth(a.uploadCrossSigningKeys))
+	rt.exact(post, "/_matrix/client/unstable/keys/signatures/upload", a.auth(a.uploadSignatures))
 	rt.client(put, "/sendToDevice/{eventType}/{txnId}", a.auth(a.sendToDevice))
 	rt.client(post, "/room_keys/version", a.auth(a.createBackupVersion))
 	rt.client(get, "/room_keys/version", a.auth(a.getBackupVersion))
@@ -189,10 +192,10 @@ func (a *API) register(rt *router) {
 	// Third-party networks (none are bridged).
 	rt.client(get, "/thirdparty/protocols", a.auth(a.thirdPartyProtocols))
 	rt.client(get, "/thirdparty/protocol/{protocol}", a.auth(a.thirdPartyProtocol))
-	rt.client(get, "/thirdparty/location/{protocol}", a.auth(a.thirdPartyProtocol))
-	rt.client(get, "/thirdparty/user/{protocol}", a.auth(a.thirdPartyProtocol))
-	rt.client(get, "/thirdparty/location", a.auth(a.thirdPartyReverseLookup))
-	rt.client(get, "/thirdparty/user", a.auth(a.thirdPartyReverseLookup))
+	rt.client(get, "/thirdparty/location/{protocol}", a.auth(a.thirdPartyLookup))
+	rt.client(get, "/thirdparty/user/{protocol}", a.auth(a.thirdPartyLookup))
+	rt.client(get, "/thirdparty/location", a.auth(a.thirdPartyLookup))
+	rt.client(get, "/thirdparty/user", a.auth(a.thirdPartyLookup))
 
 	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
 	rt.exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))

@@ -16,14 +16,18 @@ func (a *API) thirdPartyProtocols(*http.Request, *accounts.Session) (any, error)
 	return map[string]any{}, nil
 }
 
-// thirdPartyProtocol serves GET /_matrix/client/v3/thirdparty/protocol/{protocol}
-// and the per-protocol location and user lookups.
+// thirdPartyProtocol serves GET /_matrix/client/v3/thirdparty/protocol/{protocol}:
+// no protocol is known (404, as Synapse).
 func (a *API) thirdPartyProtocol(r *http.Request, _ *accounts.Session) (any, error) {
 	return nil, httputil.NotFound("Unknown protocol %q", pathVar(r, "protocol"))
 }
 
-// thirdPartyReverseLookup serves GET /_matrix/client/v3/thirdparty/location
-// and /thirdparty/user (by alias or user ID): nothing is bridged.
-func (a *API) thirdPartyReverseLookup(*http.Request, *accounts.Session) (any, error) {
+// thirdPartyLookup serves the location and user lookups, by protocol
+// (/thirdparty/location/{protocol}, /thirdparty/user/{protocol}) and in
+// reverse (by alias or user ID): nothing is bridged, so nothing is found,
+// whatever the protocol. Like Synapse this is 200 [], not 404: Element probes
+// protocols such as im.vector.protocol.sip_virtual and treats errors as
+// failures.
+func (a *API) thirdPartyLookup(*http.Request, *accounts.Session) (any, error) {
 	return []any{}, nil
 }

@@ -3,12 +3,10 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
-	"sync"
-	"time"
 
-	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 )
 
@@ -18,30 +16,6 @@ const (
 	stageDummy             = "m.login.dummy"
 	stageRegistrationToken = "m.login.registration_token"
 )
-
-const uiaSessionLifetime = 15 * time.Minute
-
-// uiaSessions tracks user-interactive auth sessions in memory: they live for
-// minutes and a restart simply makes the client start over.
-type uiaSessions struct {
-	mu       sync.Mutex
-	sessions map[string]*uiaSession
-	now      func() time.Time
-}
-
-type uiaSession struct {
-	completed []string
-	expires   time.Time
-	// op is the method and path the session was started for: a session
-	// cannot authorise a different operation.
-	op string
-	// regToken is the registration token a m.login.registration_token stage accepted.
-	regToken string
-}
-
-func newUIASessions() *uiaSessions {
-	return &uiaSessions{sessions: make(map[string]*uiaSession), now: time.Now}
-}
 
 // uiaAuth is the "auth" dictionary of a request.
 type uiaAuth struct {
@@ -61,6 +35,9 @@ type uiaRequest struct {
 	userID string
 	// checkRegToken validates a registration token for that stage.
 	checkRegToken func(ctx context.Context, token string) (bool, error)
+	// newSession, when set, is asked before a session is started (a rate
+	// limit on sign-ups).
+	newSession func() error
 }
 
 // uiaResult is a completed authentication.
@@ -68,45 +45,41 @@ type uiaResult struct {
 	regToken string
 }
 
-func (u *uiaSessions) create(op string) (string, *uiaSession) {
-	id := accounts.NewDeviceID() + accounts.NewDeviceID()
-	s := &uiaSession{expires: u.now().Add(uiaSessionLifetime), op: op}
-	u.sessions[id] = s
-	// Expired sessions are swept on creation; there are few of them.
-	for k, v := range u.sessions {
-		if u.now().After(v.expires) {
-			delete(u.sessions, k)
-		}
-	}
-	return id, s
-}
-
-// check runs one UIA step. It returns a result when a flow is complete, and
-// otherwise the 401 (or stage error) the client must see.
-func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResult, error) {
+// uiaSession finds the request's session, or starts one (after req.newSession
+// allows it), and returns its ID and the stages completed so far.
+func (a *API) uiaSession(r *http.Request, auth *uiaAuth, req uiaRequest) (string, []string, error) {
 	u := a.uia
 	op := r.Method + " " + r.URL.Path
-	u.mu.Lock()
-	var id string
-	var sess *uiaSession
 	if auth != nil && auth.Session != "" {
-		s, ok := u.sessions[auth.Session]
-		if !ok || u.now().After(s.expires) {
-			u.mu.Unlock()
-			return nil, httputil.Unknown("unknown or expired UIA session")
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		s := u.get(auth.Session, req.userID)
+		if s == nil {
+			return "", nil, httputil.Unknown("unknown or expired UIA session")
 		}
 		if s.op != op {
-			u.mu.Unlock()
-			return nil, httputil.Forbidden("Requested operation has changed during the UI authentication session")
+			return "", nil, httputil.Forbidden("Requested operation has changed during the UI authentication session")
 		}
-		id, sess = auth.Session, s
-	} else {
-		id, sess = u.create(op)
+		// Always a list: clients (and Sytest) expect "completed" on every challenge.
+		return s.id, append([]string{}, s.completed...), nil
 	}
-	// Always a list: clients (and Sytest) expect "completed" on every challenge.
-	completed := append([]string{}, sess.completed...)
-	u.mu.Unlock()
+	if req.newSession != nil {
+		if err := req.newSession(); err != nil {
+			return "", nil, err
+		}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.create(op, req.userID).id, []string{}, nil
+}
 
+// checkUIA runs one UIA step. It returns a result when a flow is complete,
+// and otherwise the 401 (or stage error) the client must see.
+func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResult, error) {
+	id, completed, err := a.uiaSession(r, auth, req)
+	if err != nil {
+		return nil, err
+	}
 	challenge := func(stageErr *httputil.Error) *httputil.Error {
 		params := map[string]any{}
 		body := map[string]any{"flows": flowsJSON(req.flows), "params": params, "session": id, "completed": completed}
@@ -126,25 +99,13 @@ func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResu
 	switch auth.Type {
 	case stageDummy:
 	case stagePassword:
-		user := auth.User
-		if len(auth.Identifier) > 0 {
-			var ident loginIdentifier
-			if err := json.Unmarshal(auth.Identifier, &ident); err != nil || ident.Type != "m.id.user" {
-				return nil, challenge(httputil.Unknown("only m.id.user identifiers are supported"))
+		if err := a.uiaPassword(r, auth, req.userID); err != nil {
+			// Stage failures (401) are challenges; 403 and 429 are not.
+			var he *httputil.Error
+			if errors.As(err, &he) && he.Status == http.StatusUnauthorized {
+				return nil, challenge(he)
 			}
-			user = ident.User
-		}
-		if user != "" {
-			// Another account's credentials never authorise this request: a
-			// plain 403 (as Synapse and Complement expect), and no password
-			// check, so a stolen token is no oracle for other passwords.
-			local, err := a.accounts.ParseLocalUser(user)
-			if err != nil || a.accounts.UserID(local) != req.userID {
-				return nil, httputil.Forbidden("you can only authenticate as yourself")
-			}
-		}
-		if _, err := a.accounts.CheckPassword(r.Context(), req.userID, auth.Password); err != nil {
-			return nil, challenge(httputil.Forbidden("Invalid password"))
+			return nil, err
 		}
 	case stageRegistrationToken:
 		ok, err := req.checkRegToken(r.Context(), auth.Token)
@@ -158,23 +119,73 @@ func (a *API) checkUIA(r *http.Request, auth *uiaAuth, req uiaRequest) (*uiaResu
 	default:
 		return nil, challenge(httputil.Unknown("unsupported auth type %q", auth.Type))
 	}
+	return a.completeStage(id, req, auth.Type, regToken, challenge)
+}
 
+// uiaPassword checks the m.login.password stage for userID, counting
+// failures with the login limiter (per account and per address), so a
+// stolen access token is no oracle for the password. A wrong password is a
+// 401 M_FORBIDDEN (turned into a challenge by the caller); other errors are
+// returned as they are.
+func (a *API) uiaPassword(r *http.Request, auth *uiaAuth, userID string) error {
+	user := auth.User
+	if len(auth.Identifier) > 0 {
+		var ident loginIdentifier
+		if err := json.Unmarshal(auth.Identifier, &ident); err != nil || ident.Type != "m.id.user" {
+			return &httputil.Error{Status: http.StatusUnauthorized, Code: "M_UNKNOWN", Msg: "only m.id.user identifiers are supported"}
+		}
+		user = ident.User
+	}
+	if user != "" {
+		// Another account's credentials never authorise this request: a
+		// plain 403 (as Synapse and Complement expect), and no password
+		// check, so a stolen token is no oracle for other passwords.
+		local, err := a.accounts.ParseLocalUser(user)
+		if err != nil || a.accounts.UserID(local) != userID {
+			return httputil.Forbidden("you can only authenticate as yourself")
+		}
+	}
+	keys := keysFor(r, userID)
+	if err := a.logins.check(keys); err != nil {
+		return err
+	}
+	if _, err := a.accounts.CheckPassword(r.Context(), userID, auth.Password); err != nil {
+		var he *httputil.Error
+		if !errors.As(err, &he) || he.Status != http.StatusForbidden {
+			return err
+		}
+		a.logins.failed(keys)
+		return &httputil.Error{Status: http.StatusUnauthorized, Code: "M_FORBIDDEN", Msg: "Invalid password"}
+	}
+	return nil
+}
+
+// completeStage records a passed stage and ends the session when a flow is
+// complete.
+func (a *API) completeStage(id string, req uiaRequest, stage, regToken string, challenge func(*httputil.Error) *httputil.Error) (*uiaResult, error) {
+	u := a.uia
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !slices.Contains(sess.completed, auth.Type) {
-		sess.completed = append(sess.completed, auth.Type)
+	sess := u.get(id, req.userID)
+	if sess == nil {
+		return nil, httputil.Unknown("unknown or expired UIA session")
+	}
+	if !slices.Contains(sess.completed, stage) {
+		sess.completed = append(sess.completed, stage)
 	}
 	if regToken != "" {
 		sess.regToken = regToken
 	}
-	completed = append([]string{}, sess.completed...)
 	for _, flow := range req.flows {
-		if flowDone(flow, completed) {
-			delete(u.sessions, id)
+		if flowDone(flow, sess.completed) {
+			u.remove(sess)
 			return &uiaResult{regToken: sess.regToken}, nil
 		}
 	}
-	return nil, challenge(nil)
+	completed := append([]string{}, sess.completed...)
+	e := challenge(nil)
+	e.Extra["completed"] = completed
+	return nil, e
 }
 
 func flowsJSON(flows [][]string) []map[string][]string {

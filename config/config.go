@@ -106,6 +106,12 @@ type Config struct {
 	TURNURIs         []string      `yaml:"turn_uris,omitempty"`
 	TURNSharedSecret string        `yaml:"turn_shared_secret,omitempty"`
 	TURNUserLifetime time.Duration `yaml:"turn_user_lifetime"`
+
+	// TrustedProxies are the peers (CIDRs or addresses) whose forwarding
+	// headers are believed for the client's address (limits, last seen).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// RCRegistration limits new registration sessions per client address.
+	RCRegistration RateLimit `yaml:"rc_registration"`
 }
 
 // Default returns the built-in defaults. DataDir is left for Resolve to fill.
@@ -124,6 +130,11 @@ func Default() Config {
 		ShutdownTimeout:                10 * time.Second,
 		MaxUploadBytes:                 50 << 20,
 		TURNUserLifetime:               time.Hour,
+		TrustedProxies:                 DefaultTrustedProxies(),
+		// Synapse's sustained rate; a burst of 50 rather than its 3, so a
+		// group signing up behind one NAT and conformance suites (dozens of
+		// users from one address) pass.
+		RCRegistration: RateLimit{PerSecond: 0.17, BurstCount: 50},
 	}
 }
 
@@ -306,6 +317,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TURNUserLifetime < time.Second {
 		bad("turn_user_lifetime %s must be at least 1s", c.TURNUserLifetime)
+	}
+	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
+		bad("trusted_proxies: %v", err)
+	}
+	if err := c.RCRegistration.validate("rc_registration"); err != nil {
+		bad("%v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,6 +87,10 @@ func TestValidationMessages(t *testing.T) {
 		{"listen: [1, 2]\n", "line 1"},
 		{"support: {}\n", "support"},
 		{"support: {contacts: [{role: m.role.admin}]}\n", "support contact"},
+		{"trusted_proxies: [10.0.0.0/33]\n", "trusted_proxies"},
+		{"trusted_proxies: [proxy.example.org]\n", "trusted_proxies"},
+		{"rc_registration: {per_second: 0}\n", "rc_registration"},
+		{"rc_registration: {burst_count: 0}\n", "rc_registration"},
 	} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "c.yaml")
@@ -112,10 +117,45 @@ func TestGeneratedFileRoundTrips(t *testing.T) {
 	if cfg.ServerName != "example.org" || cfg.DefaultRoomVersion != "12" || cfg.RegistrationSharedSecret == "" {
 		t.Fatalf("parsed generated config = %+v", cfg)
 	}
+	if !slices.Equal(cfg.TrustedProxies, DefaultTrustedProxies()) || cfg.RCRegistration != Default().RCRegistration {
+		t.Fatalf("generated trusted_proxies %v, rc_registration %+v", cfg.TrustedProxies, cfg.RCRegistration)
+	}
 	cfg.DataDir = "/x"
 	cfg.fillPaths()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// trusted_proxies: CIDRs and single addresses; [] trusts no one; a file
+// without the key keeps the defaults (files written before it existed).
+func TestTrustedProxies(t *testing.T) {
+	cfg := Default()
+	if err := Parse([]byte("trusted_proxies: [203.0.113.7, \"2001:db8::/32\", \"::ffff:198.51.100.1\"]\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.TrustedProxyPrefixes()
+	want := []string{"203.0.113.7/32", "2001:db8::/32", "198.51.100.1/32"}
+	if len(got) != len(want) {
+		t.Fatalf("prefixes = %v", got)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Fatalf("prefixes = %v, want %v", got, want)
+		}
+	}
+	none := Default()
+	if err := Parse([]byte("trusted_proxies: []\n"), &none); err != nil || len(none.TrustedProxyPrefixes()) != 0 {
+		t.Fatalf("[] = %v, %v", none.TrustedProxies, err)
+	}
+	old := Default()
+	if err := Parse([]byte("server_name: x.example\n"), &old); err != nil || !slices.Equal(old.TrustedProxies, DefaultTrustedProxies()) {
+		t.Fatalf("defaults lost: %v, %v", old.TrustedProxies, err)
+	}
+	partial := Default()
+	if err := Parse([]byte("rc_registration: {burst_count: 3}\n"), &partial); err != nil ||
+		partial.RCRegistration != (RateLimit{PerSecond: 0.17, BurstCount: 3}) {
+		t.Fatalf("partial rc_registration = %+v, %v", partial.RCRegistration, err)
 	}
 }
 

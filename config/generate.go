@@ -70,6 +70,26 @@ url_preview_enabled: {{.URLPreviewEnabled}}
 # turn_uris: ["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"]
 # turn_shared_secret: ""
 turn_user_lifetime: {{.TURNUserLifetime}}
+
+# Reverse proxies and tunnels (CIDRs or addresses) whose X-Forwarded-For,
+# Forwarded or X-Real-IP headers are believed about the client's address; the
+# limits on failed logins and sign-ups count per address. The client is the
+# right-most address in the chain that is not listed here. Default: loopback
+# and private networks (a proxy on this host or Docker network, such as the
+# Ratio1 tunnel). List a public address only if it is your own proxy; []
+# trusts no one.
+trusted_proxies:
+{{- range .TrustedProxies}}
+  - "{{.}}"
+{{- end}}
+
+# Sign-ups per client address: burst_count new registration sessions at once,
+# then per_second on average (Synapse's rate; Synapse's burst is 3, this one
+# lets a group behind one NAT, or a test suite, register dozens of users).
+# Shared-secret registration is not counted.
+rc_registration:
+  per_second: {{.RCRegistration.PerSecond}}
+  burst_count: {{.RCRegistration.BurstCount}}
 `))
 
 // Generate renders a commented config file with the defaults, the given

@@ -8,6 +8,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/roomserver/stateres"
 	"matrixhs/storage"
 )
 
@@ -179,7 +180,7 @@ func (rs *Roomserver) resolve(ctx context.Context, r *room, sets []stateMap) (st
 	if err != nil {
 		return nil, err
 	}
-	resolved, err := resolveConflicts(r.version, stateSets, chain)
+	resolved, err := rs.resolveConflicts(ctx, r, stateSets, chain)
 	if err != nil {
 		return nil, fmt.Errorf("state resolution: %w", err)
 	}
@@ -190,18 +191,46 @@ func (rs *Roomserver) resolve(ctx context.Context, r *room, sets []stateMap) (st
 	return out, nil
 }
 
-// resolveConflicts runs gomatrixserverlib's state resolution. At the pinned
-// version its v2.1 resolver (room version 12) panics when power events
-// conflict ("missing resolved create event": it needs the create event
-// before any state is applied); that panic becomes an error here, so such a
-// fork is refused instead of crashing the server.
-func resolveConflicts(ver gomatrixserverlib.IRoomVersion, stateSets [][]gomatrixserverlib.PDU, chain []gomatrixserverlib.PDU) (resolved []gomatrixserverlib.PDU, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			resolved, err = nil, fmt.Errorf("%w: %v", ErrStateResolution, p)
+// resolveConflicts runs the room version's state resolution (our own, in
+// roomserver/stateres). Auth events it lacks are loaded from the room, and
+// reported as missing when the room does not hold them, for the caller to
+// fetch.
+func (rs *Roomserver) resolveConflicts(ctx context.Context, r *room, stateSets [][]gomatrixserverlib.PDU, chain []gomatrixserverlib.PDU) ([]gomatrixserverlib.PDU, error) {
+	resolved, err := stateres.Resolve(ctx, r.version, stateres.Input{StateSets: stateSets, AuthEvents: chain, Loader: roomLoader{rs, r}})
+	var missing *stateres.MissingEventsError
+	if errors.As(err, &missing) {
+		return nil, &MissingAuthEventsError{Missing: missing.EventIDs}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStateResolution, err)
+	}
+	return resolved, nil
+}
+
+// roomLoader loads a room's events for state resolution.
+type roomLoader struct {
+	rs *Roomserver
+	r  *room
+}
+
+func (l roomLoader) LoadEvents(ctx context.Context, ids []string) ([]gomatrixserverlib.PDU, error) {
+	out := make([]gomatrixserverlib.PDU, 0, len(ids))
+	var missing []string
+	for _, id := range ids {
+		pdu, _, err := l.rs.eventOfRoom(ctx, l.r, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			missing = append(missing, id)
+			continue
 		}
-	}()
-	return gomatrixserverlib.ResolveConflictsNew(ver.Version(), stateSets, chain, userIDForSender, func(string) bool { return false })
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pdu)
+	}
+	if len(missing) > 0 {
+		return nil, &stateres.MissingEventsError{EventIDs: missing}
+	}
+	return out, nil
 }
 
 func sameSet(a, b []string) bool {

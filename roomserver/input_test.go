@@ -340,20 +340,6 @@ func TestRemoteEventsV12(t *testing.T) {
 	}
 }
 
-// TestConflictingPowerEventsV12 documents the pinned gomatrixserverlib's
-// v2.1 limitation: the resolution fails with an error, never a panic.
-func TestConflictingPowerEventsV12(t *testing.T) {
-	ctx := context.Background()
-	f := buildRoom(t, "12")
-	d := f.d
-	ban := d.event(f.b, f.alice, spec.MRoomMember, sk(f.bob), map[string]any{"membership": "ban"}, d.after(f.head), f.head)
-	topicB := d.event(f.c, f.bob, spec.MRoomTopic, sk(""), map[string]any{"topic": "bob"}, d.after(f.head), f.head)
-	_, err := f.rs.resolve(ctx, mustRoom(t, f.rs, d.roomID), []stateMap{d.after(ban), d.after(topicB)})
-	if err != nil && !errors.Is(err, ErrStateResolution) {
-		t.Fatalf("err = %v, want nil or ErrStateResolution", err)
-	}
-}
-
 // TestCancelledSenderDoesNotBreakOthers: a send whose request context is
 // cancelled after it was queued still commits, and the room keeps working.
 func TestCancelledSenderDoesNotBreakOthers(t *testing.T) {

@@ -31,6 +31,11 @@ type Service struct {
 	mu sync.Mutex
 	// lastSeen throttles last-seen writes to one per device per interval.
 	lastSeen map[string]time.Time
+
+	// checkHash compares a password with a hash (tests observe it).
+	checkHash func(hash, password string) bool
+	dummyOnce sync.Once
+	dummy     string
 }
 
 // Options configures a Service.
@@ -49,6 +54,7 @@ func New(db *storage.DB, opts Options) *Service {
 		refreshLifetime: opts.RefreshLifetime,
 		now:             time.Now,
 		lastSeen:        make(map[string]time.Time),
+		checkHash:       checkPassword,
 	}
 }
 
@@ -132,31 +138,39 @@ func checkPassword(hash, password string) bool {
 	return hash != "" && bcrypt.CompareHashAndPassword([]byte(hash), passwordBytes(password)) == nil
 }
 
-// CheckPassword verifies a local user's password. Any failure (unknown user,
-// deactivated, wrong password) is the same 403 so user names cannot be probed.
+// CheckPassword verifies a local user's password. Every failure (unknown
+// user, deactivated, no password, wrong password) is the same 403 after the
+// same work, one bcrypt comparison at the configured cost, so neither the
+// answer nor its timing tells whether an account exists. (Deactivation
+// removes the password, so, as in Synapse, a deactivated account cannot be
+// told apart either.)
 func (s *Service) CheckPassword(ctx context.Context, userID, password string) (*storage.Account, error) {
 	acc, err := s.db.Account(ctx, userID)
-	if errors.Is(err, storage.ErrNotFound) {
-		// Spend the same time as a real check.
-		checkPassword(dummyHash, password)
-		return nil, httputil.Forbidden("Invalid username or password")
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
-	if acc.Deactivated {
-		return nil, httputil.UserDeactivated("This account has been deactivated")
+	usable := err == nil && !acc.Deactivated && acc.PasswordHash != ""
+	hash := s.dummyHash()
+	if usable {
+		hash = acc.PasswordHash
 	}
-	if !checkPassword(acc.PasswordHash, password) {
+	if !s.checkHash(hash, password) || !usable {
 		return nil, httputil.Forbidden("Invalid username or password")
 	}
 	return acc, nil
 }
 
-var dummyHash, _ = func() (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte("dummy"), bcrypt.MinCost)
-	return string(h), err
-}()
+// dummyHash is a hash of a random password at the configured cost, compared
+// against when there is no real hash to check.
+func (s *Service) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		// An error (only for an invalid cost, which config refuses) leaves
+		// an empty hash, which still fails every check.
+		h, _ := bcrypt.GenerateFromPassword([]byte(randomToken("", 16)), s.bcryptCost)
+		s.dummy = string(h)
+	})
+	return s.dummy
+}
 
 func randomToken(prefix string, n int) string {
 	b := make([]byte, n)

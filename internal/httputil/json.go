@@ -101,6 +101,11 @@ func Unmarshal(body []byte, dst any) error {
 	if !json.Valid(body) || !utf8.Valid(body) {
 		return NotJSON("request body is not valid UTF-8 JSON")
 	}
+	if jsonDepth(body) > MaxJSONDepth {
+		// Stored content this deep would break SQLite's JSON functions
+		// (they stop at 1,000 levels) for every later reader.
+		return BadJSON("request body is nested deeper than %d levels", MaxJSONDepth)
+	}
 	if body[0] != '{' {
 		// Valid JSON of the wrong shape is M_BAD_JSON (M_NOT_JSON is for unparseable bodies).
 		return BadJSON("request body must be a JSON object")
@@ -113,6 +118,37 @@ func Unmarshal(body []byte, dst any) error {
 		return BadJSON("bad request body: %v", err)
 	}
 	return nil
+}
+
+// MaxJSONDepth bounds the nesting of objects and arrays in request bodies;
+// no Matrix request needs more than a handful of levels.
+const MaxJSONDepth = 100
+
+// jsonDepth is the deepest nesting of objects and arrays in valid JSON.
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 type loggerKey struct{}

@@ -16,17 +16,3 @@ func AccessToken(r *http.Request) string {
 	}
 	return r.URL.Query().Get("access_token")
 }
-
-// ClientIP is the client's address: the first X-Forwarded-For entry when a
-// proxy set one, else the peer address.
-func ClientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		ip, _, _ := strings.Cut(xff, ",")
-		return strings.TrimSpace(ip)
-	}
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
-	}
-	return strings.Trim(host, "[]")
-}

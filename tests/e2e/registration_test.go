@@ -25,6 +25,11 @@ func TestRegistrationDisabled(t *testing.T) {
 	do(t, "POST", v3(s, "register")+"?kind=guest", "", map[string]any{}).want(t, http.StatusForbidden, "M_FORBIDDEN")
 	do(t, "GET", cs(s, "v1", "register", "m.login.registration_token", "validity")+"?token=abc", "", nil).
 		want(t, http.StatusForbidden, "M_FORBIDDEN")
+	// Nor does it say which names are taken (Synapse: 403 while registration is off).
+	createUser(t, s, "taken", testPassword)
+	for _, name := range []string{"taken", "free"} {
+		do(t, "GET", v3(s, "register", "available")+"?username="+name, "", nil).want(t, http.StatusForbidden, "M_FORBIDDEN")
+	}
 	// Accounts made by the admin CLI path still work.
 	cli := newUser(t, s, "alice")
 	wantTokenValid(t, s, cli.AccessToken, s.UserID("alice"), string(cli.DeviceID))

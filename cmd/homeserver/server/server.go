@@ -147,6 +147,10 @@ func (s *Server) Listen(addr string) error {
 	return nil
 }
 
+// Handler is the server's whole HTTP handler, for in-process tests that
+// skip the network (fuzzing).
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
 
