@@ -20,6 +20,8 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"gopkg.in/yaml.v3"
+
+	"matrixhs/internal/safenet"
 )
 
 // Registration modes.
@@ -99,6 +101,16 @@ type Config struct {
 	// URLPreviewEnabled turns on /preview_url, which makes the server fetch
 	// URLs that users send it.
 	URLPreviewEnabled bool `yaml:"url_preview_enabled"`
+	// URLPreviewIPRangeBlacklist adds ranges (CIDR) that previews never
+	// fetch from to the built-in list (loopback, private, link-local, ...);
+	// URLPreviewIPRangeWhitelist exempts ranges from both (Synapse's names).
+	URLPreviewIPRangeBlacklist []string `yaml:"url_preview_ip_range_blacklist,omitempty"`
+	URLPreviewIPRangeWhitelist []string `yaml:"url_preview_ip_range_whitelist,omitempty"`
+	// IPRangeBlacklist and IPRangeWhitelist do the same for the server's
+	// other outbound requests to user-chosen hosts: push gateways. An
+	// internal push gateway needs its range whitelisted.
+	IPRangeBlacklist []string `yaml:"ip_range_blacklist,omitempty"`
+	IPRangeWhitelist []string `yaml:"ip_range_whitelist,omitempty"`
 
 	// TURN for VoIP calls (GET /voip/turnServer): the TURN server URIs and
 	// the secret shared with it (coturn's static-auth-secret); credentials
@@ -299,6 +311,17 @@ func (c *Config) Validate() error {
 	if c.MediaQuotaBytesPerUser < 0 {
 		bad("media_quota_bytes_per_user %d must not be negative (0: unlimited)", c.MediaQuotaBytesPerUser)
 	}
+	for _, r := range []struct {
+		key  string
+		list []string
+	}{
+		{"url_preview_ip_range_blacklist", c.URLPreviewIPRangeBlacklist}, {"url_preview_ip_range_whitelist", c.URLPreviewIPRangeWhitelist},
+		{"ip_range_blacklist", c.IPRangeBlacklist}, {"ip_range_whitelist", c.IPRangeWhitelist},
+	} {
+		if _, err := safenet.ParsePrefixes(r.list); err != nil {
+			bad("%s: %v", r.key, err)
+		}
+	}
 	for _, u := range c.TURNURIs {
 		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
 			bad("turn_uris entry %q must be a turn:, turns: or stun: URI", u)
@@ -308,6 +331,23 @@ func (c *Config) Validate() error {
 		bad("turn_user_lifetime %s must be at least 1s", c.TURNUserLifetime)
 	}
 	return errors.Join(errs...)
+}
+
+// PreviewFilter is the address filter of URL previews.
+func (c *Config) PreviewFilter() *safenet.Filter {
+	return filter(c.URLPreviewIPRangeBlacklist, c.URLPreviewIPRangeWhitelist)
+}
+
+// OutboundFilter is the address filter of push gateway requests.
+func (c *Config) OutboundFilter() *safenet.Filter {
+	return filter(c.IPRangeBlacklist, c.IPRangeWhitelist)
+}
+
+// filter builds an address filter from validated range lists.
+func filter(deny, allow []string) *safenet.Filter {
+	d, _ := safenet.ParsePrefixes(deny)
+	a, _ := safenet.ParsePrefixes(allow)
+	return safenet.NewFilter(d, a)
 }
 
 // BaseURL is the public client-API URL: the configured one, else derived from

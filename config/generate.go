@@ -63,6 +63,18 @@ media_quota_bytes_per_user: {{.MediaQuotaBytesPerUser}}
 # URL previews make the server fetch the links users ask about (never private
 # or loopback addresses). Off by default.
 url_preview_enabled: {{.URLPreviewEnabled}}
+# Previews never reach loopback, private, link-local, CGNAT, multicast and
+# similar ranges (IPv4-mapped and NAT64 forms included). The blacklist adds
+# ranges to that list; the whitelist exempts ranges from both, e.g. to preview
+# an intranet site. Ranges are CIDR (10.0.0.0/8, fd00::/8) or single addresses.
+# url_preview_ip_range_blacklist: []
+# url_preview_ip_range_whitelist: ["192.168.10.0/24"]
+
+# The same for push gateways (pusher URLs are chosen by users): nothing is sent
+# to internal addresses unless whitelisted here, e.g. for a gateway (Sygnal)
+# running beside the homeserver. Redirects from gateways are never followed.
+# ip_range_blacklist: []
+# ip_range_whitelist: ["10.0.0.5/32"]
 
 # TURN for voice and video calls: the TURN server's URIs and the secret it
 # shares with this server (coturn: use-auth-secret, static-auth-secret). Clients

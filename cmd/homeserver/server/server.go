@@ -84,7 +84,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.Media = media
-	s.Pushers = pushgateway.New(db, s.Log, opts.PushGateway)
+	pushOpts := opts.PushGateway
+	if pushOpts.Filter == nil {
+		pushOpts.Filter = cfg.OutboundFilter()
+	}
+	s.Pushers = pushgateway.New(db, s.Log, pushOpts)
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
 	s.api = api
 	s.http = &http.Server{
