@@ -41,9 +41,10 @@ const (
 	maxConcurrentDecodes = 2
 	// maxDecodeBytes is the memory all decodes together may hold (see
 	// imageInfo.cost); an image that alone needs more gets no thumbnails.
-	// It admits e.g. a 48-megapixel baseline JPEG, a 13-megapixel
-	// progressive one or a 4700x4700 PNG of 16-bit RGBA, and keeps a
-	// 1-2 GB host safe from uploads crafted to need gigabytes.
+	// It admits baseline 4:2:0 JPEGs up to the pixel limit, progressive
+	// ones of 13 megapixels, 4:4:4 ones of 19 (7 when progressive), 8-bit
+	// RGB PNGs of 15 and 16-bit RGBA ones of 9.5, and keeps a 1-2 GB host
+	// safe from uploads crafted to need gigabytes.
 	maxDecodeBytes = 100 << 20
 	// returnMemoryAbove: after a decode this large the memory goes back to
 	// the OS at once (a full GC) instead of staying in the heap.
