@@ -94,6 +94,18 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
+	// HTTP connections. A request's headers must arrive within
+	// HTTPReadHeaderTimeout; its body within HTTPReadBodyTimeout plus one
+	// second for every 32 KiB its size allows (a 50 MiB upload gets ~27
+	// minutes more); an idle keep-alive connection is closed after
+	// HTTPIdleTimeout. Long-polls are not limited: once its body is read a
+	// request may take as long as it needs. At most HTTPMaxConnections are
+	// served at once; more wait to be accepted.
+	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
+	HTTPReadBodyTimeout   time.Duration `yaml:"http_read_body_timeout"`
+	HTTPIdleTimeout       time.Duration `yaml:"http_idle_timeout"`
+	HTTPMaxConnections    int           `yaml:"http_max_connections"`
+
 	// MaxUploadBytes bounds one media upload.
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
 	// MediaQuotaBytesPerUser bounds the total size of a user's uploads (0: unlimited).
@@ -134,6 +146,10 @@ func Default() Config {
 		BcryptCost:                     10,
 		RefreshableAccessTokenLifetime: 5 * time.Minute,
 		ShutdownTimeout:                10 * time.Second,
+		HTTPReadHeaderTimeout:          20 * time.Second,
+		HTTPReadBodyTimeout:            60 * time.Second,
+		HTTPIdleTimeout:                90 * time.Second,
+		HTTPMaxConnections:             1000,
 		MaxUploadBytes:                 50 << 20,
 		TURNUserLifetime:               time.Hour,
 	}
@@ -304,6 +320,20 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout must not be negative")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"http_read_header_timeout", c.HTTPReadHeaderTimeout}, {"http_read_body_timeout", c.HTTPReadBodyTimeout},
+		{"http_idle_timeout", c.HTTPIdleTimeout},
+	} {
+		if d.v < 100*time.Millisecond {
+			bad("%s %s must be at least 100ms", d.key, d.v)
+		}
+	}
+	if c.HTTPMaxConnections < 1 {
+		bad("http_max_connections %d must be at least 1", c.HTTPMaxConnections)
 	}
 	if c.MaxUploadBytes < 1 {
 		bad("max_upload_bytes %d must be at least 1", c.MaxUploadBytes)

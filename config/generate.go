@@ -57,6 +57,16 @@ bcrypt_cost: {{.BcryptCost}}
 refreshable_access_token_lifetime: {{.RefreshableAccessTokenLifetime}}
 shutdown_timeout: {{.ShutdownTimeout}}
 
+# HTTP connections: headers must arrive within http_read_header_timeout, a body
+# within http_read_body_timeout plus 1s per 32 KiB of its size (uploads on slow
+# links), idle keep-alive connections close after http_idle_timeout. Long-polls
+# (/sync, sliding sync) are not cut. At most http_max_connections are served at
+# once (each costs ~20 KB); more wait to be accepted.
+http_read_header_timeout: {{.HTTPReadHeaderTimeout}}
+http_read_body_timeout: {{.HTTPReadBodyTimeout}}
+http_idle_timeout: {{.HTTPIdleTimeout}}
+http_max_connections: {{.HTTPMaxConnections}}
+
 # Media: the largest upload in bytes, and each user's total (0: unlimited).
 max_upload_bytes: {{.MaxUploadBytes}}
 media_quota_bytes_per_user: {{.MediaQuotaBytesPerUser}}
