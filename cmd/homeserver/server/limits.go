@@ -1,10 +1,8 @@
 package server
 
 import (
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"matrixhs/config"
@@ -18,7 +16,8 @@ const minBodyRate = 32 << 10
 // server sets no overall read timeout: it would also cut long-polls). The
 // deadline is set on the connection when the handler starts, from the
 // largest body the request may send (its Content-Length, or the endpoint's
-// size limit), and lifted once the body has been read to its end, so that a
+// size limit). net/http lifts it when the body has been read to its end
+// (it then clears the deadline to watch for the client going away), so a
 // long-poll whose body came quickly is not cut when its wait outlasts it.
 func bodyDeadline(cfg *config.Config, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -31,7 +30,6 @@ func bodyDeadline(cfg *config.Config, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r) // not a plain HTTP/1 connection
 			return
 		}
-		r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { rc.SetReadDeadline(time.Time{}) }}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -48,20 +46,4 @@ func bodyTimeout(cfg *config.Config, r *http.Request) time.Duration {
 		size = limit // chunked, or larger than will be read anyway
 	}
 	return cfg.HTTPReadBodyTimeout + time.Duration(size/minBodyRate)*time.Second
-}
-
-// deadlineBody lifts the connection's read deadline when the body has been
-// read to its end.
-type deadlineBody struct {
-	io.ReadCloser
-	lift func()
-	once sync.Once
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.once.Do(b.lift)
-	}
-	return n, err
 }
