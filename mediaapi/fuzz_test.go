@@ -149,4 +149,3 @@ func FuzzParseOpenGraph(f *testing.F) {
 		}
 	})
 }
-
