@@ -108,6 +108,12 @@ type Config struct {
 
 	// MaxUploadBytes bounds one media upload.
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// ThumbnailMemoryBytes is the memory thumbnailing may use at once, the
+	// decoded image and its reductions included; an image that alone needs
+	// more (judged from its header: size, bit depth, components) is stored
+	// without thumbnails. The default admits 4:2:0 JPEG photos up to 32
+	// megapixels, progressive ones of about 13.
+	ThumbnailMemoryBytes int64 `yaml:"thumbnail_memory_bytes"`
 	// MediaQuotaBytesPerUser bounds the total size of a user's uploads (0: unlimited).
 	MediaQuotaBytesPerUser int64 `yaml:"media_quota_bytes_per_user"`
 	// URLPreviewEnabled turns on /preview_url, which makes the server fetch
@@ -151,6 +157,7 @@ func Default() Config {
 		HTTPIdleTimeout:                90 * time.Second,
 		HTTPMaxConnections:             1000,
 		MaxUploadBytes:                 50 << 20,
+		ThumbnailMemoryBytes:           100 << 20,
 		TURNUserLifetime:               time.Hour,
 	}
 }
@@ -337,6 +344,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxUploadBytes < 1 {
 		bad("max_upload_bytes %d must be at least 1", c.MaxUploadBytes)
+	}
+	if c.ThumbnailMemoryBytes < 16<<20 {
+		bad("thumbnail_memory_bytes %d must be at least 16 MiB (16777216)", c.ThumbnailMemoryBytes)
 	}
 	if c.MediaQuotaBytesPerUser < 0 {
 		bad("media_quota_bytes_per_user %d must not be negative (0: unlimited)", c.MediaQuotaBytesPerUser)

@@ -70,6 +70,10 @@ http_max_connections: {{.HTTPMaxConnections}}
 # Media: the largest upload in bytes, and each user's total (0: unlimited).
 max_upload_bytes: {{.MaxUploadBytes}}
 media_quota_bytes_per_user: {{.MediaQuotaBytesPerUser}}
+# Memory thumbnailing may use at once (bytes). Images that alone need more, as
+# their header tells (size, bit depth, components), are stored without
+# thumbnails. 100 MiB admits 32-megapixel JPEG photos (progressive: ~13 MP).
+thumbnail_memory_bytes: {{.ThumbnailMemoryBytes}}
 # URL previews make the server fetch the links users ask about (never private
 # or loopback addresses). Off by default.
 url_preview_enabled: {{.URLPreviewEnabled}}

@@ -191,13 +191,13 @@ func bombPNG(t testing.TB, w, h uint32) []byte {
 }
 
 // decodeSource probes and decodes an image read from rs, refusing (before
-// any pixel is decoded) images that need more than maxDecodeBytes.
+// any pixel is decoded) images that need more than the default budget.
 func decodeSource(rs io.ReadSeeker) (*source, error) {
 	in, err := probe(rs)
 	if err != nil {
 		return nil, err
 	}
-	if in.decodeBytes > maxDecodeBytes {
+	if in.decodeBytes > config.Default().ThumbnailMemoryBytes {
 		return nil, fmt.Errorf("%w: decoding needs %d MiB", errImageTooLarge, in.decodeBytes>>20)
 	}
 	return decodeProbed(rs, in)

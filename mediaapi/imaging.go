@@ -16,14 +16,14 @@ import (
 
 // maxThumbnailPixels refuses to decode images with more pixels than this
 // (width x height from the header), as Synapse's max_image_pixels does.
-// Memory is bounded separately, by maxDecodeBytes.
+// Memory is bounded separately, by the thumbnail memory budget.
 const maxThumbnailPixels = 32_000_000
 
 var (
 	// errCannotThumbnail: not an image this server decodes, or a broken one.
 	errCannotThumbnail = errors.New("cannot thumbnail this content")
 	// errImageTooLarge: the header claims more than maxThumbnailPixels, or
-	// decoding would need more than maxDecodeBytes.
+	// decoding would need more than the thumbnail memory budget.
 	errImageTooLarge = errors.New("image too large to thumbnail")
 )
 

@@ -48,11 +48,13 @@ type Media struct {
 	serverName string
 	maxUpload  int64
 	quota      int64
-	db         *storage.DB
-	accounts   *accounts.Service
-	store      *Store
-	log        logrus.FieldLogger
-	now        func() time.Time
+	// thumbMemory is the memory thumbnailing may use at once.
+	thumbMemory int64
+	db          *storage.DB
+	accounts    *accounts.Service
+	store       *Store
+	log         logrus.FieldLogger
+	now         func() time.Time
 
 	waiters  waiters
 	thumbs   *thumbnailer
@@ -71,14 +73,15 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.F
 		return nil, err
 	}
 	m := &Media{
-		serverName: cfg.ServerName,
-		maxUpload:  cfg.MaxUploadBytes,
-		quota:      cfg.MediaQuotaBytesPerUser,
-		db:         db,
-		accounts:   acc,
-		store:      store,
-		log:        log,
-		now:        opts.Now,
+		serverName:  cfg.ServerName,
+		maxUpload:   cfg.MaxUploadBytes,
+		thumbMemory: cfg.ThumbnailMemoryBytes,
+		quota:       cfg.MediaQuotaBytesPerUser,
+		db:          db,
+		accounts:    acc,
+		store:       store,
+		log:         log,
+		now:         opts.Now,
 	}
 	if m.now == nil {
 		m.now = time.Now

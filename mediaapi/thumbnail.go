@@ -39,13 +39,6 @@ const (
 	maxThumbsPerMedia = 32
 	// maxConcurrentDecodes bounds the CPU thumbnailing takes.
 	maxConcurrentDecodes = 2
-	// maxDecodeBytes is the memory all decodes together may hold (see
-	// imageInfo.cost); an image that alone needs more gets no thumbnails.
-	// It admits baseline 4:2:0 JPEGs up to the pixel limit, progressive
-	// ones of 13 megapixels, 4:4:4 ones of 19 (7 when progressive), 8-bit
-	// RGB PNGs of 15 and 16-bit RGBA ones of 9.5, and keeps a 1-2 GB host
-	// safe from uploads crafted to need gigabytes.
-	maxDecodeBytes = 100 << 20
 	// returnMemoryAbove: after a decode this large the memory goes back to
 	// the OS at once (a full GC) instead of staying in the heap.
 	returnMemoryAbove = 16 << 20
@@ -66,7 +59,7 @@ type thumbnailer struct {
 }
 
 func newThumbnailer(m *Media) *thumbnailer {
-	return &thumbnailer{m: m, sem: make(chan struct{}, maxConcurrentDecodes), budget: newMemBudget(maxDecodeBytes)}
+	return &thumbnailer{m: m, sem: make(chan struct{}, maxConcurrentDecodes), budget: newMemBudget(m.thumbMemory)}
 }
 
 // keyedLocks is a mutex per key, dropped when nobody holds or waits for it.
@@ -131,7 +124,7 @@ func (t *thumbnailer) generate(ctx context.Context, med *storage.Media, sizes []
 	if err != nil {
 		return nil, err
 	}
-	plans, cost, err := admit(in, sizes)
+	plans, cost, err := admit(in, sizes, t.budget.capacity)
 	if err != nil {
 		return nil, err
 	}
@@ -157,8 +150,8 @@ func (t *thumbnailer) generate(ctx context.Context, med *storage.Media, sizes []
 // admit plans the sizes for a probed image and returns the memory they
 // need: errImageTooLarge when the image alone does not fit the budget,
 // errThumbTooLarge when one of the sizes does not.
-func admit(in *imageInfo, sizes []thumbSize) ([]plan, int64, error) {
-	if in.decodeBytes > maxDecodeBytes || in.heldBytes > maxDecodeBytes {
+func admit(in *imageInfo, sizes []thumbSize, budget int64) ([]plan, int64, error) {
+	if in.decodeBytes > budget || in.heldBytes > budget {
 		return nil, 0, fmt.Errorf("%w: %dx%d %s needs %d MiB", errImageTooLarge, in.rawW, in.rawH, in.format, max(in.decodeBytes, in.heldBytes)>>20)
 	}
 	plans := make([]plan, len(sizes))
@@ -166,7 +159,7 @@ func admit(in *imageInfo, sizes []thumbSize) ([]plan, int64, error) {
 		plans[i] = makePlan(in.w, in.h, sz.w, sz.h, sz.method)
 	}
 	cost := in.cost(plans)
-	if cost > maxDecodeBytes {
+	if cost > budget {
 		return nil, 0, fmt.Errorf("%w: needs %d MiB", errThumbTooLarge, cost>>20)
 	}
 	return plans, cost, nil
