@@ -254,7 +254,7 @@ func (t *thumbnailer) save(ctx context.Context, med *storage.Media, out []made) 
 // not decode it again.
 func (t *thumbnailer) fail(ctx context.Context, med *storage.Media, cause error) {
 	state := storage.ThumbNone
-	if errors.Is(cause, errImageTooLarge) {
+	if errors.Is(cause, errImageTooLarge) || errors.Is(cause, errThumbTooLarge) {
 		state = storage.ThumbTooLarge
 	}
 	err := t.m.db.Write(ctx, func(tx *storage.Tx) error {
