@@ -40,14 +40,14 @@ func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
 		return Sent{}, forbidden("%s is not a user of this server", ev.Sender)
 	}
 	if ev.TxnID != "" {
-		id, err := rs.db.TxnEventID(ctx, ev.Sender, ev.DeviceID, ev.TxnScope, ev.TxnID)
-		if err == nil {
-			return Sent{EventID: id}, nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return Sent{}, err
-		}
+		key := txnKey{user: ev.Sender, device: ev.DeviceID, scope: ev.TxnScope, txn: ev.TxnID}
+		return rs.sendOnce(ctx, key, func() (Sent, error) { return rs.send(ctx, ev) })
 	}
+	return rs.send(ctx, ev)
+}
+
+// send builds, authorises and stores a local event.
+func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	r, err := rs.room(ctx, ev.RoomID)
 	if err != nil {
 		return Sent{}, err
@@ -55,7 +55,7 @@ func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	r.mu.Lock()
 	if r.broken.Load() {
 		r.mu.Unlock()
-		return rs.Send(ctx, ev) // reload and retry once the room is fresh
+		return rs.send(ctx, ev) // reload and retry once the room is fresh
 	}
 	if err := rs.checkRedaction(ctx, r, &ev); err != nil {
 		r.mu.Unlock()

@@ -43,6 +43,8 @@ type Roomserver struct {
 	rooms map[string]*room
 
 	pushRules rulesCache
+	// txns are the sends with a transaction ID under way.
+	txns txnCalls
 }
 
 // Options configures a Roomserver.
