@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -95,15 +97,27 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	if ver.PrivilegedCreators() && trusted && len(req.Invite) > 0 {
 		create["additional_creators"] = req.Invite
 	}
-	r := &room{version: ver, state: map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU{}}
-	if !ver.DomainlessRoomIDs() {
-		r.id = "!" + randomString(18) + ":" + string(rs.origin)
+	createRaw, err := json.Marshal(create)
+	if err != nil {
+		return "", err
 	}
+	r := &room{version: ver, state: map[gomatrixserverlib.StateKeyTuple]gomatrixserverlib.PDU{}}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	createPDU, err := rs.buildCreateEvent(ctx, r, req.Creator, req.DeviceID, createRaw)
+	if err != nil {
+		return "", err
+	}
+	// The room ID is claimed from here on: a failure releases it.
+	created := false
+	defer func() {
+		if !created {
+			rs.evict(r)
+		}
+	}()
 	// Every event is built and checked before any is queued, so a refused
 	// event leaves no half-created room behind.
-	var writes []*eventWrite
+	writes := []*eventWrite{rs.advance(ctx, r, createPDU, eventMeta{senderDevice: req.DeviceID})}
 	send := func(typ string, stateKey *string, content any) error {
 		raw, err := json.Marshal(content)
 		if err != nil {
@@ -113,17 +127,11 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		if err != nil {
 			return fmt.Errorf("%s event: %w", typ, err)
 		}
-		if typ == spec.MRoomCreate && ver.DomainlessRoomIDs() {
-			r.id = "!" + strings.TrimPrefix(pdu.EventID(), "$")
-		}
 		writes = append(writes, rs.advance(ctx, r, pdu, eventMeta{senderDevice: req.DeviceID}))
 		return nil
 	}
 	empty := ""
 	fail := func(err error) (string, error) { return "", err }
-	if err := send(spec.MRoomCreate, &empty, create); err != nil {
-		return fail(err)
-	}
 	member := map[string]any{"membership": spec.Join}
 	if req.DisplayName != "" {
 		member["displayname"] = req.DisplayName
@@ -218,9 +226,6 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 			return nil
 		}))
 	}
-	rs.mu.Lock()
-	rs.rooms[r.id] = r
-	rs.mu.Unlock()
 	var firstErr error
 	for _, w := range waits {
 		if err := w(); err != nil && firstErr == nil {
@@ -228,10 +233,64 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		}
 	}
 	if firstErr != nil {
-		rs.evict(r)
 		return "", firstErr
 	}
+	created = true
 	return r.id, nil
+}
+
+// maxRoomIDAttempts bounds the retries for an unused room ID.
+const maxRoomIDAttempts = 10
+
+// buildCreateEvent builds the create event of a new room and claims the
+// room's ID (r.mu held). From v12 the room ID is the create event's hash, so
+// identical createRoom requests in the same millisecond would produce the
+// same room: like Synapse, a colliding create event is rebuilt with a
+// timestamp a few milliseconds later, which makes it (and the ID) unique.
+func (rs *Roomserver) buildCreateEvent(ctx context.Context, r *room, creator, deviceID string, content []byte) (gomatrixserverlib.PDU, error) {
+	empty := ""
+	ts := rs.now()
+	for attempt := range maxRoomIDAttempts {
+		if attempt > 0 {
+			ts = ts.Add(time.Duration(1+mrand.IntN(10)) * time.Millisecond)
+		}
+		if !r.version.DomainlessRoomIDs() {
+			r.id = "!" + randomString(18) + ":" + string(rs.origin)
+		}
+		ev := LocalEvent{Sender: creator, DeviceID: deviceID, Type: spec.MRoomCreate, StateKey: &empty, Content: content}
+		pdu, err := rs.buildAt(r, ev, ts)
+		if err != nil {
+			return nil, fmt.Errorf("%s event: %w", spec.MRoomCreate, err)
+		}
+		if r.version.DomainlessRoomIDs() {
+			r.id = "!" + strings.TrimPrefix(pdu.EventID(), "$")
+		}
+		claimed, err := rs.claimRoomID(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if claimed {
+			return pdu, nil
+		}
+	}
+	return nil, fmt.Errorf("no unused room ID after %d attempts", maxRoomIDAttempts)
+}
+
+// claimRoomID registers r under its ID unless a room with that ID exists or
+// is being created.
+func (rs *Roomserver) claimRoomID(ctx context.Context, r *room) (bool, error) {
+	if _, err := rs.db.Room(ctx, r.id); err == nil {
+		return false, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return false, err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if _, ok := rs.rooms[r.id]; ok {
+		return false, nil
+	}
+	rs.rooms[r.id] = r
+	return true, nil
 }
 
 // initialPowerLevels is the preset's power levels merged with the override.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -77,6 +78,11 @@ func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
 // build makes a signed local event on top of the room's head and checks it
 // against the auth rules. r.mu must be held.
 func (rs *Roomserver) build(r *room, ev LocalEvent) (gomatrixserverlib.PDU, error) {
+	return rs.buildAt(r, ev, rs.now())
+}
+
+// buildAt is build with the event's origin_server_ts given.
+func (rs *Roomserver) buildAt(r *room, ev LocalEvent, ts time.Time) (gomatrixserverlib.PDU, error) {
 	if len(ev.Content) == 0 {
 		ev.Content = json.RawMessage("{}")
 	}
@@ -97,10 +103,10 @@ func (rs *Roomserver) build(r *room, ev LocalEvent) (gomatrixserverlib.PDU, erro
 	if ev.Type == spec.MRoomCreate && r.version.DomainlessRoomIDs() {
 		proto.RoomID = ""
 	}
-	return rs.buildProto(r, &proto)
+	return rs.buildProto(r, &proto, ts)
 }
 
-func (rs *Roomserver) buildProto(r *room, proto *gomatrixserverlib.ProtoEvent) (gomatrixserverlib.PDU, error) {
+func (rs *Roomserver) buildProto(r *room, proto *gomatrixserverlib.ProtoEvent, ts time.Time) (gomatrixserverlib.PDU, error) {
 	needed, err := gomatrixserverlib.StateNeededForProtoEvent(proto)
 	if err != nil {
 		return nil, badRequest("%v", err)
@@ -113,7 +119,7 @@ func (rs *Roomserver) buildProto(r *room, proto *gomatrixserverlib.ProtoEvent) (
 	if err := builder.AddAuthEvents(provider); err != nil {
 		return nil, fmt.Errorf("selecting auth events: %w", err)
 	}
-	pdu, err := builder.Build(rs.now(), rs.origin, rs.keyID, rs.key)
+	pdu, err := builder.Build(ts, rs.origin, rs.keyID, rs.key)
 	if err != nil {
 		return nil, badRequest("building event: %v", err)
 	}
