@@ -86,6 +86,9 @@ func (rs *Roomserver) buildAt(r *room, ev LocalEvent, ts time.Time) (gomatrixser
 	if len(ev.Content) == 0 {
 		ev.Content = json.RawMessage("{}")
 	}
+	if err := checkLocalContent(r, ev); err != nil {
+		return nil, err
+	}
 	prev := append([]string{}, r.extremities...)
 	if len(prev) > maxPrevEvents {
 		prev = prev[len(prev)-maxPrevEvents:]
@@ -120,6 +123,9 @@ func (rs *Roomserver) buildProto(r *room, proto *gomatrixserverlib.ProtoEvent, t
 		return nil, fmt.Errorf("selecting auth events: %w", err)
 	}
 	pdu, err := builder.Build(ts, rs.origin, rs.keyID, rs.key)
+	if tooLarge(err) {
+		return nil, fmt.Errorf("%w: %v", ErrEventTooLarge, err)
+	}
 	if err != nil {
 		return nil, badRequest("building event: %v", err)
 	}
