@@ -9,6 +9,10 @@ import (
 
 // upgradeRoom serves POST /_matrix/client/v3/rooms/{roomId}/upgrade.
 func (a *API) upgradeRoom(r *http.Request, s *accounts.Session) (any, error) {
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
 	var req struct {
 		NewVersion string `json:"new_version"`
 	}
@@ -22,7 +26,7 @@ func (a *API) upgradeRoom(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	newRoom, err := a.rooms.UpgradeRoom(r.Context(), pathVar(r, "roomId"), s.UserID, s.DeviceID, req.NewVersion, acc.DisplayName, acc.AvatarURL)
+	newRoom, err := a.rooms.UpgradeRoom(r.Context(), roomID, s.UserID, s.DeviceID, req.NewVersion, acc.DisplayName, acc.AvatarURL)
 	if err != nil {
 		return nil, roomErr(err)
 	}

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/internal/ids"
 	"matrixhs/storage"
 )
 
@@ -70,8 +72,8 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		return "", badRequest("unknown preset %q", req.Preset)
 	}
 	for _, u := range req.Invite {
-		if _, err := spec.NewUserID(u, true); err != nil {
-			return "", badRequest("invalid user ID %q in invite", u)
+		if err := ids.UserID(u); err != nil {
+			return "", invalidParam("invite: %v", err)
 		}
 	}
 	if req.Alias != "" {
@@ -94,8 +96,10 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	if ver.CreatorInCreateEvent() {
 		create["creator"] = req.Creator
 	}
-	if ver.PrivilegedCreators() && trusted && len(req.Invite) > 0 {
-		create["additional_creators"] = req.Invite
+	if ver.PrivilegedCreators() {
+		if err := withAdditionalCreators(create, trusted, req.Invite); err != nil {
+			return "", err
+		}
 	}
 	createRaw, err := json.Marshal(create)
 	if err != nil {
@@ -194,14 +198,14 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		}
 	}
 	if req.Topic != nil {
-		if err := send(spec.MRoomTopic, &empty, map[string]string{"topic": *req.Topic}); err != nil {
+		if err := send(spec.MRoomTopic, &empty, topicContent(*req.Topic)); err != nil {
 			return fail(err)
 		}
 	}
 	for _, u := range req.Invite {
-		inv := map[string]any{"membership": spec.Invite}
-		if req.IsDirect {
-			inv["is_direct"] = true
+		inv, err := rs.memberContent(ctx, MembershipRequest{Target: u, Membership: spec.Invite, IsDirect: req.IsDirect})
+		if err != nil {
+			return fail(err)
 		}
 		target := u
 		if err := send(spec.MRoomMember, &target, inv); err != nil {
@@ -317,7 +321,7 @@ func initialPowerLevels(ver gomatrixserverlib.IRoomVersion, req CreateRoomReques
 		"historical":     100,
 		"events": map[string]any{
 			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": tombstoneLevel(ver),
 			"m.room.server_acl": 100, "m.room.encryption": 100,
 		},
 		"notifications": map[string]any{"room": 50},
@@ -332,6 +336,58 @@ func initialPowerLevels(ver gomatrixserverlib.IRoomVersion, req CreateRoomReques
 		}
 	}
 	return pl, nil
+}
+
+// tombstoneLevel is the default power needed to upgrade a room: from v12
+// (MSC4289) more than an ordinary admin's 100, so only creators can.
+func tombstoneLevel(ver gomatrixserverlib.IRoomVersion) int {
+	if ver.PrivilegedCreators() {
+		return 150
+	}
+	return 100
+}
+
+// topicContent is m.room.topic content with the plain-text topic also in
+// the rich m.topic block (MSC3765).
+func topicContent(topic string) map[string]any {
+	return map[string]any{
+		"topic":   topic,
+		"m.topic": map[string]any{"m.text": []map[string]string{{"mimetype": "text/plain", "body": topic}}},
+	}
+}
+
+// withAdditionalCreators validates additional_creators of a v12 create
+// event (MSC4289: a list of user IDs) and, for trusted_private_chat, adds
+// the invitees to it; the requested creators are kept.
+func withAdditionalCreators(create map[string]any, trusted bool, invite []string) error {
+	var creators []string
+	if raw, ok := create["additional_creators"]; ok {
+		list, ok := raw.([]any)
+		if !ok {
+			return badRequest("additional_creators must be a list of user IDs")
+		}
+		for _, v := range list {
+			u, ok := v.(string)
+			if !ok {
+				return badRequest("additional_creators must be a list of user IDs")
+			}
+			if err := ids.UserID(u); err != nil {
+				return badRequest("additional_creators: %v", err)
+			}
+			creators = append(creators, u)
+		}
+	}
+	if trusted {
+		for _, u := range invite {
+			if !slices.Contains(creators, u) {
+				creators = append(creators, u)
+			}
+		}
+	}
+	if creators != nil {
+		create["additional_creators"] = creators
+	}
+	return nil
 }
 
 func mustJSON(v any) json.RawMessage {

@@ -47,8 +47,15 @@ func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	return rs.send(ctx, ev)
 }
 
-// send builds, authorises and stores a local event.
+// send builds, authorises and stores a local event. Setting state to what
+// the same sender already set answers the existing event (as Synapse does).
 func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
+	if len(ev.Content) == 0 {
+		ev.Content = json.RawMessage("{}")
+	}
+	if ev.Type == spec.MRoomCreate && ev.StateKey != nil {
+		return Sent{}, invalidParam("cannot resend the m.room.create event of an existing room")
+	}
 	r, err := rs.room(ctx, ev.RoomID)
 	if err != nil {
 		return Sent{}, err
@@ -57,6 +64,12 @@ func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	if r.broken.Load() {
 		r.mu.Unlock()
 		return rs.send(ctx, ev) // reload and retry once the room is fresh
+	}
+	if ev.StateKey != nil {
+		if id, ok := identicalState(r.stateEvent(ev.Type, *ev.StateKey), ev.Sender, ev.Content); ok {
+			r.mu.Unlock()
+			return Sent{EventID: id}, nil
+		}
 	}
 	if err := rs.checkRedaction(ctx, r, &ev); err != nil {
 		r.mu.Unlock()

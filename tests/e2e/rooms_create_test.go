@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -311,4 +312,35 @@ func TestRoomCreatePowerLevelOverride(t *testing.T) {
 	if n := stateContent(t, s, bob.AccessToken, roomID, "m.room.name", "")["name"]; n != "bob's" {
 		t.Fatalf("name = %v", n)
 	}
+}
+
+// TestRoomCreateRichTopic: createRoom's topic also writes the MSC3765 rich
+// topic block; a topic from initial_state alone is stored as given, and the
+// topic parameter wins over one in initial_state.
+func TestRoomCreateRichTopic(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	tok := alice.AccessToken
+	wantRich := func(roomID id.RoomID, topic string) {
+		t.Helper()
+		c := stateContent(t, s, tok, roomID, "m.room.topic", "")
+		jsonEqual(t, mustMarshal(t, c), map[string]any{
+			"topic":   topic,
+			"m.topic": map[string]any{"m.text": []any{map[string]any{"mimetype": "text/plain", "body": topic}}},
+		})
+	}
+	wantRich(mkRoomRaw(t, s, tok, map[string]any{"topic": "Test Room", "preset": "public_chat"}), "Test Room")
+	initial := []map[string]any{{"type": "m.room.topic", "state_key": "", "content": map[string]any{"topic": "Shenanigans"}}}
+	wantRich(mkRoomRaw(t, s, tok, map[string]any{"topic": "Test Room", "initial_state": initial}), "Test Room")
+	plain := mkRoomRaw(t, s, tok, map[string]any{"initial_state": initial})
+	jsonEqual(t, mustMarshal(t, stateContent(t, s, tok, plain, "m.room.topic", "")), map[string]any{"topic": "Shenanigans"})
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
