@@ -117,7 +117,7 @@ func Default() Config {
 		LogMaxSizeMB:                   20,
 		LogMaxFiles:                    5,
 		Registration:                   RegistrationDisabled,
-		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV12),
+		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV11),
 		MaxRequestBodyBytes:            8 << 20,
 		BcryptCost:                     10,
 		RefreshableAccessTokenLifetime: 5 * time.Minute,

@@ -109,7 +109,7 @@ func TestGeneratedFileRoundTrips(t *testing.T) {
 	if err := Parse(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ServerName != "example.org" || cfg.DefaultRoomVersion != "12" || cfg.RegistrationSharedSecret == "" {
+	if cfg.ServerName != "example.org" || cfg.DefaultRoomVersion != "11" || cfg.RegistrationSharedSecret == "" {
 		t.Fatalf("parsed generated config = %+v", cfg)
 	}
 	cfg.DataDir = "/x"

@@ -49,7 +49,9 @@ registration: {{.Registration}}
 # Secret for /_synapse/admin/v1/register (shared-secret registration by scripts).
 registration_shared_secret: {{.RegistrationSharedSecret}}
 
-# Room version for new rooms.
+# Room version for rooms created without one. 11 for now (MSC4304): older
+# clients show the creators of v12 rooms as powerless. Clients may still ask
+# for "12" per room.
 default_room_version: "{{.DefaultRoomVersion}}"
 
 max_request_body_bytes: {{.MaxRequestBodyBytes}}

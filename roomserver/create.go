@@ -331,6 +331,14 @@ func initialPowerLevels(ver gomatrixserverlib.IRoomVersion, req CreateRoomReques
 		if err := json.Unmarshal(req.PowerLevelOverride, &override); err != nil {
 			return nil, badRequest("power_level_content_override must be an object")
 		}
+		// Before v12 a users map without the creator would leave the room
+		// without an admin; Synapse refuses it.
+		if u, ok := override["users"].(map[string]any); ok && !ver.PrivilegedCreators() {
+			if _, ok := u[req.Creator]; !ok {
+				return nil, &BadRequestError{Code: "M_INVALID_ROOM_STATE",
+					Reason: "power_level_content_override: users does not contain the room creator " + req.Creator}
+			}
+		}
 		for k, v := range override {
 			pl[k] = v
 		}
