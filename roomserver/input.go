@@ -85,6 +85,9 @@ func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	if err := wait(); err != nil {
 		return Sent{}, err
 	}
+	if pdu.Type() == "m.room.tombstone" && ev.StateKey != nil && *ev.StateKey == "" {
+		rs.afterTombstone(ctx, r.id, pdu)
+	}
 	return Sent{EventID: pdu.EventID(), StreamPos: *pos}, nil
 }
 
