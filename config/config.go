@@ -106,6 +106,32 @@ type Config struct {
 	TURNURIs         []string      `yaml:"turn_uris,omitempty"`
 	TURNSharedSecret string        `yaml:"turn_shared_secret,omitempty"`
 	TURNUserLifetime time.Duration `yaml:"turn_user_lifetime"`
+
+	// ServerNotices configures messages from the server to its users
+	// (Synapse's server_notices block and key names).
+	ServerNotices ServerNotices `yaml:"server_notices"`
+}
+
+// ServerNotices configures server notices: the user they come from and the
+// room each recipient gets them in. An empty SystemMXIDLocalpart turns them
+// off.
+type ServerNotices struct {
+	SystemMXIDLocalpart   string `yaml:"system_mxid_localpart"`
+	SystemMXIDDisplayName string `yaml:"system_mxid_display_name"`
+	SystemMXIDAvatarURL   string `yaml:"system_mxid_avatar_url"`
+	RoomName              string `yaml:"room_name"`
+	RoomAvatarURL         string `yaml:"room_avatar_url"`
+	RoomTopic             string `yaml:"room_topic"`
+	// AutoJoin joins recipients to their notices room instead of inviting them.
+	AutoJoin bool `yaml:"auto_join"`
+}
+
+// ServerNoticesUserID is the user server notices come from, "" when off.
+func (c *Config) ServerNoticesUserID() string {
+	if c.ServerNotices.SystemMXIDLocalpart == "" {
+		return ""
+	}
+	return "@" + c.ServerNotices.SystemMXIDLocalpart + ":" + c.ServerName
 }
 
 // Default returns the built-in defaults. DataDir is left for Resolve to fill.
@@ -124,6 +150,11 @@ func Default() Config {
 		ShutdownTimeout:                10 * time.Second,
 		MaxUploadBytes:                 50 << 20,
 		TURNUserLifetime:               time.Hour,
+		ServerNotices: ServerNotices{
+			SystemMXIDLocalpart:   "_server",
+			SystemMXIDDisplayName: "Server Notices",
+			RoomName:              "Server Notices",
+		},
 	}
 }
 
@@ -307,6 +338,7 @@ func (c *Config) Validate() error {
 	if c.TURNUserLifetime < time.Second {
 		bad("turn_user_lifetime %s must be at least 1s", c.TURNUserLifetime)
 	}
+	c.validateServerNotices(bad)
 	return errors.Join(errs...)
 }
 
@@ -348,4 +380,27 @@ func writeNew(path string, content []byte) error {
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// validateServerNotices checks the server_notices block.
+func (c *Config) validateServerNotices(bad func(string, ...any)) {
+	n := c.ServerNotices
+	if n.SystemMXIDLocalpart != "" && !validLocalpart(n.SystemMXIDLocalpart) {
+		bad("server_notices.system_mxid_localpart %q may only contain a-z, 0-9 and ._=-/+", n.SystemMXIDLocalpart)
+	}
+	for key, u := range map[string]string{"system_mxid_avatar_url": n.SystemMXIDAvatarURL, "room_avatar_url": n.RoomAvatarURL} {
+		if u != "" && !strings.HasPrefix(u, "mxc://") {
+			bad("server_notices.%s %q must be an mxc:// URL", key, u)
+		}
+	}
+}
+
+// validLocalpart checks a user ID localpart against the spec's grammar.
+func validLocalpart(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("._=-/+", c)) {
+			return false
+		}
+	}
+	return s != ""
 }

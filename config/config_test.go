@@ -86,6 +86,9 @@ func TestValidationMessages(t *testing.T) {
 		{"listen: [1, 2]\n", "line 1"},
 		{"support: {}\n", "support"},
 		{"support: {contacts: [{role: m.role.admin}]}\n", "support contact"},
+		{"server_notices: {system_mxid_localpart: 'Big Boss'}\n", "system_mxid_localpart"},
+		{"server_notices: {room_avatar_url: 'https://x/a.png'}\n", "room_avatar_url"},
+		{"server_notices: {no_such: 1}\n", "no_such"},
 	} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "c.yaml")
@@ -144,5 +147,33 @@ func TestSigningKeySynapseFormat(t *testing.T) {
 		if _, err := ParseSigningKey([]byte(bad)); err == nil {
 			t.Errorf("ParseSigningKey(%q) accepted", bad)
 		}
+	}
+}
+
+// TestServerNoticesConfig: server notices are on by default with Synapse's
+// keys; a partial block keeps the other defaults; an empty localpart turns
+// them off.
+func TestServerNoticesConfig(t *testing.T) {
+	load := func(yaml string) *Config {
+		t.Helper()
+		dir := t.TempDir()
+		path := filepath.Join(dir, "c.yaml")
+		os.WriteFile(path, []byte("server_name: example.org\n"+yaml), 0o600)
+		cfg, _, err := Load(envOf(map[string]string{EnvConfig: path, EnvDataDir: dir}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if c := load(""); c.ServerNoticesUserID() != "@_server:example.org" || c.ServerNotices.RoomName != "Server Notices" || c.ServerNotices.AutoJoin {
+		t.Fatalf("defaults = %+v", c.ServerNotices)
+	}
+	c := load("server_notices:\n  system_mxid_localpart: notices\n  room_topic: From the admins\n  auto_join: true\n")
+	if c.ServerNoticesUserID() != "@notices:example.org" || c.ServerNotices.RoomTopic != "From the admins" || !c.ServerNotices.AutoJoin ||
+		c.ServerNotices.SystemMXIDDisplayName != "Server Notices" {
+		t.Fatalf("partial block = %+v", c.ServerNotices)
+	}
+	if c := load("server_notices:\n  system_mxid_localpart: \"\"\n"); c.ServerNoticesUserID() != "" {
+		t.Fatalf("turned off, yet notices user %q", c.ServerNoticesUserID())
 	}
 }

@@ -72,6 +72,19 @@ url_preview_enabled: {{.URLPreviewEnabled}}
 # turn_uris: ["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"]
 # turn_shared_secret: ""
 turn_user_lifetime: {{.TURNUserLifetime}}
+
+# Server notices: messages from the server to one user (admin API
+# POST /_synapse/admin/v1/send_server_notice), in a room per user that the user
+# cannot write in. Synapse's keys; system_mxid_localpart: "" turns them off.
+server_notices:
+  system_mxid_localpart: {{printf "%q" .ServerNotices.SystemMXIDLocalpart}}
+  system_mxid_display_name: {{printf "%q" .ServerNotices.SystemMXIDDisplayName}}
+  # system_mxid_avatar_url: mxc://example.org/abc
+  room_name: {{printf "%q" .ServerNotices.RoomName}}
+  # room_avatar_url: mxc://example.org/abc
+  # room_topic: ""
+  # Join users to the room instead of inviting them.
+  auto_join: {{.ServerNotices.AutoJoin}}
 `))
 
 // Generate renders a commented config file with the defaults, the given

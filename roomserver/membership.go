@@ -136,15 +136,17 @@ func (rs *Roomserver) localProfile(ctx context.Context, userID string) (string, 
 // a sender asks for: same sender, same content. Synapse then answers the
 // existing event instead of sending a duplicate.
 func identicalState(current gomatrixserverlib.PDU, sender string, content []byte) (string, bool) {
-	if current == nil || string(current.SenderID()) != sender {
-		return "", false
-	}
-	a, err1 := gomatrixserverlib.CanonicalJSON(current.Content())
-	b, err2 := gomatrixserverlib.CanonicalJSON(content)
-	if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+	if current == nil || string(current.SenderID()) != sender || !sameContent(current.Content(), content) {
 		return "", false
 	}
 	return current.EventID(), true
+}
+
+// sameContent compares two contents in canonical form.
+func sameContent(x, y []byte) bool {
+	a, err1 := gomatrixserverlib.CanonicalJSON(x)
+	b, err2 := gomatrixserverlib.CanonicalJSON(y)
+	return err1 == nil && err2 == nil && bytes.Equal(a, b)
 }
 
 // checkMembershipChange refuses changes the auth rules would allow but

@@ -47,6 +47,9 @@ type Roomserver struct {
 	txns txnCalls
 	// noticesUser is the server notices user ("" when notices are off).
 	noticesUser string
+	noticesCfg  NoticesConfig
+	// noticesMu serialises server notices (notices.go).
+	noticesMu sync.Mutex
 }
 
 // Options configures a Roomserver.
@@ -57,6 +60,7 @@ type Options struct {
 	// ServerNoticesUser is the user server notices come from, if any: the
 	// rooms it shares with users are their server notices rooms.
 	ServerNoticesUser string
+	ServerNotices     NoticesConfig
 }
 
 // New returns a Roomserver on db.
@@ -70,6 +74,7 @@ func New(db *storage.DB, opts Options) *Roomserver {
 		rooms:  make(map[string]*room),
 
 		noticesUser: opts.ServerNoticesUser,
+		noticesCfg:  opts.ServerNotices,
 	}
 }
 
