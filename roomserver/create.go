@@ -75,6 +75,9 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		if err := ids.UserID(u); err != nil {
 			return "", invalidParam("invite: %v", err)
 		}
+		if rs.noticesUser != "" && u == rs.noticesUser {
+			return "", forbidden("cannot invite this user")
+		}
 	}
 	if req.Alias != "" {
 		if _, err := rs.db.AliasRoom(ctx, req.Alias); err == nil {

@@ -118,6 +118,7 @@ func TestServerNotices(t *testing.T) {
 		want(t, http.StatusForbidden, "M_FORBIDDEN")
 	other := mkRoom(t, alice, &mautrix.ReqCreateRoom{})
 	do(t, "POST", roomURL(s, other, "invite"), alice.AccessToken, map[string]any{"user_id": noticesUser}).want(t, http.StatusForbidden, "M_FORBIDDEN")
+	do(t, "POST", v3(s, "createRoom"), alice.AccessToken, map[string]any{"invite": []string{noticesUser}}).want(t, http.StatusForbidden, "M_FORBIDDEN")
 	users := do(t, "GET", adminURL(s, "/v2/users"), admin.AccessToken, nil).want(t, 200, "")
 	if users.Body["total"] != float64(2) {
 		t.Fatalf("admin user list shows the notices user: %s", users.Raw)
