@@ -86,7 +86,8 @@ func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
 		return Sent{}, err
 	}
 	if pdu.Type() == "m.room.tombstone" && ev.StateKey != nil && *ev.StateKey == "" {
-		rs.afterTombstone(ctx, r.id, pdu)
+		// The tombstone stands even if the client has gone: finish the upgrade.
+		rs.afterTombstone(context.WithoutCancel(ctx), r.id, pdu)
 	}
 	return Sent{EventID: pdu.EventID(), StreamPos: *pos}, nil
 }
