@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -86,6 +88,7 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, req UpgradeRequest) (stri
 	var oldPL map[string]any
 	if ev := old.stateEvent(spec.MRoomPowerLevels, ""); ev != nil {
 		json.Unmarshal(ev.Content(), &oldPL)
+		fixupPowerLevels(oldPL)
 	}
 	for t, ev := range old.state {
 		if t.EventType == spec.MRoomMember {
@@ -209,4 +212,36 @@ func plInt(v any, def int64) int64 {
 		return int64(f)
 	}
 	return def
+}
+
+// fixupPowerLevels turns the string levels older room versions allowed
+// ("50") into numbers and drops levels that are no numbers at all, as
+// Synapse does when it copies power levels, so the copies pass the checks
+// on new power level events.
+func fixupPowerLevels(pl map[string]any) {
+	fix := func(m map[string]any, k string) {
+		switch v := m[k].(type) {
+		case float64:
+		case string:
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				m[k] = float64(n)
+			} else {
+				delete(m, k)
+			}
+		default:
+			delete(m, k)
+		}
+	}
+	for _, k := range powerLevelInts {
+		if _, ok := pl[k]; ok {
+			fix(pl, k)
+		}
+	}
+	for _, k := range powerLevelMaps {
+		if m, ok := pl[k].(map[string]any); ok {
+			for key := range m {
+				fix(m, key)
+			}
+		}
+	}
 }
