@@ -142,6 +142,31 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// RCRegistration limits new registration sessions per client address.
 	RCRegistration RateLimit `yaml:"rc_registration"`
+	// ServerNotices configures messages from the server to its users
+	// (Synapse's server_notices block and key names).
+	ServerNotices ServerNotices `yaml:"server_notices"`
+}
+
+// ServerNotices configures server notices: the user they come from and the
+// room each recipient gets them in. An empty SystemMXIDLocalpart turns them
+// off.
+type ServerNotices struct {
+	SystemMXIDLocalpart   string `yaml:"system_mxid_localpart"`
+	SystemMXIDDisplayName string `yaml:"system_mxid_display_name"`
+	SystemMXIDAvatarURL   string `yaml:"system_mxid_avatar_url"`
+	RoomName              string `yaml:"room_name"`
+	RoomAvatarURL         string `yaml:"room_avatar_url"`
+	RoomTopic             string `yaml:"room_topic"`
+	// AutoJoin joins recipients to their notices room instead of inviting them.
+	AutoJoin bool `yaml:"auto_join"`
+}
+
+// ServerNoticesUserID is the user server notices come from, "" when off.
+func (c *Config) ServerNoticesUserID() string {
+	if c.ServerNotices.SystemMXIDLocalpart == "" {
+		return ""
+	}
+	return "@" + c.ServerNotices.SystemMXIDLocalpart + ":" + c.ServerName
 }
 
 // Default returns the built-in defaults. DataDir is left for Resolve to fill.
@@ -153,7 +178,7 @@ func Default() Config {
 		LogMaxSizeMB:                   20,
 		LogMaxFiles:                    5,
 		Registration:                   RegistrationDisabled,
-		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV12),
+		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV11),
 		MaxRequestBodyBytes:            8 << 20,
 		BcryptCost:                     10,
 		RefreshableAccessTokenLifetime: 5 * time.Minute,
@@ -170,6 +195,11 @@ func Default() Config {
 		// group signing up behind one NAT and conformance suites (dozens of
 		// users from one address) pass.
 		RCRegistration: RateLimit{PerSecond: 0.17, BurstCount: 50},
+		ServerNotices: ServerNotices{
+			SystemMXIDLocalpart:   "_server",
+			SystemMXIDDisplayName: "Server Notices",
+			RoomName:              "Server Notices",
+		},
 	}
 }
 
@@ -387,6 +417,7 @@ func (c *Config) Validate() error {
 	if err := c.RCRegistration.validate("rc_registration"); err != nil {
 		bad("%v", err)
 	}
+	c.validateServerNotices(bad)
 	return errors.Join(errs...)
 }
 
@@ -445,4 +476,27 @@ func writeNew(path string, content []byte) error {
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// validateServerNotices checks the server_notices block.
+func (c *Config) validateServerNotices(bad func(string, ...any)) {
+	n := c.ServerNotices
+	if n.SystemMXIDLocalpart != "" && !validLocalpart(n.SystemMXIDLocalpart) {
+		bad("server_notices.system_mxid_localpart %q may only contain a-z, 0-9 and ._=-/+", n.SystemMXIDLocalpart)
+	}
+	for key, u := range map[string]string{"system_mxid_avatar_url": n.SystemMXIDAvatarURL, "room_avatar_url": n.RoomAvatarURL} {
+		if u != "" && !strings.HasPrefix(u, "mxc://") {
+			bad("server_notices.%s %q must be an mxc:// URL", key, u)
+		}
+	}
+}
+
+// validLocalpart checks a user ID localpart against the spec's grammar.
+func validLocalpart(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("._=-/+", c)) {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -49,7 +49,9 @@ registration: {{.Registration}}
 # Secret for /_synapse/admin/v1/register (shared-secret registration by scripts).
 registration_shared_secret: {{.RegistrationSharedSecret}}
 
-# Room version for new rooms.
+# Room version for rooms created without one. 11 for now (MSC4304): older
+# clients show the creators of v12 rooms as powerless. Clients may still ask
+# for "12" per room.
 default_room_version: "{{.DefaultRoomVersion}}"
 
 max_request_body_bytes: {{.MaxRequestBodyBytes}}
@@ -116,6 +118,18 @@ trusted_proxies:
 rc_registration:
   per_second: {{.RCRegistration.PerSecond}}
   burst_count: {{.RCRegistration.BurstCount}}
+# Server notices: messages from the server to one user (admin API
+# POST /_synapse/admin/v1/send_server_notice), in a room per user that the user
+# cannot write in. Synapse's keys; system_mxid_localpart: "" turns them off.
+server_notices:
+  system_mxid_localpart: {{printf "%q" .ServerNotices.SystemMXIDLocalpart}}
+  system_mxid_display_name: {{printf "%q" .ServerNotices.SystemMXIDDisplayName}}
+  # system_mxid_avatar_url: mxc://example.org/abc
+  room_name: {{printf "%q" .ServerNotices.RoomName}}
+  # room_avatar_url: mxc://example.org/abc
+  # room_topic: ""
+  # Join users to the room instead of inviting them.
+  auto_join: {{.ServerNotices.AutoJoin}}
 `))
 
 // Generate renders a commented config file with the defaults, the given

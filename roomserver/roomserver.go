@@ -43,6 +43,13 @@ type Roomserver struct {
 	rooms map[string]*room
 
 	pushRules rulesCache
+	// txns are the sends with a transaction ID under way.
+	txns txnCalls
+	// noticesUser is the server notices user ("" when notices are off).
+	noticesUser string
+	noticesCfg  NoticesConfig
+	// noticesMu serialises server notices (notices.go).
+	noticesMu sync.Mutex
 }
 
 // Options configures a Roomserver.
@@ -50,6 +57,10 @@ type Options struct {
 	ServerName string
 	KeyID      string
 	PrivateKey ed25519.PrivateKey
+	// ServerNoticesUser is the user server notices come from, if any: the
+	// rooms it shares with users are their server notices rooms.
+	ServerNoticesUser string
+	ServerNotices     NoticesConfig
 }
 
 // New returns a Roomserver on db.
@@ -61,6 +72,9 @@ func New(db *storage.DB, opts Options) *Roomserver {
 		key:    opts.PrivateKey,
 		now:    time.Now,
 		rooms:  make(map[string]*room),
+
+		noticesUser: opts.ServerNoticesUser,
+		noticesCfg:  opts.ServerNotices,
 	}
 }
 
@@ -233,4 +247,15 @@ func relation(content []byte) (target, relType string) {
 		return "", ""
 	}
 	return c.RelatesTo.EventID, c.RelatesTo.RelType
+}
+
+// isNoticesRoom reports whether r is a server notices room: one the
+// notices user is joined to (as in Synapse).
+func (rs *Roomserver) isNoticesRoom(r *room) bool {
+	if rs.noticesUser == "" {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.membership(rs.noticesUser) == spec.Join
 }

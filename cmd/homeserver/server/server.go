@@ -75,9 +75,22 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.Accounts = accounts.New(db, accounts.Options{
 		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
 	})
+	n := cfg.ServerNotices
 	s.Rooms = roomserver.New(db, roomserver.Options{
 		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey,
+		ServerNoticesUser: cfg.ServerNoticesUserID(),
+		ServerNotices: roomserver.NoticesConfig{
+			DisplayName: n.SystemMXIDDisplayName, AvatarURL: n.SystemMXIDAvatarURL,
+			RoomName: n.RoomName, RoomAvatarURL: n.RoomAvatarURL, RoomTopic: n.RoomTopic,
+			AutoJoin: n.AutoJoin, RoomVersion: cfg.DefaultRoomVersion,
+		},
 	})
+	// The notices user's account reserves its name before anyone registers it.
+	if err := s.Rooms.EnsureNoticesUser(ctx); err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
 	media, err := mediaapi.New(cfg, db, s.Accounts, s.Log, mediaapi.Options{})
 	if err != nil {
 		db.Close()
