@@ -118,6 +118,7 @@ trusted_proxies:
 rc_registration:
   per_second: {{.RCRegistration.PerSecond}}
   burst_count: {{.RCRegistration.BurstCount}}
+
 # Server notices: messages from the server to one user (admin API
 # POST /_synapse/admin/v1/send_server_notice), in a room per user that the user
 # cannot write in. Synapse's keys; system_mxid_localpart: "" turns them off.
