@@ -88,6 +88,9 @@ func (a *API) adminListUsers(r *http.Request, _ *accounts.Session) (any, error) 
 		if acc.Deactivated && !showDeactivated {
 			continue
 		}
+		if acc.UserID == a.cfg.ServerNoticesUserID() {
+			continue // the system user behind server notices, not a person
+		}
 		if admins := q.Get("admins"); admins != "" && (admins == "true") != acc.IsAdmin {
 			continue
 		}

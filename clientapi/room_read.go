@@ -115,7 +115,11 @@ func (a *API) stateAtPos(ctx context.Context, roomNID, pos int64, typ string) ([
 
 // getRoomState serves GET /_matrix/client/v3/rooms/{roomId}/state.
 func (a *API) getRoomState(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := a.access(r.Context(), s.UserID, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +132,11 @@ func (a *API) getRoomState(r *http.Request, s *accounts.Session) (any, error) {
 
 // getStateEvent serves GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}.
 func (a *API) getStateEvent(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := a.access(r.Context(), s.UserID, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -190,27 +198,48 @@ func (a *API) getMembers(r *http.Request, s *accounts.Session) (any, error) {
 	return map[string]any{"chunk": a.clientEvents(r.Context(), chunk, s.DeviceID)}, nil
 }
 
+// joinedMember is an entry of /joined_members; both keys are always
+// present, null when unset (as in Synapse).
+type joinedMember struct {
+	DisplayName *string `json:"display_name"`
+	AvatarURL   *string `json:"avatar_url"`
+}
+
 // getJoinedMembers serves GET /_matrix/client/v3/rooms/{roomId}/joined_members.
+// Only current members may ask (spec; also in world-readable rooms).
 func (a *API) getJoinedMembers(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	roomID, err := roomIDVar(r)
 	if err != nil {
 		return nil, err
 	}
-	events, err := a.stateEvents(r.Context(), acc, spec.MRoomMember)
+	notMember := httputil.Forbidden("Getting joined members while not being a current member of the room is forbidden")
+	info, err := a.db.Room(r.Context(), roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, notMember
+	}
 	if err != nil {
 		return nil, err
 	}
-	joined := map[string]map[string]string{}
+	if m, err := a.db.Membership(r.Context(), info.NID, s.UserID); err != nil {
+		return nil, err
+	} else if m != spec.Join {
+		return nil, notMember
+	}
+	events, err := a.db.CurrentStateEvents(r.Context(), info.NID, spec.MRoomMember)
+	if err != nil {
+		return nil, err
+	}
+	joined := map[string]joinedMember{}
 	for _, e := range events {
 		if contentString(e.JSON, "membership") != spec.Join {
 			continue
 		}
-		p := map[string]string{}
+		var p joinedMember
 		if d := contentString(e.JSON, "displayname"); d != "" {
-			p["display_name"] = d
+			p.DisplayName = &d
 		}
 		if av := contentString(e.JSON, "avatar_url"); av != "" {
-			p["avatar_url"] = av
+			p.AvatarURL = &av
 		}
 		joined[*e.StateKey] = p
 	}

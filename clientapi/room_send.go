@@ -10,6 +10,7 @@ import (
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/ids"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -39,7 +40,11 @@ func (a *API) sendMessage(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	roomID, typ := pathVar(r, "roomId"), pathVar(r, "eventType")
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
+	typ := pathVar(r, "eventType")
 	if delay, ok, err := delayFrom(r); err != nil {
 		return nil, err
 	} else if ok {
@@ -61,7 +66,11 @@ func (a *API) putState(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	roomID, typ, key := pathVar(r, "roomId"), pathVar(r, "eventType"), pathVar(r, "stateKey")
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
+	typ, key := pathVar(r, "eventType"), pathVar(r, "stateKey")
 	if typ == "m.room.canonical_alias" {
 		if err := a.checkCanonicalAlias(r, roomID, content); err != nil {
 			return nil, err
@@ -116,7 +125,14 @@ func (a *API) redactEvent(r *http.Request, s *accounts.Session) (any, error) {
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	roomID, target := pathVar(r, "roomId"), pathVar(r, "eventId")
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
+	target := pathVar(r, "eventId")
+	if err := ids.EventID(target); err != nil {
+		return nil, httputil.InvalidParam("%v", err)
+	}
 	info, err := a.db.Room(r.Context(), roomID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("Unknown room")

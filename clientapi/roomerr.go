@@ -16,8 +16,14 @@ func roomErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &fe):
+		if fe.Code != "" {
+			return &httputil.Error{Status: http.StatusForbidden, Code: fe.Code, Msg: fe.Reason}
+		}
 		return httputil.Forbidden("%s", fe.Reason)
 	case errors.As(err, &be):
+		if be.Code != "" {
+			return &httputil.Error{Status: http.StatusBadRequest, Code: be.Code, Msg: be.Reason}
+		}
 		return httputil.BadJSON("%s", be.Reason)
 	case errors.Is(err, roomserver.ErrRoomNotFound):
 		return httputil.NotFound("Unknown room")

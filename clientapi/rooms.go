@@ -10,6 +10,7 @@ import (
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/ids"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -84,12 +85,27 @@ func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
 	return map[string]string{"room_id": roomID}, nil
 }
 
+// roomIDVar is the {roomId} path parameter, which must be a room ID.
+func roomIDVar(r *http.Request) (string, error) {
+	id := pathVar(r, "roomId")
+	if err := ids.RoomID(id); err != nil {
+		return "", httputil.InvalidParam("%v", err)
+	}
+	return id, nil
+}
+
 // resolveRoom accepts a room ID or a local alias.
 func (a *API) resolveRoom(r *http.Request, idOrAlias string) (string, error) {
 	switch {
 	case strings.HasPrefix(idOrAlias, "!"):
+		if err := ids.RoomID(idOrAlias); err != nil {
+			return "", httputil.InvalidParam("%v", err)
+		}
 		return idOrAlias, nil
 	case strings.HasPrefix(idOrAlias, "#"):
+		if err := ids.RoomAlias(idOrAlias); err != nil {
+			return "", httputil.InvalidParam("%v", err)
+		}
 		id, err := a.db.AliasRoom(r.Context(), idOrAlias)
 		if errors.Is(err, storage.ErrNotFound) {
 			return "", httputil.NotFound("Room alias %s not found", idOrAlias)
@@ -106,10 +122,9 @@ type membershipBody struct {
 }
 
 // changeMembership performs a membership change and maps its errors.
-func (a *API) changeMembership(r *http.Request, s *accounts.Session, roomID, target, membership, reason string) error {
-	req := roomserver.MembershipRequest{
-		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Target: target, Membership: membership, Reason: reason,
-	}
+func (a *API) changeMembership(r *http.Request, s *accounts.Session, req roomserver.MembershipRequest) error {
+	req.Sender, req.DeviceID = s.UserID, s.DeviceID
+	roomID, target, membership := req.RoomID, req.Target, req.Membership
 	if membership == spec.Join || membership == spec.Knock {
 		acc, err := a.db.Account(r.Context(), s.UserID)
 		if err != nil {
@@ -152,28 +167,49 @@ func (a *API) checkInvitee(r *http.Request, target string) error {
 }
 
 // joinRoomByIDOrAlias serves POST /_matrix/client/v3/join/{roomIdOrAlias}.
+// Like Synapse, the whole body becomes member content (custom keys stay).
 func (a *API) joinRoomByIDOrAlias(r *http.Request, s *accounts.Session) (any, error) {
 	roomID, err := a.resolveRoom(r, pathVar(r, "roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
-	return a.join(r, s, roomID)
+	var body map[string]any
+	if err := httputil.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	reason, ok := body["reason"].(string)
+	if _, present := body["reason"]; present && !ok {
+		return nil, httputil.BadJSON("reason must be a string")
+	}
+	for _, k := range []string{"displayname", "avatar_url"} {
+		if v, present := body[k]; present {
+			if _, ok := v.(string); !ok {
+				return nil, httputil.BadJSON("%s must be a string", k)
+			}
+		}
+	}
+	return a.join(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Join, Reason: reason, Content: body})
 }
 
-// joinRoom serves POST /_matrix/client/v3/rooms/{roomId}/join.
+// joinRoom serves POST /_matrix/client/v3/rooms/{roomId}/join, which keeps
+// only the reason of its body.
 func (a *API) joinRoom(r *http.Request, s *accounts.Session) (any, error) {
-	return a.join(r, s, pathVar(r, "roomId"))
-}
-
-func (a *API) join(r *http.Request, s *accounts.Session, roomID string) (any, error) {
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
 	var body membershipBody
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	if err := a.changeMembership(r, s, roomID, s.UserID, spec.Join, body.Reason); err != nil {
+	return a.join(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Join, Reason: body.Reason})
+}
+
+func (a *API) join(r *http.Request, s *accounts.Session, req roomserver.MembershipRequest) (any, error) {
+	if err := a.changeMembership(r, s, req); err != nil {
 		return nil, err
 	}
-	return map[string]string{"room_id": roomID}, nil
+	return map[string]string{"room_id": req.RoomID}, nil
 }
 
 // knockRoom serves POST /_matrix/client/v3/knock/{roomIdOrAlias}.
@@ -186,7 +222,7 @@ func (a *API) knockRoom(r *http.Request, s *accounts.Session) (any, error) {
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	if err := a.changeMembership(r, s, roomID, s.UserID, spec.Knock, body.Reason); err != nil {
+	if err := a.changeMembership(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Knock, Reason: body.Reason}); err != nil {
 		return nil, err
 	}
 	return map[string]string{"room_id": roomID}, nil
@@ -194,11 +230,15 @@ func (a *API) knockRoom(r *http.Request, s *accounts.Session) (any, error) {
 
 // leaveRoom serves POST /_matrix/client/v3/rooms/{roomId}/leave.
 func (a *API) leaveRoom(r *http.Request, s *accounts.Session) (any, error) {
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
 	var body membershipBody
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	if err := a.changeMembership(r, s, pathVar(r, "roomId"), s.UserID, spec.Leave, body.Reason); err != nil {
+	if err := a.changeMembership(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Leave, Reason: body.Reason}); err != nil {
 		return nil, err
 	}
 	return httputil.Empty, nil
@@ -214,14 +254,17 @@ func (a *API) targetMembership(membership string) authed {
 		if body.UserID == "" {
 			return nil, httputil.MissingParam("user_id is required")
 		}
-		if _, err := spec.NewUserID(body.UserID, true); err != nil {
-			return nil, httputil.InvalidParam("%q is not a user ID", body.UserID)
+		if err := ids.UserID(body.UserID); err != nil {
+			return nil, httputil.InvalidParam("%v", err)
 		}
-		roomID := pathVar(r, "roomId")
-		target := membership
+		roomID, err := roomIDVar(r)
+		if err != nil {
+			return nil, err
+		}
+		req := roomserver.MembershipRequest{RoomID: roomID, Target: body.UserID, Membership: membership, Reason: body.Reason}
 		switch pathVar(r, "action") {
 		case "kick":
-			target = spec.Leave
+			req.Membership, req.Kick = spec.Leave, true
 		case "unban":
 			m, err := a.rooms.Membership(r.Context(), roomID, body.UserID)
 			if err != nil {
@@ -230,9 +273,9 @@ func (a *API) targetMembership(membership string) authed {
 			if m != spec.Ban {
 				return nil, httputil.Forbidden("%s is not banned", body.UserID)
 			}
-			target = spec.Leave
+			req.Membership = spec.Leave
 		}
-		if err := a.changeMembership(r, s, roomID, body.UserID, target, body.Reason); err != nil {
+		if err := a.changeMembership(r, s, req); err != nil {
 			return nil, err
 		}
 		return httputil.Empty, nil
@@ -241,7 +284,10 @@ func (a *API) targetMembership(membership string) authed {
 
 // forgetRoom serves POST /_matrix/client/v3/rooms/{roomId}/forget.
 func (a *API) forgetRoom(r *http.Request, s *accounts.Session) (any, error) {
-	roomID := pathVar(r, "roomId")
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
 	info, err := a.db.Room(r.Context(), roomID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("Unknown room")

@@ -226,4 +226,6 @@ func (a *API) register(rt *router) {
 	rt.exact(del, "/_synapse/admin/v1/rooms/{roomId}", a.adminOnly(a.adminShutdownRoom))
 	rt.exact(get, "/_synapse/admin/v1/rooms/{roomId}/block", a.adminOnly(a.adminRoomBlock))
 	rt.exact(put, "/_synapse/admin/v1/rooms/{roomId}/block", a.adminOnly(a.adminRoomBlock))
+	rt.exact(post, "/_synapse/admin/v1/send_server_notice", a.adminOnly(a.adminSendServerNotice))
+	rt.exact(put, "/_synapse/admin/v1/send_server_notice/{txnId}", a.adminOnly(a.adminSendServerNotice))
 }

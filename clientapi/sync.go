@@ -629,9 +629,7 @@ func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]ma
 	// The inviter's member event lets clients show who invited.
 	out := make([]map[string]any, 0, len(events)+1)
 	for _, e := range events {
-		out = append(out, map[string]any{
-			"type": e.Type, "state_key": *e.StateKey, "sender": e.Sender, "content": eventContent(e.JSON),
-		})
+		out = append(out, strippedEvent(&e))
 		if e.NID == m.EventNID && e.Sender != *e.StateKey {
 			if nid, ok := state[storage.StateKey{Type: spec.MRoomMember, StateKey: e.Sender}]; ok {
 				inviter, err := a.db.EventsByNID(ctx, []int64{nid})

@@ -5,12 +5,18 @@ import (
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/roomserver"
 )
 
 // upgradeRoom serves POST /_matrix/client/v3/rooms/{roomId}/upgrade.
 func (a *API) upgradeRoom(r *http.Request, s *accounts.Session) (any, error) {
+	roomID, err := roomIDVar(r)
+	if err != nil {
+		return nil, err
+	}
 	var req struct {
-		NewVersion string `json:"new_version"`
+		NewVersion         string   `json:"new_version"`
+		AdditionalCreators []string `json:"additional_creators"`
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -22,7 +28,10 @@ func (a *API) upgradeRoom(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	newRoom, err := a.rooms.UpgradeRoom(r.Context(), pathVar(r, "roomId"), s.UserID, s.DeviceID, req.NewVersion, acc.DisplayName, acc.AvatarURL)
+	newRoom, err := a.rooms.UpgradeRoom(r.Context(), roomserver.UpgradeRequest{
+		RoomID: roomID, UserID: s.UserID, DeviceID: s.DeviceID, NewVersion: req.NewVersion,
+		AdditionalCreators: req.AdditionalCreators, DisplayName: acc.DisplayName, AvatarURL: acc.AvatarURL,
+	})
 	if err != nil {
 		return nil, roomErr(err)
 	}

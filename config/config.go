@@ -20,6 +20,8 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"gopkg.in/yaml.v3"
+
+	"matrixhs/internal/safenet"
 )
 
 // Registration modes.
@@ -92,13 +94,41 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
+	// HTTP connections. A request's headers must arrive within
+	// HTTPReadHeaderTimeout; its body within HTTPReadBodyTimeout plus one
+	// second for every 32 KiB its size allows (a 50 MiB upload gets ~27
+	// minutes more); an idle keep-alive connection is closed after
+	// HTTPIdleTimeout. Long-polls are not limited: once its body is read a
+	// request may take as long as it needs. At most HTTPMaxConnections are
+	// served at once; more wait to be accepted.
+	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
+	HTTPReadBodyTimeout   time.Duration `yaml:"http_read_body_timeout"`
+	HTTPIdleTimeout       time.Duration `yaml:"http_idle_timeout"`
+	HTTPMaxConnections    int           `yaml:"http_max_connections"`
+
 	// MaxUploadBytes bounds one media upload.
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// ThumbnailMemoryBytes is the memory thumbnailing may use at once, the
+	// decoded image and its reductions included; an image that alone needs
+	// more (judged from its header: size, bit depth, components) is stored
+	// without thumbnails. The default admits 4:2:0 JPEG photos up to 32
+	// megapixels, progressive ones of about 13.
+	ThumbnailMemoryBytes int64 `yaml:"thumbnail_memory_bytes"`
 	// MediaQuotaBytesPerUser bounds the total size of a user's uploads (0: unlimited).
 	MediaQuotaBytesPerUser int64 `yaml:"media_quota_bytes_per_user"`
 	// URLPreviewEnabled turns on /preview_url, which makes the server fetch
 	// URLs that users send it.
 	URLPreviewEnabled bool `yaml:"url_preview_enabled"`
+	// URLPreviewIPRangeBlacklist adds ranges (CIDR) that previews never
+	// fetch from to the built-in list (loopback, private, link-local, ...);
+	// URLPreviewIPRangeWhitelist exempts ranges from both (Synapse's names).
+	URLPreviewIPRangeBlacklist []string `yaml:"url_preview_ip_range_blacklist,omitempty"`
+	URLPreviewIPRangeWhitelist []string `yaml:"url_preview_ip_range_whitelist,omitempty"`
+	// IPRangeBlacklist and IPRangeWhitelist do the same for the server's
+	// other outbound requests to user-chosen hosts: push gateways. An
+	// internal push gateway needs its range whitelisted.
+	IPRangeBlacklist []string `yaml:"ip_range_blacklist,omitempty"`
+	IPRangeWhitelist []string `yaml:"ip_range_whitelist,omitempty"`
 
 	// TURN for VoIP calls (GET /voip/turnServer): the TURN server URIs and
 	// the secret shared with it (coturn's static-auth-secret); credentials
@@ -112,6 +142,31 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// RCRegistration limits new registration sessions per client address.
 	RCRegistration RateLimit `yaml:"rc_registration"`
+	// ServerNotices configures messages from the server to its users
+	// (Synapse's server_notices block and key names).
+	ServerNotices ServerNotices `yaml:"server_notices"`
+}
+
+// ServerNotices configures server notices: the user they come from and the
+// room each recipient gets them in. An empty SystemMXIDLocalpart turns them
+// off.
+type ServerNotices struct {
+	SystemMXIDLocalpart   string `yaml:"system_mxid_localpart"`
+	SystemMXIDDisplayName string `yaml:"system_mxid_display_name"`
+	SystemMXIDAvatarURL   string `yaml:"system_mxid_avatar_url"`
+	RoomName              string `yaml:"room_name"`
+	RoomAvatarURL         string `yaml:"room_avatar_url"`
+	RoomTopic             string `yaml:"room_topic"`
+	// AutoJoin joins recipients to their notices room instead of inviting them.
+	AutoJoin bool `yaml:"auto_join"`
+}
+
+// ServerNoticesUserID is the user server notices come from, "" when off.
+func (c *Config) ServerNoticesUserID() string {
+	if c.ServerNotices.SystemMXIDLocalpart == "" {
+		return ""
+	}
+	return "@" + c.ServerNotices.SystemMXIDLocalpart + ":" + c.ServerName
 }
 
 // Default returns the built-in defaults. DataDir is left for Resolve to fill.
@@ -123,18 +178,28 @@ func Default() Config {
 		LogMaxSizeMB:                   20,
 		LogMaxFiles:                    5,
 		Registration:                   RegistrationDisabled,
-		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV12),
+		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV11),
 		MaxRequestBodyBytes:            8 << 20,
 		BcryptCost:                     10,
 		RefreshableAccessTokenLifetime: 5 * time.Minute,
 		ShutdownTimeout:                10 * time.Second,
+		HTTPReadHeaderTimeout:          20 * time.Second,
+		HTTPReadBodyTimeout:            60 * time.Second,
+		HTTPIdleTimeout:                90 * time.Second,
+		HTTPMaxConnections:             1000,
 		MaxUploadBytes:                 50 << 20,
+		ThumbnailMemoryBytes:           100 << 20,
 		TURNUserLifetime:               time.Hour,
 		TrustedProxies:                 DefaultTrustedProxies(),
 		// Synapse's sustained rate; a burst of 50 rather than its 3, so a
 		// group signing up behind one NAT and conformance suites (dozens of
 		// users from one address) pass.
 		RCRegistration: RateLimit{PerSecond: 0.17, BurstCount: 50},
+		ServerNotices: ServerNotices{
+			SystemMXIDLocalpart:   "_server",
+			SystemMXIDDisplayName: "Server Notices",
+			RoomName:              "Server Notices",
+		},
 	}
 }
 
@@ -304,11 +369,39 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout must not be negative")
 	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"http_read_header_timeout", c.HTTPReadHeaderTimeout}, {"http_read_body_timeout", c.HTTPReadBodyTimeout},
+		{"http_idle_timeout", c.HTTPIdleTimeout},
+	} {
+		if d.v < 100*time.Millisecond {
+			bad("%s %s must be at least 100ms", d.key, d.v)
+		}
+	}
+	if c.HTTPMaxConnections < 1 {
+		bad("http_max_connections %d must be at least 1", c.HTTPMaxConnections)
+	}
 	if c.MaxUploadBytes < 1 {
 		bad("max_upload_bytes %d must be at least 1", c.MaxUploadBytes)
 	}
+	if c.ThumbnailMemoryBytes < 16<<20 {
+		bad("thumbnail_memory_bytes %d must be at least 16 MiB (16777216)", c.ThumbnailMemoryBytes)
+	}
 	if c.MediaQuotaBytesPerUser < 0 {
 		bad("media_quota_bytes_per_user %d must not be negative (0: unlimited)", c.MediaQuotaBytesPerUser)
+	}
+	for _, r := range []struct {
+		key  string
+		list []string
+	}{
+		{"url_preview_ip_range_blacklist", c.URLPreviewIPRangeBlacklist}, {"url_preview_ip_range_whitelist", c.URLPreviewIPRangeWhitelist},
+		{"ip_range_blacklist", c.IPRangeBlacklist}, {"ip_range_whitelist", c.IPRangeWhitelist},
+	} {
+		if _, err := safenet.ParsePrefixes(r.list); err != nil {
+			bad("%s: %v", r.key, err)
+		}
 	}
 	for _, u := range c.TURNURIs {
 		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
@@ -324,7 +417,25 @@ func (c *Config) Validate() error {
 	if err := c.RCRegistration.validate("rc_registration"); err != nil {
 		bad("%v", err)
 	}
+	c.validateServerNotices(bad)
 	return errors.Join(errs...)
+}
+
+// PreviewFilter is the address filter of URL previews.
+func (c *Config) PreviewFilter() *safenet.Filter {
+	return filter(c.URLPreviewIPRangeBlacklist, c.URLPreviewIPRangeWhitelist)
+}
+
+// OutboundFilter is the address filter of push gateway requests.
+func (c *Config) OutboundFilter() *safenet.Filter {
+	return filter(c.IPRangeBlacklist, c.IPRangeWhitelist)
+}
+
+// filter builds an address filter from validated range lists.
+func filter(deny, allow []string) *safenet.Filter {
+	d, _ := safenet.ParsePrefixes(deny)
+	a, _ := safenet.ParsePrefixes(allow)
+	return safenet.NewFilter(d, a)
 }
 
 // BaseURL is the public client-API URL: the configured one, else derived from
@@ -365,4 +476,27 @@ func writeNew(path string, content []byte) error {
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// validateServerNotices checks the server_notices block.
+func (c *Config) validateServerNotices(bad func(string, ...any)) {
+	n := c.ServerNotices
+	if n.SystemMXIDLocalpart != "" && !validLocalpart(n.SystemMXIDLocalpart) {
+		bad("server_notices.system_mxid_localpart %q may only contain a-z, 0-9 and ._=-/+", n.SystemMXIDLocalpart)
+	}
+	for key, u := range map[string]string{"system_mxid_avatar_url": n.SystemMXIDAvatarURL, "room_avatar_url": n.RoomAvatarURL} {
+		if u != "" && !strings.HasPrefix(u, "mxc://") {
+			bad("server_notices.%s %q must be an mxc:// URL", key, u)
+		}
+	}
+}
+
+// validLocalpart checks a user ID localpart against the spec's grammar.
+func validLocalpart(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("._=-/+", c)) {
+			return false
+		}
+	}
+	return s != ""
 }

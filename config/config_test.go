@@ -91,6 +91,9 @@ func TestValidationMessages(t *testing.T) {
 		{"trusted_proxies: [proxy.example.org]\n", "trusted_proxies"},
 		{"rc_registration: {per_second: 0}\n", "rc_registration"},
 		{"rc_registration: {burst_count: 0}\n", "rc_registration"},
+		{"server_notices: {system_mxid_localpart: 'Big Boss'}\n", "system_mxid_localpart"},
+		{"server_notices: {room_avatar_url: 'https://x/a.png'}\n", "room_avatar_url"},
+		{"server_notices: {no_such: 1}\n", "no_such"},
 	} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "c.yaml")
@@ -114,7 +117,7 @@ func TestGeneratedFileRoundTrips(t *testing.T) {
 	if err := Parse(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ServerName != "example.org" || cfg.DefaultRoomVersion != "12" || cfg.RegistrationSharedSecret == "" {
+	if cfg.ServerName != "example.org" || cfg.DefaultRoomVersion != "11" || cfg.RegistrationSharedSecret == "" {
 		t.Fatalf("parsed generated config = %+v", cfg)
 	}
 	if !slices.Equal(cfg.TrustedProxies, DefaultTrustedProxies()) || cfg.RCRegistration != Default().RCRegistration {
@@ -184,5 +187,33 @@ func TestSigningKeySynapseFormat(t *testing.T) {
 		if _, err := ParseSigningKey([]byte(bad)); err == nil {
 			t.Errorf("ParseSigningKey(%q) accepted", bad)
 		}
+	}
+}
+
+// TestServerNoticesConfig: server notices are on by default with Synapse's
+// keys; a partial block keeps the other defaults; an empty localpart turns
+// them off.
+func TestServerNoticesConfig(t *testing.T) {
+	load := func(yaml string) *Config {
+		t.Helper()
+		dir := t.TempDir()
+		path := filepath.Join(dir, "c.yaml")
+		os.WriteFile(path, []byte("server_name: example.org\n"+yaml), 0o600)
+		cfg, _, err := Load(envOf(map[string]string{EnvConfig: path, EnvDataDir: dir}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if c := load(""); c.ServerNoticesUserID() != "@_server:example.org" || c.ServerNotices.RoomName != "Server Notices" || c.ServerNotices.AutoJoin {
+		t.Fatalf("defaults = %+v", c.ServerNotices)
+	}
+	c := load("server_notices:\n  system_mxid_localpart: notices\n  room_topic: From the admins\n  auto_join: true\n")
+	if c.ServerNoticesUserID() != "@notices:example.org" || c.ServerNotices.RoomTopic != "From the admins" || !c.ServerNotices.AutoJoin ||
+		c.ServerNotices.SystemMXIDDisplayName != "Server Notices" {
+		t.Fatalf("partial block = %+v", c.ServerNotices)
+	}
+	if c := load("server_notices:\n  system_mxid_localpart: \"\"\n"); c.ServerNoticesUserID() != "" {
+		t.Fatalf("turned off, yet notices user %q", c.ServerNoticesUserID())
 	}
 }

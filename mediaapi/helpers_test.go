@@ -3,6 +3,7 @@ package mediaapi
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -187,4 +188,17 @@ func bombPNG(t testing.TB, w, h uint32) []byte {
 	be(out[20:24], h)
 	be(out[29:33], crc32.ChecksumIEEE(out[12:29]))
 	return out
+}
+
+// decodeSource probes and decodes an image read from rs, refusing (before
+// any pixel is decoded) images that need more than the default budget.
+func decodeSource(rs io.ReadSeeker) (*source, error) {
+	in, err := probe(rs)
+	if err != nil {
+		return nil, err
+	}
+	if in.decodeBytes > config.Default().ThumbnailMemoryBytes {
+		return nil, fmt.Errorf("%w: decoding needs %d MiB", errImageTooLarge, in.decodeBytes>>20)
+	}
+	return decodeProbed(rs, in)
 }

@@ -173,14 +173,14 @@ func TestThumbnailRefusesBombsAndBrokenImages(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, err := decodeSource(bytes.NewReader(bombPNG(t, 100000, 100000)))
 	runtime.ReadMemStats(&after)
-	if !errors.Is(err, errTooManyPixels) {
-		t.Fatalf("100000x100000 PNG: err = %v, want errTooManyPixels", err)
+	if !errors.Is(err, errImageTooLarge) {
+		t.Fatalf("100000x100000 PNG: err = %v, want errImageTooLarge", err)
 	}
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
 		t.Fatalf("refusing the bomb allocated %d bytes", grew)
 	}
 	// Just over the limit is refused, a valid header with truncated data fails cleanly.
-	if _, err := decodeSource(bytes.NewReader(bombPNG(t, 8000, 4001))); !errors.Is(err, errTooManyPixels) {
+	if _, err := decodeSource(bytes.NewReader(bombPNG(t, 8000, 4001))); !errors.Is(err, errImageTooLarge) {
 		t.Fatalf("8000x4001: err = %v", err)
 	}
 	for name, data := range map[string][]byte{

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -40,10 +39,6 @@ const (
 
 // Options tune the media API beyond its config.
 type Options struct {
-	// PreviewAllow exempts address ranges from the URL-preview deny list.
-	// Only tests set it (to reach an httptest server on 127.0.0.1); it is
-	// never read from the config file.
-	PreviewAllow []netip.Prefix
 	// Now replaces time.Now (tests).
 	Now func() time.Time
 }
@@ -53,11 +48,13 @@ type Media struct {
 	serverName string
 	maxUpload  int64
 	quota      int64
-	db         *storage.DB
-	accounts   *accounts.Service
-	store      *Store
-	log        logrus.FieldLogger
-	now        func() time.Time
+	// thumbMemory is the memory thumbnailing may use at once.
+	thumbMemory int64
+	db          *storage.DB
+	accounts    *accounts.Service
+	store       *Store
+	log         logrus.FieldLogger
+	now         func() time.Time
 
 	waiters  waiters
 	thumbs   *thumbnailer
@@ -76,14 +73,15 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.F
 		return nil, err
 	}
 	m := &Media{
-		serverName: cfg.ServerName,
-		maxUpload:  cfg.MaxUploadBytes,
-		quota:      cfg.MediaQuotaBytesPerUser,
-		db:         db,
-		accounts:   acc,
-		store:      store,
-		log:        log,
-		now:        opts.Now,
+		serverName:  cfg.ServerName,
+		maxUpload:   cfg.MaxUploadBytes,
+		thumbMemory: cfg.ThumbnailMemoryBytes,
+		quota:       cfg.MediaQuotaBytesPerUser,
+		db:          db,
+		accounts:    acc,
+		store:       store,
+		log:         log,
+		now:         opts.Now,
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -91,7 +89,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.F
 	m.waiters.m = map[string]*waiter{}
 	m.thumbs = newThumbnailer(m)
 	if cfg.URLPreviewEnabled {
-		m.previews = newPreviewer(m, opts.PreviewAllow)
+		m.previews = newPreviewer(m, cfg.PreviewFilter())
 	}
 	return m, nil
 }

@@ -9,13 +9,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/safenet"
 	"matrixhs/storage"
 )
 
@@ -42,10 +42,14 @@ type previewer struct {
 	locks  keyedLocks
 }
 
-func newPreviewer(m *Media, allow []netip.Prefix) *previewer {
+// maxRedirects bounds the redirects a preview follows; each hop is dialled
+// (and so vetted) anew.
+const maxRedirects = 5
+
+func newPreviewer(m *Media, filter *safenet.Filter) *previewer {
 	return &previewer{
 		m:      m,
-		client: newSafeClient(addrFilter{allow: allow}, previewTimeout),
+		client: safenet.NewClient(filter, safenet.ClientOptions{Timeout: previewTimeout, MaxRedirects: maxRedirects}),
 		sem:    make(chan struct{}, maxConcurrentPreviews),
 	}
 }
@@ -141,9 +145,8 @@ func (p *previewer) get(ctx context.Context, u *url.URL) (json.RawMessage, error
 // fetchError maps a failed request: a refused address is 403 M_FORBIDDEN,
 // anything else 502.
 func fetchError(u *url.URL, err error) error {
-	var blocked *blockedError
-	if errors.As(err, &blocked) {
-		return httputil.Forbidden("URL previews may not reach %s: it is not a public address", blocked.ip)
+	if blocked, ok := safenet.IsBlocked(err); ok {
+		return httputil.Forbidden("URL previews may not reach %s: it is not a public address", blocked.IP)
 	}
 	return &httputil.Error{Status: http.StatusBadGateway, Code: "M_UNKNOWN", Msg: fmt.Sprintf("Could not fetch %s", u.Redacted())}
 }

@@ -1,12 +1,15 @@
 package mediaapi
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"io"
 	"io/fs"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,21 +37,29 @@ const (
 	// maxThumbsPerMedia bounds the thumbnails cached per media, so arbitrary
 	// sizes cannot fill the disk; past it the closest stored one is served.
 	maxThumbsPerMedia = 32
-	// maxConcurrentDecodes bounds memory: each decode holds a full image.
+	// maxConcurrentDecodes bounds the CPU thumbnailing takes.
 	maxConcurrentDecodes = 2
+	// returnMemoryAbove: after a decode this large the memory goes back to
+	// the OS at once (a full GC) instead of staying in the heap.
+	returnMemoryAbove = 16 << 20
 )
+
+// errThumbTooLarge: one requested thumbnail would need more memory than the
+// budget (the media itself may still have smaller thumbnails).
+var errThumbTooLarge = errors.New("thumbnail too large to render")
 
 // thumbnailer makes and caches thumbnails.
 type thumbnailer struct {
-	m   *Media
-	sem chan struct{}
+	m      *Media
+	sem    chan struct{}
+	budget *memBudget
 	// locks serialises generation per media, so concurrent requests (and
 	// the upload's pre-generation) decode an image once.
 	locks keyedLocks
 }
 
 func newThumbnailer(m *Media) *thumbnailer {
-	return &thumbnailer{m: m, sem: make(chan struct{}, maxConcurrentDecodes)}
+	return &thumbnailer{m: m, sem: make(chan struct{}, maxConcurrentDecodes), budget: newMemBudget(m.thumbMemory)}
 }
 
 // keyedLocks is a mutex per key, dropped when nobody holds or waits for it.
@@ -99,32 +110,77 @@ type made struct {
 
 // generate decodes the media once and renders every size. When the image
 // is no larger than a size asks, the original content stands in for it
-// (except GIFs, re-encoded as a still PNG so no animation is served).
+// (except GIFs, re-encoded as a still PNG so no animation is served). The
+// header is probed first: an image whose decoding needs more than the
+// memory budget is errImageTooLarge, a size whose rendering would is
+// errThumbTooLarge; otherwise the work waits for room in the budget.
 func (t *thumbnailer) generate(ctx context.Context, med *storage.Media, sizes []thumbSize) ([]made, error) {
+	f, err := t.m.store.Open(med.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	in, err := probe(f)
+	if err != nil {
+		return nil, err
+	}
+	plans, cost, err := admit(in, sizes, t.budget.capacity)
+	if err != nil {
+		return nil, err
+	}
 	select {
 	case t.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-t.sem }()
-	f, err := t.m.store.Open(med.SHA256)
+	if err := t.budget.acquire(ctx, cost); err != nil {
+		return nil, err
+	}
+	defer t.budget.release(cost)
+	out, err := t.renderAll(f, med, in, sizes, plans)
+	if cost > returnMemoryAbove {
+		// The decoded image is garbage now: give its memory back before
+		// the next large decode may start.
+		debug.FreeOSMemory()
+	}
+	return out, err
+}
+
+// admit plans the sizes for a probed image and returns the memory they
+// need: errImageTooLarge when the image alone does not fit the budget,
+// errThumbTooLarge when one of the sizes does not.
+func admit(in *imageInfo, sizes []thumbSize, budget int64) ([]plan, int64, error) {
+	if in.decodeBytes > budget || in.heldBytes > budget {
+		return nil, 0, fmt.Errorf("%w: %dx%d %s needs %d MiB", errImageTooLarge, in.rawW, in.rawH, in.format, max(in.decodeBytes, in.heldBytes)>>20)
+	}
+	plans := make([]plan, len(sizes))
+	for i, sz := range sizes {
+		plans[i] = makePlan(in.w, in.h, sz.w, sz.h, sz.method)
+	}
+	cost := in.cost(plans)
+	if cost > budget {
+		return nil, 0, fmt.Errorf("%w: needs %d MiB", errThumbTooLarge, cost>>20)
+	}
+	return plans, cost, nil
+}
+
+// renderAll decodes a probed image and stages a thumbnail for each plan.
+func (t *thumbnailer) renderAll(f io.ReadSeeker, med *storage.Media, in *imageInfo, sizes []thumbSize, plans []plan) ([]made, error) {
+	src, err := decodeProbed(f, in)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	src, err := decodeSource(f)
-	if err != nil {
-		return nil, err
+	if in.decodeBytes-in.heldBytes > returnMemoryAbove {
+		// The decoder's working memory (e.g. progressive JPEG coefficients)
+		// is garbage: collect it before the reductions are allocated.
+		runtime.GC()
 	}
 	var out []made
 	discard := func() {
 		for _, o := range out {
 			o.staged.Discard()
 		}
-	}
-	plans := make([]plan, len(sizes))
-	for i, sz := range sizes {
-		plans[i] = makePlan(src.w, src.h, sz.w, sz.h, sz.method)
 	}
 	works, workPlans := reduce(src, plans)
 	for i, sz := range sizes {
@@ -134,19 +190,37 @@ func (t *thumbnailer) generate(ctx context.Context, med *storage.Media, sizes []
 				sha256: med.SHA256, bytes: med.Size})
 			continue
 		}
-		data, ct, err := encodeThumbnail(render(works[i], workPlans[i]), src.format)
+		st, err := t.stageThumbnail(render(works[i], workPlans[i]), src.format)
 		if err != nil {
 			discard()
 			return nil, err
 		}
-		st, err := t.m.store.Stage(bytes.NewReader(data), int64(len(data)))
-		if err != nil {
-			discard()
-			return nil, err
-		}
-		out = append(out, made{size: sz, w: p.w, h: p.h, contentType: ct, sha256: st.SHA256, bytes: st.Size, staged: st})
+		out = append(out, made{size: sz, w: p.w, h: p.h, contentType: thumbnailType(src.format), sha256: st.SHA256, bytes: st.Size, staged: st})
 	}
 	return out, nil
+}
+
+// stageThumbnail encodes img straight into a staged file (no buffer of the
+// encoded bytes in memory).
+func (t *thumbnailer) stageThumbnail(img *image.RGBA, format string) (*Staged, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := encodeThumbnail(pw, img, format)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	// An encoded thumbnail is never larger than its raw pixels plus headers.
+	st, err := t.m.store.Stage(pr, int64(len(img.Pix))+1<<20)
+	pr.CloseWithError(errors.New("thumbnail staging stopped"))
+	if encErr := <-done; encErr != nil && err == nil {
+		st.Discard()
+		err = encErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encoding thumbnail: %w", err)
+	}
+	return st, nil
 }
 
 // save stores generated thumbnails and the media's thumbnail state.
@@ -180,7 +254,7 @@ func (t *thumbnailer) save(ctx context.Context, med *storage.Media, out []made) 
 // not decode it again.
 func (t *thumbnailer) fail(ctx context.Context, med *storage.Media, cause error) {
 	state := storage.ThumbNone
-	if errors.Is(cause, errTooManyPixels) {
+	if errors.Is(cause, errImageTooLarge) || errors.Is(cause, errThumbTooLarge) {
 		state = storage.ThumbTooLarge
 	}
 	err := t.m.db.Write(ctx, func(tx *storage.Tx) error {
@@ -209,7 +283,8 @@ func (t *thumbnailer) pregenerate(ctx context.Context, med *storage.Media) error
 		return nil
 	}
 	out, err := t.generate(ctx, med, need)
-	if errors.Is(err, errCannotThumbnail) || errors.Is(err, errTooManyPixels) {
+	if errors.Is(err, errCannotThumbnail) || errors.Is(err, errImageTooLarge) || errors.Is(err, errThumbTooLarge) {
+		// The standard sizes are small: if they do not fit, nothing does.
 		t.fail(ctx, med, err)
 		return nil
 	}
@@ -275,7 +350,7 @@ func (t *thumbnailer) get(ctx context.Context, med *storage.Media, sz thumbSize)
 	case storage.ThumbNone:
 		return nil, errCannotThumbnail
 	case storage.ThumbTooLarge:
-		return nil, errTooManyPixels
+		return nil, errImageTooLarge
 	}
 	if existing, err = t.m.db.MediaThumbnails(ctx, med.Origin, med.MediaID); err != nil {
 		return nil, err
@@ -287,7 +362,11 @@ func (t *thumbnailer) get(ctx context.Context, med *storage.Media, sz thumbSize)
 		return closest(existing, sz), nil
 	}
 	out, err := t.generate(ctx, cur, []thumbSize{sz})
-	if errors.Is(err, errCannotThumbnail) || errors.Is(err, errTooManyPixels) {
+	if errors.Is(err, errThumbTooLarge) && len(existing) > 0 {
+		// This size alone is too costly: the closest stored one will do.
+		return closest(existing, sz), nil
+	}
+	if errors.Is(err, errCannotThumbnail) || errors.Is(err, errImageTooLarge) {
 		t.fail(ctx, cur, err)
 		return nil, err
 	}
@@ -351,9 +430,8 @@ func (m *Media) thumbnail(w http.ResponseWriter, r *http.Request, s *accounts.Se
 	}
 	th, err := m.thumbs.get(r.Context(), med, thumbSize{width, height, method})
 	switch {
-	case errors.Is(err, errTooManyPixels):
-		return httputil.TooLarge("Content is too large to thumbnail")
-	case errors.Is(err, errCannotThumbnail):
+	case errors.Is(err, errImageTooLarge), errors.Is(err, errThumbTooLarge), errors.Is(err, errCannotThumbnail):
+		// As Synapse answers for media it cannot thumbnail.
 		return cannotThumbnail()
 	case errors.Is(err, fs.ErrNotExist):
 		m.log.WithField("sha256", med.SHA256).Error("media file missing from the store")

@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/internal/ids"
 	"matrixhs/storage"
 )
 
@@ -68,8 +72,11 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		return "", badRequest("unknown preset %q", req.Preset)
 	}
 	for _, u := range req.Invite {
-		if _, err := spec.NewUserID(u, true); err != nil {
-			return "", badRequest("invalid user ID %q in invite", u)
+		if err := ids.UserID(u); err != nil {
+			return "", invalidParam("invite: %v", err)
+		}
+		if rs.noticesUser != "" && u == rs.noticesUser {
+			return "", forbidden("cannot invite this user")
 		}
 	}
 	if req.Alias != "" {
@@ -92,18 +99,36 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	if ver.CreatorInCreateEvent() {
 		create["creator"] = req.Creator
 	}
-	if ver.PrivilegedCreators() && trusted && len(req.Invite) > 0 {
-		create["additional_creators"] = req.Invite
+	if ver.PrivilegedCreators() {
+		if err := withAdditionalCreators(create, trusted, req.Invite); err != nil {
+			return "", err
+		}
+	}
+	createRaw, err := json.Marshal(create)
+	if err != nil {
+		return "", err
 	}
 	r := newRoom("", ver)
-	if !ver.DomainlessRoomIDs() {
-		r.id = "!" + randomString(18) + ":" + string(rs.origin)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	createPDU, err := rs.buildCreateEvent(ctx, r, req.Creator, req.DeviceID, createRaw)
+	if err != nil {
+		return "", err
+	}
+	// The room ID is claimed from here on: a failure releases it.
+	created := false
+	defer func() {
+		if !created {
+			rs.evict(r)
+		}
+	}()
 	// Every event is built and checked before any is queued, so a refused
 	// event leaves no half-created room behind.
-	var writes []*eventWrite
+	first, err := rs.advance(ctx, r, createPDU, eventMeta{senderDevice: req.DeviceID})
+	if err != nil {
+		return "", err
+	}
+	writes := []*eventWrite{first}
 	send := func(typ string, stateKey *string, content any) error {
 		raw, err := json.Marshal(content)
 		if err != nil {
@@ -112,9 +137,6 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		pdu, err := rs.build(ctx, r, LocalEvent{Sender: req.Creator, DeviceID: req.DeviceID, Type: typ, StateKey: stateKey, Content: raw})
 		if err != nil {
 			return fmt.Errorf("%s event: %w", typ, err)
-		}
-		if typ == spec.MRoomCreate && ver.DomainlessRoomIDs() {
-			r.id = "!" + strings.TrimPrefix(pdu.EventID(), "$")
 		}
 		w, err := rs.advance(ctx, r, pdu, eventMeta{senderDevice: req.DeviceID})
 		if err != nil {
@@ -125,9 +147,6 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	}
 	empty := ""
 	fail := func(err error) (string, error) { return "", err }
-	if err := send(spec.MRoomCreate, &empty, create); err != nil {
-		return fail(err)
-	}
 	member := map[string]any{"membership": spec.Join}
 	if req.DisplayName != "" {
 		member["displayname"] = req.DisplayName
@@ -190,14 +209,14 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		}
 	}
 	if req.Topic != nil {
-		if err := send(spec.MRoomTopic, &empty, map[string]string{"topic": *req.Topic}); err != nil {
+		if err := send(spec.MRoomTopic, &empty, topicContent(*req.Topic)); err != nil {
 			return fail(err)
 		}
 	}
 	for _, u := range req.Invite {
-		inv := map[string]any{"membership": spec.Invite}
-		if req.IsDirect {
-			inv["is_direct"] = true
+		inv, err := rs.memberContent(ctx, MembershipRequest{Target: u, Membership: spec.Invite, IsDirect: req.IsDirect})
+		if err != nil {
+			return fail(err)
 		}
 		target := u
 		if err := send(spec.MRoomMember, &target, inv); err != nil {
@@ -221,7 +240,6 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 			return nil
 		}))
 	}
-	rs.rooms.Add(r.id, r)
 	var firstErr error
 	for _, w := range waits {
 		if err := w(); err != nil && firstErr == nil {
@@ -229,10 +247,58 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		}
 	}
 	if firstErr != nil {
-		rs.evict(r)
 		return "", firstErr
 	}
+	created = true
 	return r.id, nil
+}
+
+// maxRoomIDAttempts bounds the retries for an unused room ID.
+const maxRoomIDAttempts = 10
+
+// buildCreateEvent builds the create event of a new room and claims the
+// room's ID (r.mu held). From v12 the room ID is the create event's hash, so
+// identical createRoom requests in the same millisecond would produce the
+// same room: like Synapse, a colliding create event is rebuilt with a
+// timestamp a few milliseconds later, which makes it (and the ID) unique.
+func (rs *Roomserver) buildCreateEvent(ctx context.Context, r *room, creator, deviceID string, content []byte) (gomatrixserverlib.PDU, error) {
+	empty := ""
+	ts := rs.now()
+	for attempt := range maxRoomIDAttempts {
+		if attempt > 0 {
+			ts = ts.Add(time.Duration(1+mrand.IntN(10)) * time.Millisecond)
+		}
+		if !r.version.DomainlessRoomIDs() {
+			r.id = "!" + randomString(18) + ":" + string(rs.origin)
+		}
+		ev := LocalEvent{Sender: creator, DeviceID: deviceID, Type: spec.MRoomCreate, StateKey: &empty, Content: content}
+		pdu, err := rs.buildAt(ctx, r, ev, ts)
+		if err != nil {
+			return nil, fmt.Errorf("%s event: %w", spec.MRoomCreate, err)
+		}
+		if r.version.DomainlessRoomIDs() {
+			r.id = "!" + strings.TrimPrefix(pdu.EventID(), "$")
+		}
+		claimed, err := rs.claimRoomID(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if claimed {
+			return pdu, nil
+		}
+	}
+	return nil, fmt.Errorf("no unused room ID after %d attempts", maxRoomIDAttempts)
+}
+
+// claimRoomID registers r under its ID unless a room with that ID exists or
+// is being created.
+func (rs *Roomserver) claimRoomID(ctx context.Context, r *room) (bool, error) {
+	if _, err := rs.db.Room(ctx, r.id); err == nil {
+		return false, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return false, err
+	}
+	return rs.rooms.AddIfAbsent(r.id, r) == r, nil
 }
 
 // initialPowerLevels is the preset's power levels merged with the override.
@@ -259,7 +325,7 @@ func initialPowerLevels(ver gomatrixserverlib.IRoomVersion, req CreateRoomReques
 		"historical":     100,
 		"events": map[string]any{
 			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": tombstoneLevel(ver),
 			"m.room.server_acl": 100, "m.room.encryption": 100,
 		},
 		"notifications": map[string]any{"room": 50},
@@ -269,11 +335,71 @@ func initialPowerLevels(ver gomatrixserverlib.IRoomVersion, req CreateRoomReques
 		if err := json.Unmarshal(req.PowerLevelOverride, &override); err != nil {
 			return nil, badRequest("power_level_content_override must be an object")
 		}
+		// Before v12 a users map without the creator would leave the room
+		// without an admin; Synapse refuses it.
+		if u, ok := override["users"].(map[string]any); ok && !ver.PrivilegedCreators() {
+			if _, ok := u[req.Creator]; !ok {
+				return nil, &BadRequestError{Code: "M_INVALID_ROOM_STATE",
+					Reason: "power_level_content_override: users does not contain the room creator " + req.Creator}
+			}
+		}
 		for k, v := range override {
 			pl[k] = v
 		}
 	}
 	return pl, nil
+}
+
+// tombstoneLevel is the default power needed to upgrade a room: from v12
+// (MSC4289) more than an ordinary admin's 100, so only creators can.
+func tombstoneLevel(ver gomatrixserverlib.IRoomVersion) int {
+	if ver.PrivilegedCreators() {
+		return 150
+	}
+	return 100
+}
+
+// topicContent is m.room.topic content with the plain-text topic also in
+// the rich m.topic block (MSC3765).
+func topicContent(topic string) map[string]any {
+	return map[string]any{
+		"topic":   topic,
+		"m.topic": map[string]any{"m.text": []map[string]string{{"mimetype": "text/plain", "body": topic}}},
+	}
+}
+
+// withAdditionalCreators validates additional_creators of a v12 create
+// event (MSC4289: a list of user IDs) and, for trusted_private_chat, adds
+// the invitees to it; the requested creators are kept.
+func withAdditionalCreators(create map[string]any, trusted bool, invite []string) error {
+	var creators []string
+	if raw, ok := create["additional_creators"]; ok {
+		list, ok := raw.([]any)
+		if !ok {
+			return badRequest("additional_creators must be a list of user IDs")
+		}
+		for _, v := range list {
+			u, ok := v.(string)
+			if !ok {
+				return badRequest("additional_creators must be a list of user IDs")
+			}
+			if err := ids.UserID(u); err != nil {
+				return badRequest("additional_creators: %v", err)
+			}
+			creators = append(creators, u)
+		}
+	}
+	if trusted {
+		for _, u := range invite {
+			if !slices.Contains(creators, u) {
+				creators = append(creators, u)
+			}
+		}
+	}
+	if creators != nil {
+		create["additional_creators"] = creators
+	}
+	return nil
 }
 
 func mustJSON(v any) json.RawMessage {

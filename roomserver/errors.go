@@ -15,7 +15,11 @@ var (
 )
 
 // ForbiddenError is an action the auth rules or the server's policy refuse.
-type ForbiddenError struct{ Reason string }
+// Code is the Matrix errcode when it is not M_FORBIDDEN.
+type ForbiddenError struct {
+	Reason string
+	Code   string
+}
 
 func (e *ForbiddenError) Error() string { return "forbidden: " + e.Reason }
 
@@ -23,11 +27,20 @@ func forbidden(format string, args ...any) error {
 	return &ForbiddenError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// BadRequestError is malformed input (event content, parameters).
-type BadRequestError struct{ Reason string }
+// BadRequestError is malformed input (event content, parameters). Code is
+// the Matrix errcode when it is not M_BAD_JSON.
+type BadRequestError struct {
+	Reason string
+	Code   string
+}
 
 func (e *BadRequestError) Error() string { return "bad request: " + e.Reason }
 
 func badRequest(format string, args ...any) error {
 	return &BadRequestError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// invalidParam is a BadRequestError for a malformed parameter.
+func invalidParam(format string, args ...any) error {
+	return &BadRequestError{Reason: fmt.Sprintf(format, args...), Code: "M_INVALID_PARAM"}
 }

@@ -295,3 +295,14 @@ func (rs *Roomserver) isLocal(userID string) bool {
 	_, domain, ok := strings.Cut(userID, ":")
 	return ok && domain == string(rs.origin)
 }
+
+// currentEvent is stateEvent for callers that do not hold r.mu.
+func (rs *Roomserver) currentEvent(ctx context.Context, r *room, typ, key string) (gomatrixserverlib.PDU, error) {
+	r.mu.Lock()
+	ref, ok := r.ref(typ, key)
+	r.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return rs.loadEvent(ctx, r, ref.id)
+}

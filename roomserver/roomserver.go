@@ -12,6 +12,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -56,6 +57,13 @@ type Roomserver struct {
 	verifier gomatrixserverlib.JSONVerifier
 
 	pushRules rulesCache
+	// txns are the sends with a transaction ID under way.
+	txns txnCalls
+	// noticesUser is the server notices user ("" when notices are off).
+	noticesUser string
+	noticesCfg  NoticesConfig
+	// noticesMu serialises server notices (notices.go).
+	noticesMu sync.Mutex
 }
 
 // Options configures a Roomserver.
@@ -69,6 +77,10 @@ type Options struct {
 	EventCacheSize int
 	// Verifier checks remote events' signatures (federation's key ring).
 	Verifier gomatrixserverlib.JSONVerifier
+	// ServerNoticesUser is the user server notices come from, if any: the
+	// rooms it shares with users are their server notices rooms.
+	ServerNoticesUser string
+	ServerNotices     NoticesConfig
 }
 
 // New returns a Roomserver on db.
@@ -90,6 +102,9 @@ func New(db *storage.DB, opts Options) *Roomserver {
 		chains:   newAuthChainCache(opts.EventCacheSize),
 		views:    lru.New[snapViewKey, snapView](opts.EventCacheSize),
 		verifier: opts.Verifier,
+
+		noticesUser: opts.ServerNoticesUser,
+		noticesCfg:  opts.ServerNotices,
 	}
 	rs.rooms.KeepIf(func(_ string, r *room) bool { return !r.retire() })
 	return rs
@@ -239,4 +254,15 @@ func relation(content []byte) (target, relType string) {
 		return "", ""
 	}
 	return c.RelatesTo.EventID, c.RelatesTo.RelType
+}
+
+// isNoticesRoom reports whether r is a server notices room: one the
+// notices user is joined to (as in Synapse).
+func (rs *Roomserver) isNoticesRoom(r *room) bool {
+	if rs.noticesUser == "" {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.membership(rs.noticesUser) == spec.Join
 }

@@ -3,8 +3,8 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -33,19 +33,26 @@ type Sent struct {
 }
 
 // Send builds, authorises and stores a local event. A repeated transaction
-// ID returns the first event's ID.
+// ID returns the first event's ID, also when both requests arrive together.
 func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	if uid, err := spec.NewUserID(ev.Sender, true); err != nil || uid.Domain() != rs.origin {
 		return Sent{}, forbidden("%s is not a user of this server", ev.Sender)
 	}
 	if ev.TxnID != "" {
-		id, err := rs.db.TxnEventID(ctx, ev.Sender, ev.DeviceID, ev.TxnScope, ev.TxnID)
-		if err == nil {
-			return Sent{EventID: id}, nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return Sent{}, err
-		}
+		key := txnKey{user: ev.Sender, device: ev.DeviceID, scope: ev.TxnScope, txn: ev.TxnID}
+		return rs.sendOnce(ctx, key, func() (Sent, error) { return rs.send(ctx, ev) })
+	}
+	return rs.send(ctx, ev)
+}
+
+// send builds, authorises and stores a local event. Setting state to what
+// the same sender already set answers the existing event (as Synapse does).
+func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
+	if len(ev.Content) == 0 {
+		ev.Content = json.RawMessage("{}")
+	}
+	if ev.Type == spec.MRoomCreate && ev.StateKey != nil {
+		return Sent{}, invalidParam("cannot resend the m.room.create event of an existing room")
 	}
 	r, err := rs.room(ctx, ev.RoomID)
 	if err != nil {
@@ -54,7 +61,18 @@ func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	r.mu.Lock()
 	if r.broken.Load() {
 		r.mu.Unlock()
-		return rs.Send(ctx, ev) // reload and retry once the room is fresh
+		return rs.send(ctx, ev) // reload and retry once the room is fresh
+	}
+	if ev.StateKey != nil {
+		current, err := rs.stateEvent(ctx, r, ev.Type, *ev.StateKey)
+		if err != nil {
+			r.mu.Unlock()
+			return Sent{}, err
+		}
+		if id, ok := identicalState(current, ev.Sender, ev.Content); ok {
+			r.mu.Unlock()
+			return Sent{EventID: id}, nil
+		}
 	}
 	if err := rs.checkLocalRedaction(ctx, r, &ev); err != nil {
 		r.mu.Unlock()
@@ -75,14 +93,26 @@ func (rs *Roomserver) Send(ctx context.Context, ev LocalEvent) (Sent, error) {
 	if err := wait(); err != nil {
 		return Sent{}, err
 	}
+	if pdu.Type() == "m.room.tombstone" && ev.StateKey != nil && *ev.StateKey == "" {
+		// The tombstone stands even if the client has gone: finish the upgrade.
+		rs.afterTombstone(context.WithoutCancel(ctx), r.id, pdu)
+	}
 	return Sent{EventID: pdu.EventID(), StreamPos: w.stored.StreamPos}, nil
 }
 
 // build makes a signed local event on top of the room's head and checks it
 // against the auth rules. r.mu must be held.
 func (rs *Roomserver) build(ctx context.Context, r *room, ev LocalEvent) (gomatrixserverlib.PDU, error) {
+	return rs.buildAt(ctx, r, ev, rs.now())
+}
+
+// buildAt is build with the event's origin_server_ts given.
+func (rs *Roomserver) buildAt(ctx context.Context, r *room, ev LocalEvent, ts time.Time) (gomatrixserverlib.PDU, error) {
 	if len(ev.Content) == 0 {
 		ev.Content = json.RawMessage("{}")
+	}
+	if err := rs.checkLocalContent(ctx, r, ev); err != nil {
+		return nil, err
 	}
 	prev := append([]string{}, r.extremities...)
 	if len(prev) > maxPrevEvents {
@@ -101,10 +131,10 @@ func (rs *Roomserver) build(ctx context.Context, r *room, ev LocalEvent) (gomatr
 	if ev.Type == spec.MRoomCreate && r.version.DomainlessRoomIDs() {
 		proto.RoomID = ""
 	}
-	return rs.buildProto(ctx, r, &proto)
+	return rs.buildProto(ctx, r, &proto, ts)
 }
 
-func (rs *Roomserver) buildProto(ctx context.Context, r *room, proto *gomatrixserverlib.ProtoEvent) (gomatrixserverlib.PDU, error) {
+func (rs *Roomserver) buildProto(ctx context.Context, r *room, proto *gomatrixserverlib.ProtoEvent, ts time.Time) (gomatrixserverlib.PDU, error) {
 	needed, err := gomatrixserverlib.StateNeededForProtoEvent(proto)
 	if err != nil {
 		return nil, badRequest("%v", err)
@@ -117,7 +147,10 @@ func (rs *Roomserver) buildProto(ctx context.Context, r *room, proto *gomatrixse
 	if err := builder.AddAuthEvents(provider); err != nil {
 		return nil, fmt.Errorf("selecting auth events: %w", err)
 	}
-	pdu, err := builder.Build(rs.now(), rs.origin, rs.keyID, rs.key)
+	pdu, err := builder.Build(ts, rs.origin, rs.keyID, rs.key)
+	if tooLarge(err) {
+		return nil, fmt.Errorf("%w: %v", ErrEventTooLarge, err)
+	}
 	if err != nil {
 		return nil, badRequest("building event: %v", err)
 	}

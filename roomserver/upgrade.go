@@ -3,11 +3,15 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/internal/ids"
 	"matrixhs/storage"
 )
 
@@ -18,14 +22,30 @@ var upgradeCopiedState = []string{
 	"m.room.pinned_events",
 }
 
+// UpgradeRequest asks for a room upgrade.
+type UpgradeRequest struct {
+	RoomID, UserID, DeviceID string
+	NewVersion               string
+	// AdditionalCreators of the new room, from v12 (MSC4289); nil for none.
+	AdditionalCreators []string
+	// Profile of the upgrader, copied into their member event.
+	DisplayName, AvatarURL string
+}
+
 // UpgradeRoom replaces a room with a new one of another version (spec
 // "Room upgrades"): the new room gets the old one's important state and
 // bans, the old room a tombstone and power levels that stop ordinary users
 // from talking, and the local aliases move over. It returns the new room ID.
-func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID, newVersion, displayName, avatarURL string) (string, error) {
+func (rs *Roomserver) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, error) {
+	roomID, userID, deviceID, newVersion := req.RoomID, req.UserID, req.DeviceID, req.NewVersion
 	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(newVersion))
 	if err != nil || !ver.Stable() {
 		return "", ErrUnsupportedVersion
+	}
+	for _, u := range req.AdditionalCreators {
+		if err := ids.UserID(u); err != nil {
+			return "", badRequest("additional_creators: %v", err)
+		}
 	}
 	old, err := rs.room(ctx, roomID)
 	if err != nil {
@@ -61,6 +81,9 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 		}
 	}
 	createContent["predecessor"] = map[string]any{"room_id": roomID}
+	if ver.PrivilegedCreators() && req.AdditionalCreators != nil {
+		createContent["additional_creators"] = req.AdditionalCreators
+	}
 	var initial []StateEvent
 	for _, typ := range upgradeCopiedState {
 		if ev := oldState[typ]; ev != nil {
@@ -71,6 +94,7 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 	var oldPL map[string]any
 	if ev := oldState[spec.MRoomPowerLevels]; ev != nil {
 		json.Unmarshal(ev.Content(), &oldPL)
+		fixupPowerLevels(oldPL)
 	}
 	for t, ref := range old.state {
 		if t.EventType == spec.MRoomMember && ref.value == spec.Ban {
@@ -80,30 +104,13 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 	sort.Strings(bans)
 	old.mu.Unlock()
 
-	// The new room's power levels are the old ones; from v12 creators are
-	// not listed. The upgrader creates the room, so it can set all of it.
-	newPL := map[string]any{}
-	for k, v := range oldPL {
-		newPL[k] = v
-	}
-	if users, ok := newPL["users"].(map[string]any); ok {
-		copied := map[string]any{}
-		for u, l := range users {
-			if !(ver.PrivilegedCreators() && u == userID) {
-				copied[u] = l
-			}
-		}
-		if !ver.PrivilegedCreators() {
-			copied[userID] = 100
-		}
-		newPL["users"] = copied
-	}
+	newPL := upgradedPowerLevels(ver, oldPL, userID, req.AdditionalCreators)
 	plRaw, _ := json.Marshal(newPL)
 	createRaw, _ := json.Marshal(createContent)
 	newRoomID, err := rs.CreateRoom(ctx, CreateRoomRequest{
 		Creator: userID, DeviceID: deviceID, Version: newVersion, Preset: PresetPrivateChat,
 		InitialState: initial, CreationContent: createRaw, PowerLevelOverride: plRaw,
-		DisplayName: displayName, AvatarURL: avatarURL,
+		DisplayName: req.DisplayName, AvatarURL: req.AvatarURL,
 	})
 	if err != nil {
 		return "", err
@@ -164,9 +171,7 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 		return "", err
 	}
 	// The old room no longer advertises the aliases that moved.
-	old.mu.Lock()
-	ca, err := rs.stateEvent(ctx, old, "m.room.canonical_alias", "")
-	old.mu.Unlock()
+	ca, err := rs.currentEvent(ctx, old, "m.room.canonical_alias", "")
 	if err != nil {
 		return "", err
 	}
@@ -176,4 +181,73 @@ func (rs *Roomserver) UpgradeRoom(ctx context.Context, roomID, userID, deviceID,
 		}
 	}
 	return newRoomID, nil
+}
+
+// upgradedPowerLevels are the new room's power levels: the old ones, with
+// the upgrader raised to the power needed to set up the new room (as
+// Synapse); from v12 creators have unlimited power and must not be listed,
+// neither the upgrader nor the additional creators.
+func upgradedPowerLevels(ver gomatrixserverlib.IRoomVersion, oldPL map[string]any, upgrader string, additional []string) map[string]any {
+	newPL := map[string]any{}
+	for k, v := range oldPL {
+		newPL[k] = v
+	}
+	users, _ := oldPL["users"].(map[string]any)
+	copied := map[string]any{}
+	for u, l := range users {
+		if !ver.PrivilegedCreators() || (u != upgrader && !slices.Contains(additional, u)) {
+			copied[u] = l
+		}
+	}
+	if !ver.PrivilegedCreators() {
+		needed := max(plInt(oldPL["state_default"], 50), plInt(oldPL["ban"], 50))
+		if events, ok := oldPL["events"].(map[string]any); ok {
+			for _, l := range events {
+				needed = max(needed, plInt(l, 0))
+			}
+		}
+		copied[upgrader] = max(needed, plInt(copied[upgrader], plInt(oldPL["users_default"], 0)))
+	}
+	newPL["users"] = copied
+	return newPL
+}
+
+// plInt reads a power level decoded from JSON, def when absent or not a number.
+func plInt(v any, def int64) int64 {
+	if f, ok := v.(float64); ok {
+		return int64(f)
+	}
+	return def
+}
+
+// fixupPowerLevels turns the string levels older room versions allowed
+// ("50") into numbers and drops levels that are no numbers at all, as
+// Synapse does when it copies power levels, so the copies pass the checks
+// on new power level events.
+func fixupPowerLevels(pl map[string]any) {
+	fix := func(m map[string]any, k string) {
+		switch v := m[k].(type) {
+		case float64:
+		case string:
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				m[k] = float64(n)
+			} else {
+				delete(m, k)
+			}
+		default:
+			delete(m, k)
+		}
+	}
+	for _, k := range powerLevelInts {
+		if _, ok := pl[k]; ok {
+			fix(pl, k)
+		}
+	}
+	for _, k := range powerLevelMaps {
+		if m, ok := pl[k].(map[string]any); ok {
+			for key := range m {
+				fix(m, key)
+			}
+		}
+	}
 }

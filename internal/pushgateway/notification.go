@@ -31,7 +31,9 @@ const FormatEventIDOnly = "event_id_only"
 
 // ValidateURL checks a pusher's data.url: an absolute http or https URL whose
 // path ends in /_matrix/push/v1/notify. Plain http is allowed (as Synapse
-// does): gateways often run beside the homeserver on a private network.
+// does): gateways often run beside the homeserver on a private network. As
+// in Synapse, the address is not checked here but when sending: nothing is
+// sent outside the public internet unless ip_range_whitelist allows it.
 func ValidateURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/internal/safenet"
 	"matrixhs/storage"
 )
 
@@ -30,8 +30,9 @@ type Options struct {
 	RequestTimeout time.Duration // default 30s
 	// MaxInFlight bounds concurrent gateway requests across all pushers.
 	MaxInFlight int // default 8
-	// Client replaces the HTTP client (its Timeout should be set).
-	Client *http.Client
+	// Filter decides which gateway addresses may be reached (nil: none on
+	// loopback, private or other internal ranges; see package safenet).
+	Filter *safenet.Filter
 }
 
 func (o Options) withDefaults() Options {
@@ -85,22 +86,9 @@ type worker struct {
 // New builds a Sender; Start starts it.
 func New(db *storage.DB, log logrus.FieldLogger, opts Options) *Sender {
 	opts = opts.withDefaults()
-	client := opts.Client
-	if client == nil {
-		dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-		client = &http.Client{
-			Timeout: opts.RequestTimeout,
-			Transport: &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				DialContext:           dialer.DialContext,
-				TLSHandshakeTimeout:   10 * time.Second,
-				ResponseHeaderTimeout: opts.RequestTimeout,
-				MaxIdleConnsPerHost:   4,
-				IdleConnTimeout:       90 * time.Second,
-				ForceAttemptHTTP2:     true,
-			},
-		}
-	}
+	// Pusher URLs are chosen by users: the gateway's address is vetted at
+	// connect time and redirects are not followed (a 3xx is a refusal).
+	client := safenet.NewClient(opts.Filter, safenet.ClientOptions{Timeout: opts.RequestTimeout, MaxIdleConnsPerHost: 4})
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Sender{
 		db: db, log: log.WithField("component", "pushgateway"), opts: opts, client: client,
@@ -372,6 +360,12 @@ func (s *Sender) deliver(ctx context.Context, log logrus.FieldLogger, p *storage
 	}
 	status, respBody, header, err := s.post(ctx, data.URL, body)
 	<-s.slots
+	if blocked, ok := safenet.IsBlocked(err); ok {
+		// As Synapse: such pushers can be set, but nothing is sent to an
+		// address outside ip_range_whitelist. Retrying would not help.
+		log.WithField("address", blocked.IP.String()).Warn("push gateway address is not allowed (ip_range_whitelist): dropping the notification")
+		return dropped, 0
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			log.WithError(err).Warn("push gateway unreachable: will retry")

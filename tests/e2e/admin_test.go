@@ -162,7 +162,7 @@ func TestAdminDeactivateLeavesRooms(t *testing.T) {
 		t.Fatalf("room search = %s", r.Raw)
 	}
 	r = do(t, "GET", adminURL(s, "/v1/rooms/"+url.PathEscape(string(room))), admin.AccessToken, nil).want(t, 200, "")
-	if r.Body["join_rules"] != "public" || r.Body["version"] != "12" {
+	if r.Body["join_rules"] != "public" || r.Body["version"] != "11" {
 		t.Fatalf("room details = %s", r.Raw)
 	}
 	r = do(t, "GET", adminURL(s, "/v1/rooms/"+url.PathEscape(string(room))+"/members"), admin.AccessToken, nil).want(t, 200, "")

@@ -204,7 +204,7 @@ func TestDiscovery(t *testing.T) {
 	c := do(t, "GET", v3(s, "capabilities"), alice.AccessToken, nil).want(t, 200, "")
 	caps, _ := c.Body["capabilities"].(map[string]any)
 	rv, _ := caps["m.room_versions"].(map[string]any)
-	if rv["default"] != "12" {
+	if rv["default"] != "11" {
 		t.Fatalf("default room version = %v", rv["default"])
 	}
 	avail, _ := rv["available"].(map[string]any)
@@ -232,7 +232,7 @@ func TestDiscovery(t *testing.T) {
 	wantBool("m.set_displayname", true)
 	wantBool("m.set_avatar_url", true)
 	mc, err := alice.Capabilities(ctx)
-	if err != nil || mc.RoomVersions == nil || mc.RoomVersions.Default != "12" || mc.ChangePassword == nil || !mc.ChangePassword.Enabled {
+	if err != nil || mc.RoomVersions == nil || mc.RoomVersions.Default != "11" || mc.ChangePassword == nil || !mc.ChangePassword.Enabled {
 		t.Fatalf("mautrix Capabilities = %+v, %v", mc, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -28,6 +29,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/tests/testserver"
 )
@@ -638,7 +640,7 @@ func TestThumbnailBrokenAndHostileImages(t *testing.T) {
 		get(t, s, "GET", mediaPath(authedMedia, "thumbnail", truncated.ContentURI)+"?width=32&height=32", alice.AccessToken).want(t, 400, "M_UNKNOWN")
 		get(t, s, "GET", mediaPath(authedMedia, "thumbnail", text.ContentURI)+"?width=32&height=32", alice.AccessToken).want(t, 400, "M_UNKNOWN")
 		get(t, s, "GET", mediaPath(authedMedia, "thumbnail", plain.ContentURI)+"?width=32&height=32", alice.AccessToken).want(t, 400, "M_UNKNOWN")
-		get(t, s, "GET", mediaPath(authedMedia, "thumbnail", bombURI.ContentURI)+"?width=32&height=32", alice.AccessToken).want(t, 413, "M_TOO_LARGE")
+		get(t, s, "GET", mediaPath(authedMedia, "thumbnail", bombURI.ContentURI)+"?width=32&height=32", alice.AccessToken).want(t, 400, "M_UNKNOWN")
 	}
 	thumb(t, s, authedMedia, lying.ContentURI, alice.AccessToken, 5, 5, "crop")
 	// Bad parameters.
@@ -683,7 +685,8 @@ func TestPreviewRefusesLoopbackAndPrivate(t *testing.T) {
 		"http://127.0.0.1:" + port + "/", "http://localhost:" + port + "/", "http://[::1]:" + port + "/",
 		"http://10.0.0.1/", "http://172.16.5.4/", "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data/",
 		"http://100.64.0.1/", "http://[fd12::1]/", "http://[fe80::1]/", "http://0.0.0.0:" + port + "/",
-		"http://[::ffff:127.0.0.1]:" + port + "/", s.URL() + "/_matrix/client/versions",
+		"http://[::ffff:127.0.0.1]:" + port + "/", "http://[::127.0.0.1]:" + port + "/", "http://[64:ff9b::7f00:1]:" + port + "/",
+		s.URL() + "/_matrix/client/versions",
 	} {
 		q := "?url=" + strings.ReplaceAll(target, "&", "%26")
 		get(t, s, "GET", authedMedia+"/preview_url"+q, alice.AccessToken).want(t, http.StatusForbidden, "M_FORBIDDEN")
@@ -700,6 +703,34 @@ func TestPreviewRefusesLoopbackAndPrivate(t *testing.T) {
 		if r.Status != 400 {
 			t.Fatalf("preview_url%s = %d %s", bad, r.Status, r.Raw)
 		}
+	}
+}
+
+// TestPreviewWhitelistOpensARange: url_preview_ip_range_whitelist (Synapse's
+// key) lets an admin preview pages on an internal range, and only there.
+func TestPreviewWhitelistOpensARange(t *testing.T) {
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, `<html><head><meta property="og:title" content="Internal wiki"></head></html>`)
+	}))
+	t.Cleanup(page.Close)
+	_, port, _ := net.SplitHostPort(page.Listener.Addr().String())
+	s := startWithConfig(t, "url_preview_enabled: true\nurl_preview_ip_range_whitelist: [\"127.0.0.1/32\"]\n")
+	alice := newUser(t, s, "alice")
+	og, err := alice.GetURLPreview(ctxT(t), page.URL+"/wiki")
+	if err != nil || og.Title != "Internal wiki" {
+		t.Fatalf("whitelisted preview = %+v, %v", og, err)
+	}
+	// Loopback outside the whitelisted range stays refused.
+	get(t, s, "GET", authedMedia+"/preview_url?url=http://[::1]:"+port+"/", alice.AccessToken).want(t, http.StatusForbidden, "M_FORBIDDEN")
+	get(t, s, "GET", authedMedia+"/preview_url?url=http://127.0.0.2:"+port+"/", alice.AccessToken).want(t, http.StatusForbidden, "M_FORBIDDEN")
+	// An unparsable range stops the server with a message naming the key.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("url_preview_ip_range_whitelist: [\"10.0.0.0/33\"]\n"), 0o600)
+	if _, _, err := config.Load(func(k string) string {
+		return map[string]string{config.EnvDataDir: dir}[k]
+	}); err == nil || !strings.Contains(err.Error(), "url_preview_ip_range_whitelist") {
+		t.Fatalf("bad whitelist: err = %v", err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -23,10 +25,21 @@ import (
 // pushWait bounds every wait for the fake gateway.
 const pushWait = 15 * time.Second
 
-// startPush starts a server whose push retries back off in milliseconds.
+// startPush starts a server whose push retries back off in milliseconds and
+// that may reach the fake gateways on 127.0.0.1 (ip_range_whitelist).
 func startPush(t *testing.T) *testserver.Server {
 	t.Helper()
-	return testserver.StartWith(t, nil, server.Options{PushGateway: pushgateway.Options{
+	return startPushWithConfig(t, "ip_range_whitelist: [\"127.0.0.1/32\"]\n")
+}
+
+// startPushWithConfig is startPush with the given homeserver.yaml.
+func startPushWithConfig(t *testing.T, yaml string) *testserver.Server {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return testserver.StartInWith(t, dir, nil, server.Options{PushGateway: pushgateway.Options{
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond,
 	}})
 }

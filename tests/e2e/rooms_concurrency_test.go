@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,5 +103,118 @@ func TestRoomConcurrentSenders(t *testing.T) {
 	}
 	if total != senders*perSender {
 		t.Fatalf("/messages returned %d messages, want %d", total, senders*perSender)
+	}
+}
+
+// concurrently sends the same request n times at once and returns the
+// decoded answers; it fails the test on any non-200 answer.
+func concurrently(t *testing.T, n int, method, u, token string, body any) []map[string]any {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	out := make([]map[string]any, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			req, err := http.NewRequestWithContext(ctxT(t), method, u, bytes.NewReader(raw))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			if res.StatusCode != 200 || json.Unmarshal(b, &out[i]) != nil {
+				errs[i] = fmt.Errorf("status %d: %s", res.StatusCode, b)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent %s %s: %v", method, u, err)
+		}
+	}
+	return out
+}
+
+// putConcurrently is concurrently for PUTs answering an event_id.
+func putConcurrently(t *testing.T, n int, u, token string, body any) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i, r := range concurrently(t, n, "PUT", u, token, body) {
+		ids[i], _ = r["event_id"].(string)
+		if ids[i] == "" {
+			t.Fatalf("PUT %s answered %v", u, r)
+		}
+	}
+	return ids
+}
+
+// TestRoomCreateConcurrentIdentical: identical createRoom requests at the
+// same time each get a room of their own (v12 room IDs are hashes of the
+// create event, which would otherwise be identical).
+func TestRoomCreateConcurrentIdentical(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	const n = 20
+	seen := map[string]bool{}
+	for _, r := range concurrently(t, n, "POST", v3(s, "createRoom"), alice.AccessToken, map[string]any{"room_version": "12"}) {
+		id, _ := r["room_id"].(string)
+		if id == "" || seen[id] {
+			t.Fatalf("createRoom answered %v (rooms so far %v)", r, seen)
+		}
+		seen[id] = true
+	}
+	if got := len(joinedRooms(t, alice)); got != n {
+		t.Fatalf("alice is in %d rooms, want %d", got, n)
+	}
+}
+
+// TestRoomSendTxnConcurrent: requests with the same transaction ID that
+// arrive together (a client retrying before the first answer) all answer
+// the one event they produce, for sends and for redactions.
+func TestRoomSendTxnConcurrent(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	roomID := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+
+	const n = 10
+	ids := putConcurrently(t, n, roomURL(s, roomID, "send", "m.room.message", "same"), alice.AccessToken,
+		map[string]any{"msgtype": "m.text", "body": "once"})
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("concurrent sends with one txn ID answered different events: %v", ids)
+		}
+	}
+	if got := messageBodies(pageAll(t, s, alice.AccessToken, roomID, "f", 50)); len(got) != 1 {
+		t.Fatalf("timeline has %d messages (%v), want 1", len(got), got)
+	}
+
+	target := text(t, alice, roomID, "to redact")
+	reds := putConcurrently(t, n, roomURL(s, roomID, "redact", target, "red"), alice.AccessToken, map[string]any{"reason": "r"})
+	for _, id := range reds {
+		if id != reds[0] {
+			t.Fatalf("concurrent redactions with one txn ID answered different events: %v", reds)
+		}
+	}
+	count := 0
+	for _, e := range pageAll(t, s, alice.AccessToken, roomID, "f", 50) {
+		if e.Type == "m.room.redaction" {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Fatalf("%d redaction events, want 1", count)
 	}
 }

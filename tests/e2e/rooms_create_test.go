@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
+
+	"matrixhs/tests/testserver"
 )
 
 // TestRoomCreatePresets: each preset sets the join rule, history visibility
@@ -218,8 +223,8 @@ func TestRoomCreateVersions(t *testing.T) {
 				if v, ok := pl["state_default"]; ok {
 					stateDefault = num(t, v, "state_default")
 				}
-				if events["m.room.tombstone"] == nil || num(t, events["m.room.tombstone"], "tombstone PL") <= stateDefault {
-					t.Fatalf("v12 tombstone power %v must be above state_default %d", events["m.room.tombstone"], stateDefault)
+				if events["m.room.tombstone"] == nil || num(t, events["m.room.tombstone"], "tombstone PL") != 150 || stateDefault >= 150 {
+					t.Fatalf("v12 tombstone power %v, want 150 (state_default %d)", events["m.room.tombstone"], stateDefault)
 				}
 			} else {
 				if !strings.HasSuffix(string(roomID), ":hs.test") {
@@ -240,10 +245,21 @@ func TestRoomCreateVersions(t *testing.T) {
 		})
 	}
 
-	// Omitted version: the configured default ("12").
+	// Omitted version: the configured default, 11 unless configured (MSC4304:
+	// clients in the wild mishandle v12 creators).
 	roomID := mkRoom(t, alice, &mautrix.ReqCreateRoom{})
-	if v := stateContent(t, s, tok, roomID, "m.room.create", "")["room_version"]; v != "12" {
-		t.Fatalf("default room version = %v, want 12", v)
+	if v := stateContent(t, s, tok, roomID, "m.room.create", "")["room_version"]; v != "11" {
+		t.Fatalf("default room version = %v, want 11", v)
+	}
+	// default_room_version picks another default.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("default_room_version: \"12\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s12 := testserver.StartIn(t, dir, nil)
+	carol := newUser(t, s12, "carol")
+	if v := stateContent(t, s12, carol.AccessToken, mkRoom(t, carol, &mautrix.ReqCreateRoom{}), "m.room.create", "")["room_version"]; v != "12" {
+		t.Fatalf("room version with default_room_version 12 = %v", v)
 	}
 	do(t, "POST", v3(s, "createRoom"), tok, map[string]any{"room_version": "999"}).
 		want(t, http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION")
@@ -291,7 +307,7 @@ func TestRoomCreatePowerLevelOverride(t *testing.T) {
 		"invite": []string{b},
 		"power_level_content_override": map[string]any{
 			"state_default": 60,
-			"users":         map[string]any{b: 50},
+			"users":         map[string]any{b: 50, string(alice.UserID): 100},
 			"events":        map[string]any{"m.room.name": 10, "org.example.locked": 100},
 		},
 	})
@@ -311,4 +327,47 @@ func TestRoomCreatePowerLevelOverride(t *testing.T) {
 	if n := stateContent(t, s, bob.AccessToken, roomID, "m.room.name", "")["name"]; n != "bob's" {
 		t.Fatalf("name = %v", n)
 	}
+	// Before v12, users must keep the creator (Synapse); from v12 creators
+	// must not be listed at all.
+	override := map[string]any{"users": map[string]any{b: 100}}
+	do(t, "POST", v3(s, "createRoom"), alice.AccessToken, map[string]any{"room_version": "11", "power_level_content_override": override}).
+		want(t, http.StatusBadRequest, "M_INVALID_ROOM_STATE")
+	v12 := mkRoomRaw(t, s, alice.AccessToken, map[string]any{"room_version": "12", "power_level_content_override": override})
+	if u, _ := stateContent(t, s, alice.AccessToken, v12, "m.room.power_levels", "")["users"].(map[string]any); len(u) != 1 || num(t, u[b], "bob") != 100 {
+		t.Fatalf("v12 users = %v, want only bob", u)
+	}
+	override["users"] = map[string]any{b: 100, string(alice.UserID): 100}
+	do(t, "POST", v3(s, "createRoom"), alice.AccessToken, map[string]any{"room_version": "12", "power_level_content_override": override}).
+		want(t, http.StatusBadRequest, "M_BAD_JSON")
+}
+
+// TestRoomCreateRichTopic: createRoom's topic also writes the MSC3765 rich
+// topic block; a topic from initial_state alone is stored as given, and the
+// topic parameter wins over one in initial_state.
+func TestRoomCreateRichTopic(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	tok := alice.AccessToken
+	wantRich := func(roomID id.RoomID, topic string) {
+		t.Helper()
+		c := stateContent(t, s, tok, roomID, "m.room.topic", "")
+		jsonEqual(t, mustMarshal(t, c), map[string]any{
+			"topic":   topic,
+			"m.topic": map[string]any{"m.text": []any{map[string]any{"mimetype": "text/plain", "body": topic}}},
+		})
+	}
+	wantRich(mkRoomRaw(t, s, tok, map[string]any{"topic": "Test Room", "preset": "public_chat"}), "Test Room")
+	initial := []map[string]any{{"type": "m.room.topic", "state_key": "", "content": map[string]any{"topic": "Shenanigans"}}}
+	wantRich(mkRoomRaw(t, s, tok, map[string]any{"topic": "Test Room", "initial_state": initial}), "Test Room")
+	plain := mkRoomRaw(t, s, tok, map[string]any{"initial_state": initial})
+	jsonEqual(t, mustMarshal(t, stateContent(t, s, tok, plain, "m.room.topic", "")), map[string]any{"topic": "Shenanigans"})
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -142,7 +142,7 @@ func TestRoomKickBan(t *testing.T) {
 	eve := newUser(t, s, "eve")
 	roomID := mkRoomRaw(t, s, alice.AccessToken, map[string]any{
 		"preset":                       "public_chat",
-		"power_level_content_override": map[string]any{"users": map[string]any{string(bob.UserID): 50}},
+		"power_level_content_override": map[string]any{"users": map[string]any{string(bob.UserID): 50, string(alice.UserID): 100}},
 	})
 	for _, c := range []*mautrix.Client{bob, carol, dave, eve} {
 		join(t, c, roomID)

@@ -127,7 +127,7 @@ func TestRoomMembersAndJoined(t *testing.T) {
 	r := do(t, "GET", roomURL(s, roomID, "joined_members"), bob.AccessToken, nil).want(t, 200, "")
 	jsonEqual(t, r.Raw, map[string]any{"joined": map[string]any{
 		a: map[string]any{"display_name": "Alice A", "avatar_url": "mxc://hs.test/avatar1"},
-		b: map[string]any{"display_name": "Bob B"},
+		b: map[string]any{"display_name": "Bob B", "avatar_url": nil},
 	}})
 
 	other := mkRoom(t, alice, &mautrix.ReqCreateRoom{})
@@ -149,6 +149,17 @@ func TestRoomMembersAndJoined(t *testing.T) {
 
 	// Carol left: /members shows the membership list as of her leave.
 	wantMap("carol's /members", membersOf(t, s, carol.AccessToken, roomID, nil), map[string]string{a: "join", b: "join", c: "leave"})
+
+	// Only current members may list joined members: not carol (left), dave
+	// (invited), eve (banned), nor a stranger, even in a world-readable room.
+	do(t, "PUT", roomURL(s, roomID, "state", "m.room.history_visibility", ""), tok,
+		map[string]any{"history_visibility": "world_readable"}).want(t, 200, "")
+	stranger := newUser(t, s, "stranger")
+	for _, who := range []*mautrix.Client{carol, dave, eve, stranger} {
+		do(t, "GET", roomURL(s, roomID, "joined_members"), who.AccessToken, nil).want(t, http.StatusForbidden, "M_FORBIDDEN")
+	}
+	do(t, "GET", roomURL(s, "!unknown:hs.test", "joined_members"), tok, nil).want(t, http.StatusForbidden, "M_FORBIDDEN")
+	do(t, "GET", roomURL(s, "not-a-room", "joined_members"), tok, nil).want(t, http.StatusBadRequest, "M_INVALID_PARAM")
 }
 
 // TestRoomMessagesPaging: /messages in both directions with limits and from/to

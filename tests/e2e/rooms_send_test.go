@@ -258,3 +258,42 @@ func TestRoomRedaction(t *testing.T) {
 		t.Fatalf("moderated event content = %v", e.Content)
 	}
 }
+
+// TestRoomSendContentErrors: content under 64 KiB whose finished event
+// (with the server's fields) is over 65,536 bytes is 413 M_TOO_LARGE, for
+// messages and state; malformed power levels are 400 M_BAD_JSON, not 403.
+func TestRoomSendContentErrors(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	tok := alice.AccessToken
+	roomID := mkRoomRaw(t, s, tok, map[string]any{"preset": "private_chat", "room_version": "11"})
+
+	body := strings.Repeat("z", 65400) // the request body fits, the event does not
+	do(t, "PUT", roomURL(s, roomID, "send", "m.room.message", "edge"), tok,
+		map[string]any{"msgtype": "m.text", "body": body}).want(t, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
+	do(t, "PUT", roomURL(s, roomID, "state", "org.example.edge", ""), tok,
+		map[string]any{"v": body}).want(t, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
+
+	plURL := roomURL(s, roomID, "state", "m.room.power_levels", "")
+	me := string(alice.UserID)
+	for _, bad := range []map[string]any{
+		{"users": map[string]any{me: 100}, "ban": "50"},
+		{"users": map[string]any{me: 100}, "kick": 1.5},
+		{"users": map[string]any{me: 100}, "events": []any{"m.room.name"}},
+		{"users": map[string]any{me: 100, "@bob:localhost": "fifty"}},
+		{"users": map[string]any{me: 100, "@A B:x": 50}},
+		{"users": map[string]any{me: 100, "not-a-user": 50}},
+		{"users": map[string]any{me: 100}, "notifications": map[string]any{"room": true}},
+		{"users": map[string]any{me: 100}, "state_default": 1 << 54},
+	} {
+		do(t, "PUT", plURL, tok, bad).want(t, http.StatusBadRequest, "M_BAD_JSON")
+	}
+	// A well-formed change still works, and nothing malformed got in.
+	do(t, "PUT", plURL, tok, map[string]any{"users": map[string]any{me: 100}, "ban": 60}).want(t, 200, "")
+	if pl := stateContent(t, s, tok, roomID, "m.room.power_levels", ""); num(t, pl["ban"], "ban") != 60 || pl["kick"] != nil {
+		t.Fatalf("power levels = %v", pl)
+	}
+	if got := messageBodies(pageAll(t, s, tok, roomID, "f", 50)); len(got) != 0 {
+		t.Fatalf("oversized message landed: %d messages", len(got))
+	}
+}

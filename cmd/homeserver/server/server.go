@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/net/netutil"
 
 	"matrixhs/clientapi"
 	"matrixhs/config"
@@ -74,9 +75,22 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.Accounts = accounts.New(db, accounts.Options{
 		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
 	})
+	n := cfg.ServerNotices
 	s.Rooms = roomserver.New(db, roomserver.Options{
 		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey,
+		ServerNoticesUser: cfg.ServerNoticesUserID(),
+		ServerNotices: roomserver.NoticesConfig{
+			DisplayName: n.SystemMXIDDisplayName, AvatarURL: n.SystemMXIDAvatarURL,
+			RoomName: n.RoomName, RoomAvatarURL: n.RoomAvatarURL, RoomTopic: n.RoomTopic,
+			AutoJoin: n.AutoJoin, RoomVersion: cfg.DefaultRoomVersion,
+		},
 	})
+	// The notices user's account reserves its name before anyone registers it.
+	if err := s.Rooms.EnsureNoticesUser(ctx); err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
 	media, err := mediaapi.New(cfg, db, s.Accounts, s.Log, mediaapi.Options{})
 	if err != nil {
 		db.Close()
@@ -84,13 +98,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.Media = media
-	s.Pushers = pushgateway.New(db, s.Log, opts.PushGateway)
+	pushOpts := opts.PushGateway
+	if pushOpts.Filter == nil {
+		pushOpts.Filter = cfg.OutboundFilter()
+	}
+	s.Pushers = pushgateway.New(db, s.Log, pushOpts)
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
 	s.api = api
+	handler := api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.ServerName, key).Routes)
 	s.http = &http.Server{
-		Handler:           countRequests(&s.active, api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.ServerName, key).Routes)),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
+		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
+		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		ErrorLog:          nil,
 	}
 	return s, nil
@@ -133,12 +152,14 @@ func (s *Server) Listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	s.listener = ln
+	// Connections past the limit wait in the kernel's backlog until one
+	// closes; the timeouts keep idle and slow ones from holding slots.
+	s.listener = netutil.LimitListener(ln, s.Config.HTTPMaxConnections)
 	s.Pushers.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.ServerName}).Info("homeserver listening")
 	go func() {
-		err := s.http.Serve(ln)
+		err := s.http.Serve(s.listener)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
