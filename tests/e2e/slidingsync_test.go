@@ -393,3 +393,21 @@ func TestSlidingSyncRoomAccountDataForNewRooms(t *testing.T) {
 		t.Fatalf("the held room's account data was sent again: %v", rooms)
 	}
 }
+
+// One user opening connections in a loop (a client bug, or an attack)
+// drops only their own oldest connections: other users' positions stay
+// valid, and the user's most recent connection survives.
+func TestSlidingSyncConnectionFloodDropsOnlyOwnConnections(t *testing.T) {
+	s := start(t, nil)
+	alice, mallory := newUser(t, s, "alice"), newUser(t, s, "mallory")
+	alicePos := ssOK(t, s, alice.AccessToken, "", 0, map[string]any{"conn_id": "main"}).Body["pos"].(string)
+	firstPos := ssOK(t, s, mallory.AccessToken, "", 0, map[string]any{"conn_id": "c0"}).Body["pos"].(string)
+	var lastPos string
+	const n = 1050
+	for i := 1; i <= n; i++ {
+		lastPos = ssOK(t, s, mallory.AccessToken, "", 0, map[string]any{"conn_id": fmt.Sprint("c", i)}).Body["pos"].(string)
+	}
+	ssOK(t, s, alice.AccessToken, alicePos, 0, map[string]any{"conn_id": "main"})
+	ssOK(t, s, mallory.AccessToken, lastPos, 0, map[string]any{"conn_id": fmt.Sprint("c", n)})
+	ss(t, s, mallory.AccessToken, firstPos, 0, map[string]any{"conn_id": "c0"}).want(t, 400, "M_UNKNOWN_POS")
+}
