@@ -81,7 +81,16 @@ const (
 	maxSSRanges        = 10
 	maxSSTimelineLimit = 100
 	defaultToDeviceMax = 100
+	maxToDeviceLimit   = 1000
 )
+
+// toDeviceLimit is how many to-device messages one response carries.
+func (e *ssExtensions) toDeviceLimit() int {
+	if e.ToDevice.Limit == nil {
+		return defaultToDeviceMax
+	}
+	return min(*e.ToDevice.Limit, maxToDeviceLimit)
+}
 
 func (a *API) slidingSync(r *http.Request, s *accounts.Session) (any, error) {
 	var req ssRequest

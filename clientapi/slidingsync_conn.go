@@ -238,6 +238,9 @@ func (conn *ssConn) merge(req *ssRequest) (*ssParams, error) {
 		p.ext.ToDevice.Enabled = e.ToDevice.Enabled
 	}
 	if e.ToDevice.Limit != nil {
+		if *e.ToDevice.Limit < 0 {
+			return nil, httputil.InvalidParam("to_device.limit must not be negative")
+		}
 		p.ext.ToDevice.Limit = e.ToDevice.Limit
 	}
 	p.ext.ToDevice.Since = e.ToDevice.Since // not sticky: the client's own token

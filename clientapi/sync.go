@@ -22,8 +22,19 @@ import (
 // maxSyncTimeout bounds long-polls so proxies and clients do not time out first.
 const maxSyncTimeout = 5 * time.Minute
 
-// defaultTimelineLimit is the timeline length without a filter.
-const defaultTimelineLimit = 10
+// defaultTimelineLimit is the timeline length without a filter;
+// maxTimelineLimit caps what a filter may ask for (per room: an initial sync
+// multiplies it by the user's rooms). A longer history is one limited
+// timeline away: the client pages back with prev_batch.
+const (
+	defaultTimelineLimit = 10
+	maxTimelineLimit     = 100
+)
+
+// timelineLimit is the number of events a sync timeline holds under f.
+func timelineLimit(f *filter.RoomEventFilter) int {
+	return min(f.LimitOr(defaultTimelineLimit), maxTimelineLimit)
+}
 
 // Sync tokens are "s<stream position>_<ephemeral version>": one global
 // position covers everything stored, so tokens survive restarts; the
@@ -372,14 +383,15 @@ func stateFilter(p *syncParams) *filter.RoomEventFilter {
 }
 
 // timeline returns the visible events of (from, to], at most limit of the
-// newest, oldest first, and whether older ones were left out.
+// newest, oldest first, and whether older ones may have been left out
+// (more than limit, or more than one page could look at).
 func (a *API) timeline(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to int64, limit int) ([]storage.Event, bool, error) {
-	events, _, err := a.page(ctx, acc, f, to, from, true, limit+1)
+	events, next, err := a.page(ctx, acc, f, to, from, true, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
-	limited := len(events) > limit
-	if limited {
+	limited := next >= 0
+	if len(events) > limit {
 		events = events[:limit]
 	}
 	for i, j := 0, len(events)-1; i < j; i, j = i+1, j-1 {
@@ -407,7 +419,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		from = 0
 	}
 	tf := timelineFilter(p)
-	limit := tf.LimitOr(defaultTimelineLimit)
+	limit := timelineLimit(tf)
 	events, limited, err := a.timeline(ctx, acc, tf, from, upTo, limit)
 	if err != nil {
 		return nil, false, err
@@ -500,7 +512,7 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 	}
 	acc := &roomAccess{info: info, viewer: viewer, upTo: m.StreamPos, ignored: p.ignored}
 	tf := timelineFilter(p)
-	events, limited, err := a.timeline(ctx, acc, tf, since, m.StreamPos, tf.LimitOr(defaultTimelineLimit))
+	events, limited, err := a.timeline(ctx, acc, tf, since, m.StreamPos, timelineLimit(tf))
 	if err != nil {
 		return nil, err
 	}
