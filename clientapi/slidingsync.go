@@ -183,9 +183,11 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	}
 	var changedRooms map[int64]bool
 	if prev != nil {
-		if changedRooms, err = a.db.RoomsChangedSince(ctx, since, upTo); err != nil {
+		changes, err := a.db.RoomsChangedSince(ctx, since, upTo)
+		if err != nil {
 			return nil, nil, false, err
 		}
+		changedRooms = changes.Rooms
 	}
 	// Bump stamps and filter flags only change with a room's events: carry
 	// them over from the last response and read those of changed rooms.

@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/url"
+	"slices"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"matrixhs/tests/testserver"
+)
+
+// How /sync reports membership changes, mirroring Complement's
+// TestMembersLocal, TestSync, TestRoomForget and TestGetRoomMembersAtPoint.
+
+// syncBody runs one /sync (timeout 0) with an optional since and inline
+// filter and returns the decoded body.
+func syncBody(t *testing.T, s *testserver.Server, token, since string, filter any) map[string]any {
+	t.Helper()
+	q := url.Values{"timeout": {"0"}}
+	if since != "" {
+		q.Set("since", since)
+	}
+	if filter != nil {
+		f, _ := json.Marshal(filter)
+		q.Set("filter", string(f))
+	}
+	return do(t, "GET", v3(s, "sync")+"?"+q.Encode(), token, nil).want(t, 200, "").Body
+}
+
+func presenceSenders(body map[string]any) []string {
+	var out []string
+	for _, e := range body["presence"].(map[string]any)["events"].([]any) {
+		out = append(out, e.(map[string]any)["sender"].(string))
+	}
+	return out
+}
+
+func syncRoomIn(body map[string]any, section string, room id.RoomID) (map[string]any, bool) {
+	r, ok := body["rooms"].(map[string]any)[section].(map[string]any)[string(room)].(map[string]any)
+	return r, ok
+}
+
+// A member who joins brings their presence into room mates' incremental
+// syncs, however old it is; joining a room brings the presence of its
+// members.
+func TestSyncPresenceOfNewMembers(t *testing.T) {
+	s := start(t, nil)
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	do(t, "PUT", v3(s, "presence", string(bob.UserID), "status"), bob.AccessToken, map[string]any{"presence": "online"}).want(t, 200, "")
+	do(t, "PUT", v3(s, "presence", string(alice.UserID), "status"), alice.AccessToken, map[string]any{"presence": "online"}).want(t, 200, "")
+	// Both tokens come after both presence changes.
+	aliceSince := syncBody(t, s, alice.AccessToken, "", nil)["next_batch"].(string)
+	bobSince := syncBody(t, s, bob.AccessToken, "", nil)["next_batch"].(string)
+	join(t, bob, room)
+
+	// Existing members see the new member's presence (TestMembersLocal)...
+	body := syncBody(t, s, alice.AccessToken, aliceSince, nil)
+	if !slices.Contains(presenceSenders(body), string(bob.UserID)) {
+		t.Fatalf("alice's incremental sync lacks bob's presence: %v", presenceSenders(body))
+	}
+	// ...once: the next sync has none of it.
+	if again := syncBody(t, s, alice.AccessToken, body["next_batch"].(string), nil); slices.Contains(presenceSenders(again), string(bob.UserID)) {
+		t.Fatalf("bob's unchanged presence sent again: %v", presenceSenders(again))
+	}
+	// The new member sees the room's members' presence (TestSync).
+	body = syncBody(t, s, bob.AccessToken, bobSince, nil)
+	if !slices.Contains(presenceSenders(body), string(alice.UserID)) {
+		t.Fatalf("bob's incremental sync after joining lacks alice's presence: %v", presenceSenders(body))
+	}
+	if again := syncBody(t, s, bob.AccessToken, body["next_batch"].(string), nil); slices.Contains(presenceSenders(again), string(alice.UserID)) {
+		t.Fatalf("alice's unchanged presence sent again: %v", presenceSenders(again))
+	}
+	// And an initial sync has it all along.
+	if got := presenceSenders(syncBody(t, s, alice.AccessToken, "", nil)); !slices.Contains(got, string(bob.UserID)) {
+		t.Fatalf("alice's initial sync lacks bob's presence: %v", got)
+	}
+}
+
+// A room joined since the last sync is limited (as Synapse marks it), even
+// when the filtered history fits the limit.
+func TestSyncNewlyJoinedRoomIsLimited(t *testing.T) {
+	s := start(t, nil)
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	filter := map[string]any{"room": map[string]any{
+		"timeline": map[string]any{"limit": 10, "types": []string{"m.room.message"}},
+		"state":    map[string]any{"types": []string{}},
+	}}
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	for _, b := range []string{"1-1", "1-2", "1-3", "1-4"} {
+		text(t, alice, room, b)
+	}
+	since := syncBody(t, s, bob.AccessToken, "", filter)["next_batch"].(string)
+	for _, b := range []string{"2-1", "2-2", "2-3", "2-4"} {
+		text(t, alice, room, b)
+	}
+	join(t, bob, room)
+	jr, ok := syncRoomIn(syncBody(t, s, bob.AccessToken, since, filter), "join", room)
+	if !ok {
+		t.Fatal("newly joined room missing")
+	}
+	tl := jr["timeline"].(map[string]any)
+	evs := tl["events"].([]any)
+	for _, e := range evs {
+		if e.(map[string]any)["type"] != "m.room.message" {
+			t.Fatalf("filtered timeline holds %v", e)
+		}
+	}
+	if len(evs) != 8 || tl["limited"] != true {
+		t.Fatalf("timeline of %d events, limited %v; want the 8 messages, limited", len(evs), tl["limited"])
+	}
+}
+
+// A room left and then forgotten still reaches the other devices' next
+// incremental sync as a leave; an initial sync never lists it, even with
+// include_leave.
+func TestSyncForgottenRoom(t *testing.T) {
+	s := start(t, nil)
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	includeLeave := map[string]any{"room": map[string]any{"include_leave": true}}
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	join(t, bob, room)
+	text(t, alice, room, "Hello world!")
+	beforeLeave := syncBody(t, s, alice.AccessToken, "", nil)["next_batch"].(string)
+	if _, err := alice.LeaveRoom(ctxT(t), room); err != nil {
+		t.Fatal(err)
+	}
+	do(t, "POST", roomURL(s, room, "forget"), alice.AccessToken, map[string]any{}).want(t, 200, "")
+	text(t, bob, room, "Hello again")
+
+	for _, f := range []any{nil, includeLeave} {
+		if _, ok := syncRoomIn(syncBody(t, s, alice.AccessToken, beforeLeave, f), "leave", room); !ok {
+			t.Fatalf("incremental sync (filter %v) lacks the forgotten room's leave", f)
+		}
+	}
+	if _, ok := syncRoomIn(syncBody(t, s, alice.AccessToken, "", includeLeave), "leave", room); ok {
+		t.Fatal("initial sync with include_leave lists the forgotten room")
+	}
+}
