@@ -20,7 +20,8 @@ var federationOnly = []string{"auth_events", "prev_events", "depth", "hashes", "
 // clientEvent renders a stored event in the client format: the PDU minus
 // federation fields, plus room_id (absent from v12 create events) and the
 // unsigned data the spec asks for (age, transaction_id for the sending
-// device, prev_content, redacted_because, m.relations).
+// device, prev_content, redacted_because, m.relations, and the reader's
+// membership at the event where the reader checked its visibility).
 func (a *API) clientEvent(ctx context.Context, e *storage.Event, deviceID string) json.RawMessage {
 	return a.formatEvent(ctx, e, deviceID, a.bundleAggregations(ctx, []storage.Event{*e})[e.EventID])
 }
@@ -79,6 +80,9 @@ func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string
 	}
 	if relations != nil {
 		unsigned["m.relations"] = relations
+	}
+	if e.ViewerMembership != "" {
+		unsigned["membership"], _ = json.Marshal(e.ViewerMembership)
 	}
 	raw, err := json.Marshal(unsigned)
 	if err != nil {

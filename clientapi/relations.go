@@ -93,6 +93,7 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 					more = true
 					break
 				}
+				e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 				chunk = append(chunk, *e)
 			}
 			if next = e.StreamPos; backwards {
@@ -159,6 +160,7 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 					// Spec: a root sent by an ignored user is returned redacted.
 					root.Event = redactedCopy(root.Event)
 				}
+				root.Event.ViewerMembership = acc.viewer.MembershipAt(root.StreamPos)
 				chunk = append(chunk, root.Event)
 			}
 			pos = root.LatestPos - 1

@@ -171,6 +171,11 @@ func (a *API) getMembers(r *http.Request, s *accounts.Session) (any, error) {
 		if acc.upTo != 0 && pos > acc.upTo {
 			pos = acc.upTo
 		}
+		// As Synapse: only a point of the room's history the user may see
+		// (the state just after pos, under the history visibility then).
+		if !acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: pos + 1}) {
+			return nil, httputil.Forbidden("You may not see the room's members at that point")
+		}
 		events, err = a.stateAtPos(r.Context(), acc.info.NID, pos, spec.MRoomMember)
 		if err != nil {
 			return nil, err
@@ -299,6 +304,7 @@ func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilt
 				next = e.StreamPos
 			}
 			if acc.viewer.CanSee(e) && !acc.ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
+				e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 				events = append(events, *e)
 				if len(events) == limit {
 					return events, next, nil
@@ -404,6 +410,9 @@ func (a *API) visibleEvent(ctx context.Context, acc *roomAccess, eventID string)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomNID != acc.info.NID || e.StreamPos == 0 ||
 		(acc.upTo != 0 && e.StreamPos > acc.upTo) || !acc.viewer.CanSee(e))) {
 		return nil, httputil.NotFound("Event not found")
+	}
+	if err == nil {
+		e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 	}
 	return e, err
 }

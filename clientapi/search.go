@@ -256,6 +256,7 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 		if e == nil || acc == nil || e.RedactedBy != "" || !acc.viewer.CanSee(e) || !f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
 			continue
 		}
+		e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 		events = append(events, *e)
 		ranks = append(ranks, h.Rank)
 	}

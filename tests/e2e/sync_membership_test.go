@@ -140,3 +140,111 @@ func TestSyncForgottenRoom(t *testing.T) {
 		t.Fatal("initial sync with include_leave lists the forgotten room")
 	}
 }
+
+// /members?at= with a token from a sync gives the members at that point:
+// the prev_batch of a new room's complete timeline is the sync's position
+// (Complement's TestGetRoomMembersAtPoint), a next_batch works as well, and
+// a point the user may not see is refused.
+func TestMembersAtSyncToken(t *testing.T) {
+	s := start(t, nil)
+	alice, bob, carol := newUser(t, s, "alice"), newUser(t, s, "bob"), newUser(t, s, "carol")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	text(t, alice, room, "Hello world!")
+	body := syncBody(t, s, alice.AccessToken, "", nil)
+	jr, _ := syncRoomIn(body, "join", room)
+	prevBatch := jr["timeline"].(map[string]any)["prev_batch"].(string)
+	join(t, bob, room)
+	text(t, bob, room, "Hello back")
+
+	for _, at := range []string{prevBatch, body["next_batch"].(string)} {
+		r := do(t, "GET", roomURL(s, room, "members")+"?at="+url.QueryEscape(at), alice.AccessToken, nil).want(t, 200, "")
+		var got []string
+		for _, e := range r.Body["chunk"].([]any) {
+			ev := e.(map[string]any)
+			if ev["room_id"] != string(room) || ev["type"] != "m.room.member" {
+				t.Fatalf("chunk entry %v", ev)
+			}
+			got = append(got, ev["state_key"].(string))
+		}
+		if !slices.Equal(got, []string{string(alice.UserID)}) {
+			t.Fatalf("members at %s = %v, want alice alone", at, got)
+		}
+	}
+
+	// Under history_visibility joined, carol (joining later) may not see
+	// the members from before her join; from after it she may.
+	do(t, "PUT", roomURL(s, room, "state", "m.room.history_visibility", ""), alice.AccessToken,
+		map[string]any{"history_visibility": "joined"}).want(t, 200, "")
+	before := syncBody(t, s, alice.AccessToken, "", nil)["next_batch"].(string)
+	join(t, carol, room)
+	after := syncBody(t, s, carol.AccessToken, "", nil)["next_batch"].(string)
+	do(t, "GET", roomURL(s, room, "members")+"?at="+url.QueryEscape(before), carol.AccessToken, nil).want(t, 403, "M_FORBIDDEN")
+	if r := do(t, "GET", roomURL(s, room, "members")+"?at="+url.QueryEscape(after), carol.AccessToken, nil).want(t, 200, ""); len(r.Body["chunk"].([]any)) != 3 {
+		t.Fatalf("members after carol's join: %s", r.Raw)
+	}
+	do(t, "GET", roomURL(s, room, "members")+"?at=nonsense", carol.AccessToken, nil).want(t, 400, "M_INVALID_PARAM")
+}
+
+// Events carry the reader's membership at the event in
+// unsigned.membership (MSC4115, Complement's TestMembershipOnEvents): "leave"
+// before the reader joined, "join" from their join event on, in /sync,
+// /messages, /context and /event.
+func TestMembershipOnEvents(t *testing.T) {
+	s := start(t, nil)
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	pre := text(t, alice, room, "prejoin")
+	join(t, bob, room)
+	post := text(t, alice, room, "postjoin")
+
+	check := func(where string, evs []any) {
+		t.Helper()
+		joined, seen := false, 0
+		for _, e := range evs {
+			ev := e.(map[string]any)
+			if ev["type"] == "m.room.member" && ev["state_key"] == string(bob.UserID) {
+				joined = true
+			}
+			want := map[bool]string{false: "leave", true: "join"}[joined]
+			got, _ := ev["unsigned"].(map[string]any)["membership"].(string)
+			if got != want {
+				t.Fatalf("%s: event %v has membership %q, want %q", where, ev["event_id"], got, want)
+			}
+			if ev["event_id"] == pre || ev["event_id"] == post {
+				seen++
+			}
+		}
+		if seen != 2 || !joined {
+			t.Fatalf("%s: did not see both messages and bob's join", where)
+		}
+	}
+	jr, _ := syncRoomIn(syncBody(t, s, bob.AccessToken, "", map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": 50}}}), "join", room)
+	check("sync", jr["timeline"].(map[string]any)["events"].([]any))
+
+	r := do(t, "GET", roomURL(s, room, "messages")+"?dir=f&limit=50", bob.AccessToken, nil).want(t, 200, "")
+	check("messages", r.Body["chunk"].([]any))
+
+	r = do(t, "GET", roomURL(s, room, "context", post)+"?limit=50", bob.AccessToken, nil).want(t, 200, "")
+	ctxEvents := append(reversedAny(r.Body["events_before"].([]any)), r.Body["event"])
+	check("context", append(ctxEvents, r.Body["events_after"].([]any)...))
+
+	for id, want := range map[string]string{pre: "leave", post: "join"} {
+		r := do(t, "GET", roomURL(s, room, "event", id), bob.AccessToken, nil).want(t, 200, "")
+		if got := r.Body["unsigned"].(map[string]any)["membership"]; got != want {
+			t.Fatalf("/event %s: membership %v, want %s", id, got, want)
+		}
+	}
+	// The sender's own view: joined throughout.
+	r = do(t, "GET", roomURL(s, room, "event", pre), alice.AccessToken, nil).want(t, 200, "")
+	if got := r.Body["unsigned"].(map[string]any)["membership"]; got != "join" {
+		t.Fatalf("alice's membership at her own message = %v", got)
+	}
+}
+
+func reversedAny(in []any) []any {
+	out := make([]any, len(in))
+	for i, v := range in {
+		out[len(in)-1-i] = v
+	}
+	return out
+}
