@@ -248,3 +248,104 @@ func reversedAny(in []any) []any {
 	}
 	return out
 }
+
+// Left rooms in rooms.leave, as Complement's sync_archive_test.go checks
+// them: the archived timeline and state stop at the leave (with filters and
+// with an empty timeline), a gapped sync still reports the leave, an older
+// leave is not repeated, and one's own leave is visible under joined history
+// visibility.
+func TestSyncLeaveSection(t *testing.T) {
+	s := start(t, nil)
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	const madeUp = "a.madeup.test.state"
+	bobFilter := map[string]any{"room": map[string]any{
+		"timeline":      map[string]any{"types": []string{"m.room.message", madeUp}},
+		"state":         map[string]any{"types": []string{madeUp}},
+		"include_leave": true,
+	}}
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	join(t, bob, room)
+	bobSince := syncBody(t, s, bob.AccessToken, "", bobFilter)["next_batch"].(string)
+	setMadeUp := func(v string) {
+		do(t, "PUT", roomURL(s, room, "state", madeUp, ""), alice.AccessToken, map[string]any{"my_key": v}).want(t, 200, "")
+	}
+	text(t, alice, room, "before")
+	setMadeUp("before")
+	if _, err := bob.LeaveRoom(ctxT(t), room); err != nil {
+		t.Fatal(err)
+	}
+	text(t, alice, room, "after")
+	setMadeUp("after")
+
+	for name, since := range map[string]string{"initial": "", "incremental": bobSince} {
+		lr, ok := syncRoomIn(syncBody(t, s, bob.AccessToken, since, bobFilter), "leave", room)
+		if !ok {
+			t.Fatalf("%s: left room missing", name)
+		}
+		evs := lr["timeline"].(map[string]any)["events"].([]any)
+		if st := lr["state"].(map[string]any)["events"].([]any); len(st) != 0 {
+			t.Fatalf("%s: state %v, want none", name, st)
+		}
+		if len(evs) != 2 || evs[0].(map[string]any)["content"].(map[string]any)["body"] != "before" {
+			t.Fatalf("%s: timeline %v, want the two events from before the leave", name, evs)
+		}
+	}
+	// An empty timeline: the state holds the leave and the state from before it.
+	empty := map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": 0}, "include_leave": true}}
+	lr, _ := syncRoomIn(syncBody(t, s, bob.AccessToken, "", empty), "leave", room)
+	sawLeave := false
+	for _, e := range lr["state"].(map[string]any)["events"].([]any) {
+		ev := e.(map[string]any)
+		content := ev["content"].(map[string]any)
+		if ev["type"] == madeUp && content["my_key"] != "before" {
+			t.Fatalf("state from after the leave: %v", ev)
+		}
+		if ev["type"] == "m.room.member" && ev["state_key"] == string(bob.UserID) {
+			sawLeave = content["membership"] == "leave"
+		}
+	}
+	if !sawLeave {
+		t.Fatalf("state lacks bob's leave: %v", lr["state"])
+	}
+
+	// Gapped: alice leaves one room and fills another; the leave still comes,
+	// and is not repeated after that.
+	gappy := map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": 1}, "include_leave": true}}
+	toLeave := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	spam := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	join(t, bob, toLeave)
+	since := syncBody(t, s, alice.AccessToken, "", gappy)["next_batch"].(string)
+	if _, err := alice.LeaveRoom(ctxT(t), toLeave); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		text(t, alice, spam, "Mr Anderson...")
+	}
+	body := syncBody(t, s, alice.AccessToken, since, gappy)
+	if _, ok := syncRoomIn(body, "leave", toLeave); !ok {
+		t.Fatal("gapped sync lacks the leave")
+	}
+	text(t, bob, toLeave, "after alice left")
+	if left := syncBody(t, s, alice.AccessToken, body["next_batch"].(string), gappy)["rooms"].(map[string]any)["leave"].(map[string]any); len(left) != 0 {
+		t.Fatalf("an older leave is repeated: %v", left)
+	}
+
+	// One's own leave is visible under history_visibility joined.
+	hidden := mkRoomRaw(t, s, alice.AccessToken, map[string]any{"preset": "public_chat", "initial_state": []any{
+		map[string]any{"type": "m.room.history_visibility", "state_key": "", "content": map[string]any{"history_visibility": "joined"}}}})
+	join(t, bob, hidden)
+	includeLeave := map[string]any{"room": map[string]any{"include_leave": true}}
+	since = syncBody(t, s, alice.AccessToken, "", includeLeave)["next_batch"].(string)
+	if _, err := alice.LeaveRoom(ctxT(t), hidden); err != nil {
+		t.Fatal(err)
+	}
+	lr, ok := syncRoomIn(syncBody(t, s, alice.AccessToken, since, includeLeave), "leave", hidden)
+	if !ok {
+		t.Fatal("left room missing")
+	}
+	evs := lr["timeline"].(map[string]any)["events"].([]any)
+	if st := lr["state"].(map[string]any)["events"].([]any); len(st) != 0 || len(evs) != 1 ||
+		evs[0].(map[string]any)["content"].(map[string]any)["membership"] != "leave" {
+		t.Fatalf("own leave under joined visibility: timeline %v, state %v", evs, st)
+	}
+}
