@@ -117,6 +117,22 @@ func (v *Viewer) Membership() string {
 	return v.memberships[len(v.memberships)-1].value
 }
 
+// MembershipAt is the user's membership just after the event at stream
+// position pos ("leave" when they had none), as MSC4115's
+// unsigned.membership reports it: their own join event reads "join".
+func (v *Viewer) MembershipAt(pos int64) string {
+	m := spec.Leave
+	for _, mk := range v.memberships {
+		if mk.pos > pos {
+			break
+		}
+		if mk.value != "" {
+			m = mk.value
+		}
+	}
+	return m
+}
+
 // LastMembershipPos is the stream position of the user's latest membership change.
 func (v *Viewer) LastMembershipPos() int64 {
 	if len(v.memberships) == 0 {
