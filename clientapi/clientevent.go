@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -20,7 +21,8 @@ var federationOnly = []string{"auth_events", "prev_events", "depth", "hashes", "
 // clientEvent renders a stored event in the client format: the PDU minus
 // federation fields, plus room_id (absent from v12 create events) and the
 // unsigned data the spec asks for (age, transaction_id for the sending
-// device, prev_content, redacted_because, m.relations).
+// device, prev_content, redacted_because, m.relations, and the reader's
+// membership at the event where the reader checked its visibility).
 func (a *API) clientEvent(ctx context.Context, e *storage.Event, deviceID string) json.RawMessage {
 	return a.formatEvent(ctx, e, deviceID, a.bundleAggregations(ctx, []storage.Event{*e})[e.EventID])
 }
@@ -53,41 +55,95 @@ func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string
 	buf.WriteByte(',')
 	writeField(&buf, "event_id", e.EventID)
 
-	unsigned := map[string]json.RawMessage{}
+	// unsigned: the stored object, what was computed when storing, then
+	// what depends on the reader; later entries replace earlier ones.
+	var u unsignedFields
 	if storedUnsigned.IsObject() {
-		json.Unmarshal([]byte(storedUnsigned.Raw), &unsigned)
+		storedUnsigned.ForEach(func(key, value gjson.Result) bool {
+			u.set(key.String(), key.Raw, []byte(value.Raw))
+			return true
+		})
 	}
-	if len(e.UnsignedExtra) > 0 {
-		var extra map[string]json.RawMessage
-		if json.Unmarshal(e.UnsignedExtra, &extra) == nil {
-			for k, v := range extra {
-				unsigned[k] = v
-			}
+	if len(e.UnsignedExtra) > 0 && gjson.ValidBytes(e.UnsignedExtra) {
+		if extra := gjson.ParseBytes(e.UnsignedExtra); extra.IsObject() {
+			extra.ForEach(func(key, value gjson.Result) bool {
+				u.set(key.String(), key.Raw, []byte(value.Raw))
+				return true
+			})
 		}
 	}
-	unsigned["age"] = strconv.AppendInt(nil, max(0, time.Now().UnixMilli()-e.OriginTS), 10)
+	u.set("age", `"age"`, strconv.AppendInt(nil, max(0, time.Now().UnixMilli()-e.OriginTS), 10))
 	// Only the sending device of the sending user sees its transaction ID
 	// (device IDs are unique per user only).
 	if sess, ok := ctx.Value(sessionKey{}).(*accounts.Session); ok && e.TxnID != "" && deviceID != "" &&
 		e.SenderDevice == sess.DeviceID && e.Sender == sess.UserID {
-		unsigned["transaction_id"], _ = json.Marshal(e.TxnID)
+		txn, _ := json.Marshal(e.TxnID)
+		u.set("transaction_id", `"transaction_id"`, txn)
 	}
 	if e.RedactedBy != "" {
 		if red, err := a.db.EventByID(ctx, e.RedactedBy); err == nil {
-			unsigned["redacted_because"] = a.formatEvent(ctx, red, "", nil)
+			u.set("redacted_because", `"redacted_because"`, a.formatEvent(ctx, red, "", nil))
 		}
 	}
 	if relations != nil {
-		unsigned["m.relations"] = relations
+		u.set("m.relations", `"m.relations"`, relations)
 	}
-	raw, err := json.Marshal(unsigned)
-	if err != nil {
-		return e.JSON
+	if e.ViewerMembership != "" {
+		u.set("membership", `"membership"`, membershipJSON(e.ViewerMembership))
 	}
 	buf.WriteString(`,"unsigned":`)
-	buf.Write(raw)
+	u.write(&buf)
 	buf.WriteByte('}')
 	return buf.Bytes()
+}
+
+// unsignedFields assembles an unsigned object from raw JSON values (all
+// valid: parts of stored events or encoded here) without decoding them.
+type unsignedFields []unsignedField
+
+type unsignedField struct {
+	name, rawKey string // the key, and as it is written (quoted)
+	value        []byte
+}
+
+func (u *unsignedFields) set(name, rawKey string, value []byte) {
+	for i := range *u {
+		if (*u)[i].name == name {
+			(*u)[i].rawKey, (*u)[i].value = rawKey, value
+			return
+		}
+	}
+	*u = append(*u, unsignedField{name, rawKey, value})
+}
+
+// write emits the object with its keys sorted, as encoding a map would.
+func (u unsignedFields) write(buf *bytes.Buffer) {
+	slices.SortFunc(u, func(a, b unsignedField) int { return strings.Compare(a.name, b.name) })
+	buf.WriteByte('{')
+	for i, f := range u {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(f.rawKey)
+		buf.WriteByte(':')
+		buf.Write(f.value)
+	}
+	buf.WriteByte('}')
+}
+
+// membershipJSONs are the memberships as JSON strings, encoded once (read
+// only).
+var membershipJSONs = map[string][]byte{
+	"join": []byte(`"join"`), "leave": []byte(`"leave"`), "invite": []byte(`"invite"`),
+	"ban": []byte(`"ban"`), "knock": []byte(`"knock"`),
+}
+
+func membershipJSON(m string) []byte {
+	if raw, ok := membershipJSONs[m]; ok {
+		return raw
+	}
+	raw, _ := json.Marshal(m)
+	return raw
 }
 
 func writeField(buf *bytes.Buffer, key, value string) {

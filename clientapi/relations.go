@@ -93,6 +93,7 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 					more = true
 					break
 				}
+				e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 				chunk = append(chunk, *e)
 			}
 			if next = e.StreamPos; backwards {
@@ -159,6 +160,7 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 					// Spec: a root sent by an ignored user is returned redacted.
 					root.Event = redactedCopy(root.Event)
 				}
+				root.Event.ViewerMembership = acc.viewer.MembershipAt(root.StreamPos)
 				chunk = append(chunk, root.Event)
 			}
 			pos = root.LatestPos - 1
@@ -208,7 +210,7 @@ func (a *API) ignoredUsers(ctx context.Context, userID string) map[string]bool {
 	}
 	ignored, err := a.rooms.IgnoredUsers(ctx, userID)
 	if err != nil {
-		a.log.WithError(err).Warn("Reading the ignore list")
+		a.warnUnlessGone(ctx, err, "Reading the ignore list")
 		return nil
 	}
 	if len(ignored) == 0 {
@@ -264,7 +266,7 @@ func (a *API) bundle(ctx context.Context, events []storage.Event, withThreads bo
 	}
 	rows, err := a.db.Aggregations(ctx, ids)
 	if err != nil {
-		a.log.WithError(err).Warn("Computing bundled aggregations")
+		a.warnUnlessGone(ctx, err, "Computing bundled aggregations")
 		return nil
 	}
 	if len(rows) == 0 {
@@ -281,7 +283,7 @@ func (a *API) bundle(ctx context.Context, events []storage.Event, withThreads bo
 		if !ok {
 			var err error
 			if v, err = a.rooms.Viewer(ctx, roomNID, userID); err != nil {
-				a.log.WithError(err).Warn("Loading history visibility for aggregations")
+				a.warnUnlessGone(ctx, err, "Loading history visibility for aggregations")
 				v = nil
 			}
 			viewers[roomNID] = v
@@ -358,7 +360,7 @@ func (a *API) bundle(ctx context.Context, events []storage.Event, withThreads bo
 	if len(load) > 0 {
 		loaded, err := a.db.EventsByNID(ctx, load)
 		if err != nil {
-			a.log.WithError(err).Warn("Loading bundled events")
+			a.warnUnlessGone(ctx, err, "Loading bundled events")
 			return nil
 		}
 		for i := range loaded {
@@ -413,7 +415,7 @@ func (a *API) latestVisibleReply(ctx context.Context, root *storage.Event, pos i
 	for {
 		batch, err := a.db.Relations(ctx, f, pos, 0, true, relationsBatch)
 		if err != nil {
-			a.log.WithError(err).Warn("Finding the latest thread reply")
+			a.warnUnlessGone(ctx, err, "Finding the latest thread reply")
 			return 0
 		}
 		for i := range batch {
@@ -426,4 +428,13 @@ func (a *API) latestVisibleReply(ctx context.Context, root *storage.Event, pos i
 			return 0
 		}
 	}
+}
+
+// warnUnlessGone logs a failure that leaves a response incomplete, unless
+// the client went away: then the failure is the cancelled context itself.
+func (a *API) warnUnlessGone(ctx context.Context, err error, msg string) {
+	if ctx.Err() != nil {
+		return
+	}
+	a.log.WithError(err).Warn(msg)
 }

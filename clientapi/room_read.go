@@ -179,6 +179,11 @@ func (a *API) getMembers(r *http.Request, s *accounts.Session) (any, error) {
 		if acc.upTo != 0 && pos > acc.upTo {
 			pos = acc.upTo
 		}
+		// As Synapse: only a point of the room's history the user may see
+		// (the state just after pos, under the history visibility then).
+		if !acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: pos + 1}) {
+			return nil, httputil.Forbidden("You may not see the room's members at that point")
+		}
 		events, err = a.stateAtPos(r.Context(), acc.info.NID, pos, spec.MRoomMember)
 		if err != nil {
 			return nil, err
@@ -292,17 +297,29 @@ func roomFilterParam(r *http.Request) (*filter.RoomEventFilter, error) {
 	if err := json.Unmarshal([]byte(raw), &f); err != nil {
 		return nil, httputil.BadJSON("filter is not a valid RoomEventFilter: %v", err)
 	}
+	if err := f.Validate("filter"); err != nil {
+		return nil, httputil.BadJSON("%v", err)
+	}
 	return &f, nil
 }
 
+// pageScanBudget bounds the stored events one page reads for limit results:
+// where most events are hidden from the user or fail the filter, the page
+// comes back short (with a token to go on from) instead of reading the
+// room's whole history in one request.
+func pageScanBudget(limit int) int { return max(4*limit, 400) }
+
 // page collects up to limit visible events matching f from the room,
-// starting after position from in the given direction.
+// starting after position from in the given direction. next is where a
+// following page starts, -1 when the room has nothing more in that
+// direction; a page shorter than limit with next >= 0 ran out of scan
+// budget, not of events.
 func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to int64, backwards bool, limit int) (events []storage.Event, next int64, err error) {
 	next = from
 	// Read a little more than asked (some events may be hidden), not a
 	// hundred full events for a one-event sliding-sync timeline.
 	batchSize := min(max(2*limit, 8), 100)
-	for len(events) < limit {
+	for scanned := 0; len(events) < limit && scanned < pageScanBudget(limit); scanned += batchSize {
 		var batch []storage.Event
 		batch, err = a.db.Timeline(ctx, acc.info.NID, next, to, backwards, batchSize)
 		if err != nil {
@@ -316,6 +333,7 @@ func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilt
 				next = e.StreamPos
 			}
 			if acc.viewer.CanSee(e) && !acc.ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
+				e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 				events = append(events, *e)
 				if len(events) == limit {
 					return events, next, nil
@@ -372,7 +390,17 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	resp := map[string]any{"start": makeToken(from), "chunk": a.clientEvents(r.Context(), events, s.DeviceID)}
-	if next >= 0 && len(events) > 0 {
+	// As Synapse: end is left out only when the page is empty and the room
+	// has nothing more; a page holding events always has one (the next
+	// request may then come back empty), and so does an empty page that
+	// ran out of scan budget.
+	if next < 0 && len(events) > 0 {
+		next = events[len(events)-1].StreamPos
+		if backwards {
+			next--
+		}
+	}
+	if next >= 0 {
 		resp["end"] = makeToken(next)
 	}
 	if f != nil && f.LazyLoadMembers {
@@ -411,6 +439,9 @@ func (a *API) visibleEvent(ctx context.Context, acc *roomAccess, eventID string)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomNID != acc.info.NID || e.StreamPos == 0 ||
 		(acc.upTo != 0 && e.StreamPos > acc.upTo) || !acc.viewer.CanSee(e))) {
 		return nil, httputil.NotFound("Event not found")
+	}
+	if err == nil {
+		e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 	}
 	return e, err
 }

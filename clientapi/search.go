@@ -256,6 +256,7 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 		if e == nil || acc == nil || e.RedactedBy != "" || !acc.viewer.CanSee(e) || !f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
 			continue
 		}
+		e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
 		events = append(events, *e)
 		ranks = append(ranks, h.Rank)
 	}
@@ -278,7 +279,9 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 		highlights = []string{}
 	}
 	out := map[string]any{"count": page.Count, "highlights": highlights, "results": results}
-	if page.More {
+	// As Synapse, a full page has a next_batch even when nothing follows
+	// (the next request then comes back empty, without one).
+	if page.More || (len(page.Hits) > 0 && len(page.Hits) >= limit) {
 		out["next_batch"] = tok.at(page.Next).encode()
 	}
 	if len(groupBy) > 0 {

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -81,7 +82,16 @@ const (
 	maxSSRanges        = 10
 	maxSSTimelineLimit = 100
 	defaultToDeviceMax = 100
+	maxToDeviceLimit   = 1000
 )
+
+// toDeviceLimit is how many to-device messages one response carries.
+func (e *ssExtensions) toDeviceLimit() int {
+	if e.ToDevice.Limit == nil {
+		return defaultToDeviceMax
+	}
+	return min(*e.ToDevice.Limit, maxToDeviceLimit)
+}
 
 func (a *API) slidingSync(r *http.Request, s *accounts.Session) (any, error) {
 	var req ssRequest
@@ -174,9 +184,11 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	}
 	var changedRooms map[int64]bool
 	if prev != nil {
-		if changedRooms, err = a.db.RoomsChangedSince(ctx, since, upTo); err != nil {
+		changes, err := a.db.RoomsChangedSince(ctx, since, upTo)
+		if err != nil {
 			return nil, nil, false, err
 		}
+		changedRooms = changes.Rooms
 	}
 	// Bump stamps and filter flags only change with a room's events: carry
 	// them over from the last response and read those of changed rooms.
@@ -250,18 +262,32 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	}
 
 	// The rooms of this response: those in some list's ranges, and the
-	// subscribed ones, each with the widest config asking for it.
-	views := map[string]*ssRoomView{}
-	addView := func(m storage.RoomMembership, c ssRoomConfig) {
-		v := views[m.RoomID]
-		if v == nil {
-			v = &ssRoomView{m: m, bump: bumpOf(m)}
-			views[m.RoomID] = v
-		}
-		v.config = v.config.widen(c)
+	// subscribed ones, each with the widest config asking for it. Lists and
+	// ranges may overlap (up to 50 lists of 10 ranges, each spanning every
+	// room): a room counts once per list, and rooms asked for by the same
+	// lists share one widening (which sorts required_state).
+	type viewReq struct {
+		m     storage.RoomMembership
+		lists []string       // the lists whose ranges hold the room, in name order
+		extra []ssRoomConfig // its subscription, or the config it is leaving with
 	}
+	reqs := map[string]*viewReq{}
+	want := func(m storage.RoomMembership) *viewReq {
+		r := reqs[m.RoomID]
+		if r == nil {
+			r = &viewReq{m: m}
+			reqs[m.RoomID] = r
+		}
+		return r
+	}
+	names := make([]string, 0, len(p.lists))
+	for name := range p.lists {
+		names = append(names, name)
+	}
+	sort.Strings(names)
 	listsOut := map[string]any{}
-	for name, l := range p.lists {
+	for _, name := range names {
+		l := p.lists[name]
 		var matched []storage.RoomMembership
 		for _, m := range candidates {
 			if l.Filters.matches(m, flags[m.RoomNID], dms[m.RoomID]) {
@@ -269,24 +295,49 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 			}
 		}
 		listsOut[name] = map[string]any{"count": len(matched)}
+		inRange := make([]bool, len(matched))
 		for _, rg := range l.ranges {
 			for i := rg[0]; i <= rg[1] && i < len(matched); i++ {
-				addView(matched[i], l.config)
+				inRange[i] = true
+			}
+		}
+		for i, in := range inRange {
+			if in {
+				r := want(matched[i])
+				r.lists = append(r.lists, name)
 			}
 		}
 	}
 	for roomID, c := range p.subs {
 		if m, ok := byID[roomID]; ok && m.Membership != spec.Leave && m.Membership != spec.Ban {
-			addView(m, c)
+			r := want(m)
+			r.extra = append(r.extra, c)
 		}
 	}
 	// Rooms the client holds that the user left or was banned from since
 	// the last response get their final update (the leave in the timeline).
 	for roomID := range next.rooms {
-		if m, ok := byID[roomID]; ok && views[roomID] == nil && m.StreamPos > since &&
+		if m, ok := byID[roomID]; ok && reqs[roomID] == nil && m.StreamPos > since &&
 			(m.Membership == spec.Leave || m.Membership == spec.Ban) {
-			addView(m, next.rooms[roomID].config)
+			r := want(m)
+			r.extra = append(r.extra, next.rooms[roomID].config)
 		}
+	}
+	views := make(map[string]*ssRoomView, len(reqs))
+	byLists := map[string]ssRoomConfig{}
+	for roomID, r := range reqs {
+		key := strings.Join(r.lists, "\x00")
+		c, ok := byLists[key]
+		if !ok {
+			for _, name := range r.lists {
+				c = c.widen(p.lists[name].config)
+			}
+			byLists[key] = c
+		}
+		for _, e := range r.extra {
+			c = c.widen(e)
+		}
+		views[roomID] = &ssRoomView{m: r.m, bump: bumpOf(r.m), config: c}
 	}
 
 	adChanges, err := a.db.AccountDataChanges(ctx, s.UserID, since, upTo)

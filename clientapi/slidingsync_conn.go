@@ -12,26 +12,40 @@ import (
 
 // Sliding-sync connection bookkeeping (see slidingsync.go).
 
-// maxSSConns bounds the connections kept; past it the least recently used
-// is dropped (its client gets M_UNKNOWN_POS and starts over).
-const maxSSConns = 1000
+// Connections are bounded per device, per user and in total. Past a bound
+// the least recently used connection goes (its client gets M_UNKNOWN_POS and
+// starts over): the device's or the user's own, so one user opening
+// connections in a loop only ever drops their own; past the total, one of
+// the user holding the most, so a newcomer takes a slot from the heaviest
+// user, never from a lighter one.
+const (
+	maxSSConnsPerDevice = 10
+	maxSSConnsPerUser   = 100
+	maxSSConns          = 5000
+)
 
 type ssConnKey struct{ user, device, conn string }
 
 type ssConns struct {
 	mu    sync.Mutex
-	conns map[ssConnKey]*ssConn
+	users map[string]map[ssConnKey]*ssConn
+	total int
 	clock uint64
+	// The bounds (the constants above; tests use smaller ones).
+	perDevice, perUser, max int
 }
 
-func newSSConns() *ssConns { return &ssConns{conns: map[ssConnKey]*ssConn{}} }
+func newSSConns() *ssConns {
+	return &ssConns{users: map[string]map[ssConnKey]*ssConn{},
+		perDevice: maxSSConnsPerDevice, perUser: maxSSConnsPerUser, max: maxSSConns}
+}
 
 // ssConn is one connection: its sticky parameters and the last responses'
 // positions (the newest two: a client may retry a request whose response it
 // never got).
 type ssConn struct {
 	mu       sync.Mutex
-	used     uint64
+	used     uint64 // guarded by ssConns.mu
 	params   ssParams
 	seq      int64
 	sent     map[int64]*ssSent
@@ -68,12 +82,20 @@ func (c *ssConns) begin(key ssConnKey, pos string) (*ssConn, *ssSent, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clock++
-	conn := c.conns[key]
+	conns := c.users[key.user]
+	conn := conns[key]
 	if pos == "" {
 		// No position: the client starts the connection over.
+		if conns == nil {
+			conns = map[ssConnKey]*ssConn{}
+			c.users[key.user] = conns
+		}
+		if conn == nil {
+			c.total++
+		}
 		conn = &ssConn{sent: map[int64]*ssSent{}, used: c.clock}
-		c.conns[key] = conn
-		c.evictLocked()
+		conns[key] = conn
+		c.evictLocked(key)
 		return conn, nil, nil
 	}
 	unknown := httputil.UnknownPos("Unknown position; start a new sliding sync connection")
@@ -91,19 +113,53 @@ func (c *ssConns) begin(key ssConnKey, pos string) (*ssConn, *ssSent, error) {
 	return conn, sent, nil
 }
 
-func (c *ssConns) evictLocked() {
-	if len(c.conns) <= maxSSConns {
-		return
-	}
-	var oldest ssConnKey
-	first := true
-	var oldestUsed uint64
-	for k, conn := range c.conns {
-		if first || conn.used < oldestUsed {
-			oldest, oldestUsed, first = k, conn.used, false
+// evictLocked enforces the bounds after key's connection was added.
+func (c *ssConns) evictLocked(key ssConnKey) {
+	conns := c.users[key.user]
+	onDevice := 0
+	for k := range conns {
+		if k.device == key.device {
+			onDevice++
 		}
 	}
-	delete(c.conns, oldest)
+	if onDevice > c.perDevice {
+		c.dropLRULocked(key.user, func(k ssConnKey) bool { return k.device == key.device && k != key })
+	}
+	if len(conns) > c.perUser {
+		c.dropLRULocked(key.user, func(k ssConnKey) bool { return k != key })
+	}
+	if c.total > c.max {
+		// The user holding the most connections gives one up; on a tie,
+		// the requesting user does.
+		heaviest := key.user
+		for u, cs := range c.users {
+			if len(cs) > len(c.users[heaviest]) {
+				heaviest = u
+			}
+		}
+		c.dropLRULocked(heaviest, func(k ssConnKey) bool { return k != key })
+	}
+}
+
+// dropLRULocked drops the least recently used of the user's connections
+// that pass eligible.
+func (c *ssConns) dropLRULocked(user string, eligible func(ssConnKey) bool) {
+	conns := c.users[user]
+	var oldest ssConnKey
+	found := false
+	for k, conn := range conns {
+		if eligible(k) && (!found || conn.used < conns[oldest].used) {
+			oldest, found = k, true
+		}
+	}
+	if !found {
+		return
+	}
+	delete(conns, oldest)
+	c.total--
+	if len(conns) == 0 {
+		delete(c.users, user)
+	}
 }
 
 // commit records what the client holds after a response and returns the
@@ -182,6 +238,9 @@ func (conn *ssConn) merge(req *ssRequest) (*ssParams, error) {
 		p.ext.ToDevice.Enabled = e.ToDevice.Enabled
 	}
 	if e.ToDevice.Limit != nil {
+		if *e.ToDevice.Limit < 0 {
+			return nil, httputil.InvalidParam("to_device.limit must not be negative")
+		}
 		p.ext.ToDevice.Limit = e.ToDevice.Limit
 	}
 	p.ext.ToDevice.Since = e.ToDevice.Since // not sticky: the client's own token

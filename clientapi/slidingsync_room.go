@@ -292,7 +292,8 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 				}
 			}
 		}
-		msgs, err := a.db.ToDeviceMessages(ctx, s.UserID, s.DeviceID, tdSince, upTo)
+		limit := p.ext.toDeviceLimit()
+		msgs, err := a.db.ToDeviceMessagesLimit(ctx, s.UserID, s.DeviceID, tdSince, upTo, limit)
 		if err != nil {
 			return nil, false, err
 		}
@@ -300,7 +301,16 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 		for _, m := range msgs {
 			events = append(events, map[string]any{"type": m.Type, "sender": m.Sender, "content": json.RawMessage(m.Content)})
 		}
-		out["to_device"] = map[string]any{"next_batch": strconv.FormatInt(max(upTo, tdSince), 10), "events": events}
+		next := max(upTo, tdSince)
+		switch {
+		case limit == 0:
+			next = tdSince // nothing taken, nothing acknowledged
+		case len(msgs) == limit:
+			// A full page: the rest follows once the client acknowledges
+			// this one (one message per position, so none is skipped).
+			next = msgs[len(msgs)-1].StreamPos
+		}
+		out["to_device"] = map[string]any{"next_batch": strconv.FormatInt(next, 10), "events": events}
 		changed = changed || len(events) > 0
 	}
 

@@ -19,6 +19,9 @@ import (
 	"matrixhs/storage"
 )
 
+// spaceRoomType is the m.room.create type of a space.
+const spaceRoomType = "m.space"
+
 const (
 	hierarchyDefaultLimit = 50
 	hierarchyMaxLimit     = 100
@@ -344,9 +347,13 @@ func (a *API) getHierarchy(r *http.Request, s *accounts.Session) (any, error) {
 			more = true
 			break
 		}
-		children, err := a.spaceChildren(ctx, p.NID, req.suggestedOnly)
-		if err != nil {
-			return nil, err
+		// Only spaces have children: m.space.child events in other rooms
+		// are not followed (and not listed), as in Synapse.
+		var children []spaceChild
+		if p.RoomType == spaceRoomType {
+			if children, err = a.spaceChildren(ctx, p.NID, req.suggestedOnly); err != nil {
+				return nil, err
+			}
 		}
 		if skip > 0 {
 			skip--

@@ -22,8 +22,19 @@ import (
 // maxSyncTimeout bounds long-polls so proxies and clients do not time out first.
 const maxSyncTimeout = 5 * time.Minute
 
-// defaultTimelineLimit is the timeline length without a filter.
-const defaultTimelineLimit = 10
+// defaultTimelineLimit is the timeline length without a filter;
+// maxTimelineLimit caps what a filter may ask for (per room: an initial sync
+// multiplies it by the user's rooms). A longer history is one limited
+// timeline away: the client pages back with prev_batch.
+const (
+	defaultTimelineLimit = 10
+	maxTimelineLimit     = 100
+)
+
+// timelineLimit is the number of events a sync timeline holds under f.
+func timelineLimit(f *filter.RoomEventFilter) int {
+	return min(f.LimitOr(defaultTimelineLimit), maxTimelineLimit)
+}
 
 // Sync tokens are "s<stream position>_<ephemeral version>": one global
 // position covers everything stored, so tokens survive restarts; the
@@ -244,12 +255,19 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 	if err != nil {
 		return nil, false, err
 	}
-	var changedRooms map[int64]bool
-	if since > 0 && !p.fullState {
-		if changedRooms, err = a.db.RoomsChangedSince(ctx, since, upTo); err != nil {
+	var changes storage.RoomChanges
+	if since > 0 {
+		if changes, err = a.db.RoomsChangedSince(ctx, since, upTo); err != nil {
 			return nil, false, err
 		}
 	}
+	changedRooms := changes.Rooms // nil: every room is sent
+	if p.fullState {
+		changedRooms = nil
+	}
+	// Rooms whose members' presence an incremental sync sends in full:
+	// those the user joined since, and those others joined since.
+	var joinedSince, membersSince []int64
 	var roomFilter *filter.RoomFilter
 	if p.filter != nil {
 		roomFilter = p.filter.Room
@@ -261,6 +279,11 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 		newSince := m.StreamPos > since
 		switch m.Membership {
 		case spec.Join:
+			if since > 0 && newSince {
+				joinedSince = append(joinedSince, m.RoomNID)
+			} else if changes.Members[m.RoomNID] {
+				membersSince = append(membersSince, m.RoomNID)
+			}
 			if skipUnchangedRoom(since, sinceEph, m, changedRooms, roomAD, a.eph) {
 				continue
 			}
@@ -296,14 +319,19 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 				changed = changed || !p.initial
 			}
 		case spec.Leave, spec.Ban:
+			// Newly left rooms come in every incremental sync, forgotten or
+			// not (other devices must learn of the leave, as Complement's
+			// TestRoomForget expects); an initial or full-state sync lists
+			// left rooms only under include_leave, and never forgotten ones.
 			includeLeave := roomFilter != nil && roomFilter.IncludeLeave
-			if (!p.initial && newSince) || (p.initial && includeLeave) {
-				forgotten, err := a.db.Forgotten(ctx, s.UserID, m.RoomNID)
-				if err != nil {
-					return nil, false, err
-				}
-				if forgotten {
-					continue
+			allLeft := p.initial || p.fullState
+			if (!p.initial && newSince) || (allLeft && includeLeave) {
+				if allLeft {
+					if forgotten, err := a.db.Forgotten(ctx, s.UserID, m.RoomNID); err != nil {
+						return nil, false, err
+					} else if forgotten {
+						continue
+					}
 				}
 				room, err := a.syncLeftRoom(ctx, s, p, m, since)
 				if err != nil {
@@ -314,7 +342,11 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 			}
 		}
 	}
-	presence, presenceChanged, err := a.syncPresence(ctx, s.UserID, p, sinceEph)
+	newcomers, err := a.db.NewlyJoined(ctx, membersSince, joinedSince, since)
+	if err != nil {
+		return nil, false, err
+	}
+	presence, presenceChanged, err := a.syncPresence(ctx, s.UserID, p, sinceEph, newcomers)
 	if err != nil {
 		return nil, false, err
 	}
@@ -372,14 +404,15 @@ func stateFilter(p *syncParams) *filter.RoomEventFilter {
 }
 
 // timeline returns the visible events of (from, to], at most limit of the
-// newest, oldest first, and whether older ones were left out.
+// newest, oldest first, and whether older ones may have been left out
+// (more than limit, or more than one page could look at).
 func (a *API) timeline(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to int64, limit int) ([]storage.Event, bool, error) {
-	events, _, err := a.page(ctx, acc, f, to, from, true, limit+1)
+	events, next, err := a.page(ctx, acc, f, to, from, true, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
-	limited := len(events) > limit
-	if limited {
+	limited := next >= 0
+	if len(events) > limit {
 		events = events[:limit]
 	}
 	for i, j := 0, len(events)-1; i < j; i, j = i+1, j-1 {
@@ -407,7 +440,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		from = 0
 	}
 	tf := timelineFilter(p)
-	limit := tf.LimitOr(defaultTimelineLimit)
+	limit := timelineLimit(tf)
 	events, limited, err := a.timeline(ctx, acc, tf, from, upTo, limit)
 	if err != nil {
 		return nil, false, err
@@ -416,6 +449,17 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	if len(events) > 0 {
 		start = events[0].StreamPos - 1
 	}
+	// prev_batch pages back from the timeline's start; when the timeline
+	// of a new room holds its whole history there is nothing before it,
+	// and (as Synapse) the token is the sync's own position, which
+	// /members?at= answers with the members as of this sync.
+	prevBatch := start
+	if fresh && !limited {
+		prevBatch = upTo
+	}
+	// As Synapse, a room joined since the last sync is always limited:
+	// the client holds nothing of it and may page back.
+	limited = limited || (fresh && since > 0)
 	var state []storage.Event
 	switch {
 	case fresh || p.fullState:
@@ -439,7 +483,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	timeline := map[string]any{
 		"events":     a.filteredEvents(ctx, events, s.DeviceID, p.filter),
 		"limited":    limited,
-		"prev_batch": makeToken(start),
+		"prev_batch": makeToken(prevBatch),
 	}
 	ephemeralEvents, err := a.roomEphemeral(ctx, s.UserID, info, fresh, since, sinceEph, upTo)
 	if err != nil {
@@ -500,7 +544,7 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 	}
 	acc := &roomAccess{info: info, viewer: viewer, upTo: m.StreamPos, ignored: p.ignored}
 	tf := timelineFilter(p)
-	events, limited, err := a.timeline(ctx, acc, tf, since, m.StreamPos, tf.LimitOr(defaultTimelineLimit))
+	events, limited, err := a.timeline(ctx, acc, tf, since, m.StreamPos, timelineLimit(tf))
 	if err != nil {
 		return nil, err
 	}
@@ -672,30 +716,45 @@ func (a *API) roomEphemeral(ctx context.Context, userID string, info *storage.Ro
 }
 
 // syncPresence lists the presence of the user and their room mates that
-// changed after sinceEph.
-func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, sinceEph int64) ([]json.RawMessage, bool, error) {
-	if !a.eph.PresenceChangedSince(sinceEph) {
+// changed after sinceEph, and that of newcomers (room mates who joined, or
+// whose room the user joined, since the last sync) whatever its age.
+func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, sinceEph int64, newcomers []string) ([]json.RawMessage, bool, error) {
+	changed := a.eph.PresenceChangedSince(sinceEph)
+	if !changed && len(newcomers) == 0 {
 		return []json.RawMessage{}, false, nil // nobody's presence changed: skip the room-mates query
 	}
-	mates, err := a.db.RoomMates(ctx, userID)
-	if err != nil {
-		return nil, false, err
-	}
-	if !slices.Contains(mates, userID) {
-		mates = append(mates, userID)
+	var mates []string
+	if changed {
+		var err error
+		if mates, err = a.db.RoomMates(ctx, userID); err != nil {
+			return nil, false, err
+		}
+		if !slices.Contains(mates, userID) {
+			mates = append(mates, userID)
+		}
 	}
 	var pf *filter.EventFilter
 	if p.filter != nil {
 		pf = p.filter.Presence
 	}
 	out := []json.RawMessage{}
-	for _, u := range mates {
+	sent := map[string]bool{}
+	add := func(u string, newcomer bool) {
 		pres, version := a.eph.GetPresence(u)
-		if version == 0 || version <= sinceEph || !pf.Matches("m.presence", u) {
-			continue
+		if sent[u] || version == 0 || (!newcomer && version <= sinceEph) || !pf.Matches("m.presence", u) {
+			return
 		}
+		sent[u] = true
 		ev, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": u, "content": pres})
 		out = append(out, ev)
+	}
+	for _, u := range newcomers {
+		if u != userID {
+			add(u, true)
+		}
+	}
+	for _, u := range mates {
+		add(u, false)
 	}
 	return out, len(out) > 0, nil
 }

@@ -301,6 +301,15 @@ func (rs *Roomserver) claimRoomID(ctx context.Context, r *room) (bool, error) {
 	return rs.rooms.AddIfAbsent(r.id, r) == r, nil
 }
 
+// inviteLevel is the power to invite: anyone in private chats, moderators
+// in public ones (Synapse's presets).
+func inviteLevel(preset string) int {
+	if preset == PresetPublicChat {
+		return 50
+	}
+	return 0
+}
+
 // initialPowerLevels is the preset's power levels merged with the override.
 func initialPowerLevels(ver gomatrixserverlib.IRoomVersion, req CreateRoomRequest, trusted bool) (map[string]any, error) {
 	users := map[string]any{}
@@ -321,7 +330,7 @@ func initialPowerLevels(ver gomatrixserverlib.IRoomVersion, req CreateRoomReques
 		"ban":            50,
 		"kick":           50,
 		"redact":         50,
-		"invite":         0,
+		"invite":         inviteLevel(req.Preset),
 		"historical":     100,
 		"events": map[string]any{
 			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,

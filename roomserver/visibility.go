@@ -134,5 +134,21 @@ func (v *Viewer) WorldReadable() bool { return v.visibility == "world_readable" 
 // Membership is the user's current membership ("" when none).
 func (v *Viewer) Membership() string { return v.membership }
 
+// MembershipAt is the user's membership just after the event at stream
+// position pos ("leave" when they had none), as MSC4115's
+// unsigned.membership reports it: their own join event reads "join".
+func (v *Viewer) MembershipAt(pos int64) string {
+	m := spec.Leave
+	for _, mk := range v.memberships {
+		if mk.pos > pos {
+			break
+		}
+		if mk.value != "" {
+			m = mk.value
+		}
+	}
+	return m
+}
+
 // LastMembershipPos is the stream position of the user's latest membership change.
 func (v *Viewer) LastMembershipPos() int64 { return v.lastPos }

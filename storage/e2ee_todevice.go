@@ -121,9 +121,16 @@ func (tx *Tx) deviceIDs(ctx context.Context, userID string) ([]string, error) {
 // ToDeviceMessages returns a device's queued messages with positions in
 // (from, to], in the order they were sent.
 func (db *DB) ToDeviceMessages(ctx context.Context, userID, deviceID string, from, to int64) ([]ToDeviceEvent, error) {
+	return db.ToDeviceMessagesLimit(ctx, userID, deviceID, from, to, -1)
+}
+
+// ToDeviceMessagesLimit is ToDeviceMessages returning at most limit
+// messages (the oldest; a negative limit is no limit). A device has at most
+// one message per position, so a page ends at a position boundary.
+func (db *DB) ToDeviceMessagesLimit(ctx context.Context, userID, deviceID string, from, to int64, limit int) ([]ToDeviceEvent, error) {
 	rows, err := db.q().QueryContext(ctx, `SELECT stream_pos, sender, type, content FROM e2e_to_device
-		WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 ORDER BY stream_pos, id`,
-		userID, deviceID, from, to)
+		WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 ORDER BY stream_pos, id LIMIT $5`,
+		userID, deviceID, from, to, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading to-device messages: %w", err)
 	}

@@ -38,6 +38,10 @@ type Event struct {
 	TxnID         string
 	UnsignedExtra []byte
 	JSON          []byte
+	// ViewerMembership is not stored: readers that checked the event's
+	// visibility for a user set it to the user's membership at the event
+	// (unsigned.membership, MSC4115).
+	ViewerMembership string
 }
 
 // NewEvent is an event to store.

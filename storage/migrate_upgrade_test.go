@@ -49,7 +49,7 @@ func TestUpgradeFromSchema11KeepsData(t *testing.T) {
 		t.Fatalf("memberships after upgrade = %+v, %v", ms, err)
 	}
 	changed, err := db.RoomsChangedSince(ctx, 11, 12)
-	if err != nil || !changed[1] {
+	if err != nil || !changed.Rooms[1] {
 		t.Fatalf("rooms changed by the receipt = %v, %v", changed, err)
 	}
 }

@@ -114,22 +114,54 @@ func (db *DB) RoomMates(ctx context.Context, userID string) ([]string, error) {
 	return out, nil
 }
 
+// RoomChanges is what changed in rooms over a window of the stream.
+type RoomChanges struct {
+	// Rooms have new timeline events or receipts.
+	Rooms map[int64]bool
+	// Members are the rooms among them with membership events.
+	Members map[int64]bool
+}
+
 // RoomsChangedSince lists the rooms with new timeline events or receipts
-// in (from, to], so an incremental sync can skip untouched rooms.
-func (db *DB) RoomsChangedSince(ctx context.Context, from, to int64) (map[int64]bool, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT room_nid FROM events WHERE stream_pos > $1 AND stream_pos <= $2
-		UNION SELECT room_nid FROM receipts WHERE stream_pos > $1 AND stream_pos <= $2`, from, to)
+// in (from, to], so an incremental sync can skip untouched rooms, and which
+// of them saw membership changes (read from the same rows).
+func (db *DB) RoomsChangedSince(ctx context.Context, from, to int64) (RoomChanges, error) {
+	out := RoomChanges{Rooms: map[int64]bool{}, Members: map[int64]bool{}}
+	rows, err := db.q().QueryContext(ctx, `SELECT room_nid, type = 'm.room.member' FROM events WHERE stream_pos > $1 AND stream_pos <= $2
+		UNION SELECT room_nid, 0 FROM receipts WHERE stream_pos > $1 AND stream_pos <= $2`, from, to)
 	if err != nil {
-		return nil, fmt.Errorf("listing changed rooms: %w", err)
+		return out, fmt.Errorf("listing changed rooms: %w", err)
 	}
 	defer rows.Close()
-	out := map[int64]bool{}
 	for rows.Next() {
 		var nid int64
-		if err := rows.Scan(&nid); err != nil {
-			return nil, err
+		var member bool
+		if err := rows.Scan(&nid, &member); err != nil {
+			return out, err
 		}
-		out[nid] = true
+		out.Rooms[nid] = true
+		if member {
+			out.Members[nid] = true
+		}
 	}
 	return out, rows.Err()
+}
+
+// NewlyJoined lists the users joined to the rooms in changed whose join
+// became current after since, and every joined member of the rooms in all
+// (rooms the reader joined since): whose presence an incremental sync sends
+// whatever its age.
+func (db *DB) NewlyJoined(ctx context.Context, changed, all []int64, since int64) ([]string, error) {
+	if len(changed) == 0 && len(all) == 0 {
+		return nil, nil
+	}
+	changedJSON, _ := json.Marshal(append(changed, all...))
+	allJSON, _ := json.Marshal(append([]int64{}, all...))
+	out, err := queryStrings(ctx, db.q(), `SELECT DISTINCT state_key FROM current_state
+		WHERE type = 'm.room.member' AND membership = 'join' AND room_nid IN (SELECT value FROM json_each($1))
+		  AND (stream_pos > $2 OR room_nid IN (SELECT value FROM json_each($3)))`, string(changedJSON), since, string(allJSON))
+	if err != nil {
+		return nil, fmt.Errorf("listing newly joined members: %w", err)
+	}
+	return out, nil
 }

@@ -5,6 +5,8 @@ package filter
 import (
 	"fmt"
 	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
 // EventFilter selects events by type and sender.
@@ -49,7 +51,9 @@ type Filter struct {
 	Room        *RoomFilter  `json:"room,omitempty"`
 }
 
-// Validate checks the values the JSON types cannot.
+// Validate checks the values the JSON types cannot: the event format and
+// fields, non-negative limits, and (as Synapse does) that rooms, not_rooms,
+// senders and not_senders hold room and user IDs.
 func (f *Filter) Validate() error {
 	switch f.EventFormat {
 	case "", "client", "federation":
@@ -61,27 +65,73 @@ func (f *Filter) Validate() error {
 			return fmt.Errorf("event_fields entry %q is not a dotted field path", field)
 		}
 	}
-	check := func(name string, e *EventFilter) error {
-		if e != nil && e.Limit != nil && *e.Limit < 0 {
-			return fmt.Errorf("%s.limit must not be negative", name)
-		}
+	if err := f.AccountData.validate("account_data"); err != nil {
+		return err
+	}
+	if err := f.Presence.validate("presence"); err != nil {
+		return err
+	}
+	if f.Room == nil {
 		return nil
 	}
-	if err := check("account_data", f.AccountData); err != nil {
+	if err := roomIDs("room.rooms", f.Room.Rooms, f.Room.NotRooms); err != nil {
 		return err
 	}
-	if err := check("presence", f.Presence); err != nil {
+	for _, sub := range []struct {
+		name string
+		f    *RoomEventFilter
+	}{{"room.account_data", f.Room.AccountData}, {"room.ephemeral", f.Room.Ephemeral},
+		{"room.state", f.Room.State}, {"room.timeline", f.Room.Timeline}} {
+		if err := sub.f.Validate(sub.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks a room event filter (named name in errors) as
+// Filter.Validate does; a nil filter is valid.
+func (f *RoomEventFilter) Validate(name string) error {
+	if f == nil {
+		return nil
+	}
+	if err := f.EventFilter.validate(name); err != nil {
 		return err
 	}
-	if f.Room != nil {
-		for name, rf := range map[string]*RoomEventFilter{
-			"room.account_data": f.Room.AccountData, "room.ephemeral": f.Room.Ephemeral,
-			"room.state": f.Room.State, "room.timeline": f.Room.Timeline,
-		} {
-			if rf != nil {
-				if err := check(name, &rf.EventFilter); err != nil {
-					return err
-				}
+	return roomIDs(name+".rooms", f.Rooms, f.NotRooms)
+}
+
+func (f *EventFilter) validate(name string) error {
+	if f == nil {
+		return nil
+	}
+	if f.Limit != nil && *f.Limit < 0 {
+		return fmt.Errorf("%s.limit must not be negative", name)
+	}
+	var senders []string
+	if f.Senders != nil {
+		senders = *f.Senders
+	}
+	for _, list := range [][]string{senders, f.NotSenders} {
+		for _, u := range list {
+			if _, err := spec.NewUserID(u, true); err != nil {
+				return fmt.Errorf("%s: %q is not a user ID", name, u)
+			}
+		}
+	}
+	return nil
+}
+
+// roomIDs checks a rooms / not_rooms pair.
+func roomIDs(name string, rooms *[]string, notRooms []string) error {
+	var in []string
+	if rooms != nil {
+		in = *rooms
+	}
+	for _, list := range [][]string{in, notRooms} {
+		for _, r := range list {
+			if _, err := spec.NewRoomID(r); err != nil {
+				return fmt.Errorf("%s: %q is not a room ID", name, r)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package httputil
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -26,8 +27,15 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // WriteError writes err as a Matrix error; anything not an *Error is logged
-// with the request's logger and answered as a 500.
+// with the request's logger and answered as a 500. A request whose client
+// went away (a dropped long-poll, say) is no server error, whatever the
+// handler returned on its way out: it is answered StatusClientClosed, which
+// the access log records at info level.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	if ClientGone(r) {
+		WriteJSON(w, StatusClientClosed, &Error{Status: StatusClientClosed, Code: "M_UNKNOWN", Msg: "Client closed the request"})
+		return
+	}
 	var me *Error
 	if !errors.As(err, &me) {
 		Logger(r.Context()).WithError(err).Error("request failed")
@@ -36,6 +44,17 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		Logger(r.Context()).WithError(err).Error("request failed")
 	}
 	WriteJSON(w, me.Status, me)
+}
+
+// StatusClientClosed is the status recorded for a request the client
+// abandoned before the answer (nginx's 499): no one reads the response.
+const StatusClientClosed = 499
+
+// ClientGone reports whether the client of r cancelled it (closed the
+// connection or gave up). A server-side deadline is not the client's doing
+// and does not count.
+func ClientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
 // Handler is an endpoint that returns its JSON body (answered with 200) or an

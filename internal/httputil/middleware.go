@@ -45,9 +45,13 @@ func Outer(next http.Handler, log logrus.FieldLogger, maxBody int64) http.Handle
 				"method": r.Method, "path": r.URL.Path, "status": rec.status,
 				"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
 			})
-			if rec.status >= 500 {
+			switch {
+			case rec.status >= 500:
 				entry.Warn("request")
-			} else {
+			case rec.status == StatusClientClosed || (!rec.wrote && ClientGone(r)):
+				// The client left before the answer: routine for long-polls.
+				entry.WithField("status", StatusClientClosed).Info("request cancelled by the client")
+			default:
 				entry.Debug("request")
 			}
 		}()

@@ -26,19 +26,23 @@ func TestRoomCreatePresets(t *testing.T) {
 		req        *mautrix.ReqCreateRoom
 		joinRule   string
 		guestCanJn bool
+		invitePL   float64 // Synapse: moderators invite in public rooms, anyone in private ones
 	}{
-		{"private_chat", &mautrix.ReqCreateRoom{Preset: "private_chat"}, "invite", true},
-		{"trusted_private_chat", &mautrix.ReqCreateRoom{Preset: "trusted_private_chat"}, "invite", true},
-		{"public_chat", &mautrix.ReqCreateRoom{Preset: "public_chat"}, "public", false},
-		{"visibility_public", &mautrix.ReqCreateRoom{Visibility: "public"}, "public", false},
-		{"visibility_private", &mautrix.ReqCreateRoom{Visibility: "private"}, "invite", true},
-		{"no_preset", &mautrix.ReqCreateRoom{}, "invite", true},
+		{"private_chat", &mautrix.ReqCreateRoom{Preset: "private_chat"}, "invite", true, 0},
+		{"trusted_private_chat", &mautrix.ReqCreateRoom{Preset: "trusted_private_chat"}, "invite", true, 0},
+		{"public_chat", &mautrix.ReqCreateRoom{Preset: "public_chat"}, "public", false, 50},
+		{"visibility_public", &mautrix.ReqCreateRoom{Visibility: "public"}, "public", false, 50},
+		{"visibility_private", &mautrix.ReqCreateRoom{Visibility: "private"}, "invite", true, 0},
+		{"no_preset", &mautrix.ReqCreateRoom{}, "invite", true, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			roomID := mkRoom(t, alice, tc.req)
 			if jr := stateContent(t, s, tok, roomID, "m.room.join_rules", "")["join_rule"]; jr != tc.joinRule {
 				t.Fatalf("join_rule = %v, want %s", jr, tc.joinRule)
+			}
+			if inv := stateContent(t, s, tok, roomID, "m.room.power_levels", "")["invite"]; inv != tc.invitePL {
+				t.Fatalf("invite power level = %v, want %v", inv, tc.invitePL)
 			}
 			if hv := stateContent(t, s, tok, roomID, "m.room.history_visibility", "")["history_visibility"]; hv != "shared" {
 				t.Fatalf("history_visibility = %v, want shared", hv)

@@ -480,3 +480,35 @@ func TestRoomProfilePropagation(t *testing.T) {
 		t.Fatalf("new room member content = %v", c)
 	}
 }
+
+// TestMessagesEndWhenEventsReturned: a /messages page holding events has an
+// end token even when it reaches the start of the room (as Synapse, and as
+// Complement's TestRoomImageRoundtrip expects with a contains_url filter);
+// only an empty page at the start has none.
+func TestMessagesEndWhenEventsReturned(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{})
+	text(t, alice, room, "test")
+	file := map[string]any{"msgtype": "m.file", "body": "test.png", "url": "mxc://hs.test/abc"}
+	if _, err := alice.SendMessageEvent(ctxT(t), room, event.EventMessage, file); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []url.Values{
+		{"dir": {"b"}, "filter": {`{"contains_url":true}`}},
+		{"dir": {"b"}, "limit": {"100"}},
+		{"dir": {"f"}, "limit": {"100"}},
+	} {
+		p := messages(t, s, alice.AccessToken, room, q)
+		if len(p.Chunk) == 0 || p.End == nil {
+			t.Fatalf("%s: %d events, end %v; want events and an end", q.Encode(), len(p.Chunk), p.End)
+		}
+		if q.Get("filter") != "" && (len(p.Chunk) != 1 || p.Chunk[0].Content["url"] != file["url"]) {
+			t.Fatalf("contains_url page = %+v", p.Chunk)
+		}
+		q.Set("from", *p.End)
+		if next := messages(t, s, alice.AccessToken, room, q); len(next.Chunk) != 0 || next.End != nil {
+			t.Fatalf("%s: page after the last: %d events, end %v", q.Encode(), len(next.Chunk), next.End)
+		}
+	}
+}

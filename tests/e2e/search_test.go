@@ -486,3 +486,34 @@ func TestSearchKeysAndFilters(t *testing.T) {
 	}
 	wantSearchSet(t, "mautrix filter", ids, inA, byBob)
 }
+
+// A full page carries a next_batch even when it holds the last results (as
+// Synapse does); the page after it is empty and has none.
+func TestSearchFullPageHasNextBatch(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	var sent []string
+	for i := 0; i < 20; i++ {
+		sent = append(sent, text(t, alice, room, fmt.Sprintf("Message number %d", i)))
+	}
+	crit := map[string]any{"keys": []string{"content.body"}, "search_term": "Message", "order_by": "recent",
+		"filter": map[string]any{"limit": 10, "rooms": []string{string(room)}}}
+	first := searchOK(t, s, alice.AccessToken, crit, "")
+	if first.Count != 20 || !slices.Equal(first.ids(), reversed(sent[10:])) || first.NextBatch == "" {
+		t.Fatalf("first page: count %d, %v, next %q", first.Count, first.bodies(), first.NextBatch)
+	}
+	second := searchOK(t, s, alice.AccessToken, crit, first.NextBatch)
+	if !slices.Equal(second.ids(), reversed(sent[:10])) || second.NextBatch == "" {
+		t.Fatalf("second (full, last) page: %v, next %q", second.bodies(), second.NextBatch)
+	}
+	third := searchOK(t, s, alice.AccessToken, crit, second.NextBatch)
+	if third.Count != 20 || len(third.Results) != 0 || third.NextBatch != "" {
+		t.Fatalf("third page: count %d, %v, next %q", third.Count, third.bodies(), third.NextBatch)
+	}
+	// One result asked for, one found: still a next_batch.
+	crit["search_term"], crit["filter"] = "number 4", map[string]any{"limit": 1, "rooms": []string{string(room)}}
+	if one := searchOK(t, s, alice.AccessToken, crit, ""); len(one.Results) != 1 || one.NextBatch == "" {
+		t.Fatalf("single full page: %v, next %q", one.bodies(), one.NextBatch)
+	}
+}

@@ -393,3 +393,49 @@ func TestSlidingSyncRoomAccountDataForNewRooms(t *testing.T) {
 		t.Fatalf("the held room's account data was sent again: %v", rooms)
 	}
 }
+
+// One user opening connections in a loop (a client bug, or an attack)
+// drops only their own oldest connections: other users' positions stay
+// valid, and the user's most recent connection survives.
+func TestSlidingSyncConnectionFloodDropsOnlyOwnConnections(t *testing.T) {
+	s := start(t, nil)
+	alice, mallory := newUser(t, s, "alice"), newUser(t, s, "mallory")
+	alicePos := ssOK(t, s, alice.AccessToken, "", 0, map[string]any{"conn_id": "main"}).Body["pos"].(string)
+	firstPos := ssOK(t, s, mallory.AccessToken, "", 0, map[string]any{"conn_id": "c0"}).Body["pos"].(string)
+	var lastPos string
+	const n = 1050
+	for i := 1; i <= n; i++ {
+		lastPos = ssOK(t, s, mallory.AccessToken, "", 0, map[string]any{"conn_id": fmt.Sprint("c", i)}).Body["pos"].(string)
+	}
+	ssOK(t, s, alice.AccessToken, alicePos, 0, map[string]any{"conn_id": "main"})
+	ssOK(t, s, mallory.AccessToken, lastPos, 0, map[string]any{"conn_id": fmt.Sprint("c", n)})
+	ss(t, s, mallory.AccessToken, firstPos, 0, map[string]any{"conn_id": "c0"}).want(t, 400, "M_UNKNOWN_POS")
+}
+
+// A room in the ranges of several lists, and subscribed to, gets the union
+// of their required_state and the longest timeline; overlapping ranges of
+// one list count once.
+func TestSlidingSyncOverlappingListsWiden(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	room := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Both", Topic: "topic"})
+	for i := 0; i < 3; i++ {
+		text(t, alice, room, fmt.Sprint("m", i))
+	}
+	r := ssOK(t, s, alice.AccessToken, "", 0, map[string]any{
+		"lists": map[string]any{
+			"a": map[string]any{"ranges": [][]int{{0, 5}, {0, 1_000_000_000}, {0, 0}}, "timeline_limit": 1,
+				"required_state": [][]string{{"m.room.name", ""}}},
+			"b": map[string]any{"ranges": [][]int{{0, 0}}, "timeline_limit": 2, "required_state": [][]string{{"m.room.topic", ""}}},
+		},
+		"room_subscriptions": map[string]any{string(room): map[string]any{"required_state": [][]string{{"m.room.create", ""}}}},
+	})
+	got := ssRoom(t, r, room)
+	keys := ssStateKeys(got)
+	if len(keys) != 3 || !keys["m.room.name|"] || !keys["m.room.topic|"] || !keys["m.room.create|"] {
+		t.Fatalf("required_state = %v, want name, topic and create", keys)
+	}
+	if b := ssTimelineBodies(got); fmt.Sprint(b) != "[m1 m2]" {
+		t.Fatalf("timeline = %v, want the longest asked for", b)
+	}
+}

@@ -214,6 +214,34 @@ func TestSpaceHierarchy(t *testing.T) {
 	wantIDs(t, "hierarchy with a cycle", hierarchy(t, s, alice.AccessToken, sub, nil).ids(), sub, deep, space, private, pub, restricted, suggested)
 }
 
+// TestSpaceHierarchyFollowsOnlySpaces: m.space.child events count only in
+// rooms whose type is m.space (Complement's TestClientSpacesSummary: a
+// link from an ordinary room is ignored); an ordinary room lists no
+// children, also as the root.
+func TestSpaceHierarchyFollowsOnlySpaces(t *testing.T) {
+	s := start(t, nil)
+	alice := newUser(t, s, "alice")
+	root := mkRoomRaw(t, s, alice.AccessToken, map[string]any{
+		"preset": "public_chat", "name": "Root", "creation_content": map[string]any{"type": "m.space"},
+	})
+	r2 := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "R2"})
+	r5 := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "R5"})
+	via := map[string]any{"via": []string{"hs.test"}}
+	addChild(t, s, alice.AccessToken, root, r2, via)
+	addChild(t, s, alice.AccessToken, r2, r5, via) // ignored: R2 is not a space
+
+	h := hierarchy(t, s, alice.AccessToken, root, nil)
+	wantIDs(t, "hierarchy", h.ids(), root, r2)
+	if len(h.Rooms[1].ChildrenState) != 0 {
+		t.Fatalf("ordinary room lists children: %+v", h.Rooms[1].ChildrenState)
+	}
+	own := hierarchy(t, s, alice.AccessToken, r2, nil)
+	wantIDs(t, "ordinary room as root", own.ids(), r2)
+	if len(own.Rooms[0].ChildrenState) != 0 {
+		t.Fatalf("ordinary root lists children: %+v", own.Rooms[0].ChildrenState)
+	}
+}
+
 // TestRoomSummary previews rooms: public ones for anyone (with or without
 // a token, by ID or alias), private ones only for members.
 func TestRoomSummary(t *testing.T) {
