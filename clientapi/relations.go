@@ -93,7 +93,7 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 					more = true
 					break
 				}
-				e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
+				e.ViewerMembership = acc.viewer.MembershipAt(e)
 				chunk = append(chunk, *e)
 			}
 			if next = e.StreamPos; backwards {
@@ -160,7 +160,7 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 					// Spec: a root sent by an ignored user is returned redacted.
 					root.Event = redactedCopy(root.Event)
 				}
-				root.Event.ViewerMembership = acc.viewer.MembershipAt(root.StreamPos)
+				root.Event.ViewerMembership = acc.viewer.MembershipAt(&root.Event)
 				chunk = append(chunk, root.Event)
 			}
 			pos = root.LatestPos - 1

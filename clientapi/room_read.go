@@ -181,7 +181,7 @@ func (a *API) getMembers(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		// As Synapse: only a point of the room's history the user may see
 		// (the state just after pos, under the history visibility then).
-		if !acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: pos + 1}) {
+		if !acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: pos}) {
 			return nil, httputil.Forbidden("You may not see the room's members at that point")
 		}
 		events, err = a.stateAtPos(r.Context(), acc.info.NID, pos, spec.MRoomMember)
@@ -333,7 +333,7 @@ func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilt
 				next = e.StreamPos
 			}
 			if acc.viewer.CanSee(e) && !acc.ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
-				e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
+				e.ViewerMembership = acc.viewer.MembershipAt(e)
 				events = append(events, *e)
 				if len(events) == limit {
 					return events, next, nil
@@ -441,7 +441,7 @@ func (a *API) visibleEvent(ctx context.Context, acc *roomAccess, eventID string)
 		return nil, httputil.NotFound("Event not found")
 	}
 	if err == nil {
-		e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
+		e.ViewerMembership = acc.viewer.MembershipAt(e)
 	}
 	return e, err
 }

@@ -256,7 +256,7 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 		if e == nil || acc == nil || e.RedactedBy != "" || !acc.viewer.CanSee(e) || !f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
 			continue
 		}
-		e.ViewerMembership = acc.viewer.MembershipAt(e.StreamPos)
+		e.ViewerMembership = acc.viewer.MembershipAt(e)
 		events = append(events, *e)
 		ranks = append(ranks, h.Rank)
 	}
@@ -328,7 +328,7 @@ func visibleWindows(roomNID int64, marks []int64, upTo int64, acc *roomAccess) [
 		if i < len(marks) {
 			hi = min(marks[i]-1, upTo)
 		}
-		if lo <= hi && acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: lo}) {
+		if lo <= hi && acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: lo - 1}) {
 			if n := len(out); n > 0 && out[n-1].To+2 >= lo {
 				out[n-1].To = hi
 			} else {

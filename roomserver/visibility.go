@@ -134,20 +134,19 @@ func (v *Viewer) WorldReadable() bool { return v.visibility == "world_readable" 
 // Membership is the user's current membership ("" when none).
 func (v *Viewer) Membership() string { return v.membership }
 
-// MembershipAt is the user's membership just after the event at stream
-// position pos ("leave" when they had none), as MSC4115's
-// unsigned.membership reports it: their own join event reads "join".
-func (v *Viewer) MembershipAt(pos int64) string {
-	m := spec.Leave
-	for _, mk := range v.memberships {
-		if mk.pos > pos {
-			break
-		}
-		if mk.value != "" {
-			m = mk.value
+// MembershipAt is the user's membership just after event e ("leave" when
+// they had none), as MSC4115's unsigned.membership reports it: their own
+// join event reads "join". It is read from the event's state snapshot.
+func (v *Viewer) MembershipAt(e *storage.Event) string {
+	if e.Type == spec.MRoomMember && e.StateKey != nil && *e.StateKey == v.userID {
+		if m := contentField(e.JSON, "membership"); m != "" {
+			return m
 		}
 	}
-	return m
+	if m := v.view(e).membership; m != "" {
+		return m
+	}
+	return spec.Leave
 }
 
 // LastMembershipPos is the stream position of the user's latest membership change.
