@@ -121,6 +121,7 @@ var clientPrefixes = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
 
 // client registers an endpoint under /_matrix/client/{v3,r0}.
 func (rt *router) client(method, path string, h http.Handler) {
+	h = checkPathIDs(path, h)
 	for _, p := range clientPrefixes {
 		rt.r.Handle(p+path, h).Methods(method)
 	}
@@ -128,11 +129,13 @@ func (rt *router) client(method, path string, h http.Handler) {
 
 // v1 registers an endpoint that only exists under /_matrix/client/v1.
 func (rt *router) v1(method, path string, h http.Handler) {
+	h = checkPathIDs(path, h)
 	rt.r.Handle("/_matrix/client/v1"+path, h).Methods(method)
 }
 
 // exact registers a full path.
 func (rt *router) exact(method, path string, h http.Handler) {
+	h = checkPathIDs(path, h)
 	rt.r.Handle(path, h).Methods(method)
 }
 
