@@ -15,6 +15,7 @@ import (
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/notifier"
 	"matrixhs/internal/ratelimit"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
@@ -27,6 +28,8 @@ type API struct {
 	accounts *accounts.Service
 	rooms    *roomserver.Roomserver
 	eph      *ephemeral
+	// notify wakes long-polls for changes that concern their user.
+	notify *notifier.Notifier
 	// stopping is closed when the server shuts down, to end long-polls.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -46,14 +49,25 @@ type API struct {
 }
 
 // New builds the client API.
-func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, eph: newEphemeral(), stopping: make(chan struct{}),
+func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, notify *notifier.Notifier, log logrus.FieldLogger) *API {
+	a := &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, notify: notify, stopping: make(chan struct{}),
 		uia: newUIASessions(time.Now), nonces: newNonceStore(), ss: newSSConns(), logins: newLoginLimiter(time.Now),
 		registrations: ratelimit.New(ratelimit.Options{
 			Burst: cfg.RCRegistration.BurstCount, Interval: cfg.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
 		}),
 		trusted: httputil.NewTrustedProxies(cfg.TrustedProxyPrefixes()), log: log,
 		delayedWake: make(chan struct{}, 1)}
+	a.eph = newEphemeral(notify.Wake, a.presenceRooms)
+	return a
+}
+
+// presenceRooms are the rooms whose members hear of a user's presence.
+func (a *API) presenceRooms(userID string) []int64 {
+	rooms, err := a.db.ListeningRooms(context.Background(), userID)
+	if err != nil {
+		a.log.WithError(err).Warn("listing rooms for a presence change")
+	}
+	return rooms
 }
 
 // Start starts the API's background work: sending delayed events.

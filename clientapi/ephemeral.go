@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"matrixhs/internal/notifier"
 )
 
 // ephemeral holds the state that is never stored: typing notifications and
@@ -11,9 +13,12 @@ import (
 // beside the stream position ("s<pos>_<version>"). After a restart versions
 // start over; a token from before simply gets the current state again.
 type ephemeral struct {
-	mu       sync.Mutex
-	version  int64
-	changed  chan struct{}
+	mu      sync.Mutex
+	version int64
+	// wake tells the notifier whom a change concerns: the room for typing,
+	// the user's rooms (roomsOf) for presence.
+	wake     func(notifier.Targets)
+	roomsOf  func(userID string) []int64
 	typing   map[string]*roomTyping    // by room ID
 	presence map[string]*presenceState // by user ID
 	// lastPresence is the version of the latest presence change.
@@ -22,6 +27,7 @@ type ephemeral struct {
 }
 
 type roomTyping struct {
+	nid     int64 // the room's storage ID, for wake-ups
 	users   map[string]*time.Timer
 	version int64
 }
@@ -36,34 +42,36 @@ type presenceState struct {
 // idleAfter turns "online" into "unavailable" when a user stops syncing.
 const idleAfter = 5 * time.Minute
 
-func newEphemeral() *ephemeral {
-	return &ephemeral{changed: make(chan struct{}), typing: map[string]*roomTyping{}, presence: map[string]*presenceState{}, now: time.Now}
+func newEphemeral(wake func(notifier.Targets), roomsOf func(string) []int64) *ephemeral {
+	return &ephemeral{wake: wake, roomsOf: roomsOf, typing: map[string]*roomTyping{}, presence: map[string]*presenceState{}, now: time.Now}
 }
 
-// bump records a change; e.mu must be held.
-func (e *ephemeral) bump() int64 {
+// bump records a change that concerns t; e.mu must be held.
+func (e *ephemeral) bump(t notifier.Targets) int64 {
 	e.version++
-	close(e.changed)
-	e.changed = make(chan struct{})
+	if e.wake != nil {
+		e.wake(t)
+	}
 	return e.version
 }
 
-// Changes returns a channel closed at the next change and the version now.
-func (e *ephemeral) Changes() (<-chan struct{}, int64) {
+// Version is the version of the latest change.
+func (e *ephemeral) Version() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.changed, e.version
+	return e.version
 }
 
 // SetTyping starts (for timeout) or stops a user's typing in a room.
-func (e *ephemeral) SetTyping(roomID, userID string, typing bool, timeout time.Duration) {
+func (e *ephemeral) SetTyping(roomNID int64, roomID, userID string, typing bool, timeout time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rt := e.typing[roomID]
 	if rt == nil {
-		rt = &roomTyping{users: map[string]*time.Timer{}}
+		rt = &roomTyping{nid: roomNID, users: map[string]*time.Timer{}}
 		e.typing[roomID] = rt
 	}
+	room := notifier.Targets{Rooms: []int64{rt.nid}}
 	old, was := rt.users[userID]
 	if was {
 		old.Stop()
@@ -76,13 +84,13 @@ func (e *ephemeral) SetTyping(roomID, userID string, typing bool, timeout time.D
 			defer e.mu.Unlock()
 			if rt.users[userID] == timer {
 				delete(rt.users, userID)
-				rt.version = e.bump()
+				rt.version = e.bump(room)
 			}
 		})
 		rt.users[userID] = timer
 	}
 	if typing || was {
-		rt.version = e.bump()
+		rt.version = e.bump(room)
 	}
 }
 
@@ -102,8 +110,19 @@ func (e *ephemeral) Typing(roomID string, since int64) ([]string, bool) {
 	return users, rt.version > since
 }
 
-// SetPresence records a user's presence; activity refreshes last_active.
+// SetPresence records a user's presence; activity refreshes last_active. A
+// change wakes the long-polls of the user and of the user's rooms.
 func (e *ephemeral) SetPresence(userID, presence string, statusMsg *string, active bool) {
+	if e.setPresence(userID, presence, statusMsg, active) && e.wake != nil {
+		t := notifier.Targets{Users: []string{userID}}
+		if e.roomsOf != nil {
+			t.Rooms = e.roomsOf(userID)
+		}
+		e.wake(t)
+	}
+}
+
+func (e *ephemeral) setPresence(userID, presence string, statusMsg *string, active bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.presence[userID]
@@ -126,9 +145,11 @@ func (e *ephemeral) SetPresence(userID, presence string, statusMsg *string, acti
 		p.lastActive = e.now()
 	}
 	if changed {
-		p.version = e.bump()
+		e.version++
+		p.version = e.version
 		e.lastPresence = p.version
 	}
+	return changed
 }
 
 // PresenceChangedSince reports whether anyone's presence changed after version v.

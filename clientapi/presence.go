@@ -36,7 +36,7 @@ func (a *API) putTyping(r *http.Request, s *accounts.Session) (any, error) {
 	if body.Timeout != nil {
 		timeout = min(max(time.Duration(*body.Timeout)*time.Millisecond, time.Second), maxTypingTimeout)
 	}
-	a.eph.SetTyping(roomID, s.UserID, *body.Typing, timeout)
+	a.eph.SetTyping(acc.info.NID, roomID, s.UserID, *body.Typing, timeout)
 	return httputil.Empty, nil
 }
 

@@ -130,7 +130,7 @@ func (a *API) slidingSync(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	var resp map[string]any
 	var next *ssSent
-	err = a.longPoll(r.Context(), timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
+	err = a.longPoll(r.Context(), s.UserID, timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
 		var changed bool
 		var err error
 		resp, next, changed, err = a.buildSlidingSync(ctx, s, params, prev, upTo, eph)

@@ -139,12 +139,11 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 	case "unavailable":
 		a.eph.SetPresence(s.UserID, "unavailable", nil, false)
 	}
-	_, ephNow := a.eph.Changes()
-	if p.sinceEph > ephNow {
+	if p.sinceEph > a.eph.Version() {
 		p.sinceEph = 0 // a token from before a restart: send the current state
 	}
 	var resp map[string]any
-	err = a.longPoll(ctx, p.timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
+	err = a.longPoll(ctx, s.UserID, p.timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
 		var changed bool
 		var err error
 		resp, changed, err = a.buildSync(ctx, s, p, upTo, eph)
@@ -158,44 +157,58 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 
 // longPoll runs pass over the committed stream position and ephemeral
 // version until it reports something to answer with, the timeout passes, the
-// server stops or the client goes away; it waits for a commit or an
-// ephemeral change between passes. Each pass reads in one read transaction.
-func (a *API) longPoll(ctx context.Context, timeout time.Duration, pass func(ctx context.Context, upTo, eph int64) (bool, error)) error {
+// server stops or the client goes away. Between passes it waits for a change
+// that concerns the user or one of their rooms (the notifier), so commits in
+// other rooms cost it nothing. Each pass reads in one read transaction.
+func (a *API) longPoll(ctx context.Context, userID string, timeout time.Duration, pass func(ctx context.Context, upTo, eph int64) (bool, error)) error {
 	deadline := time.Now().Add(timeout)
-	for {
-		// Take the wake-up channels before reading positions, so a change
-		// in between still wakes us.
-		wake, upTo := a.db.Changes()
-		ephWake, eph := a.eph.Changes()
+	for final := false; ; {
+		// Take the notifier's sequence before reading, so a change in
+		// between still wakes us.
+		seq := a.notify.Seq()
+		upTo, eph := a.db.StreamPosition(), a.eph.Version()
 		snap, release, err := a.db.ReadTx(ctx)
 		if err != nil {
 			return err
 		}
 		done, err := pass(snap, upTo, eph)
+		var rooms []int64
+		if err == nil && !done && !final {
+			rooms, err = a.db.ListeningRooms(snap, userID)
+		}
 		release()
-		if err != nil || done {
+		if err != nil || done || final {
 			return err
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return nil
 		}
+		woken, stop := a.notify.Listen(userID, rooms, seq)
 		timer := time.NewTimer(wait)
 		select {
-		case <-wake:
-			timer.Stop()
-		case <-ephWake:
-			timer.Stop()
+		case <-woken:
 		case <-timer.C:
-			return nil
+			// Nothing for this user; one last pass answers with a token as
+			// of now if the stream moved on (clients that wait for a new
+			// next_batch, as matrix-nio does, are not kept waiting).
+			final = a.db.StreamPosition() != upTo || a.eph.Version() != eph
+			if !final {
+				stop()
+				return nil
+			}
 		case <-a.stopping:
 			// Shutting down: answer now so the graceful stop is quick.
+			stop()
 			timer.Stop()
 			return nil
 		case <-ctx.Done():
+			stop()
 			timer.Stop()
 			return ctx.Err()
 		}
+		stop()
+		timer.Stop()
 	}
 }
 

@@ -55,8 +55,8 @@ type DB struct {
 	// long-polling readers such as /sync.
 	changedMu sync.Mutex
 	changed   chan struct{}
-	// onWake is told whom each commit concerns (nil: nobody is told).
-	onWake func(WakeTargets)
+	// onWake is told whom each commit concerns (unset: nobody is told).
+	onWake atomic.Pointer[func(WakeTargets)]
 
 	unread unreadCache
 	// readTxs bounds the read transactions open at once (see ReadTx).
@@ -105,8 +105,8 @@ func (tx *Tx) WakeRooms(roomNIDs ...int64) { tx.wake.Rooms = append(tx.wake.Room
 
 // OnWake sets the function told, after each commit, whom the committed
 // writes concern. A write that took stream positions without saying whom
-// they concern wakes everyone. Set it before the first write.
-func (db *DB) OnWake(f func(WakeTargets)) { db.onWake = f }
+// they concern wakes everyone.
+func (db *DB) OnWake(f func(WakeTargets)) { db.onWake.Store(&f) }
 
 // Open opens (creating if needed) the database at path and applies migrations.
 func Open(ctx context.Context, path string) (*DB, error) {
@@ -342,8 +342,8 @@ func (db *DB) commitBatch(batch []*writeReq) {
 	for _, cb := range callbacks {
 		cb()
 	}
-	if db.onWake != nil && (wake.All || len(wake.Users) > 0 || len(wake.Rooms) > 0) {
-		db.onWake(wake)
+	if f := db.onWake.Load(); f != nil && (wake.All || len(wake.Users) > 0 || len(wake.Rooms) > 0) {
+		(*f)(wake)
 	}
 	for i, r := range batch {
 		r.done <- results[i]

@@ -282,3 +282,23 @@ const snapshotChainCTE = `WITH RECURSIVE chain(nid, parent, lvl) AS (
 			UNION ALL
 			SELECT s.snapshot_nid, s.parent_nid, c.lvl + 1 FROM state_snapshots s JOIN chain c ON s.snapshot_nid = c.parent
 		)`
+
+// ListeningRooms lists the rooms whose changes a user's long-polls wait
+// for: those the user is joined to, invited to or knocking on.
+func (db *DB) ListeningRooms(ctx context.Context, userID string) ([]int64, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT room_nid FROM current_state
+		WHERE type = 'm.room.member' AND state_key = $1 AND membership IN ('join', 'invite', 'knock')`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing rooms of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var nid int64
+		if err := rows.Scan(&nid); err != nil {
+			return nil, err
+		}
+		out = append(out, nid)
+	}
+	return out, rows.Err()
+}

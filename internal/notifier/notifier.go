@@ -168,3 +168,10 @@ func (n *Notifier) Wakeups(user string) uint64 {
 	defer n.mu.Unlock()
 	return n.wakeups[user]
 }
+
+// Listening counts the user's listeners (tests wait on it).
+func (n *Notifier) Listening(user string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.byUser[user])
+}

@@ -312,3 +312,16 @@ func jsonEqual(t *testing.T, got []byte, want any) {
 		t.Fatalf("JSON mismatch:\n got  %s\n want %s", got, wb)
 	}
 }
+
+// waitFor waits, with a deadline, until cond holds (for state that has no
+// event to wait on, such as a long-poll having started to listen).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"matrixhs/config"
 	"matrixhs/federationapi"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
 	"matrixhs/mediaapi"
 	"matrixhs/roomserver"
@@ -29,12 +30,14 @@ import (
 
 // Server is a running homeserver.
 type Server struct {
-	Config     *config.Config
-	DB         *storage.DB
-	Accounts   *accounts.Service
-	Rooms      *roomserver.Roomserver
-	Media      *mediaapi.Media
-	Pushers    *pushgateway.Sender
+	Config   *config.Config
+	DB       *storage.DB
+	Accounts *accounts.Service
+	Rooms    *roomserver.Roomserver
+	Media    *mediaapi.Media
+	Pushers  *pushgateway.Sender
+	// Notifier wakes long-polls for the changes that concern their user.
+	Notifier   *notifier.Notifier
 	SigningKey *config.SigningKey
 	Log        *logrus.Logger
 
@@ -103,7 +106,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		pushOpts.Filter = cfg.OutboundFilter()
 	}
 	s.Pushers = pushgateway.New(db, s.Log, pushOpts)
-	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Log)
+	s.Notifier = notifier.New()
+	db.OnWake(func(t storage.WakeTargets) {
+		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
+	})
+	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Notifier, s.Log)
 	s.api = api
 	handler := api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.ServerName, key).Routes)
 	s.http = &http.Server{
