@@ -508,17 +508,21 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	if err != nil {
 		return nil, false, err
 	}
-	threadCounts := map[string]any{}
-	for id, c := range threads {
-		threadCounts[id] = countsJSON(c)
-	}
 	room := map[string]any{
-		"timeline":                    timeline,
-		"state":                       map[string]any{"events": a.filteredEvents(ctx, state, s.DeviceID, p.filter)},
-		"account_data":                map[string]any{"events": nonNil(accountData)},
-		"ephemeral":                   map[string]any{"events": nonNil(ephemeralEvents)},
-		"unread_notifications":        countsJSON(unread),
-		"unread_thread_notifications": threadCounts,
+		"timeline":             timeline,
+		"state":                map[string]any{"events": a.filteredEvents(ctx, state, s.DeviceID, p.filter)},
+		"account_data":         map[string]any{"events": nonNil(accountData)},
+		"ephemeral":            map[string]any{"events": nonNil(ephemeralEvents)},
+		"unread_notifications": countsJSON(unread),
+	}
+	// Per-thread counts only when the filter asks for them and there are
+	// some, as Synapse sends them.
+	if len(threads) > 0 {
+		threadCounts := map[string]any{}
+		for id, c := range threads {
+			threadCounts[id] = countsJSON(c)
+		}
+		room["unread_thread_notifications"] = threadCounts
 	}
 	membersChanged := fresh
 	for _, e := range append(append([]storage.Event{}, events...), state...) {

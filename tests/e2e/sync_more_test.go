@@ -72,7 +72,9 @@ func TestSyncThreadNotifications(t *testing.T) {
 	get := func() (main map[string]any, threads map[string]any) {
 		r := do(t, "GET", v3(s, "sync")+"?filter="+url.QueryEscape(string(f)), bob.AccessToken, nil).want(t, 200, "")
 		jr := r.Body["rooms"].(map[string]any)["join"].(map[string]any)[string(room)].(map[string]any)
-		return jr["unread_notifications"].(map[string]any), jr["unread_thread_notifications"].(map[string]any)
+		// Per-thread counts are left out when there are none (Synapse).
+		threads, _ = jr["unread_thread_notifications"].(map[string]any)
+		return jr["unread_notifications"].(map[string]any), threads
 	}
 	main, threads := get()
 	if main["notification_count"].(float64) != 1 {
