@@ -61,21 +61,32 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		resp["recursion_depth"] = depth
 	}
-	var from, to int64
+	bound, err := a.topoLimit(ctx, acc)
+	if err != nil {
+		return nil, err
+	}
+	var from, to storage.TopoPos
 	if tok := q.Get("from"); tok != "" {
-		if from, err = parseToken(tok); err != nil {
+		if from, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
 			return nil, err
 		}
 		resp["prev_batch"] = tok
 	} else if backwards {
-		from = a.db.StreamPosition()
+		from = storage.TopoEnd
 	}
 	if tok := q.Get("to"); tok != "" {
-		if to, err = parseToken(tok); err != nil {
+		if to, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
 			return nil, err
 		}
+	} else if !backwards {
+		to = storage.TopoEnd
 	}
-	from, to = acc.clamp(from, to, backwards)
+	if backwards && bound.Less(from) {
+		from = bound
+	}
+	if !backwards && bound.Less(to) {
+		to = bound
+	}
 	f := storage.RelationFilter{RoomNID: acc.info.NID, EventID: parent.EventID, RelType: pathVar(r, "relType"),
 		EventType: pathVar(r, "eventType"), Depth: depth}
 	ignored := a.ignoredUsers(ctx, s.UserID)
@@ -96,8 +107,8 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 				e.ViewerMembership = acc.viewer.MembershipAt(e)
 				chunk = append(chunk, *e)
 			}
-			if next = e.StreamPos; backwards {
-				next--
+			if next = storage.TopoOf(e); backwards {
+				next = storage.TopoBefore(e)
 			}
 		}
 		if len(batch) < relationsBatch {
@@ -106,7 +117,7 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	resp["chunk"] = a.clientEvents(ctx, chunk, s.DeviceID)
 	if more {
-		resp["next_batch"] = makeToken(next)
+		resp["next_batch"] = topoToken(next)
 	}
 	return resp, nil
 }
@@ -336,7 +347,7 @@ func (a *API) bundle(ctx context.Context, events []storage.Event, withThreads bo
 				}
 			}
 			if ag.latestNID == 0 {
-				ag.latestNID = a.latestVisibleReply(ctx, ag.parent, ag.threads[0].StreamPos, ignored, canSee)
+				ag.latestNID = a.latestVisibleReply(ctx, ag.parent, ignored, canSee)
 			}
 			if ag.latestNID != 0 {
 				load = append(load, ag.latestNID)
@@ -407,13 +418,14 @@ func (a *API) bundle(ctx context.Context, events []storage.Event, withThreads bo
 	return out
 }
 
-// latestVisibleReply finds the newest thread reply at or before pos the user
-// may see, when the newest replies of every sender are hidden from them.
-func (a *API) latestVisibleReply(ctx context.Context, root *storage.Event, pos int64, ignored map[string]bool,
+// latestVisibleReply finds the newest thread reply the user may see, when
+// the newest replies of every sender are hidden from them.
+func (a *API) latestVisibleReply(ctx context.Context, root *storage.Event, ignored map[string]bool,
 	canSee func(int64, *storage.Event) bool) int64 {
 	f := storage.RelationFilter{RoomNID: root.RoomNID, EventID: root.EventID, RelType: storage.RelThread, Depth: 1}
+	pos := storage.TopoEnd
 	for {
-		batch, err := a.db.Relations(ctx, f, pos, 0, true, relationsBatch)
+		batch, err := a.db.Relations(ctx, f, pos, storage.TopoPos{}, true, relationsBatch)
 		if err != nil {
 			a.warnUnlessGone(ctx, err, "Finding the latest thread reply")
 			return 0
@@ -422,7 +434,7 @@ func (a *API) latestVisibleReply(ctx context.Context, root *storage.Event, pos i
 			if !ignored[batch[i].Sender] && canSee(root.RoomNID, &batch[i]) {
 				return batch[i].NID
 			}
-			pos = batch[i].StreamPos - 1
+			pos = storage.TopoBefore(&batch[i])
 		}
 		if len(batch) < relationsBatch {
 			return 0

@@ -172,7 +172,7 @@ func (a *API) getMembers(r *http.Request, s *accounts.Session) (any, error) {
 	q := r.URL.Query()
 	var events []storage.Event
 	if at := q.Get("at"); at != "" {
-		pos, err := parseToken(at)
+		pos, err := a.streamFromToken(r.Context(), acc.info.NID, at)
 		if err != nil {
 			return nil, err
 		}
@@ -370,38 +370,52 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var from int64
-	if tok := q.Get("from"); tok != "" {
-		if from, err = parseToken(tok); err != nil {
-			return nil, err
-		}
-	} else if backwards {
-		from = a.db.StreamPosition()
-	}
-	var to int64
-	if tok := q.Get("to"); tok != "" {
-		if to, err = parseToken(tok); err != nil {
-			return nil, err
-		}
-	}
-	from, to = acc.clamp(from, to, backwards)
-	events, next, err := a.page(r.Context(), acc, f, from, to, backwards, limit)
+	ctx := r.Context()
+	bound, err := a.topoLimit(ctx, acc)
 	if err != nil {
 		return nil, err
 	}
-	resp := map[string]any{"start": makeToken(from), "chunk": a.clientEvents(r.Context(), events, s.DeviceID)}
+	var from, to storage.TopoPos
+	if tok := q.Get("from"); tok != "" {
+		if from, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
+			return nil, err
+		}
+	} else if backwards {
+		from = storage.TopoEnd
+	}
+	if tok := q.Get("to"); tok != "" {
+		if to, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
+			return nil, err
+		}
+	} else if !backwards {
+		to = storage.TopoEnd
+	}
+	// A user who left reads up to their departure.
+	if backwards && bound.Less(from) {
+		from = bound
+	}
+	if !backwards && bound.Less(to) {
+		to = bound
+	}
+	events, next, done, err := a.topoPage(ctx, acc, f, from, to, backwards, limit)
+	if err != nil {
+		return nil, err
+	}
+	// start is the token given, or where "now" is in the stream.
+	start := q.Get("from")
+	if start == "" {
+		start = topoToken(from)
+		if backwards {
+			start = makeToken(a.db.StreamPosition())
+		}
+	}
+	resp := map[string]any{"start": start, "chunk": a.clientEvents(ctx, events, s.DeviceID)}
 	// As Synapse: end is left out only when the page is empty and the room
 	// has nothing more; a page holding events always has one (the next
 	// request may then come back empty), and so does an empty page that
 	// ran out of scan budget.
-	if next < 0 && len(events) > 0 {
-		next = events[len(events)-1].StreamPos
-		if backwards {
-			next--
-		}
-	}
-	if next >= 0 {
-		resp["end"] = makeToken(next)
+	if !done || len(events) > 0 {
+		resp["end"] = topoToken(next)
 	}
 	if f != nil && f.LazyLoadMembers {
 		members, err := a.lazyMembers(r.Context(), acc, events)
@@ -483,28 +497,16 @@ func (a *API) getContext(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	beforeN, afterN := limit/2, limit-limit/2
-	before, startPos, err := a.page(r.Context(), acc, f, e.StreamPos-1, 0, true, beforeN)
+	c, err := a.contextAround(r.Context(), acc, f, e, beforeN, afterN)
 	if err != nil {
 		return nil, err
 	}
-	after, endPos, err := a.page(r.Context(), acc, f, e.StreamPos, acc.upTo, false, afterN)
-	if err != nil {
-		return nil, err
-	}
-	if startPos < 0 {
-		startPos = 0
-	}
-	if endPos < 0 {
-		endPos = e.StreamPos
-		if len(after) > 0 {
-			endPos = after[len(after)-1].StreamPos
-		}
-	}
-	last := e.StreamPos
+	before, after := c.before, c.after
+	last := e
 	if len(after) > 0 {
-		last = after[len(after)-1].StreamPos
+		last = &after[len(after)-1]
 	}
-	state, err := a.stateAtPos(r.Context(), acc.info.NID, last, "")
+	state, err := a.stateAfterEvent(r.Context(), last, "")
 	if err != nil {
 		return nil, err
 	}
@@ -525,8 +527,8 @@ func (a *API) getContext(r *http.Request, s *accounts.Session) (any, error) {
 		"event":         a.clientEvent(r.Context(), e, s.DeviceID),
 		"events_before": a.clientEvents(r.Context(), before, s.DeviceID),
 		"events_after":  a.clientEvents(r.Context(), after, s.DeviceID),
-		"start":         makeToken(startPos),
-		"end":           makeToken(endPos),
+		"start":         topoToken(c.start),
+		"end":           topoToken(c.end),
 		"state":         a.clientEvents(r.Context(), state, s.DeviceID),
 	}, nil
 }

@@ -375,27 +375,18 @@ func searchGroups(groupBy []string, page *storage.SearchPage, events []storage.E
 // pagination tokens and, when asked, the senders' profiles as of the last
 // of those events.
 func (a *API) searchContext(ctx context.Context, s *accounts.Session, acc *roomAccess, e *storage.Event, beforeN, afterN int, withProfile bool) (map[string]any, error) {
-	before, startPos, err := a.page(ctx, acc, nil, e.StreamPos-1, 0, true, beforeN)
+	sc, err := a.contextAround(ctx, acc, nil, e, beforeN, afterN)
 	if err != nil {
 		return nil, err
 	}
-	after, endPos, err := a.page(ctx, acc, nil, e.StreamPos, acc.upTo, false, afterN)
-	if err != nil {
-		return nil, err
-	}
-	last := e.StreamPos
+	before, after := sc.before, sc.after
+	last := e
 	if len(after) > 0 {
-		last = after[len(after)-1].StreamPos
-	}
-	if startPos < 0 {
-		startPos = 0
-	}
-	if endPos < 0 {
-		endPos = last
+		last = &after[len(after)-1]
 	}
 	c := map[string]any{
-		"start":         makeToken(startPos),
-		"end":           makeToken(endPos),
+		"start":         topoToken(sc.start),
+		"end":           topoToken(sc.end),
 		"events_before": a.clientEvents(ctx, before, s.DeviceID),
 		"events_after":  a.clientEvents(ctx, after, s.DeviceID),
 	}
@@ -404,19 +395,15 @@ func (a *API) searchContext(ctx context.Context, s *accounts.Session, acc *roomA
 		for _, x := range append(append([]storage.Event{}, before...), after...) {
 			senders[x.Sender] = true
 		}
-		state, err := a.db.StateAt(ctx, acc.info.NID, last)
+		state, err := a.stateAfterEvent(ctx, last, spec.MRoomMember)
 		if err != nil {
 			return nil, err
 		}
-		var nids []int64
-		for sender := range senders {
-			if nid, ok := state[storage.StateKey{Type: spec.MRoomMember, StateKey: sender}]; ok {
-				nids = append(nids, nid)
+		var members []storage.Event
+		for _, m := range state {
+			if senders[*m.StateKey] {
+				members = append(members, m)
 			}
-		}
-		members, err := a.db.EventsByNID(ctx, nids)
-		if err != nil {
-			return nil, err
 		}
 		profiles := map[string]map[string]string{}
 		for _, m := range members {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/storage"
 )
@@ -46,7 +47,9 @@ func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before
 		w.placement, w.stateBefore = storage.Backfill, before
 		return InputResult{Status: StatusAccepted}, w, nil
 	}
-	if !linear {
+	// A room with no current state yet (joined with a trusted state, as
+	// after send_join) has nothing to soft-fail against.
+	if _, hasState := r.ref(spec.MRoomCreate, ""); !linear && hasState {
 		refused, err := rs.softFailed(ctx, r, pdu)
 		if err != nil {
 			return InputResult{}, nil, err

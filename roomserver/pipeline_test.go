@@ -317,3 +317,104 @@ func TestInputFetchingFillsGaps(t *testing.T) {
 		t.Fatalf("current topic after the gap = %+v, %v", cur, err)
 	}
 }
+
+// A room joined late (its history before the join unknown), then
+// backfilled: the backfilled events page in DAG order before the join
+// (topological order), take negative stream positions (so /sync, which
+// reads positive positions after its token, never sees them), and move
+// neither the forward extremities nor the current state.
+func TestBackfilledHistoryPagesInDAGOrder(t *testing.T) {
+	ctx := context.Background()
+	f := buildRoom(t, "11")
+	d := f.d
+	// History the local server has not seen: five messages after bob's
+	// join, then carol (of this server) joins and says hello.
+	prev := f.head
+	var history []gomatrixserverlib.PDU
+	for i := 0; i < 5; i++ {
+		prev = text(d, f.c, f.bob, "old", prev)
+		history = append(history, prev)
+	}
+	carol := "@carol:a.test"
+	local := &fakeServer{name: "a.test", keyID: f.b.keyID, key: f.b.key}
+	carolJoin := d.event(local, carol, spec.MRoomMember, sk(carol), map[string]any{"membership": "join"}, d.after(prev), prev)
+	hello := text(d, local, carol, "hello", carolJoin)
+
+	// A fresh server joins: the state before carol's join is trusted.
+	rs, db := openRoomserver(t)
+	var stateIDs []string
+	var outliers []InputEvent
+	for _, ev := range authOrder(stateEvents(d.beforeOf[carolJoin.EventID()])) {
+		stateIDs = append(stateIDs, ev.EventID())
+		outliers = append(outliers, InputEvent{Kind: KindOutlier, Event: ev})
+	}
+	mustAll(t, rs, outliers...)
+	mustAll(t, rs, InputEvent{Kind: KindNew, Event: carolJoin, StateBefore: stateIDs}, InputEvent{Kind: KindNew, Event: hello})
+	info, _ := db.Room(ctx, d.roomID)
+	pos := db.StreamPosition()
+
+	// Backfill, oldest first, the first with the state before it.
+	var beforeFirst []string
+	for _, ev := range d.beforeOf[history[0].EventID()] {
+		beforeFirst = append(beforeFirst, ev.EventID())
+	}
+	var backfill []InputEvent
+	for i, ev := range history {
+		in := InputEvent{Kind: KindBackfill, Event: ev}
+		if i == 0 {
+			in.StateBefore = beforeFirst
+		}
+		backfill = append(backfill, in)
+	}
+	res := mustAll(t, rs, backfill...)
+	for _, r := range res {
+		if r.StreamPos >= 0 {
+			t.Fatalf("backfilled %s got stream position %d", r.EventID, r.StreamPos)
+		}
+	}
+	if db.StreamPosition() != pos {
+		t.Fatalf("backfill moved the stream from %d to %d", pos, db.StreamPosition())
+	}
+	after, _ := db.Room(ctx, d.roomID)
+	if !slices.Equal(after.Extremities, info.Extremities) || after.Snapshot != info.Snapshot {
+		t.Fatalf("backfill moved the head: %+v -> %+v", info, after)
+	}
+	page, err := db.TopoTimeline(ctx, info.NID, storage.TopoEnd, storage.TopoPos{}, true, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range page {
+		got = append(got, e.EventID)
+	}
+	want := []string{hello.EventID(), carolJoin.EventID()}
+	for i := len(history) - 1; i >= 0; i-- {
+		want = append(want, history[i].EventID())
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("history, newest first = %v\nwant %v", got, want)
+	}
+}
+
+func stateEvents(st stateMap) []gomatrixserverlib.PDU {
+	out := make([]gomatrixserverlib.PDU, 0, len(st))
+	for _, ev := range st {
+		out = append(out, ev)
+	}
+	return out
+}
+
+// mustAll inputs events and fails on any error or refusal.
+func mustAll(t *testing.T, rs *Roomserver, in ...InputEvent) []InputResult {
+	t.Helper()
+	res, err := rs.Input(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil || (r.Status != StatusAccepted && r.Status != StatusOutlier) {
+			t.Fatalf("input %s: %+v", r.EventID, r)
+		}
+	}
+	return res
+}

@@ -34,20 +34,14 @@ type RelationFilter struct {
 	Depth int
 }
 
-// Relations returns up to limit children of an event: with backwards, those
-// with to < stream_pos <= from, newest first; else those with
-// from < stream_pos <= to (to <= 0: no upper bound), oldest first.
-func (db *DB) Relations(ctx context.Context, f RelationFilter, from, to int64, backwards bool, limit int) ([]Event, error) {
+// Relations returns up to limit children of an event in topological
+// order: with backwards, those in (to, from], newest first; else those in
+// (from, to], oldest first.
+func (db *DB) Relations(ctx context.Context, f RelationFilter, from, to TopoPos, backwards bool, limit int) ([]Event, error) {
 	depth := max(f.Depth, 1)
-	var lo, hi int64
-	order := "ASC"
+	lo, hi, order := from, to, "ASC"
 	if backwards {
 		lo, hi, order = to, from, "DESC"
-	} else {
-		lo, hi = from, to
-		if hi <= 0 {
-			hi = 1 << 62
-		}
 	}
 	match := func(alias string) string {
 		return fmt.Sprintf(`%[1]s.room_nid = $2 AND %[1]s.stream_pos IS NOT NULL AND %[1]s.redacted_by IS NULL
@@ -60,9 +54,9 @@ func (db *DB) Relations(ctx context.Context, f RelationFilter, from, to int64, b
 			WHERE rel.depth < $5 AND `+match("c")+`
 		)
 		SELECT `+eventColumns+` FROM rel JOIN events e ON e.event_nid = rel.event_nid JOIN rooms r ON r.room_nid = e.room_nid
-		WHERE e.stream_pos > $6 AND e.stream_pos <= $7
-		ORDER BY e.stream_pos `+order+` LIMIT $8`,
-		f.EventID, f.RoomNID, f.RelType, f.EventType, depth, lo, hi, limit))
+		WHERE (e.depth, e.event_nid) > ($6, $7) AND (e.depth, e.event_nid) <= ($8, $9)
+		ORDER BY e.depth `+order+`, e.event_nid `+order+` LIMIT $10`,
+		f.EventID, f.RoomNID, f.RelType, f.EventType, depth, lo.Depth, lo.NID, hi.Depth, hi.NID, limit))
 }
 
 // ThreadRoot is a thread root with the position of its latest reply.

@@ -67,9 +67,26 @@ func (f *relFixture) redact(eventID string) {
 	})
 }
 
+// relations pages between stream positions (0: the open end), placed in
+// the room's topological order as the client API places stream tokens.
 func (f *relFixture) relations(rf RelationFilter, from, to int64, backwards bool, limit int) []string {
 	f.t.Helper()
-	evs, err := f.db.Relations(context.Background(), rf, from, to, backwards, limit)
+	ctx := context.Background()
+	place := func(pos int64, open TopoPos) TopoPos {
+		if pos == 0 {
+			return open
+		}
+		p, err := f.db.TopoAtStream(ctx, rf.RoomNID, pos)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		return p
+	}
+	toOpen := TopoEnd
+	if backwards {
+		toOpen = TopoPos{}
+	}
+	evs, err := f.db.Relations(ctx, rf, place(from, TopoPos{}), place(to, toOpen), backwards, limit)
 	if err != nil {
 		f.t.Fatalf("Relations(%+v): %v", rf, err)
 	}
