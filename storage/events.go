@@ -70,7 +70,7 @@ type NewEvent struct {
 // get the next stream position) and nothing around it; the roomserver
 // stores events with StoreEvent. Tests use it to build fixtures.
 func (tx *Tx) InsertEvent(ctx context.Context, e NewEvent) (nid, pos int64, err error) {
-	return tx.insertEvent(ctx, e, Timeline)
+	return tx.insertEvent(ctx, e, Timeline, 0)
 }
 
 func nullBytes(b []byte) any {

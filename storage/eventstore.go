@@ -126,9 +126,9 @@ func (tx *Tx) StoreEvent(ctx context.Context, w EventWrite) (StoredEvent, error)
 	}
 	var nid, pos int64
 	if w.Promote {
-		nid, pos, err = tx.promoteOutlier(ctx, e, w.Placement)
+		nid, pos, err = tx.promoteOutlier(ctx, e, w.Placement, room.snapshot)
 	} else {
-		nid, pos, err = tx.insertEvent(ctx, e, w.Placement)
+		nid, pos, err = tx.insertEvent(ctx, e, w.Placement, room.snapshot)
 	}
 	if err != nil {
 		return out, err
@@ -169,8 +169,12 @@ func (tx *Tx) StoreEvent(ctx context.Context, w EventWrite) (StoredEvent, error)
 			return out, err
 		}
 	}
-	if _, err := tx.exec(ctx, `UPDATE events SET current_after = $2 WHERE event_nid = $1`, nid, current); err != nil {
-		return out, fmt.Errorf("recording state after event: %w", err)
+	// The row was stored with the room's state before it as current_after;
+	// only a change of state needs it rewritten.
+	if current != room.snapshot {
+		if _, err := tx.exec(ctx, `UPDATE events SET current_after = $2 WHERE event_nid = $1`, nid, current); err != nil {
+			return out, fmt.Errorf("recording state after event: %w", err)
+		}
 	}
 	if current != room.snapshot || w.Head != nil {
 		if err := tx.updateRoomHead(ctx, e.RoomNID, current, w.Head); err != nil {
@@ -206,7 +210,7 @@ func (tx *Tx) roomState(ctx context.Context, roomNID int64) (roomSnapshot, error
 
 // insertEvent stores the event row and its DAG edges; accepted events get a
 // stream position (negative for backfill).
-func (tx *Tx) insertEvent(ctx context.Context, e NewEvent, p Placement) (nid, pos int64, err error) {
+func (tx *Tx) insertEvent(ctx context.Context, e NewEvent, p Placement, currentAfter int64) (nid, pos int64, err error) {
 	var streamPos any
 	if e.Status == EventAccepted {
 		if pos, err = tx.streamPosFor(ctx, p); err != nil {
@@ -215,13 +219,14 @@ func (tx *Tx) insertEvent(ctx context.Context, e NewEvent, p Placement) (nid, po
 		streamPos = pos
 	}
 	err = tx.q().QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_server_ts,
-			stream_pos, state_before, status, relates_to, rel_type, sender_device, txn_id, unsigned_extra, json, state_value, redacts)
+			stream_pos, state_before, status, relates_to, rel_type, sender_device, txn_id, unsigned_extra, json, state_value, redacts,
+			current_after)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''), NULLIF($14, ''), $15, $16,
-			$17, NULLIF($18, ''))
+			$17, NULLIF($18, ''), $19)
 		RETURNING event_nid`,
 		e.EventID, e.RoomNID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, streamPos, e.StateBefore, e.Status,
 		e.RelatesTo, e.RelType, e.SenderDevice, e.TxnID, nullBytes(e.UnsignedExtra), string(e.JSON),
-		stateValue(e.Type, e.StateKey, e.JSON), e.Redacts).Scan(&nid)
+		stateValue(e.Type, e.StateKey, e.JSON), e.Redacts, currentAfter).Scan(&nid)
 	if err != nil {
 		if isUniqueViolation(err, "events.event_id") {
 			return 0, 0, ErrExists
@@ -247,7 +252,7 @@ func (tx *Tx) streamPosFor(ctx context.Context, p Placement) (int64, error) {
 
 // promoteOutlier makes an event stored as an outlier an accepted (or
 // soft-failed) one, now that its place in the DAG is known.
-func (tx *Tx) promoteOutlier(ctx context.Context, e NewEvent, p Placement) (nid, pos int64, err error) {
+func (tx *Tx) promoteOutlier(ctx context.Context, e NewEvent, p Placement, currentAfter int64) (nid, pos int64, err error) {
 	var streamPos any
 	if e.Status == EventAccepted {
 		if pos, err = tx.streamPosFor(ctx, p); err != nil {
@@ -256,9 +261,9 @@ func (tx *Tx) promoteOutlier(ctx context.Context, e NewEvent, p Placement) (nid,
 		streamPos = pos
 	}
 	err = tx.q().QueryRowContext(ctx, `UPDATE events SET status = $2, stream_pos = $3, state_before = $4,
-			unsigned_extra = COALESCE($5, unsigned_extra)
+			unsigned_extra = COALESCE($5, unsigned_extra), current_after = $6
 		WHERE event_id = $1 AND status = 1 RETURNING event_nid`,
-		e.EventID, e.Status, streamPos, e.StateBefore, nullBytes(e.UnsignedExtra)).Scan(&nid)
+		e.EventID, e.Status, streamPos, e.StateBefore, nullBytes(e.UnsignedExtra), currentAfter).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, fmt.Errorf("promoting %s: %w", e.EventID, ErrNotFound)
 	}
