@@ -24,16 +24,16 @@ import (
 // [min, max], 24h without them; an invalid answer for an hour, an
 // unreachable host for two minutes.
 const (
-	wellKnownDefaultTTL = 24 * time.Hour
-	wellKnownMinTTL     = 5 * time.Minute
-	wellKnownMaxTTL     = 48 * time.Hour
-	wellKnownInvalidTTL = time.Hour
-	wellKnownDownTTL    = 2 * time.Minute
-	wellKnownMaxBytes   = 50 << 10
-	wellKnownTimeout    = 10 * time.Second
-	wellKnownRedirects  = 5
-	srvTTL              = 10 * time.Minute
-	resolverCacheSize   = 4096
+	wellKnownDefaultTTL   = 24 * time.Hour
+	wellKnownMinTTL       = 5 * time.Minute
+	wellKnownMaxTTL       = 48 * time.Hour
+	wellKnownInvalidTTL   = time.Hour
+	wellKnownDownTTL      = 2 * time.Minute
+	wellKnownMaxBytes     = 50 << 10
+	wellKnownTimeout      = 10 * time.Second
+	wellKnownRedirects    = 5
+	srvTTL                = 10 * time.Minute
+	resolverCacheSize     = 4096
 	defaultFederationPort = 8448
 )
 
