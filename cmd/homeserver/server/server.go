@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/netutil"
 
@@ -39,13 +40,18 @@ type Server struct {
 	// Notifier wakes long-polls for the changes that concern their user.
 	Notifier   *notifier.Notifier
 	SigningKey *config.SigningKey
+	// Federation is the federation machinery: its client, key ring and
+	// request authentication.
+	Federation *federationapi.API
 	Log        *logrus.Logger
 
 	http     *http.Server
 	api      *clientapi.API
 	active   atomic.Int64 // requests in flight
 	listener net.Listener
-	logFile  io.Closer
+	// fedListener serves federation on its own TLS port, when configured.
+	fedListener *federationapi.TLSListener
+	logFile     io.Closer
 	serveErr chan error
 }
 
@@ -55,6 +61,10 @@ type Options struct {
 	LogOutput io.Writer
 	// PushGateway tunes push notification delivery (tests shorten backoff).
 	PushGateway pushgateway.Options
+	// Federation tunes federation (its TLS listener, how other servers are
+	// reached, key notaries); the zero value serves it on the client port
+	// with defaults. The server name and signing key are filled in.
+	Federation federationapi.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -78,9 +88,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.Accounts = accounts.New(db, accounts.Options{
 		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
 	})
+	fedOpts := opts.Federation
+	fedOpts.ServerName, fedOpts.SigningKey, fedOpts.Log = spec.ServerName(cfg.ServerName), key, s.Log
+	if s.Federation, err = federationapi.New(ctx, db, s.Accounts, fedOpts); err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
 	n := cfg.ServerNotices
 	s.Rooms = roomserver.New(db, roomserver.Options{
-		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey,
+		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey, Verifier: s.Federation.KeyRing,
 		ServerNoticesUser: cfg.ServerNoticesUserID(),
 		ServerNotices: roomserver.NoticesConfig{
 			DisplayName: n.SystemMXIDDisplayName, AvatarURL: n.SystemMXIDAvatarURL,
@@ -112,7 +129,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	})
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Notifier, s.Log)
 	s.api = api
-	handler := api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.ServerName, key).Routes)
+	handler := api.Handler(media.Routes, s.Federation.Routes)
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
 		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
@@ -162,6 +179,10 @@ func (s *Server) Listen(addr string) error {
 	// Connections past the limit wait in the kernel's backlog until one
 	// closes; the timeouts keep idle and slow ones from holding slots.
 	s.listener = netutil.LimitListener(ln, s.Config.HTTPMaxConnections)
+	if err := s.listenFederation(); err != nil {
+		ln.Close()
+		return err
+	}
 	s.Pushers.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.ServerName}).Info("homeserver listening")
@@ -173,6 +194,35 @@ func (s *Server) Listen(addr string) error {
 		s.serveErr <- err
 	}()
 	return nil
+}
+
+// listenFederation starts the federation TLS listener, if one is
+// configured.
+func (s *Server) listenFederation() error {
+	fo := s.Federation.Options()
+	if fo.Listen == "" {
+		return nil
+	}
+	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.MaxRequestBodyBytes), federationapi.TLSListenerOptions{
+		Addr: fo.Listen, Certificate: fo.Certificate,
+		ReadHeaderTimeout: s.Config.HTTPReadHeaderTimeout, IdleTimeout: s.Config.HTTPIdleTimeout,
+		MaxConnections: s.Config.HTTPMaxConnections,
+	})
+	if err != nil {
+		return err
+	}
+	s.fedListener = l
+	s.Log.WithField("addr", l.Addr().String()).Info("federation listening (TLS)")
+	return nil
+}
+
+// FederationAddr is the address of the federation TLS listener ("" when
+// federation is served on the client port only).
+func (s *Server) FederationAddr() string {
+	if s.fedListener == nil {
+		return ""
+	}
+	return s.fedListener.Addr().String()
 }
 
 // Handler is the server's whole HTTP handler, for in-process tests that
@@ -196,6 +246,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.listener != nil {
 		sctx, cancel := context.WithTimeout(ctx, s.Config.ShutdownTimeout)
 		defer cancel()
+		if s.fedListener != nil {
+			if err := s.fedListener.Shutdown(sctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := s.http.Shutdown(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			s.http.Close()
@@ -205,6 +260,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	s.Federation.Client.Transport().CloseIdleConnections()
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}
