@@ -201,7 +201,7 @@ func TestBadRequestsRefused(t *testing.T) {
 
 func TestParseXMatrix(t *testing.T) {
 	for header, want := range map[string]string{
-		`X-Matrix origin="a.test",key="ed25519:1",sig="abc",destination="b.test"`:      "a.test ed25519:1 abc b.test",
+		`X-Matrix origin="a.test",key="ed25519:1",sig="abc",destination="b.test"`:       "a.test ed25519:1 abc b.test",
 		`x-matrix   Origin=a.test:8448, KEY=ed25519:1 , sig = "a\"b\\c", destination=b`: `a.test:8448 ed25519:1 a"b\c b`,
 		`X-Matrix origin="a,b",key="k",sig="s",extra="ignored"`:                         "a,b k s ",
 	} {

@@ -49,10 +49,11 @@ type Server struct {
 	api      *clientapi.API
 	active   atomic.Int64 // requests in flight
 	listener net.Listener
+	logFile  io.Closer
+	serveErr chan error
+
 	// fedListener serves federation on its own TLS port, when configured.
 	fedListener *federationapi.TLSListener
-	logFile     io.Closer
-	serveErr chan error
 }
 
 // Options tune a server beyond its config.
