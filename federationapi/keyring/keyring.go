@@ -51,8 +51,8 @@ type Notary struct {
 
 // Options configure a KeyRing.
 type Options struct {
-	// Own are this server's keys: our own signatures are checked with
-	// them, never fetched.
+	// Own are this server's keys (required): our own signatures are
+	// checked with them, never fetched.
 	Own    *OwnKeys
 	DB     *storage.DB
 	Client Requester
@@ -93,6 +93,8 @@ type KeyRing struct {
 	mu       sync.Mutex
 	inflight map[string]*flight
 }
+
+var _ gomatrixserverlib.JSONVerifier = (*KeyRing)(nil)
 
 type serverKeys map[gomatrixserverlib.KeyID]storage.ServerKey
 

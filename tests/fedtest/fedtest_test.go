@@ -249,3 +249,34 @@ func TestPrivateAddressesRefused(t *testing.T) {
 		t.Fatalf("lenient server reaching %s: %v, %+v", target, err, keys.ServerKeyFields)
 	}
 }
+
+// TestEventSignatures: the key ring is what checks events from other
+// servers (the roomserver's verifier): an event signed by its sender's
+// server verifies, one that claims a sender of another server does not.
+func TestEventSignatures(t *testing.T) {
+	n := NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	ver := gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV11)
+	build := func(sender string) gomatrixserverlib.PDU {
+		t.Helper()
+		empty := ""
+		proto := gomatrixserverlib.ProtoEvent{
+			SenderID: sender, RoomID: "!room:hs2", Type: "m.room.create", StateKey: &empty,
+			PrevEvents: []string{}, AuthEvents: []string{}, Depth: 1, Content: []byte(`{"room_version":"11"}`),
+		}
+		own := hs2.Federation.Own
+		pdu, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(time.Now(), "hs2", own.KeyID, own.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pdu
+	}
+	userIDForSender := func(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) { return spec.NewUserID(string(s), true) }
+	ctx := context.Background()
+	if err := gomatrixserverlib.VerifyEventSignatures(ctx, build("@alice:hs2"), hs1.Federation.KeyRing, userIDForSender); err != nil {
+		t.Fatalf("event of hs2: %v", err)
+	}
+	if err := gomatrixserverlib.VerifyEventSignatures(ctx, build("@mallory:hs3"), hs1.Federation.KeyRing, userIDForSender); err == nil {
+		t.Fatal("event of an hs3 user signed only by hs2 verified")
+	}
+}
