@@ -81,7 +81,7 @@ func (a *API) requestOpenIDToken(r *http.Request, s *accounts.Session) (any, err
 	return map[string]any{
 		"access_token":       token,
 		"token_type":         "Bearer",
-		"matrix_server_name": a.cfg.ServerName,
+		"matrix_server_name": a.cfg.Server.Name,
 		"expires_in":         int(accounts.OpenIDTokenLifetime.Seconds()),
 	}, nil
 }

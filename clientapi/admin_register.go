@@ -71,7 +71,7 @@ func (n *nonceStore) drop(e *list.Element) {
 
 // adminRegisterNonce serves GET /_synapse/admin/v1/register.
 func (a *API) adminRegisterNonce(*http.Request) (any, error) {
-	if a.cfg.RegistrationSharedSecret == "" {
+	if a.cfg.Registration.SharedSecret == "" {
 		return nil, httputil.Unknown("Shared secret registration is not enabled")
 	}
 	nonce, err := a.nonces.issue(a.accounts.Now())
@@ -105,7 +105,7 @@ func SharedSecretMAC(secret, nonce, user, password string, admin bool, userType 
 
 // adminRegister serves POST /_synapse/admin/v1/register.
 func (a *API) adminRegister(r *http.Request) (any, error) {
-	if a.cfg.RegistrationSharedSecret == "" {
+	if a.cfg.Registration.SharedSecret == "" {
 		return nil, httputil.Unknown("Shared secret registration is not enabled")
 	}
 	var req struct {
@@ -130,7 +130,7 @@ func (a *API) adminRegister(r *http.Request) (any, error) {
 	if req.UserType != nil {
 		userType = *req.UserType
 	}
-	want := SharedSecretMAC(a.cfg.RegistrationSharedSecret, req.Nonce, req.Username, req.Password, req.Admin, userType)
+	want := SharedSecretMAC(a.cfg.Registration.SharedSecret, req.Nonce, req.Username, req.Password, req.Admin, userType)
 	if !hmac.Equal([]byte(want), []byte(req.MAC)) {
 		return nil, httputil.Forbidden("HMAC incorrect")
 	}

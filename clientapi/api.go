@@ -53,7 +53,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *rooms
 	a := &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, notify: notify, stopping: make(chan struct{}),
 		uia: newUIASessions(time.Now), nonces: newNonceStore(), ss: newSSConns(), logins: newLoginLimiter(time.Now),
 		registrations: ratelimit.New(ratelimit.Options{
-			Burst: cfg.RCRegistration.BurstCount, Interval: cfg.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
+			Burst: cfg.Registration.RCRegistration.BurstCount, Interval: cfg.Registration.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
 		}),
 		trusted: httputil.NewTrustedProxies(cfg.TrustedProxyPrefixes()), log: log,
 		delayedWake: make(chan struct{}, 1)}
@@ -100,7 +100,7 @@ func (a *API) Handler(extra ...func(*mux.Router)) http.Handler {
 	r.MethodNotAllowedHandler = httputil.Handler(func(*http.Request) (any, error) {
 		return nil, httputil.MethodNotAllowed("Method not allowed for this endpoint")
 	})
-	return httputil.WithClientAddress(httputil.Outer(r, a.log, a.cfg.MaxRequestBodyBytes), a.trusted)
+	return httputil.WithClientAddress(httputil.Outer(r, a.log, a.cfg.Server.MaxRequestBodyBytes), a.trusted)
 }
 
 // Route is one entry of the route table: a method and a path template

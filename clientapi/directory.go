@@ -35,7 +35,7 @@ func (a *API) aliasParam(r *http.Request) (alias string, local bool, err error) 
 	if _, _, valid := spec.ParseAndValidateServerName(spec.ServerName(server)); !valid {
 		return "", false, httputil.InvalidParam("Room alias invalid: bad server name in %q", alias)
 	}
-	return alias, server == a.cfg.ServerName, nil
+	return alias, server == a.cfg.Server.Name, nil
 }
 
 // getRoomAlias serves GET /_matrix/client/v3/directory/room/{roomAlias}.
@@ -55,7 +55,7 @@ func (a *API) getRoomAlias(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"room_id": roomID, "servers": []string{a.cfg.ServerName}}, nil
+	return map[string]any{"room_id": roomID, "servers": []string{a.cfg.Server.Name}}, nil
 }
 
 // putRoomAlias serves PUT /_matrix/client/v3/directory/room/{roomAlias}.
@@ -65,7 +65,7 @@ func (a *API) putRoomAlias(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	if !local {
-		return nil, httputil.InvalidParam("Room alias must be local (on %s)", a.cfg.ServerName)
+		return nil, httputil.InvalidParam("Room alias must be local (on %s)", a.cfg.Server.Name)
 	}
 	var body struct {
 		RoomID *string `json:"room_id"`
@@ -413,7 +413,7 @@ type publicRoomChunk struct {
 
 // checkDirectoryServer refuses a server parameter naming another server.
 func (a *API) checkDirectoryServer(r *http.Request) error {
-	if srv := r.URL.Query().Get("server"); srv != "" && srv != a.cfg.ServerName {
+	if srv := r.URL.Query().Get("server"); srv != "" && srv != a.cfg.Server.Name {
 		return httputil.NotFound("Cannot fetch the room directory of %s: this server does not federate", srv)
 	}
 	return nil

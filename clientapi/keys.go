@@ -81,7 +81,7 @@ func serverOf(userID string) string {
 }
 
 func (a *API) isLocalUser(userID string) bool {
-	return serverOf(userID) == a.cfg.ServerName
+	return serverOf(userID) == a.cfg.Server.Name
 }
 
 // remoteFailure is the failures entry for a server we cannot reach: there

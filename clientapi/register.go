@@ -24,7 +24,7 @@ type registerRequest struct {
 
 // registerFlows are the UIA flows of the configured registration mode.
 func (a *API) registerFlows() [][]string {
-	if a.cfg.Registration == config.RegistrationToken {
+	if a.cfg.Registration.Mode == config.RegistrationToken {
 		return [][]string{{stageRegistrationToken}}
 	}
 	return [][]string{{stageDummy}}
@@ -37,7 +37,7 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 	} else if kind != "" && kind != "user" {
 		return nil, httputil.InvalidParam("kind must be user or guest")
 	}
-	if a.cfg.Registration == config.RegistrationDisabled {
+	if a.cfg.Registration.Mode == config.RegistrationDisabled {
 		return nil, httputil.Forbidden("Registration is disabled on this server")
 	}
 	var req registerRequest
@@ -93,7 +93,7 @@ func (a *API) allowSignUp(r *http.Request) error {
 }
 
 func (a *API) registrationTokenUsable(ctx context.Context, token string) (bool, error) {
-	if a.cfg.Registration != config.RegistrationToken || token == "" {
+	if a.cfg.Registration.Mode != config.RegistrationToken || token == "" {
 		return false, nil
 	}
 	t, err := a.db.RegistrationToken(ctx, token)
@@ -109,7 +109,7 @@ func (a *API) registrationTokenUsable(ctx context.Context, token string) (bool, 
 // registerAvailable serves GET /_matrix/client/v3/register/available;
 // like Synapse, only while registration is enabled.
 func (a *API) registerAvailable(r *http.Request) (any, error) {
-	if a.cfg.Registration == config.RegistrationDisabled {
+	if a.cfg.Registration.Mode == config.RegistrationDisabled {
 		return nil, httputil.Forbidden("Registration is disabled on this server")
 	}
 	name := r.URL.Query().Get("username")
@@ -124,7 +124,7 @@ func (a *API) registerAvailable(r *http.Request) (any, error) {
 
 // registrationTokenValidity serves GET /_matrix/client/v1/register/m.login.registration_token/validity.
 func (a *API) registrationTokenValidity(r *http.Request) (any, error) {
-	if a.cfg.Registration != config.RegistrationToken {
+	if a.cfg.Registration.Mode != config.RegistrationToken {
 		return nil, httputil.Forbidden("Registration tokens are not enabled on this server")
 	}
 	token := r.URL.Query().Get("token")

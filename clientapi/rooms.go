@@ -59,14 +59,14 @@ func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	version := req.RoomVersion
 	if version == "" {
-		version = a.cfg.DefaultRoomVersion
+		version = a.cfg.Rooms.DefaultRoomVersion
 	}
 	alias := ""
 	if req.RoomAliasName != "" {
 		if strings.ContainsAny(req.RoomAliasName, ":# \t\n") {
 			return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_INVALID_PARAM", Msg: "room_alias_name may not contain ':', '#' or whitespace"}
 		}
-		alias = "#" + req.RoomAliasName + ":" + a.cfg.ServerName
+		alias = "#" + req.RoomAliasName + ":" + a.cfg.Server.Name
 	}
 	acc, err := a.db.Account(r.Context(), s.UserID)
 	if err != nil {
@@ -155,7 +155,7 @@ func (a *API) checkInvitee(r *http.Request, target string) error {
 	if err != nil {
 		return httputil.InvalidParam("%q is not a user ID", target)
 	}
-	if string(uid.Domain()) != a.cfg.ServerName {
+	if string(uid.Domain()) != a.cfg.Server.Name {
 		return httputil.Forbidden("this server does not federate: cannot invite %s", target)
 	}
 	if _, err := a.db.Account(r.Context(), target); errors.Is(err, storage.ErrNotFound) {

@@ -49,6 +49,11 @@ const DefaultKeyValidity = 7 * 24 * time.Hour
 type Options struct {
 	ServerName spec.ServerName
 	SigningKey *config.SigningKey
+	// Disabled turns federation off (MATRIX_FEDERATION=disabled): no
+	// request leaves for another server and there is no federation
+	// listener. The key, version and OpenID endpoints stay; endpoints
+	// built on this API should check Options().Disabled and stay away.
+	Disabled bool
 	// KeyValidity is the validity (valid_until_ts) of the key we publish.
 	KeyValidity time.Duration
 	// Notaries are asked for other servers' keys before the servers
@@ -114,7 +119,11 @@ func New(ctx context.Context, db *storage.DB, acc *accounts.Service, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("recording the signing key: %w", err)
 	}
+	if opts.Disabled {
+		opts.Listen = ""
+	}
 	copts := opts.Client
+	copts.Disabled = copts.Disabled || opts.Disabled
 	copts.ServerName, copts.KeyID, copts.PrivateKey = opts.ServerName, keyID, opts.SigningKey.PrivateKey
 	if copts.Now == nil {
 		copts.Now = opts.Now

@@ -68,15 +68,15 @@ type Media struct {
 
 // New opens the media store and builds the API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.FieldLogger, opts Options) (*Media, error) {
-	store, err := OpenStore(cfg.MediaPath)
+	store, err := OpenStore(cfg.Media.Path)
 	if err != nil {
 		return nil, err
 	}
 	m := &Media{
-		serverName:  cfg.ServerName,
-		maxUpload:   cfg.MaxUploadBytes,
-		thumbMemory: cfg.ThumbnailMemoryBytes,
-		quota:       cfg.MediaQuotaBytesPerUser,
+		serverName:  cfg.Server.Name,
+		maxUpload:   cfg.Media.MaxUploadBytes,
+		thumbMemory: cfg.Media.ThumbnailMemoryBytes,
+		quota:       cfg.Media.QuotaBytesPerUser,
 		db:          db,
 		accounts:    acc,
 		store:       store,
@@ -88,7 +88,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.F
 	}
 	m.waiters.m = map[string]*waiter{}
 	m.thumbs = newThumbnailer(m)
-	if cfg.URLPreviewEnabled {
+	if cfg.Media.URLPreviewEnabled {
 		m.previews = newPreviewer(m, cfg.PreviewFilter())
 	}
 	return m, nil

@@ -49,6 +49,9 @@ type Options struct {
 	KeyID      gomatrixserverlib.KeyID
 	PrivateKey ed25519.PrivateKey
 
+	// Disabled makes every request fail with ErrDisabled (federation
+	// turned off).
+	Disabled bool
 	// AllowPrivate lets federation reach loopback, private and link-local
 	// addresses (servers on one private network, tests).
 	AllowPrivate bool

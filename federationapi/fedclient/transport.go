@@ -23,6 +23,9 @@ import (
 // its idle connections); the least recently used is dropped beyond it.
 const maxTransports = 512
 
+// ErrDisabled is the error of every request when federation is off.
+var ErrDisabled = errors.New("federation is disabled on this server")
+
 // ErrResponseTooLarge is returned when reading a response body past the
 // transport's limit.
 var ErrResponseTooLarge = errors.New("federation response too large")
@@ -42,6 +45,7 @@ type Transport struct {
 	plainDialer net.Dialer
 	rootCAs     *x509.CertPool
 	maxResponse int64
+	disabled    bool
 
 	mu         sync.Mutex
 	transports map[string]*pooled
@@ -71,6 +75,7 @@ func newTransport(opts Options) *Transport {
 		plainDialer: net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
 		rootCAs:     opts.RootCAs,
 		maxResponse: opts.MaxResponseBytes,
+		disabled:    opts.Disabled,
 		transports:  map[string]*pooled{},
 	}
 	wellKnown := &http.Client{
@@ -95,6 +100,10 @@ func (t *Transport) Resolver() *Resolver { return t.resolver }
 // RoundTrip sends req to the destinations of its host in turn until one
 // answers.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.disabled {
+		closeBody(req)
+		return nil, ErrDisabled
+	}
 	var dests []Destination
 	switch req.URL.Scheme {
 	case "matrix", "matrix-federation":

@@ -67,7 +67,7 @@ func TestServerKeysKeepOldKeys(t *testing.T) {
 	}
 	oldID := s.SigningKey.ID
 	s.Stop()
-	if err := os.Remove(s.Config.SigningKeyPath); err != nil {
+	if err := os.Remove(s.Config.Server.SigningKeyPath); err != nil {
 		t.Fatal(err)
 	}
 	changed := time.Now().UnixMilli()

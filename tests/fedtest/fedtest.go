@@ -202,7 +202,7 @@ func (s *Server) RotateKey() (old *config.SigningKey) {
 	s.net.t.Helper()
 	old = s.SigningKey
 	s.Stop()
-	if err := os.Remove(s.Config.SigningKeyPath); err != nil {
+	if err := os.Remove(s.Config.Server.SigningKeyPath); err != nil {
 		s.net.t.Fatal(err)
 	}
 	s.start(s.DataDir)

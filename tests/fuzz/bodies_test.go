@@ -238,7 +238,7 @@ func (e *env) value(tpl, name string, admin bool) string {
 	case "receiptType":
 		return "m.read"
 	case "roomAlias":
-		return "#fuzz:" + e.s.Config.ServerName
+		return "#fuzz:" + e.s.Config.Server.Name
 	case "version":
 		return "1"
 	case "sessionId":

@@ -60,7 +60,7 @@ func StartInWith(t testing.TB, dataDir string, env map[string]string, opts serve
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	cfg.BcryptCost = 4
+	cfg.Registration.BcryptCost = 4
 	if opts.LogOutput == nil {
 		opts.LogOutput = io.Discard
 		if os.Getenv("TEST_SERVER_LOGS") != "" {
@@ -103,5 +103,5 @@ func SharedSecretMAC(secret, nonce, user, password string, admin bool) string {
 
 // UserID is the full ID of a localpart on this server.
 func (s *Server) UserID(localpart string) string {
-	return "@" + strings.ToLower(localpart) + ":" + s.Config.ServerName
+	return "@" + strings.ToLower(localpart) + ":" + s.Config.Server.Name
 }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/netutil"
 
@@ -74,36 +73,41 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if err := s.setupLogging(opts.LogOutput); err != nil {
 		return nil, err
 	}
-	key, err := config.LoadOrCreateSigningKey(cfg.SigningKeyPath)
+	for _, n := range cfg.Notices {
+		s.Log.WithFields(logrus.Fields{"key": n.Key, "new_key": n.NewKey, "line": n.Line}).Warn(n.String())
+	}
+	key, err := config.LoadOrCreateSigningKey(cfg.Server.SigningKeyPath)
 	if err != nil {
 		s.closeLog()
 		return nil, err
 	}
 	s.SigningKey = key
-	db, err := storage.Open(ctx, cfg.DatabasePath)
+	db, err := storage.Open(ctx, cfg.Database.Path)
 	if err != nil {
 		s.closeLog()
 		return nil, err
 	}
 	s.DB = db
 	s.Accounts = accounts.New(db, accounts.Options{
-		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
+		ServerName: cfg.Server.Name, BcryptCost: cfg.Registration.BcryptCost, RefreshLifetime: cfg.Registration.RefreshableAccessTokenLifetime,
 	})
-	fedOpts := opts.Federation
-	fedOpts.ServerName, fedOpts.SigningKey, fedOpts.Log = spec.ServerName(cfg.ServerName), key, s.Log
-	if s.Federation, err = federationapi.New(ctx, db, s.Accounts, fedOpts); err != nil {
+	fedOpts, err := federationOptions(cfg, key, s.Log, opts.Federation)
+	if err == nil {
+		s.Federation, err = federationapi.New(ctx, db, s.Accounts, fedOpts)
+	}
+	if err != nil {
 		db.Close()
 		s.closeLog()
 		return nil, err
 	}
 	n := cfg.ServerNotices
 	s.Rooms = roomserver.New(db, roomserver.Options{
-		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey, Verifier: s.Federation.KeyRing,
+		ServerName: cfg.Server.Name, KeyID: key.ID, PrivateKey: key.PrivateKey, Verifier: s.Federation.KeyRing,
 		ServerNoticesUser: cfg.ServerNoticesUserID(),
 		ServerNotices: roomserver.NoticesConfig{
 			DisplayName: n.SystemMXIDDisplayName, AvatarURL: n.SystemMXIDAvatarURL,
 			RoomName: n.RoomName, RoomAvatarURL: n.RoomAvatarURL, RoomTopic: n.RoomTopic,
-			AutoJoin: n.AutoJoin, RoomVersion: cfg.DefaultRoomVersion,
+			AutoJoin: n.AutoJoin, RoomVersion: cfg.Rooms.DefaultRoomVersion,
 		},
 	})
 	// The notices user's account reserves its name before anyone registers it.
@@ -133,8 +137,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	handler := api.Handler(media.Routes, s.Federation.Routes)
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
-		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
-		IdleTimeout:       cfg.HTTPIdleTimeout,
+		ReadHeaderTimeout: cfg.Server.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Server.HTTP.IdleTimeout,
 		ErrorLog:          nil,
 	}
 	return s, nil
@@ -142,7 +146,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 
 func (s *Server) setupLogging(console io.Writer) error {
 	log := logrus.New()
-	level, err := logrus.ParseLevel(s.Config.LogLevel)
+	level, err := logrus.ParseLevel(s.Config.Logging.Level)
 	if err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
@@ -151,7 +155,7 @@ func (s *Server) setupLogging(console io.Writer) error {
 	if console == nil {
 		console = os.Stdout
 	}
-	file, err := newRotatingFile(s.Config.LogDir, "homeserver.log", int64(s.Config.LogMaxSizeMB)<<20, s.Config.LogMaxFiles)
+	file, err := newRotatingFile(s.Config.Logging.Dir, "homeserver.log", int64(s.Config.Logging.MaxSizeMB)<<20, s.Config.Logging.MaxFiles)
 	if err != nil {
 		return err
 	}
@@ -171,7 +175,7 @@ func (s *Server) closeLog() {
 // serving in the background. The server is ready when Listen returns.
 func (s *Server) Listen(addr string) error {
 	if addr == "" {
-		addr = s.Config.Listen
+		addr = s.Config.Server.Listen
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -179,14 +183,14 @@ func (s *Server) Listen(addr string) error {
 	}
 	// Connections past the limit wait in the kernel's backlog until one
 	// closes; the timeouts keep idle and slow ones from holding slots.
-	s.listener = netutil.LimitListener(ln, s.Config.HTTPMaxConnections)
+	s.listener = netutil.LimitListener(ln, s.Config.Server.HTTP.MaxConnections)
 	if err := s.listenFederation(); err != nil {
 		ln.Close()
 		return err
 	}
 	s.Pushers.Start()
 	s.api.Start()
-	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.ServerName}).Info("homeserver listening")
+	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
 	go func() {
 		err := s.http.Serve(s.listener)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -204,10 +208,10 @@ func (s *Server) listenFederation() error {
 	if fo.Listen == "" {
 		return nil
 	}
-	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.MaxRequestBodyBytes), federationapi.TLSListenerOptions{
+	hc := s.Config.Server.HTTP
+	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.Server.MaxRequestBodyBytes), federationapi.TLSListenerOptions{
 		Addr: fo.Listen, Certificate: fo.Certificate,
-		ReadHeaderTimeout: s.Config.HTTPReadHeaderTimeout, IdleTimeout: s.Config.HTTPIdleTimeout,
-		MaxConnections: s.Config.HTTPMaxConnections,
+		ReadHeaderTimeout: hc.ReadHeaderTimeout, IdleTimeout: hc.IdleTimeout, MaxConnections: hc.MaxConnections,
 	})
 	if err != nil {
 		return err
@@ -245,7 +249,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	s.api.Stop()
 	if s.listener != nil {
-		sctx, cancel := context.WithTimeout(ctx, s.Config.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(ctx, s.Config.Server.ShutdownTimeout)
 		defer cancel()
 		if s.fedListener != nil {
 			if err := s.fedListener.Shutdown(sctx); err != nil {
