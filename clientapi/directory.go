@@ -45,8 +45,17 @@ func (a *API) getRoomAlias(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if !local {
-		// Remote aliases are resolved over federation, which this server does not speak.
-		return nil, httputil.NotFound("Room alias %s not found (this server does not federate)", alias)
+		roomID, servers, err := a.rooms.LookupAlias(r.Context(), alias)
+		if errors.Is(err, roomserver.ErrRoomNotFound) {
+			return nil, httputil.NotFound("Room alias %s not found", alias)
+		}
+		if err != nil {
+			return nil, roomErr(err)
+		}
+		if servers == nil {
+			servers = []string{}
+		}
+		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
 	roomID, err := a.db.AliasRoom(r.Context(), alias)
 	if errors.Is(err, storage.ErrNotFound) {

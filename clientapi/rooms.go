@@ -94,25 +94,40 @@ func roomIDVar(r *http.Request) (string, error) {
 	return id, nil
 }
 
-// resolveRoom accepts a room ID or a local alias.
-func (a *API) resolveRoom(r *http.Request, idOrAlias string) (string, error) {
+// resolveRoom accepts a room ID or an alias, and returns the servers to
+// reach the room through when this server is not in it: those of the
+// query's via and server_name (the older name SDKs still send), then, for
+// an alias of another server, those its directory gives.
+func (a *API) resolveRoom(r *http.Request, idOrAlias string) (string, []string, error) {
+	q := r.URL.Query()
+	servers := append(append([]string{}, q["via"]...), q["server_name"]...)
 	switch {
 	case strings.HasPrefix(idOrAlias, "!"):
 		if err := ids.RoomID(idOrAlias); err != nil {
-			return "", httputil.InvalidParam("%v", err)
+			return "", nil, httputil.InvalidParam("%v", err)
 		}
-		return idOrAlias, nil
+		return idOrAlias, servers, nil
 	case strings.HasPrefix(idOrAlias, "#"):
 		if err := ids.RoomAlias(idOrAlias); err != nil {
-			return "", httputil.InvalidParam("%v", err)
+			return "", nil, httputil.InvalidParam("%v", err)
+		}
+		if _, server, _ := strings.Cut(idOrAlias, ":"); server != a.cfg.Server.Name {
+			id, more, err := a.rooms.LookupAlias(r.Context(), idOrAlias)
+			if errors.Is(err, roomserver.ErrRoomNotFound) {
+				return "", nil, httputil.NotFound("Room alias %s not found", idOrAlias)
+			}
+			if err != nil {
+				return "", nil, roomErr(err)
+			}
+			return id, append(servers, more...), nil
 		}
 		id, err := a.db.AliasRoom(r.Context(), idOrAlias)
 		if errors.Is(err, storage.ErrNotFound) {
-			return "", httputil.NotFound("Room alias %s not found", idOrAlias)
+			return "", nil, httputil.NotFound("Room alias %s not found", idOrAlias)
 		}
-		return id, err
+		return id, servers, err
 	default:
-		return "", httputil.InvalidParam("%q is neither a room ID nor an alias", idOrAlias)
+		return "", nil, httputil.InvalidParam("%q is neither a room ID nor an alias", idOrAlias)
 	}
 }
 
@@ -156,7 +171,10 @@ func (a *API) checkInvitee(r *http.Request, target string) error {
 		return httputil.InvalidParam("%q is not a user ID", target)
 	}
 	if string(uid.Domain()) != a.cfg.Server.Name {
-		return httputil.Forbidden("this server does not federate: cannot invite %s", target)
+		if !a.rooms.Federates() {
+			return httputil.Forbidden("this server does not federate: cannot invite %s", target)
+		}
+		return nil // the invitee's server answers for its users
 	}
 	if _, err := a.db.Account(r.Context(), target); errors.Is(err, storage.ErrNotFound) {
 		return httputil.NotFound("Unknown user %s", target)
@@ -169,7 +187,7 @@ func (a *API) checkInvitee(r *http.Request, target string) error {
 // joinRoomByIDOrAlias serves POST /_matrix/client/v3/join/{roomIdOrAlias}.
 // Like Synapse, the whole body becomes member content (custom keys stay).
 func (a *API) joinRoomByIDOrAlias(r *http.Request, s *accounts.Session) (any, error) {
-	roomID, err := a.resolveRoom(r, pathVar(r, "roomIdOrAlias"))
+	roomID, servers, err := a.resolveRoom(r, pathVar(r, "roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +206,7 @@ func (a *API) joinRoomByIDOrAlias(r *http.Request, s *accounts.Session) (any, er
 			}
 		}
 	}
-	return a.join(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Join, Reason: reason, Content: body})
+	return a.join(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Join, Reason: reason, Content: body, Servers: servers})
 }
 
 // joinRoom serves POST /_matrix/client/v3/rooms/{roomId}/join, which keeps
@@ -202,7 +220,8 @@ func (a *API) joinRoom(r *http.Request, s *accounts.Session) (any, error) {
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	return a.join(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Join, Reason: body.Reason})
+	return a.join(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Join, Reason: body.Reason,
+		Servers: append(append([]string{}, r.URL.Query()["via"]...), r.URL.Query()["server_name"]...)})
 }
 
 func (a *API) join(r *http.Request, s *accounts.Session, req roomserver.MembershipRequest) (any, error) {
@@ -214,7 +233,7 @@ func (a *API) join(r *http.Request, s *accounts.Session, req roomserver.Membersh
 
 // knockRoom serves POST /_matrix/client/v3/knock/{roomIdOrAlias}.
 func (a *API) knockRoom(r *http.Request, s *accounts.Session) (any, error) {
-	roomID, err := a.resolveRoom(r, pathVar(r, "roomIdOrAlias"))
+	roomID, servers, err := a.resolveRoom(r, pathVar(r, "roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +241,8 @@ func (a *API) knockRoom(r *http.Request, s *accounts.Session) (any, error) {
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	if err := a.changeMembership(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Knock, Reason: body.Reason}); err != nil {
+	req := roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Knock, Reason: body.Reason, Servers: servers}
+	if err := a.changeMembership(r, s, req); err != nil {
 		return nil, err
 	}
 	return map[string]string{"room_id": roomID}, nil

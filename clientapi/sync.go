@@ -551,6 +551,9 @@ func nonNil(list []json.RawMessage) []json.RawMessage {
 // syncLeftRoom builds a rooms.leave entry: the timeline up to the user's
 // departure.
 func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since int64) (map[string]any, error) {
+	if room, ok, err := a.outOfBandLeftRoom(ctx, s, p, m); ok || err != nil {
+		return room, err
+	}
 	info, err := a.db.Room(ctx, m.RoomID)
 	if err != nil {
 		return nil, err
@@ -670,6 +673,11 @@ func (a *API) memberSummary(ctx context.Context, roomNID int64, userID string) (
 
 // strippedState is what an invited or knocking user may see of a room.
 func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]map[string]any, error) {
+	if oob, err := a.db.OutOfBandByEvent(ctx, m.EventNID); err == nil {
+		return outOfBandStripped(oob), nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
 	state, err := a.db.StateAt(ctx, m.RoomNID, m.StreamPos)
 	if err != nil {
 		return nil, err

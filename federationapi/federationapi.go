@@ -12,8 +12,8 @@
 // This package serves the signing keys (/_matrix/key/v2/server, with old
 // keys once the key changes), the notary endpoints (/_matrix/key/v2/query),
 // the version, and OpenID userinfo, which lets a widget or Element Call's
-// token service learn who holds an OpenID token. Room federation (joins,
-// transactions, backfill) is not served yet.
+// token service learn who holds an OpenID token. Room membership across
+// servers is federationapi/membership, registered through AddRoutes.
 package federationapi
 
 import (
@@ -93,6 +93,7 @@ type API struct {
 	Own *keyring.OwnKeys
 
 	accounts    *accounts.Service
+	routes      []func(*mux.Router)
 	serverName  spec.ServerName
 	keyValidity time.Duration
 	opts        Options
@@ -158,10 +159,18 @@ func (f *API) Routes(r *mux.Router) {
 	r.Handle("/_matrix/key/v2/query", httputil.Handler(f.queryKeysBatch)).Methods(http.MethodPost)
 	r.Handle("/_matrix/key/v2/query/{serverName}", httputil.Handler(f.queryKeys)).Methods(http.MethodGet)
 	r.Handle("/_matrix/key/v2/query/{serverName}/{keyId}", httputil.Handler(f.queryKeys)).Methods(http.MethodGet)
+	for _, reg := range f.routes {
+		reg(r)
+	}
 	if f.opts.ExtraRoutes != nil {
 		f.opts.ExtraRoutes(r, f)
 	}
 }
+
+// AddRoutes registers more endpoints wherever Routes registers these: the
+// endpoints built on this API elsewhere (room membership). Call it before
+// the server serves.
+func (f *API) AddRoutes(reg func(r *mux.Router)) { f.routes = append(f.routes, reg) }
 
 // Handler is a handler serving only the federation routes (those of
 // Routes and of extra), for the federation listener.

@@ -56,6 +56,34 @@ type CreateRoomRequest struct {
 // CreateRoom creates a room with the events createRoom specifies, in the
 // spec's order, and returns its ID.
 func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (string, error) {
+	var remote []string
+	for _, u := range req.Invite {
+		if !rs.isLocal(u) && ids.UserID(u) == nil {
+			remote = append(remote, u)
+		}
+	}
+	if len(remote) > 0 && rs.remote == nil {
+		return "", forbidden("this server does not federate: cannot invite %s", remote[0])
+	}
+	roomID, err := rs.createRoom(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	// Users of other servers are invited once the room stands, as Synapse
+	// does: their servers sign the invites (remote.go).
+	for _, u := range remote {
+		_, err := rs.SetMembership(ctx, MembershipRequest{
+			RoomID: roomID, Sender: req.Creator, DeviceID: req.DeviceID, Target: u, Membership: spec.Invite, IsDirect: req.IsDirect,
+		})
+		if err != nil {
+			return roomID, fmt.Errorf("inviting %s: %w", u, err)
+		}
+	}
+	return roomID, nil
+}
+
+// createRoom creates the room with its local invitees.
+func (rs *Roomserver) createRoom(ctx context.Context, req CreateRoomRequest) (string, error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(req.Version))
 	if err != nil || !ver.Stable() {
 		return "", ErrUnsupportedVersion
@@ -214,6 +242,9 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 		}
 	}
 	for _, u := range req.Invite {
+		if !rs.isLocal(u) {
+			continue // invited by CreateRoom once the room stands
+		}
 		inv, err := rs.memberContent(ctx, MembershipRequest{Target: u, Membership: spec.Invite, IsDirect: req.IsDirect})
 		if err != nil {
 			return fail(err)

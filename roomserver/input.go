@@ -183,7 +183,14 @@ func (rs *Roomserver) inputRoom(ctx context.Context, roomID string, events []Inp
 	batch := &inputBatch{status: map[string]EventStatus{}}
 	var wait func() error
 	writes := map[string]*eventWrite{}
+	// Events of a room this server holds no state of (or rescinded
+	// invites of a room it is not in) are handled after the lock.
+	var outOfBand []int
 	for _, i := range idx {
+		if rs.isOutOfBandInput(ctx, r, events[i]) {
+			outOfBand = append(outOfBand, i)
+			continue
+		}
 		res, w, err := rs.inputOne(ctx, r, events[i], batch)
 		if err != nil {
 			r.mu.Unlock()
@@ -198,18 +205,40 @@ func (rs *Roomserver) inputRoom(ctx context.Context, roomID string, events []Inp
 		}
 	}
 	r.mu.Unlock()
-	if wait == nil {
-		return nil
-	}
-	if err := wait(); err != nil {
-		return err
-	}
-	for _, i := range idx {
-		if w, ok := writes[results[i].EventID]; ok {
-			results[i].StreamPos = w.stored.StreamPos
+	if wait != nil {
+		if err := wait(); err != nil {
+			return err
+		}
+		for _, i := range idx {
+			if w, ok := writes[results[i].EventID]; ok {
+				results[i].StreamPos = w.stored.StreamPos
+			}
 		}
 	}
+	for _, i := range outOfBand {
+		results[i] = rs.inputOutOfBand(ctx, events[i])
+	}
 	return nil
+}
+
+// isOutOfBandInput reports whether an event cannot enter the room's DAG
+// here (r.mu held): a timeline event of a room whose state this server
+// does not hold (only a create event starts a room; a join's trusted
+// state starts it after send_join), or the rescission of a local user's
+// out-of-band invite in a room this server is not in. inputOutOfBand
+// handles those.
+func (rs *Roomserver) isOutOfBandInput(ctx context.Context, r *room, in InputEvent) bool {
+	if in.Kind == KindOutlier || in.StateBefore != nil {
+		return false
+	}
+	if _, ok := r.ref(spec.MRoomCreate, ""); !ok {
+		return in.Event.Type() != spec.MRoomCreate || !in.Event.StateKeyEquals("")
+	}
+	if len(r.local) > 0 {
+		return false
+	}
+	oob, err := rs.rescindsInvite(ctx, in.Event)
+	return err == nil && oob != nil
 }
 
 // roomForInput returns the room's head; a create event brings a new room.

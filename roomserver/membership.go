@@ -29,6 +29,10 @@ type MembershipRequest struct {
 	// Content holds further member content a client chose (a join through
 	// /join/{roomIdOrAlias} keeps its whole body, as in Synapse).
 	Content map[string]any
+	// Servers are the servers to join or knock through when this server
+	// is not in the room (the client's via / server_name, an alias's
+	// servers).
+	Servers []string
 	// Profile fields copied into join and knock events.
 	DisplayName string
 	AvatarURL   string
@@ -53,6 +57,9 @@ func (rs *Roomserver) SetMembership(ctx context.Context, req MembershipRequest) 
 	content, err := rs.memberContent(ctx, req)
 	if err != nil {
 		return Sent{}, err
+	}
+	if sent, handled, err := rs.setRemoteMembership(ctx, req, content); handled {
+		return sent, err
 	}
 	r, err := rs.room(ctx, req.RoomID)
 	if err != nil {
@@ -79,6 +86,9 @@ func (rs *Roomserver) SetMembership(ctx context.Context, req MembershipRequest) 
 	}
 	if err := rs.checkMembershipChange(r, req, currentMembership); err != nil {
 		return Sent{}, err
+	}
+	if req.Membership == spec.Invite && !rs.isLocal(req.Target) {
+		return rs.inviteRemote(ctx, r, req, raw)
 	}
 	target := req.Target
 	return rs.Send(ctx, LocalEvent{

@@ -88,8 +88,9 @@ func (rs *Roomserver) enqueue(ctx context.Context, r *room, w *eventWrite) (wait
 func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *eventWrite) error {
 	pdu := w.pdu
 	if r.nid.Load() == 0 {
-		// The create event of a new room brings the room row.
-		nid, err := tx.InsertRoom(ctx, r.id, string(r.version.Version()), rs.now().UnixMilli())
+		// The create event of a new room brings the room row (or takes
+		// over the one out-of-band memberships made).
+		nid, err := tx.AdoptRoom(ctx, r.id, string(r.version.Version()), rs.now().UnixMilli())
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,9 @@ type Roomserver struct {
 	// verifier checks the signatures of events from other servers (nil:
 	// the caller vouches for them, as tests do).
 	verifier gomatrixserverlib.JSONVerifier
+	// remote reaches other servers for rooms this server is not in (nil:
+	// every room is local); see remote.go.
+	remote Remote
 
 	pushRules rulesCache
 	// txns are the sends with a transaction ID under way.

@@ -366,7 +366,14 @@ func (db *DB) SnapshotAtPos(ctx context.Context, roomNID, pos int64) (int64, err
 	err := db.q().QueryRowContext(ctx, `SELECT current_after FROM events
 		WHERE room_nid = $1 AND stream_pos > 0 AND stream_pos <= $2 ORDER BY stream_pos DESC LIMIT 1`, roomNID, pos).Scan(&snap)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+		// Before the room's first timeline event here: the state before it
+		// (none for a room created here; the room's state for one joined
+		// over federation, whose first event is the join).
+		err = db.q().QueryRowContext(ctx, `SELECT state_before FROM events
+			WHERE room_nid = $1 AND stream_pos > 0 ORDER BY stream_pos LIMIT 1`, roomNID).Scan(&snap)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("finding state at %d: %w", pos, err)

@@ -86,7 +86,32 @@ func (db *DB) membershipHistoryAt(ctx context.Context, userID string, upTo int64
 		m.Membership = ev.Content.Membership
 		out = append(out, m)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return db.withOutOfBand(ctx, out, userID, upTo)
+}
+
+// withOutOfBand merges the user's out-of-band memberships (outofband.go)
+// into memberships read from the timeline: per room the later one wins.
+func (db *DB) withOutOfBand(ctx context.Context, ms []RoomMembership, userID string, upTo int64) ([]RoomMembership, error) {
+	oob, err := db.outOfBandHistoryAt(ctx, userID, upTo)
+	if err != nil || len(oob) == 0 {
+		return ms, err
+	}
+	at := make(map[int64]int, len(ms))
+	for i, m := range ms {
+		at[m.RoomNID] = i
+	}
+	for _, o := range oob {
+		if i, ok := at[o.RoomNID]; !ok {
+			ms = append(ms, o)
+		} else if o.StreamPos > ms[i].StreamPos {
+			ms[i] = o
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].StreamPos < ms[j].StreamPos })
+	return ms, nil
 }
 
 // PushRulesPos is the stream position of the user's last push rule change (0: never).

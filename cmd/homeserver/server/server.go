@@ -20,6 +20,7 @@ import (
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/federationapi/membership"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
@@ -42,6 +43,9 @@ type Server struct {
 	// Federation is the federation machinery: its client, key ring and
 	// request authentication.
 	Federation *federationapi.API
+	// Membership joins, leaves, knocks and invites across servers (nil
+	// when federation is disabled).
+	Membership *membership.Service
 	Log        *logrus.Logger
 
 	http     *http.Server
@@ -110,6 +114,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			AutoJoin: n.AutoJoin, RoomVersion: cfg.Rooms.DefaultRoomVersion,
 		},
 	})
+	if !s.Federation.Options().Disabled {
+		s.Membership = membership.New(s.Federation, s.Rooms, db, membership.Options{Log: s.Log})
+		s.Rooms.SetRemote(s.Membership)
+		s.Federation.AddRoutes(s.Membership.Routes)
+	}
 	// The notices user's account reserves its name before anyone registers it.
 	if err := s.Rooms.EnsureNoticesUser(ctx); err != nil {
 		db.Close()

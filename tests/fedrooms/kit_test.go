@@ -1,0 +1,269 @@
+// Package fedrooms tests room membership across servers (joins, invites,
+// leaves, knocks, kicks and bans) on homeservers that federate over TLS on
+// loopback (tests/fedtest), through the client API of each and raw
+// federation requests where a server must refuse something.
+package fedrooms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/internal/accounts"
+	"matrixhs/roomserver"
+	"matrixhs/storage"
+	"matrixhs/tests/fedtest"
+)
+
+// user is a logged-in user of one server, talking to its client API.
+type user struct {
+	t     *testing.T
+	hs    *fedtest.Server
+	ID    string
+	token string
+}
+
+func newUser(t *testing.T, hs *fedtest.Server, localpart string) *user {
+	t.Helper()
+	login, err := hs.Accounts.Register(context.Background(), accounts.Registration{Localpart: localpart, Password: "correct horse battery staple"})
+	if err != nil {
+		t.Fatalf("registering %s on %s: %v", localpart, hs.Name, err)
+	}
+	return &user{t: t, hs: hs, ID: login.UserID, token: login.AccessToken}
+}
+
+// response is a client API answer.
+type response struct {
+	Status int
+	Body   map[string]any
+	Raw    []byte
+}
+
+// do sends a client API request (path under /_matrix/client/v3) with a
+// JSON body (nil for none).
+func (u *user) do(method, path string, body any) response {
+	u.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		js, err := json.Marshal(body)
+		if err != nil {
+			u.t.Fatal(err)
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, u.hs.URL()+"/_matrix/client/v3"+path, rd)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+u.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		u.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{Status: resp.StatusCode, Raw: raw}
+	json.Unmarshal(raw, &out.Body)
+	return out
+}
+
+// must is do expecting 200.
+func (u *user) must(method, path string, body any) map[string]any {
+	u.t.Helper()
+	r := u.do(method, path, body)
+	if r.Status != http.StatusOK {
+		u.t.Fatalf("%s %s as %s: %d %s", method, path, u.ID, r.Status, r.Raw)
+	}
+	return r.Body
+}
+
+// want asserts a status and errcode ("" for any).
+func (r response) want(t *testing.T, status int, errcode string) {
+	t.Helper()
+	if r.Status != status || (errcode != "" && r.Body["errcode"] != errcode) {
+		t.Fatalf("got %d %s, want %d %s", r.Status, r.Raw, status, errcode)
+	}
+}
+
+func (u *user) createRoom(body map[string]any) string {
+	u.t.Helper()
+	if body == nil {
+		body = map[string]any{}
+	}
+	return u.must("POST", "/createRoom", body)["room_id"].(string)
+}
+
+// joinPath is /join/{roomIdOrAlias} with via servers as the query names.
+func joinPath(idOrAlias, param string, servers ...spec.ServerName) string {
+	q := url.Values{}
+	for _, s := range servers {
+		q.Add(param, string(s))
+	}
+	p := "/join/" + url.PathEscape(idOrAlias)
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	return p
+}
+
+func (u *user) join(idOrAlias string, via ...spec.ServerName) response {
+	u.t.Helper()
+	return u.do("POST", joinPath(idOrAlias, "via", via...), map[string]any{})
+}
+
+func (u *user) mustJoin(idOrAlias string, via ...spec.ServerName) string {
+	u.t.Helper()
+	r := u.join(idOrAlias, via...)
+	r.want(u.t, http.StatusOK, "")
+	return r.Body["room_id"].(string)
+}
+
+func roomPath(roomID, rest string) string { return "/rooms/" + url.PathEscape(roomID) + rest }
+
+func (u *user) invite(roomID, target string) response {
+	return u.do("POST", roomPath(roomID, "/invite"), map[string]any{"user_id": target})
+}
+
+func (u *user) leave(roomID string) response {
+	return u.do("POST", roomPath(roomID, "/leave"), map[string]any{})
+}
+
+func (u *user) send(roomID, body string) string {
+	u.t.Helper()
+	txn := fmt.Sprintf("t%d", time.Now().UnixNano())
+	return u.must("PUT", roomPath(roomID, "/send/m.room.message/"+txn), map[string]any{"msgtype": "m.text", "body": body})["event_id"].(string)
+}
+
+func (u *user) putState(roomID, typ, key string, content map[string]any) string {
+	u.t.Helper()
+	return u.must("PUT", roomPath(roomID, "/state/"+typ+"/"+url.PathEscape(key)), content)["event_id"].(string)
+}
+
+// sync runs one /sync (a long-poll when since is set).
+func (u *user) sync(since string, timeout time.Duration) map[string]any {
+	u.t.Helper()
+	q := url.Values{"timeout": {fmt.Sprint(timeout.Milliseconds())}}
+	if since != "" {
+		q.Set("since", since)
+	}
+	return u.must("GET", "/sync?"+q.Encode(), nil)
+}
+
+// syncUntil long-polls /sync until check accepts a response (each sync
+// waits on the server for news), failing after 20 seconds.
+func (u *user) syncUntil(what string, check func(sync map[string]any) bool) map[string]any {
+	u.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	since := ""
+	for time.Now().Before(deadline) {
+		res := u.sync(since, 2*time.Second)
+		if check(res) {
+			return res
+		}
+		since, _ = res["next_batch"].(string)
+	}
+	u.t.Fatalf("%s never saw %s", u.ID, what)
+	return nil
+}
+
+// get walks a decoded JSON value along keys.
+func get(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// hasMember reports whether events hold a member event of user with the
+// membership.
+func hasMember(events any, userID, membership string) bool {
+	for _, e := range list(events) {
+		if get(e, "type") == spec.MRoomMember && get(e, "state_key") == userID && get(e, "content", "membership") == membership {
+			return true
+		}
+	}
+	return false
+}
+
+// membershipOn is a user's membership as a server's roomserver holds it.
+func membershipOn(t *testing.T, hs *fedtest.Server, roomID, userID string) string {
+	t.Helper()
+	m, err := hs.Rooms.Membership(context.Background(), roomID, userID)
+	if err != nil {
+		t.Fatalf("membership of %s in %s on %s: %v", userID, roomID, hs.Name, err)
+	}
+	return m
+}
+
+// deliver hands a stored event of one server to another as its /send
+// would (the sender and /send come with other parts of federation): the
+// receiving roomserver checks and stores it.
+func deliver(t *testing.T, from, to *fedtest.Server, eventID string) roomserver.InputResult {
+	t.Helper()
+	e, err := from.DB.EventByID(context.Background(), eventID)
+	if err != nil {
+		t.Fatalf("event %s on %s: %v", eventID, from.Name, err)
+	}
+	ver := gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersion(e.RoomVersion))
+	pdu, err := ver.NewEventFromUntrustedJSON(e.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := to.Rooms.Input(context.Background(), []roomserver.InputEvent{{Kind: roomserver.KindNew, Event: pdu, Origin: from.Name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0]
+}
+
+// eventOn loads a stored event.
+func eventOn(t *testing.T, hs *fedtest.Server, eventID string) *storage.Event {
+	t.Helper()
+	e, err := hs.DB.EventByID(context.Background(), eventID)
+	if err != nil {
+		t.Fatalf("event %s on %s: %v", eventID, hs.Name, err)
+	}
+	return e
+}
+
+// fed sends a signed federation request from one server to another and
+// decodes the answer.
+func fed(t *testing.T, from *fedtest.Server, method string, to spec.ServerName, path string, body any) response {
+	t.Helper()
+	status, raw := from.Send(t, from.SignedRequest(t, method, to, path, body))
+	out := response{Status: status, Raw: raw}
+	json.Unmarshal(raw, &out.Body)
+	return out
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+func contains(list []any, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = strings.Contains
