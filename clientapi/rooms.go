@@ -94,13 +94,22 @@ func roomIDVar(r *http.Request) (string, error) {
 	return id, nil
 }
 
-// resolveRoom accepts a room ID or an alias, and returns the servers to
-// reach the room through when this server is not in it: those of the
-// query's via and server_name (the older name SDKs still send), then, for
-// an alias of another server, those its directory gives.
-func (a *API) resolveRoom(r *http.Request, idOrAlias string) (string, []string, error) {
+// viaServers are the servers a join or knock names: via, or the older
+// server_name that SDKs still send (as Synapse, via wins).
+func viaServers(r *http.Request) []string {
 	q := r.URL.Query()
-	servers := append(append([]string{}, q["via"]...), q["server_name"]...)
+	if via := q["via"]; len(via) > 0 {
+		return via
+	}
+	return q["server_name"]
+}
+
+// resolveRoom accepts a room ID or an alias, and returns the servers to
+// reach the room through when this server is not in it: those the query
+// names (viaServers), then, for an alias of another server, those its
+// directory gives.
+func (a *API) resolveRoom(r *http.Request, idOrAlias string) (string, []string, error) {
+	servers := viaServers(r)
 	switch {
 	case strings.HasPrefix(idOrAlias, "!"):
 		if err := ids.RoomID(idOrAlias); err != nil {
@@ -221,7 +230,7 @@ func (a *API) joinRoom(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	return a.join(r, s, roomserver.MembershipRequest{RoomID: roomID, Target: s.UserID, Membership: spec.Join, Reason: body.Reason,
-		Servers: append(append([]string{}, r.URL.Query()["via"]...), r.URL.Query()["server_name"]...)})
+		Servers: viaServers(r)})
 }
 
 func (a *API) join(r *http.Request, s *accounts.Session, req roomserver.MembershipRequest) (any, error) {

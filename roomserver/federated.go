@@ -62,6 +62,9 @@ func (rs *Roomserver) MembershipTemplate(ctx context.Context, roomID, userID, me
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := checkRemoteLeave(r, userID, membership); err != nil {
+		return nil, nil, err
+	}
 	content := map[string]any{"membership": membership}
 	if membership == spec.Join {
 		via, err := rs.remoteJoinAuthoriser(ctx, r, userID)
@@ -126,6 +129,22 @@ func templateOf(trial gomatrixserverlib.PDU) (json.RawMessage, error) {
 		delete(ev, k)
 	}
 	return json.Marshal(ev)
+}
+
+// checkRemoteLeave refuses the leave of a user who is not in the room
+// (invited, joined or knocking), which the auth rules let pass (leave to
+// leave) but Synapse refuses as "not in room".
+func checkRemoteLeave(r *room, userID, membership string) error {
+	if membership != spec.Leave {
+		return nil
+	}
+	r.mu.Lock()
+	current := r.membership(userID)
+	r.mu.Unlock()
+	if current != spec.Join && current != spec.Invite && current != spec.Knock {
+		return forbidden("%s is not in room %s", userID, r.id)
+	}
+	return nil
 }
 
 // remoteJoinAuthoriser picks the local user who authorises a restricted
@@ -207,8 +226,14 @@ func (rs *Roomserver) remoteJoinAuthoriser(ctx context.Context, r *room, userID 
 // checked its sender, signatures and membership, and signed it): it must
 // be accepted into the room's timeline.
 func (rs *Roomserver) InputRemoteMembership(ctx context.Context, origin spec.ServerName, pdu gomatrixserverlib.PDU) (Sent, error) {
-	if _, err := rs.participatingRoom(ctx, pdu.RoomID().String()); err != nil {
+	r, err := rs.participatingRoom(ctx, pdu.RoomID().String())
+	if err != nil {
 		return Sent{}, err
+	}
+	if m, _ := pdu.Membership(); pdu.StateKey() != nil {
+		if err := checkRemoteLeave(r, *pdu.StateKey(), m); err != nil {
+			return Sent{}, err
+		}
 	}
 	res, err := rs.Input(ctx, []InputEvent{{Kind: KindNew, Event: pdu, Origin: origin}})
 	if err != nil {
@@ -293,7 +318,7 @@ func (rs *Roomserver) InputRemoteJoin(ctx context.Context, origin spec.ServerNam
 			state = append(state, id)
 		}
 	}
-	res, err = rs.Input(ctx, []InputEvent{{Kind: KindNew, Event: join, Origin: origin, StateBefore: state}})
+	res, err = rs.Input(ctx, []InputEvent{{Kind: KindNew, Event: join, Origin: origin, StateBefore: state, remoteJoin: true}})
 	if err != nil {
 		return Sent{}, err
 	}

@@ -52,6 +52,10 @@ type InputEvent struct {
 	// StateBefore, when not nil, is the trusted state before the event as
 	// the IDs of stored events (the send_join and /state_ids case).
 	StateBefore []string
+	// remoteJoin marks a local user's join from send_join: the room moved
+	// on without this server, so its current state here is no reason to
+	// soft-fail the join.
+	remoteJoin bool
 }
 
 // EventStatus is what became of an input event.

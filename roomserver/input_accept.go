@@ -49,7 +49,7 @@ func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before
 	}
 	// A room with no current state yet (joined with a trusted state, as
 	// after send_join) has nothing to soft-fail against.
-	if _, hasState := r.ref(spec.MRoomCreate, ""); !linear && hasState {
+	if _, hasState := r.ref(spec.MRoomCreate, ""); !linear && hasState && !in.remoteJoin {
 		refused, err := rs.softFailed(ctx, r, pdu)
 		if err != nil {
 			return InputResult{}, nil, err

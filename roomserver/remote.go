@@ -155,9 +155,9 @@ func (rs *Roomserver) setRemoteMembership(ctx context.Context, req MembershipReq
 }
 
 // candidateServers lists the servers to reach a room through: those the
-// client named, the inviter's, the senders of the invite's stripped state,
-// the servers joined in the state this server holds, and the room ID's
-// domain (rooms before v12); never this server.
+// client named, the inviter's (as Synapse), the senders of the invite's
+// stripped state, and the servers joined in the state this server holds;
+// never this server. As in Synapse, a room ID's domain is no candidate.
 func (rs *Roomserver) candidateServers(ctx context.Context, req MembershipRequest, p roomPresence, oob *storage.OutOfBand) ([]spec.ServerName, error) {
 	var out []spec.ServerName
 	seen := map[spec.ServerName]bool{rs.origin: true}
@@ -195,7 +195,6 @@ func (rs *Roomserver) candidateServers(ctx context.Context, req MembershipReques
 			add(s)
 		}
 	}
-	add(serverOfID(req.RoomID))
 	return out, nil
 }
 

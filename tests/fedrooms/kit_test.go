@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -149,24 +148,36 @@ func (u *user) putState(roomID, typ, key string, content map[string]any) string 
 	return u.must("PUT", roomPath(roomID, "/state/"+typ+"/"+url.PathEscape(key)), content)["event_id"].(string)
 }
 
-// sync runs one /sync (a long-poll when since is set).
-func (u *user) sync(since string, timeout time.Duration) map[string]any {
+// sync runs one /sync (a long-poll when since is set) with a filter
+// ("" for none).
+func (u *user) sync(since, filter string, timeout time.Duration) map[string]any {
 	u.t.Helper()
 	q := url.Values{"timeout": {fmt.Sprint(timeout.Milliseconds())}}
 	if since != "" {
 		q.Set("since", since)
 	}
+	if filter != "" {
+		q.Set("filter", filter)
+	}
 	return u.must("GET", "/sync?"+q.Encode(), nil)
 }
+
+// withLeft is a sync filter that lists left rooms.
+const withLeft = `{"room":{"include_leave":true}}`
 
 // syncUntil long-polls /sync until check accepts a response (each sync
 // waits on the server for news), failing after 20 seconds.
 func (u *user) syncUntil(what string, check func(sync map[string]any) bool) map[string]any {
 	u.t.Helper()
+	return u.syncFilteredUntil("", what, check)
+}
+
+func (u *user) syncFilteredUntil(filter, what string, check func(sync map[string]any) bool) map[string]any {
+	u.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	since := ""
 	for time.Now().Before(deadline) {
-		res := u.sync(since, 2*time.Second)
+		res := u.sync(since, filter, 2*time.Second)
 		if check(res) {
 			return res
 		}
@@ -266,4 +277,12 @@ func contains(list []any, s string) bool {
 	return false
 }
 
-var _ = strings.Contains
+
+// signedBy reports whether an event's JSON carries a signature of server.
+func signedBy(eventJSON []byte, server string) bool {
+	var e struct {
+		Signatures map[string]map[string]string `json:"signatures"`
+	}
+	json.Unmarshal(eventJSON, &e)
+	return len(e.Signatures[server]) > 0
+}
