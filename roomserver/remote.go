@@ -98,7 +98,7 @@ func (rs *Roomserver) setRemoteMembership(ctx context.Context, req MembershipReq
 	if req.Membership != spec.Join && req.Membership != spec.Leave && req.Membership != spec.Knock {
 		return Sent{}, false, nil
 	}
-	p, _, err := rs.presence(ctx, req.RoomID)
+	p, r, err := rs.presence(ctx, req.RoomID)
 	if err != nil {
 		return Sent{}, true, err
 	}
@@ -110,7 +110,14 @@ func (rs *Roomserver) setRemoteMembership(ctx context.Context, req MembershipReq
 		return Sent{}, true, err
 	}
 	switch req.Membership {
-	case spec.Join, spec.Knock:
+	case spec.Join:
+		// A user invited out of band to a room this server is in, whose
+		// invite has not reached the room here yet, joins through the
+		// inviter's server.
+		if p.participating && !(oob != nil && oob.Membership == spec.Invite && headMembership(r, req.Target) != spec.Invite) {
+			return Sent{}, false, nil
+		}
+	case spec.Knock:
 		if p.participating {
 			return Sent{}, false, nil
 		}
@@ -152,6 +159,12 @@ func (rs *Roomserver) setRemoteMembership(ctx context.Context, req MembershipReq
 		}
 	}
 	return sent, true, err
+}
+
+func headMembership(r *room, userID string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.membership(userID)
 }
 
 // candidateServers lists the servers to reach a room through: those the

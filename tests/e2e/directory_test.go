@@ -166,7 +166,9 @@ func TestAliasErrors(t *testing.T) {
 
 	get := func(alias string) *resp { return do(t, "GET", dirAliasURL(s, "v3", alias), tok, nil) }
 	get("#nope:"+s.Config.Server.Name).want(t, 404, "M_NOT_FOUND")
-	get("#remote:other.example").want(t, 404, "M_NOT_FOUND")
+	// Another server's alias is asked of that server: one that cannot be
+	// reached is 502, as in Synapse.
+	get("#remote:other.example").want(t, 502, "M_UNKNOWN")
 	get("nonsense").want(t, 400, "M_INVALID_PARAM")
 
 	del := func(alias, token string) *resp { return do(t, "DELETE", dirAliasURL(s, "v3", alias), token, nil) }

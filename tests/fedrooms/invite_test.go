@@ -180,7 +180,7 @@ func TestRescindRemoteInvite(t *testing.T) {
 // TestRemoteInviteWhenParticipating: hs2 is in the room already; a second
 // user of hs2 invited there sees the invite at once (out of band) and the
 // invite event, once it arrives in the room's timeline, is promoted; the
-// user then joins on hs2 itself.
+// user then joins on hs2 itself. A third joins before his invite arrived.
 func TestRemoteInviteWhenParticipating(t *testing.T) {
 	n := fedtest.NewNetwork(t)
 	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
@@ -204,6 +204,22 @@ func TestRemoteInviteWhenParticipating(t *testing.T) {
 	bob2.mustJoin(roomID)
 	if m := membershipOn(t, hs2, roomID, bob2.ID); m != spec.Join {
 		t.Fatalf("hs2 has bob2 as %q", m)
+	}
+
+	// bob3's invite has not reached hs2's copy of the room: his join goes
+	// through the inviter's server instead of failing here.
+	bob3 := newUser(t, hs2, "bob3")
+	alice.invite(roomID, bob3.ID).want(t, http.StatusOK, "")
+	bob3.invitedTo(roomID)
+	bob3.mustJoin(roomID)
+	for _, hs := range []*fedtest.Server{hs1, hs2} {
+		if m := membershipOn(t, hs, roomID, bob3.ID); m != spec.Join {
+			t.Fatalf("%s has bob3 as %q", hs.Name, m)
+		}
+	}
+	// hs2 still has its other members joined.
+	if m := membershipOn(t, hs2, roomID, bob.ID); m != spec.Join {
+		t.Fatalf("hs2 has bob as %q", m)
 	}
 }
 

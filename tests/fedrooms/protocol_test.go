@@ -236,14 +236,28 @@ func TestForgedMembershipRequestsRefused(t *testing.T) {
 	if oob, err := hs2.DB.CurrentOutOfBand(t.Context(), invRoom, bob.ID); err == nil {
 		t.Fatalf("a refused invite was stored: %+v", oob)
 	}
-	// A well-formed invite is signed by hs2 and answered.
-	r = invite(hs1, alice.ID, bob.ID, nil)
+	// A well-formed invite is signed by hs2 and answered. Its room summary
+	// keeps what is well-formed: a create event that is not this room's
+	// (here: another room's, in full) is left out.
+	otherCreate := eventOn(t, hs1, stateEventID(t, hs1, roomID, spec.MRoomCreate, ""))
+	r = invite(hs1, alice.ID, bob.ID, func(b *inviteBody) {
+		b.InviteRoomState = []json.RawMessage{
+			json.RawMessage(otherCreate.JSON),
+			json.RawMessage(`{"type":"m.room.name","state_key":"","sender":"` + alice.ID + `","content":{"name":"Kept"}}`),
+			json.RawMessage(`{"type":"m.room.topic","content":{"topic":"no state key"}}`),
+			json.RawMessage(`"junk"`),
+		}
+	})
 	if r.Status != http.StatusOK {
 		t.Fatalf("invite: %d %s", r.Status, r.Raw)
 	}
 	js, _ := json.Marshal(r.Body["event"])
 	if !signedBy(js, "hs2") || !signedBy(js, "hs1") {
 		t.Fatalf("returned invite: %s", js)
+	}
+	st := bob.invitedTo(invRoom)
+	if len(st) != 2 || get(st[0], "type") != spec.MRoomName || get(st[1], "content", "membership") != spec.Invite {
+		t.Fatalf("invite_state: %v", st)
 	}
 }
 
