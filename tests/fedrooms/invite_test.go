@@ -65,6 +65,11 @@ func TestRemoteInvite(t *testing.T) {
 	if !create || !name || !inviter || !self {
 		t.Fatalf("invite_state (create %v, name %v, inviter %v, invite %v): %v", create, name, inviter, self, st)
 	}
+	// Sliding sync lists the room with the same invite state.
+	ss := bob.slidingSync()
+	if ssState := list(get(ss, "rooms", roomID, "invite_state")); len(ssState) != len(st) {
+		t.Fatalf("sliding sync invite_state: %v", get(ss, "rooms", roomID))
+	}
 	// Bob joins without naming a server: the inviter's is used.
 	bob.mustJoin(roomID)
 	if m := membershipOn(t, hs1, roomID, bob.ID); m != spec.Join {

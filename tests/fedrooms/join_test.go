@@ -95,3 +95,38 @@ func TestJoinUnknownRoomWithoutServers(t *testing.T) {
 	// An alias of a server that cannot be reached: 502, as Synapse.
 	alice.join("#nothing:hs9").want(t, http.StatusBadGateway, "M_UNKNOWN")
 }
+
+// TestV12RoomAcrossServers: a v12 room (room ID = create event hash, no
+// domain) is joined by invite and by ID through via; the invitee's server
+// keeps the create event of the invite state only because it hashes to the
+// room ID.
+func TestV12RoomAcrossServers(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2, hs3 := n.Start("hs1"), n.Start("hs2"), n.Start("hs3")
+	alice := newUser(t, hs1, "alice")
+	bob := newUser(t, hs2, "bob")
+	carol := newUser(t, hs3, "carol")
+	roomID := alice.createRoom(map[string]any{"preset": "public_chat", "room_version": "12", "invite": []string{bob.ID}})
+	var create bool
+	for _, e := range bob.invitedTo(roomID) {
+		if get(e, "type") == spec.MRoomCreate && get(e, "event_id") == "$"+roomID[1:] {
+			create = true
+		}
+	}
+	if !create {
+		t.Fatal("the v12 create event is missing from the invite state")
+	}
+	bob.mustJoin(roomID)
+	carol.mustJoin(roomID, "hs1")
+	for _, u := range []*user{bob, carol} {
+		for _, hs := range []*fedtest.Server{hs1, u.hs} {
+			if m := membershipOn(t, hs, roomID, u.ID); m != spec.Join {
+				t.Fatalf("%s has %s as %q", hs.Name, u.ID, m)
+			}
+		}
+	}
+	ver, err := hs3.Rooms.RoomVersion(t.Context(), roomID)
+	if err != nil || ver.Version() != "12" {
+		t.Fatalf("hs3's room version: %v, %v", ver, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -285,4 +286,25 @@ func signedBy(eventJSON []byte, server string) bool {
 	}
 	json.Unmarshal(eventJSON, &e)
 	return len(e.Signatures[server]) > 0
+}
+
+// slidingSync runs one sliding sync (MSC4186) over all the user's rooms.
+func (u *user) slidingSync() map[string]any {
+	u.t.Helper()
+	req, err := http.NewRequest("POST", u.hs.URL()+"/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0",
+		strings.NewReader(`{"lists":{"all":{"ranges":[[0,20]],"timeline_limit":1}}}`))
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+u.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		u.t.Fatalf("sliding sync: %d", resp.StatusCode)
+	}
+	return out
 }

@@ -321,3 +321,37 @@ func TestServerACLRefusesMembership(t *testing.T) {
 	fed(t, hs3, "GET", "hs1", "/_matrix/federation/v1/make_join/"+esc(roomID)+"/"+esc(carol.ID)+"?ver=10&ver=11", nil).want(t, http.StatusForbidden, "M_FORBIDDEN")
 	bob.mustJoin(roomID, "hs1")
 }
+
+// TestInviteWithWrongVersionDoesNotStickToRoom: a third server invites a
+// user of hs2 to hs1's room claiming another room version; when the user
+// joins through hs1, hs2 takes the room's real version.
+func TestInviteWithWrongVersionDoesNotStickToRoom(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2, hs3 := n.Start("hs1"), n.Start("hs2"), n.Start("hs3")
+	alice := newUser(t, hs1, "alice")
+	bob := newUser(t, hs2, "bob")
+	roomID := alice.createRoom(map[string]any{"preset": "public_chat", "room_version": "11"})
+
+	proto := gomatrixserverlib.ProtoEvent{
+		SenderID: "@mallory:hs3", RoomID: roomID, Type: spec.MRoomMember, StateKey: &bob.ID,
+		Content: spec.RawJSON(`{"membership":"invite"}`), PrevEvents: []string{otherEventID}, AuthEvents: []string{otherEventID}, Depth: 2,
+	}
+	pdu, err := gomatrixserverlib.MustGetRoomVersion("9").NewEventBuilderFromProtoEvent(&proto).
+		Build(time.Now(), hs3.Name, hs3.Federation.Own.KeyID, hs3.Federation.Own.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := inviteBody{RoomVersion: "9", Event: json.RawMessage(pdu.JSON()), InviteRoomState: []json.RawMessage{}}
+	fed(t, hs3, "PUT", "hs2", sendPath("v2", "invite", roomID, pdu.EventID()), body).want(t, http.StatusOK, "")
+	bob.invitedTo(roomID)
+
+	bob.mustJoin(roomID, "hs1")
+	ver, err := hs2.Rooms.RoomVersion(t.Context(), roomID)
+	if err != nil || ver.Version() != "11" {
+		t.Fatalf("hs2's room version: %v, %v", ver, err)
+	}
+	if m := membershipOn(t, hs2, roomID, bob.ID); m != spec.Join {
+		t.Fatalf("hs2 has bob as %q", m)
+	}
+	bob.send(roomID, "hello")
+}
