@@ -278,7 +278,6 @@ func contains(list []any, s string) bool {
 	return false
 }
 
-
 // signedBy reports whether an event's JSON carries a signature of server.
 func signedBy(eventJSON []byte, server string) bool {
 	var e struct {
