@@ -191,6 +191,9 @@ func (s *Server) Listen(addr string) error {
 	s.Pushers.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
+	if unreachableName(s.Config.Server.Name) {
+		s.Log.WithField("server_name", s.Config.Server.Name).Warn(federationHint)
+	}
 	go func() {
 		err := s.http.Serve(s.listener)
 		if errors.Is(err, http.ErrServerClosed) {
