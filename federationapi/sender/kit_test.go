@@ -220,6 +220,9 @@ type fakeDest struct {
 	gate chan struct{}
 	// latency is added to every request.
 	latency time.Duration
+	// took, when set, runs once a transaction was processed, before the
+	// answer goes back.
+	took func(ctx context.Context)
 
 	inFlight, maxInFlight int
 	attempts              int
@@ -292,7 +295,18 @@ func (f *fakeTransport) SendTransaction(ctx context.Context, t gomatrixserverlib
 		}
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	resp, err := d.process(t)
+	took := d.took
+	f.mu.Unlock()
+	if err == nil && took != nil {
+		took(ctx)
+	}
+	return resp, err
+}
+
+// process handles a transaction that reached the server; call with the
+// transport's lock held.
+func (d *fakeDest) process(t gomatrixserverlib.Transaction) (fclient.RespSend, error) {
 	if d.down != nil {
 		return fclient.RespSend{}, d.down
 	}

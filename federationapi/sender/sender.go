@@ -296,7 +296,7 @@ func (s *Sender) saveCursor() {
 		return
 	}
 	pos := s.cursor
-	if err := s.write(func(tx *storage.Tx) error { return tx.SetFederationCursor(s.ctx, pos) }); err != nil {
+	if err := s.write(func(ctx context.Context, tx *storage.Tx) error { return tx.SetFederationCursor(ctx, pos) }); err != nil {
 		s.log.WithError(err).Warn("saving the federation cursor")
 		return
 	}
@@ -449,12 +449,13 @@ func (s *Sender) poke(dest string) {
 	go s.work(w)
 }
 
-// write runs a write that must land even when shutdown began after the
-// destination took a transaction (so it is not sent again for nothing).
-func (s *Sender) write(fn func(*storage.Tx) error) error {
+// write runs a write that must land even when shutdown began meanwhile
+// (so a transaction the destination took is not sent again for nothing);
+// fn's statements run with the ctx it is given, which outlives s.ctx.
+func (s *Sender) write(fn func(context.Context, *storage.Tx) error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
 	defer cancel()
-	return s.db.Write(ctx, fn)
+	return s.db.Write(ctx, func(tx *storage.Tx) error { return fn(ctx, tx) })
 }
 
 // serverOf is the server part of a user ID ("" if it has none).

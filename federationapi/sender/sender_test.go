@@ -289,6 +289,31 @@ func TestQueueSurvivesRestart(t *testing.T) {
 	}
 }
 
+// A transaction answered while the sender stops is removed from the queue
+// all the same: it is not sent again after the restart.
+func TestAnswerDuringShutdownIsRecorded(t *testing.T) {
+	k := newKit(t, Options{})
+	b := newRemote(t, "b.test")
+	room := k.createRoom(alice)
+	k.join(b, room, "@bob:b.test")
+	stopped := make(chan struct{})
+	k.tr.with("b.test", func(d *fakeDest) {
+		d.took = func(ctx context.Context) {
+			go func() { k.s.Stop(); close(stopped) }()
+			<-ctx.Done() // shutdown began; the answer comes back now
+		}
+	})
+	k.send(room, alice, "last words")
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sender did not stop")
+	}
+	if p, e, err := k.db.FederationQueueCounts(context.Background(), "b.test"); err != nil || p+e != 0 {
+		t.Fatalf("queue after an answered transaction: %d PDUs, %d EDUs, %v", p, e, err)
+	}
+}
+
 // A destination that missed many events gets the transaction it had in
 // flight, then the newest events of each room; stale typing goes, to-device
 // messages stay.

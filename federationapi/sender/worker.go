@@ -107,7 +107,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	// when it is retried early because it was heard from.
 	catchUp := st.Failures > 0
 	if s.takeReset(w) && (st.Failures > 0 || st.RetryAt > 0) {
-		if err := s.write(func(tx *storage.Tx) error { return tx.SetFederationBackoff(ctx, w.dest, 0, 0) }); err != nil {
+		if err := s.write(func(ctx context.Context, tx *storage.Tx) error { return tx.SetFederationBackoff(ctx, w.dest, 0, 0) }); err != nil {
 			log.WithError(err).Warn("resetting destination backoff")
 			return waiting, s.now().Add(s.opts.InitialBackoff)
 		}
@@ -128,7 +128,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	}
 	txnID := st.TxnID
 	if txnID == "" {
-		err := s.write(func(tx *storage.Tx) (err error) {
+		err := s.write(func(ctx context.Context, tx *storage.Tx) (err error) {
 			txnID, err = tx.StartFederationTxn(ctx, w.dest, MaxPDUsPerTxn, MaxEDUsPerTxn, now.UnixMilli())
 			return err
 		})
@@ -152,9 +152,6 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 		return s.finishTxn(log, w.dest, txnID)
 	}
 	resp, err := s.send(txn)
-	if s.ctx.Err() != nil {
-		return idle, time.Time{} // stopping: the transaction stays queued
-	}
 	if err == nil {
 		for id, r := range resp.PDUs {
 			if r.Error != "" {
@@ -163,6 +160,9 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 		}
 		return s.finishTxn(log, w.dest, txnID)
 	}
+	if s.ctx.Err() != nil {
+		return idle, time.Time{} // stopping: the transaction stays queued
+	}
 	if code, ok := refused(err); ok {
 		log.WithError(err).WithFields(logrus.Fields{"status": code, "pdus": len(txn.PDUs), "edus": len(txn.EDUs)}).
 			Error("destination refused a transaction: dropping it")
@@ -170,7 +170,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	}
 	failures := st.Failures + 1
 	retry := now.Add(s.backoff(failures))
-	if err := s.write(func(tx *storage.Tx) error {
+	if err := s.write(func(ctx context.Context, tx *storage.Tx) error {
 		return tx.SetFederationBackoff(ctx, w.dest, failures, retry.UnixMilli())
 	}); err != nil {
 		log.WithError(err).Warn("saving destination backoff")
@@ -182,7 +182,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 
 // finishTxn removes an answered transaction from the queue.
 func (s *Sender) finishTxn(log logrus.FieldLogger, dest, txnID string) (outcome, time.Time) {
-	if err := s.write(func(tx *storage.Tx) error { return tx.FinishFederationTxn(s.ctx, dest, txnID) }); err != nil {
+	if err := s.write(func(ctx context.Context, tx *storage.Tx) error { return tx.FinishFederationTxn(ctx, dest, txnID) }); err != nil {
 		log.WithError(err).Warn("removing a sent transaction")
 		return waiting, s.now().Add(s.opts.InitialBackoff)
 	}
@@ -204,8 +204,8 @@ func (s *Sender) catchUp(log logrus.FieldLogger, dest string) {
 		return
 	}
 	var removed int64
-	err = s.write(func(tx *storage.Tx) (err error) {
-		removed, err = tx.CollapseFederationQueue(s.ctx, dest, s.opts.CatchUpPerRoom, staleEDUTypes)
+	err = s.write(func(ctx context.Context, tx *storage.Tx) (err error) {
+		removed, err = tx.CollapseFederationQueue(ctx, dest, s.opts.CatchUpPerRoom, staleEDUTypes)
 		return err
 	})
 	if err != nil {
