@@ -177,7 +177,10 @@ func (s *Sender) Start() {
 // end. Call it before closing the database. Queued work is sent after the
 // next start.
 func (s *Sender) Stop() {
+	// Under mu, so no poke starts a worker once Wait may have begun.
+	s.mu.Lock()
 	s.cancel()
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
@@ -432,11 +435,12 @@ func (s *Sender) Forward(ctx context.Context, eventID, origin string) error {
 	return nil
 }
 
-// poke makes sure a worker looks at the destination's queue.
+// poke makes sure a worker looks at the destination's queue (once
+// started: Start resumes every destination with queued work).
 func (s *Sender) poke(dest string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ctx.Err() != nil {
+	if !s.started || s.ctx.Err() != nil {
 		return
 	}
 	if w := s.workers[dest]; w != nil {
