@@ -39,6 +39,9 @@ type Server struct {
 	// Notifier wakes long-polls for the changes that concern their user.
 	Notifier   *notifier.Notifier
 	SigningKey *config.SigningKey
+	// Federation is the federation machinery: its client, key ring and
+	// request authentication.
+	Federation *federationapi.API
 	Log        *logrus.Logger
 
 	http     *http.Server
@@ -47,6 +50,9 @@ type Server struct {
 	listener net.Listener
 	logFile  io.Closer
 	serveErr chan error
+
+	// fedListener serves federation on its own TLS port, when configured.
+	fedListener *federationapi.TLSListener
 }
 
 // Options tune a server beyond its config.
@@ -55,6 +61,10 @@ type Options struct {
 	LogOutput io.Writer
 	// PushGateway tunes push notification delivery (tests shorten backoff).
 	PushGateway pushgateway.Options
+	// Federation tunes federation (its TLS listener, how other servers are
+	// reached, key notaries); the zero value serves it on the client port
+	// with defaults. The server name and signing key are filled in.
+	Federation federationapi.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -81,9 +91,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.Accounts = accounts.New(db, accounts.Options{
 		ServerName: cfg.Server.Name, BcryptCost: cfg.Registration.BcryptCost, RefreshLifetime: cfg.Registration.RefreshableAccessTokenLifetime,
 	})
+	fedOpts, err := federationOptions(cfg, key, s.Log, opts.Federation)
+	if err == nil {
+		s.Federation, err = federationapi.New(ctx, db, s.Accounts, fedOpts)
+	}
+	if err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
 	n := cfg.ServerNotices
 	s.Rooms = roomserver.New(db, roomserver.Options{
-		ServerName: cfg.Server.Name, KeyID: key.ID, PrivateKey: key.PrivateKey,
+		ServerName: cfg.Server.Name, KeyID: key.ID, PrivateKey: key.PrivateKey, Verifier: s.Federation.KeyRing,
 		ServerNoticesUser: cfg.ServerNoticesUserID(),
 		ServerNotices: roomserver.NoticesConfig{
 			DisplayName: n.SystemMXIDDisplayName, AvatarURL: n.SystemMXIDAvatarURL,
@@ -115,7 +134,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	})
 	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Notifier, s.Log)
 	s.api = api
-	handler := api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.Server.Name, key).Routes)
+	handler := api.Handler(media.Routes, s.Federation.Routes)
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
 		ReadHeaderTimeout: cfg.Server.HTTP.ReadHeaderTimeout,
@@ -165,6 +184,10 @@ func (s *Server) Listen(addr string) error {
 	// Connections past the limit wait in the kernel's backlog until one
 	// closes; the timeouts keep idle and slow ones from holding slots.
 	s.listener = netutil.LimitListener(ln, s.Config.Server.HTTP.MaxConnections)
+	if err := s.listenFederation(); err != nil {
+		ln.Close()
+		return err
+	}
 	s.Pushers.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
@@ -176,6 +199,35 @@ func (s *Server) Listen(addr string) error {
 		s.serveErr <- err
 	}()
 	return nil
+}
+
+// listenFederation starts the federation TLS listener, if one is
+// configured.
+func (s *Server) listenFederation() error {
+	fo := s.Federation.Options()
+	if fo.Listen == "" {
+		return nil
+	}
+	hc := s.Config.Server.HTTP
+	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.Server.MaxRequestBodyBytes), federationapi.TLSListenerOptions{
+		Addr: fo.Listen, Certificate: fo.Certificate,
+		ReadHeaderTimeout: hc.ReadHeaderTimeout, IdleTimeout: hc.IdleTimeout, MaxConnections: hc.MaxConnections,
+	})
+	if err != nil {
+		return err
+	}
+	s.fedListener = l
+	s.Log.WithField("addr", l.Addr().String()).Info("federation listening (TLS)")
+	return nil
+}
+
+// FederationAddr is the address of the federation TLS listener ("" when
+// federation is served on the client port only).
+func (s *Server) FederationAddr() string {
+	if s.fedListener == nil {
+		return ""
+	}
+	return s.fedListener.Addr().String()
 }
 
 // Handler is the server's whole HTTP handler, for in-process tests that
@@ -199,6 +251,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.listener != nil {
 		sctx, cancel := context.WithTimeout(ctx, s.Config.Server.ShutdownTimeout)
 		defer cancel()
+		if s.fedListener != nil {
+			if err := s.fedListener.Shutdown(sctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := s.http.Shutdown(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			s.http.Close()
@@ -208,6 +265,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	s.Federation.Client.Transport().CloseIdleConnections()
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}
