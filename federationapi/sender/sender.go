@@ -32,8 +32,9 @@
 //     (as Synapse, the destination fills the gap with /get_missing_events
 //     and /backfill), and queued typing and presence EDUs (stale by then)
 //     are dropped. Other EDUs are kept: to-device messages are delivered
-//     exactly once (never collapsed, never sent in two transactions);
-//     keyed EDUs (typing per room and user, receipts per room, type, user
+//     exactly once (never collapsed, never put in two transactions, retried
+//     under their transaction's ID; only a refusal drops them with their
+//     transaction); keyed EDUs (typing per room and user, receipts per room, type, user
 //     and thread, presence per user) replace their queued predecessor when
 //     queued, which bounds them.
 package sender
