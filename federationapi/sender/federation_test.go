@@ -13,7 +13,6 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
-	"github.com/sirupsen/logrus"
 
 	"matrixhs/federationapi"
 	"matrixhs/federationapi/fedclient"
@@ -98,11 +97,7 @@ func TestTransactionsOverFederation(t *testing.T) {
 	// federation.
 	joinEvent(t, hs1.DB, hs1.Rooms, hs2, room, bob)
 
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	s := sender.New(hs1.DB, "hs1", hs1.Federation.Client, log, sender.Options{InitialBackoff: 10 * time.Millisecond})
-	s.Start()
-	t.Cleanup(s.Stop) // before the servers stop
+	s := hs1.Sender // the server's own queue
 
 	msg := sendText(t, hs1.Rooms, room, alice, "hello hs2")
 	if err := s.QueueEDU(ctx, []string{"hs2"}, gomatrixserverlib.EDU{Type: "m.direct_to_device", Content: []byte(`{"message_id":"x"}`)}); err != nil {

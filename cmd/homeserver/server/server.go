@@ -14,12 +14,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/netutil"
 
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/federationapi/sender"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
@@ -39,6 +41,9 @@ type Server struct {
 	// Notifier wakes long-polls for the changes that concern their user.
 	Notifier   *notifier.Notifier
 	SigningKey *config.SigningKey
+	// Sender carries local events and EDUs to other servers (nil when
+	// federation is disabled).
+	Sender *sender.Sender
 	// Federation is the federation machinery: its client, key ring and
 	// request authentication.
 	Federation *federationapi.API
@@ -65,6 +70,8 @@ type Options struct {
 	// reached, key notaries); the zero value serves it on the client port
 	// with defaults. The server name and signing key are filled in.
 	Federation federationapi.Options
+	// Sender tunes the outbound federation queue (tests shorten backoff).
+	Sender sender.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -128,6 +135,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		pushOpts.Filter = cfg.OutboundFilter()
 	}
 	s.Pushers = pushgateway.New(db, s.Log, pushOpts)
+	if !s.Federation.Options().Disabled {
+		// Every new local event goes to the other servers of its room.
+		s.Sender = sender.New(db, cfg.Server.Name, s.Federation.Client, s.Log, opts.Sender)
+		s.Federation.Auth.OnAuthenticated(func(origin spec.ServerName) { s.Sender.ResetBackoff(string(origin)) })
+	}
 	s.Notifier = notifier.New()
 	db.OnWake(func(t storage.WakeTargets) {
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
@@ -189,6 +201,9 @@ func (s *Server) Listen(addr string) error {
 		return err
 	}
 	s.Pushers.Start()
+	if s.Sender != nil {
+		s.Sender.Start()
+	}
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
 	if unreachableName(s.Config.Server.Name) {
@@ -268,6 +283,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	if s.Sender != nil {
+		s.Sender.Stop()
+	}
 	s.Federation.Client.Transport().CloseIdleConnections()
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
