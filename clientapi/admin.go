@@ -21,20 +21,6 @@ import (
 	"matrixhs/storage"
 )
 
-// adminOnly wraps an authenticated handler for server admins.
-func (a *API) adminOnly(h authed) httputil.Handler {
-	return a.auth(func(r *http.Request, s *accounts.Session) (any, error) {
-		acc, err := a.db.Account(r.Context(), s.UserID)
-		if err != nil {
-			return nil, err
-		}
-		if !acc.IsAdmin {
-			return nil, httputil.Forbidden("You are not a server admin")
-		}
-		return h(r, s)
-	})
-}
-
 // adminServerVersion serves GET /_synapse/admin/v1/server_version: the
 // module and the VCS revision it was built from, when known.
 func (a *API) adminServerVersion(*http.Request, *accounts.Session) (any, error) {

@@ -8,6 +8,7 @@ import (
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/ids"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -63,7 +64,7 @@ func (a *API) adminSendServerNotice(r *http.Request, s *accounts.Session) (any, 
 		return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN", Msg: err.Error()}
 	}
 	if err != nil {
-		return nil, roomErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"event_id": sent.EventID}, nil
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
 	"matrixhs/storage"
 )
 
@@ -75,7 +75,7 @@ func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string
 	u.set("age", `"age"`, strconv.AppendInt(nil, max(0, time.Now().UnixMilli()-e.OriginTS), 10))
 	// Only the sending device of the sending user sees its transaction ID
 	// (device IDs are unique per user only).
-	if sess, ok := ctx.Value(sessionKey{}).(*accounts.Session); ok && e.TxnID != "" && deviceID != "" &&
+	if sess := auth.Session(ctx); sess != nil && e.TxnID != "" && deviceID != "" &&
 		e.SenderDevice == sess.DeviceID && e.Sender == sess.UserID {
 		txn, _ := json.Marshal(e.TxnID)
 		u.set("transaction_id", `"transaction_id"`, txn)

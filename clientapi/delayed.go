@@ -23,6 +23,7 @@ import (
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -168,7 +169,7 @@ func (a *API) sendDelayed(ctx context.Context, d *storage.DelayedEvent) error {
 		TxnID: d.DelayID, TxnScope: "delayed",
 	})
 	if sendErr != nil {
-		sendErr = roomErr(sendErr)
+		sendErr = matrixerr.From(sendErr)
 		var refused *httputil.Error
 		if !errors.As(sendErr, &refused) {
 			return sendErr // not the room's verdict: kept, tried again later

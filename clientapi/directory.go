@@ -605,15 +605,3 @@ func (a *API) publicRooms(ctx context.Context, q publicRoomsQuery) (*publicRooms
 	}
 	return resp, nil
 }
-
-// optionalAuth authenticates the request when it carries an access token
-// and otherwise calls h with a nil session.
-func (a *API) optionalAuth(h authed) httputil.Handler {
-	withAuth := a.auth(h)
-	return func(r *http.Request) (any, error) {
-		if accessToken(r) == "" && r.Header.Get("Authorization") == "" {
-			return h(r, nil)
-		}
-		return withAuth(r)
-	}
-}

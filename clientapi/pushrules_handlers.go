@@ -3,25 +3,16 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver/pushrules"
 	"matrixhs/storage"
 )
-
-// pushErr turns a pushrules error into the Matrix error it describes.
-func pushErr(err error) error {
-	var pe *pushrules.Error
-	if errors.As(err, &pe) {
-		return &httputil.Error{Status: pe.Status, Code: pe.Code, Msg: pe.Msg}
-	}
-	return err
-}
 
 func localpartOf(userID string) string {
 	local, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
@@ -64,7 +55,7 @@ func (a *API) updatePushRules(ctx context.Context, userID string, change func(*p
 			return err
 		}
 		if err := change(&u); err != nil {
-			return pushErr(err)
+			return matrixerr.From(err)
 		}
 		out, err := json.Marshal(u)
 		if err != nil {
@@ -113,7 +104,7 @@ func (a *API) getPushRule(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	rule, err := rs.Get(pathVar(r, "kind"), pathVar(r, "ruleId"))
 	if err != nil {
-		return nil, pushErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return rule, nil
 }
@@ -163,13 +154,13 @@ func (a *API) getPushRuleAttr(r *http.Request, s *accounts.Session) (any, error)
 	if pathVar(r, "attr") == "enabled" {
 		enabled, err := rs.GetEnabled(kind, id)
 		if err != nil {
-			return nil, pushErr(err)
+			return nil, matrixerr.From(err)
 		}
 		return map[string]bool{"enabled": enabled}, nil
 	}
 	actions, err := rs.GetActions(kind, id)
 	if err != nil {
-		return nil, pushErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]any{"actions": actions}, nil
 }
@@ -188,13 +179,13 @@ func (a *API) putPushRuleAttr(r *http.Request, s *accounts.Session) (any, error)
 	if pathVar(r, "attr") == "enabled" {
 		enabled, err := pushrules.ParseEnabled(body)
 		if err != nil {
-			return nil, pushErr(err)
+			return nil, matrixerr.From(err)
 		}
 		change = func(u *pushrules.UserRules) error { return u.SetEnabled(kind, id, enabled) }
 	} else {
 		actions, err := pushrules.ParseActions(body)
 		if err != nil {
-			return nil, pushErr(err)
+			return nil, matrixerr.From(err)
 		}
 		change = func(u *pushrules.UserRules) error { return u.SetActions(kind, id, actions) }
 	}

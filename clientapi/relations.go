@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
@@ -284,7 +285,7 @@ func (a *API) bundle(ctx context.Context, events []storage.Event, withThreads bo
 		return nil
 	}
 	var userID, deviceID string
-	if s, ok := ctx.Value(sessionKey{}).(*accounts.Session); ok {
+	if s := auth.Session(ctx); s != nil {
 		userID, deviceID = s.UserID, s.DeviceID
 	}
 	ignored := a.ignoredUsers(ctx, userID)

@@ -13,11 +13,11 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
 	"matrixhs/internal/httputil"
 )
 
@@ -37,12 +37,13 @@ func New(acc *accounts.Service, serverName string, key *config.SigningKey) *API 
 	return &API{accounts: acc, serverName: serverName, key: key, now: time.Now}
 }
 
-// Routes registers the federation endpoints on r (the server's one router).
-func (f *API) Routes(r *mux.Router) {
-	r.Handle("/_matrix/federation/v1/openid/userinfo", httputil.Handler(f.openIDUserInfo)).Methods(http.MethodGet)
-	r.Handle("/_matrix/federation/v1/version", httputil.Handler(f.version)).Methods(http.MethodGet)
-	r.Handle("/_matrix/key/v2/server", httputil.Handler(f.serverKeys)).Methods(http.MethodGet)
-	r.Handle("/_matrix/key/v2/server/{keyId}", httputil.Handler(f.serverKeys)).Methods(http.MethodGet)
+// Register adds the federation endpoints to the server's route table.
+func (f *API) Register(rt *httputil.Router) {
+	get := http.MethodGet
+	rt.Exact(get, "/_matrix/federation/v1/openid/userinfo", auth.Public(f.openIDUserInfo))
+	rt.Exact(get, "/_matrix/federation/v1/version", auth.Public(f.version))
+	rt.Exact(get, "/_matrix/key/v2/server", auth.Public(f.serverKeys))
+	rt.Exact(get, "/_matrix/key/v2/server/{keyId}", auth.Public(f.serverKeys))
 }
 
 // version serves GET /_matrix/federation/v1/version.

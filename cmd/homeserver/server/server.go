@@ -21,6 +21,8 @@ import (
 	"matrixhs/config"
 	"matrixhs/federationapi"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
+	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
 	"matrixhs/mediaapi"
@@ -94,7 +96,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.closeLog()
 		return nil, err
 	}
-	media, err := mediaapi.New(cfg, db, s.Accounts, s.Log, mediaapi.Options{})
+	authn := auth.New(s.Accounts)
+	media, err := mediaapi.New(cfg, db, authn, s.Log, mediaapi.Options{})
 	if err != nil {
 		db.Close()
 		s.closeLog()
@@ -110,9 +113,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	db.OnWake(func(t storage.WakeTargets) {
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
 	})
-	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Notifier, s.Log)
-	s.api = api
-	handler := api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.ServerName, key).Routes)
+	s.api = clientapi.New(cfg, db, s.Accounts, authn, s.Rooms, s.Notifier, s.Log)
+	handler := s.routes(federationapi.New(s.Accounts, cfg.ServerName, key))
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
 		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
@@ -120,6 +122,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		ErrorLog:          nil,
 	}
 	return s, nil
+}
+
+// routes builds the one route table every API registers into, and wraps it
+// in the middleware all requests pass: the client address (trusted proxies),
+// then request ID, access log, panic recovery, CORS and the body limit.
+// Authentication is per route (internal/auth).
+func (s *Server) routes(fed *federationapi.API) http.Handler {
+	rt := httputil.NewRouter()
+	s.api.Register(rt)
+	s.Media.Register(rt)
+	fed.Register(rt)
+	outer := httputil.Outer(rt, s.Log, s.Config.MaxRequestBodyBytes)
+	return httputil.WithClientAddress(outer, httputil.NewTrustedProxies(s.Config.TrustedProxyPrefixes()))
 }
 
 func (s *Server) setupLogging(console io.Writer) error {

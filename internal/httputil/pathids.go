@@ -1,10 +1,9 @@
-package clientapi
+package httputil
 
 import (
 	"net/http"
 	"strings"
 
-	"matrixhs/internal/httputil"
 	"matrixhs/internal/ids"
 )
 
@@ -42,10 +41,8 @@ func checkPathIDs(path string, h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, name := range names {
-			if err := pathIDChecks[name](pathVar(r, name)); err != nil {
-				httputil.Handler(func(*http.Request) (any, error) {
-					return nil, httputil.InvalidParam("%s: %v", name, err)
-				}).ServeHTTP(w, r)
+			if err := pathIDChecks[name](PathVar(r, name)); err != nil {
+				WriteError(w, r, InvalidParam("%s: %v", name, err))
 				return
 			}
 		}
