@@ -3,7 +3,6 @@
 package clientapi
 
 import (
-	"context"
 	"net/http"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/auth"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/ratelimit"
@@ -26,7 +26,7 @@ type API struct {
 	db       *storage.DB
 	accounts *accounts.Service
 	rooms    *roomserver.Roomserver
-	eph      *ephemeral
+	eph      *ephemeral.Service
 	// notify wakes long-polls for changes that concern their user.
 	notify *notifier.Notifier
 	// stopping is closed when the server shuts down, to end long-polls.
@@ -56,17 +56,8 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.
 		}),
 		log:         log,
 		delayedWake: make(chan struct{}, 1)}
-	a.eph = newEphemeral(notify.Wake, a.presenceRooms)
+	a.eph = ephemeral.New(db, rooms, notify.Wake, log)
 	return a
-}
-
-// presenceRooms are the rooms whose members hear of a user's presence.
-func (a *API) presenceRooms(userID string) []int64 {
-	rooms, err := a.db.ListeningRooms(context.Background(), userID)
-	if err != nil {
-		a.log.WithError(err).Warn("listing rooms for a presence change")
-	}
-	return rooms
 }
 
 // Start starts the API's background work: sending delayed events.

@@ -9,7 +9,6 @@ package clientapi
 
 import (
 	"context"
-	"encoding/json"
 
 	"matrixhs/storage"
 )
@@ -42,71 +41,4 @@ func (a *API) inviteFromIgnored(ctx context.Context, ignored map[string]bool, m 
 		return false, err
 	}
 	return ignored[events[0].Sender], nil
-}
-
-// dropIgnoredEphemeral removes ignored users from a room's m.typing and
-// m.receipt events; a receipt event left empty is dropped.
-func dropIgnoredEphemeral(events []json.RawMessage, ignored map[string]bool) []json.RawMessage {
-	if len(ignored) == 0 {
-		return events
-	}
-	out := events[:0:0]
-	for _, raw := range events {
-		var ev struct {
-			Type    string          `json:"type"`
-			Content json.RawMessage `json:"content"`
-		}
-		if json.Unmarshal(raw, &ev) != nil {
-			out = append(out, raw)
-			continue
-		}
-		switch ev.Type {
-		case "m.typing":
-			var c struct {
-				UserIDs []string `json:"user_ids"`
-			}
-			json.Unmarshal(ev.Content, &c)
-			kept := []string{}
-			for _, u := range c.UserIDs {
-				if !ignored[u] {
-					kept = append(kept, u)
-				}
-			}
-			if len(kept) != len(c.UserIDs) {
-				raw, _ = json.Marshal(map[string]any{"type": ev.Type, "content": map[string]any{"user_ids": kept}})
-			}
-		case "m.receipt":
-			// {event ID: {receipt type: {user ID: receipt}}}
-			var c map[string]map[string]map[string]json.RawMessage
-			if json.Unmarshal(ev.Content, &c) != nil {
-				break
-			}
-			changed := false
-			for eventID, byType := range c {
-				for typ, byUser := range byType {
-					for u := range byUser {
-						if ignored[u] {
-							delete(byUser, u)
-							changed = true
-						}
-					}
-					if len(byUser) == 0 {
-						delete(byType, typ)
-					}
-				}
-				if len(byType) == 0 {
-					delete(c, eventID)
-				}
-			}
-			if !changed {
-				break
-			}
-			if len(c) == 0 {
-				continue
-			}
-			raw, _ = json.Marshal(map[string]any{"type": ev.Type, "content": c})
-		}
-		out = append(out, raw)
-	}
-	return out
 }

@@ -112,9 +112,9 @@ func (a *API) slidingSync(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	switch q.Get("set_presence") {
 	case "", "online":
-		a.eph.SetPresence(s.UserID, "online", nil, true)
+		_ = a.eph.SetPresence(s.UserID, "online", nil, true)
 	case "unavailable":
-		a.eph.SetPresence(s.UserID, "unavailable", nil, false)
+		_ = a.eph.SetPresence(s.UserID, "unavailable", nil, false)
 	case "offline":
 	default:
 		return nil, httputil.InvalidParam("set_presence must be online, offline or unavailable")

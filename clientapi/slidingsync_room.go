@@ -399,12 +399,12 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 				if fresh {
 					from = 0
 				}
-				rs, err := a.db.ReceiptsSince(ctx, v.m.RoomNID, from, upTo)
+				rs, err := a.eph.RoomReceipts(ctx, v.m.RoomNID, from, upTo, s.UserID)
 				if err != nil {
 					return nil, false, err
 				}
-				if ev := receiptEvent(rs, s.UserID); ev != nil {
-					receipts[roomID] = ev
+				if rs != nil {
+					receipts[roomID] = map[string]any{"type": "m.receipt", "content": rs}
 				}
 			}
 			if on(p.ext.Typing.Enabled) {

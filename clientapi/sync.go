@@ -15,6 +15,7 @@ import (
 
 	"matrixhs/clientapi/filter"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
@@ -135,9 +136,9 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 	ctx := r.Context()
 	switch p.presence {
 	case "", "online":
-		a.eph.SetPresence(s.UserID, "online", nil, true)
+		_ = a.eph.SetPresence(s.UserID, "online", nil, true)
 	case "unavailable":
-		a.eph.SetPresence(s.UserID, "unavailable", nil, false)
+		_ = a.eph.SetPresence(s.UserID, "unavailable", nil, false)
 	}
 	if p.sinceEph > a.eph.Version() {
 		p.sinceEph = 0 // a token from before a restart: send the current state
@@ -498,11 +499,10 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		"limited":    limited,
 		"prev_batch": makeToken(prevBatch),
 	}
-	ephemeralEvents, err := a.roomEphemeral(ctx, s.UserID, info, fresh, since, sinceEph, upTo)
+	ephemeralEvents, err := a.roomEphemeral(ctx, s.UserID, info, fresh, since, sinceEph, upTo, p.ignored)
 	if err != nil {
 		return nil, false, err
 	}
-	ephemeralEvents = dropIgnoredEphemeral(ephemeralEvents, p.ignored) // ignore.go
 	perThread := tf != nil && tf.UnreadThreadNotifs
 	unread, threads, err := a.db.UnreadCounts(ctx, info.NID, s.UserID, perThread, upTo)
 	if err != nil {
@@ -705,31 +705,42 @@ func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]ma
 	return out, nil
 }
 
-// roomEphemeral is a joined room's typing and receipts for the sync window.
-func (a *API) roomEphemeral(ctx context.Context, userID string, info *storage.Room, fresh bool, since, sinceEph, upTo int64) ([]json.RawMessage, error) {
+// roomEphemeral is a joined room's typing and receipts for the sync window,
+// without the users the reader ignores.
+func (a *API) roomEphemeral(ctx context.Context, userID string, info *storage.Room, fresh bool, since, sinceEph, upTo int64,
+	ignored map[string]bool) ([]json.RawMessage, error) {
 	var out []json.RawMessage
 	if fresh {
 		sinceEph = 0
 	}
 	if users, changed := a.eph.Typing(info.ID, sinceEph); changed || (fresh && len(users) > 0) {
-		if users == nil {
-			users = []string{}
-		}
-		ev, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+		ev, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": withoutUsers(users, ignored)}})
 		out = append(out, ev)
 	}
 	from := since
 	if fresh {
 		from = 0
 	}
-	receipts, err := a.db.ReceiptsSince(ctx, info.NID, from, upTo)
+	receipts, err := a.eph.RoomReceipts(ctx, info.NID, from, upTo, userID)
 	if err != nil {
 		return nil, err
 	}
-	if ev := receiptEvent(receipts, userID); ev != nil {
+	if receipts = receipts.Without(ignored); receipts != nil {
+		ev, _ := json.Marshal(map[string]any{"type": "m.receipt", "content": receipts})
 		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// withoutUsers is users without the ignored ones (never nil).
+func withoutUsers(users []string, ignored map[string]bool) []string {
+	out := make([]string, 0, len(users))
+	for _, u := range users {
+		if !ignored[u] {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // syncPresence lists the presence of the user and their room mates that
@@ -757,7 +768,7 @@ func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, si
 	out := []json.RawMessage{}
 	sent := map[string]bool{}
 	add := func(u string, newcomer bool) {
-		pres, version := a.eph.GetPresence(u)
+		pres, version := a.eph.Presence(u)
 		if sent[u] || version == 0 || (!newcomer && version <= sinceEph) || !pf.Matches("m.presence", u) {
 			return
 		}
@@ -820,7 +831,7 @@ func (a *API) addSenderMembers(ctx context.Context, roomNID, pos int64, state, t
 // room out: nothing of it changed in the window (no events, receipts,
 // account data or typing), and the user did not just join.
 func skipUnchangedRoom(since, sinceEph int64, m storage.RoomMembership, changed map[int64]bool,
-	roomAD map[string][]json.RawMessage, eph *ephemeral) bool {
+	roomAD map[string][]json.RawMessage, eph *ephemeral.Service) bool {
 	if changed == nil || m.StreamPos > since || changed[m.RoomNID] || len(roomAD[m.RoomID]) > 0 {
 		return false
 	}

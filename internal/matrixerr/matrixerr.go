@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
 	"matrixhs/roomserver/pushrules"
@@ -30,6 +31,9 @@ func From(err error) error {
 		return m
 	}
 	if m := fromRooms(err); m != nil {
+		return m
+	}
+	if m := fromEphemeral(err); m != nil {
 		return m
 	}
 	var pe *pushrules.Error
@@ -89,6 +93,23 @@ func fromRooms(err error) *httputil.Error {
 		return &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNSUPPORTED_ROOM_VERSION", Msg: "unsupported room version"}
 	case errors.Is(err, roomserver.ErrAliasInUse):
 		return &httputil.Error{Status: http.StatusBadRequest, Code: "M_ROOM_IN_USE", Msg: "room alias already taken"}
+	}
+	return nil
+}
+
+// fromEphemeral maps the refusals of internal/ephemeral (nil: not one).
+func fromEphemeral(err error) *httputil.Error {
+	var ee *ephemeral.Error
+	if !errors.As(err, &ee) {
+		return nil
+	}
+	switch {
+	case errors.Is(err, ephemeral.ErrNotJoined), errors.Is(err, ephemeral.ErrNoSharedRoom):
+		return httputil.Forbidden("%s", ee.Msg)
+	case errors.Is(err, ephemeral.ErrUnknownEvent):
+		return httputil.NotFound("%s", ee.Msg)
+	case errors.Is(err, ephemeral.ErrInvalid):
+		return httputil.InvalidParam("%s", ee.Msg)
 	}
 	return nil
 }

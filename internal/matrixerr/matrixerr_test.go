@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
 )
@@ -32,6 +33,10 @@ func TestFromMapsDomainErrors(t *testing.T) {
 		{roomserver.ErrRoomNotFound, 404, "M_NOT_FOUND", nil},
 		{&roomserver.ForbiddenError{Reason: "no"}, 403, "M_FORBIDDEN", nil},
 		{httputil.NotJSON("x"), 400, "M_NOT_JSON", nil},
+		{&ephemeral.Error{Kind: ephemeral.ErrNotJoined, Msg: "no"}, 403, "M_FORBIDDEN", nil},
+		{&ephemeral.Error{Kind: ephemeral.ErrNoSharedRoom, Msg: "no"}, 403, "M_FORBIDDEN", nil},
+		{&ephemeral.Error{Kind: ephemeral.ErrUnknownEvent, Msg: "no"}, 404, "M_NOT_FOUND", nil},
+		{&ephemeral.Error{Kind: ephemeral.ErrInvalid, Msg: "no"}, 400, "M_INVALID_PARAM", nil},
 	} {
 		var he *httputil.Error
 		if !errors.As(From(tc.err), &he) || he.Status != tc.status || he.Code != tc.code || he.Extra["soft_logout"] != tc.softLogout {
