@@ -12,6 +12,7 @@ import (
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/auth"
+	"matrixhs/internal/e2ee"
 	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
@@ -27,6 +28,7 @@ type API struct {
 	accounts *accounts.Service
 	rooms    *roomserver.Roomserver
 	eph      *ephemeral.Service
+	keys     *e2ee.Service
 	// notify wakes long-polls for changes that concern their user.
 	notify *notifier.Notifier
 	// stopping is closed when the server shuts down, to end long-polls.
@@ -57,6 +59,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.
 		log:         log,
 		delayedWake: make(chan struct{}, 1)}
 	a.eph = ephemeral.New(db, rooms, notify.Wake, log)
+	a.keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: log})
 	return a
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/e2ee"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
@@ -282,18 +283,12 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 			}
 			tdSince = min(n, upTo)
 		}
-		if tdSince > 0 {
-			if has, err := a.db.HasToDeviceUpTo(ctx, s.UserID, s.DeviceID, tdSince); err != nil {
-				return nil, false, err
-			} else if has {
-				err := a.db.Write(ctx, func(tx *storage.Tx) error { return tx.DeleteToDeviceUpTo(ctx, s.UserID, s.DeviceID, tdSince) })
-				if err != nil {
-					return nil, false, err
-				}
-			}
+		dev := e2ee.Device{UserID: s.UserID, DeviceID: s.DeviceID}
+		if err := a.keys.AckToDevice(ctx, dev, tdSince); err != nil {
+			return nil, false, err
 		}
 		limit := p.ext.toDeviceLimit()
-		msgs, err := a.db.ToDeviceMessagesLimit(ctx, s.UserID, s.DeviceID, tdSince, upTo, limit)
+		msgs, err := a.keys.ToDevice(ctx, dev, tdSince, upTo, limit)
 		if err != nil {
 			return nil, false, err
 		}
@@ -318,17 +313,17 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 		changedUsers, left := []string{}, []string{}
 		if prev != nil {
 			var err error
-			if changedUsers, left, err = a.db.DeviceListChanges(ctx, s.UserID, since, upTo); err != nil {
+			if changedUsers, left, err = a.keys.DeviceListChanges(ctx, s.UserID, since, upTo); err != nil {
 				return nil, false, err
 			}
 		}
-		counts, fallback, err := a.db.DeviceKeyCounts(ctx, s.UserID, s.DeviceID)
+		counts, fallback, err := a.keys.KeyCounts(ctx, e2ee.Device{UserID: s.UserID, DeviceID: s.DeviceID})
 		if err != nil {
 			return nil, false, err
 		}
 		out["e2ee"] = map[string]any{
 			"device_lists":                     map[string]any{"changed": changedUsers, "left": left},
-			"device_one_time_keys_count":       withZeroCount(counts),
+			"device_one_time_keys_count":       counts,
 			"device_unused_fallback_key_types": fallback,
 		}
 		changed = changed || len(changedUsers) > 0 || len(left) > 0

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
-	"matrixhs/storage"
+	"matrixhs/internal/e2ee"
 )
 
 // syncE2EE builds the end-to-end encryption parts of a /sync response for
@@ -15,19 +15,11 @@ import (
 // there are new to-device messages, device-list changes or claims of the
 // device's keys.
 func (a *API) syncE2EE(ctx context.Context, userID, deviceID string, since, upTo int64) (out map[string]any, changed bool, err error) {
-	if ack := min(since, upTo); ack > 0 {
-		has, err := a.db.HasToDeviceUpTo(ctx, userID, deviceID, ack)
-		if err != nil {
-			return nil, false, err
-		}
-		if has {
-			err := a.db.Write(ctx, func(tx *storage.Tx) error { return tx.DeleteToDeviceUpTo(ctx, userID, deviceID, ack) })
-			if err != nil {
-				return nil, false, err
-			}
-		}
+	dev := e2ee.Device{UserID: userID, DeviceID: deviceID}
+	if err := a.keys.AckToDevice(ctx, dev, min(since, upTo)); err != nil {
+		return nil, false, err
 	}
-	msgs, err := a.db.ToDeviceMessages(ctx, userID, deviceID, since, upTo)
+	msgs, err := a.keys.ToDevice(ctx, dev, since, upTo, -1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -38,21 +30,21 @@ func (a *API) syncE2EE(ctx context.Context, userID, deviceID string, since, upTo
 	changedUsers, left := []string{}, []string{}
 	countsChanged := false
 	if since > 0 {
-		if changedUsers, left, err = a.db.DeviceListChanges(ctx, userID, since, upTo); err != nil {
+		if changedUsers, left, err = a.keys.DeviceListChanges(ctx, userID, since, upTo); err != nil {
 			return nil, false, err
 		}
-		if countsChanged, err = a.db.KeyCountsChanged(ctx, userID, deviceID, since, upTo); err != nil {
+		if countsChanged, err = a.keys.KeyCountsChanged(ctx, dev, since, upTo); err != nil {
 			return nil, false, err
 		}
 	}
-	counts, fallback, err := a.db.DeviceKeyCounts(ctx, userID, deviceID)
+	counts, fallback, err := a.keys.KeyCounts(ctx, dev)
 	if err != nil {
 		return nil, false, err
 	}
 	out = map[string]any{
 		"to_device":                        map[string]any{"events": events},
 		"device_lists":                     map[string]any{"changed": changedUsers, "left": left},
-		"device_one_time_keys_count":       withZeroCount(counts),
+		"device_one_time_keys_count":       counts,
 		"device_unused_fallback_key_types": fallback,
 	}
 	changed = len(events) > 0 || len(changedUsers) > 0 || len(left) > 0 || countsChanged

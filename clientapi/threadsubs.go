@@ -52,7 +52,7 @@ func (a *API) putThreadSubscription(r *http.Request, s *accounts.Session) (any, 
 		return nil, err
 	}
 	var causeID string
-	if !isJSONNull(req.Automatic) {
+	if !httputil.IsNull(req.Automatic) {
 		if err := json.Unmarshal(req.Automatic, &causeID); err != nil || causeID == "" {
 			return nil, httputil.BadJSON("automatic must be the ID of the event that caused the subscription")
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/e2ee"
 	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
@@ -34,6 +35,9 @@ func From(err error) error {
 		return m
 	}
 	if m := fromEphemeral(err); m != nil {
+		return m
+	}
+	if m := fromKeys(err); m != nil {
 		return m
 	}
 	var pe *pushrules.Error
@@ -110,6 +114,30 @@ func fromEphemeral(err error) *httputil.Error {
 		return httputil.NotFound("%s", ee.Msg)
 	case errors.Is(err, ephemeral.ErrInvalid):
 		return httputil.InvalidParam("%s", ee.Msg)
+	}
+	return nil
+}
+
+// fromKeys maps the refusals of internal/e2ee (nil: not one).
+func fromKeys(err error) *httputil.Error {
+	var ke *e2ee.Error
+	if !errors.As(err, &ke) {
+		return nil
+	}
+	switch {
+	case errors.Is(err, e2ee.ErrMalformed):
+		return httputil.BadJSON("%s", ke.Msg)
+	case errors.Is(err, e2ee.ErrInvalid), errors.Is(err, e2ee.ErrNotLocal):
+		return httputil.InvalidParam("%s", ke.Msg)
+	case errors.Is(err, e2ee.ErrMissing):
+		return httputil.MissingParam("%s", ke.Msg)
+	case errors.Is(err, e2ee.ErrBadSignature):
+		return &httputil.Error{Status: http.StatusBadRequest, Code: "M_INVALID_SIGNATURE", Msg: ke.Msg}
+	case errors.Is(err, e2ee.ErrKeyIDTaken):
+		return httputil.Forbidden("%s", ke.Msg)
+	case errors.Is(err, e2ee.ErrDeviceGone):
+		// The device's access token went with it.
+		return httputil.UnknownToken(false, "%s", ke.Msg)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/e2ee"
 	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
@@ -37,6 +38,12 @@ func TestFromMapsDomainErrors(t *testing.T) {
 		{&ephemeral.Error{Kind: ephemeral.ErrNoSharedRoom, Msg: "no"}, 403, "M_FORBIDDEN", nil},
 		{&ephemeral.Error{Kind: ephemeral.ErrUnknownEvent, Msg: "no"}, 404, "M_NOT_FOUND", nil},
 		{&ephemeral.Error{Kind: ephemeral.ErrInvalid, Msg: "no"}, 400, "M_INVALID_PARAM", nil},
+		{&e2ee.Error{Kind: e2ee.ErrMalformed, Msg: "no"}, 400, "M_BAD_JSON", nil},
+		{&e2ee.Error{Kind: e2ee.ErrInvalid, Msg: "no"}, 400, "M_INVALID_PARAM", nil},
+		{&e2ee.Error{Kind: e2ee.ErrMissing, Msg: "no"}, 400, "M_MISSING_PARAM", nil},
+		{&e2ee.Error{Kind: e2ee.ErrBadSignature, Msg: "no"}, 400, "M_INVALID_SIGNATURE", nil},
+		{&e2ee.Error{Kind: e2ee.ErrKeyIDTaken, Msg: "no"}, 403, "M_FORBIDDEN", nil},
+		{&e2ee.Error{Kind: e2ee.ErrDeviceGone, Msg: "no"}, 401, "M_UNKNOWN_TOKEN", false},
 	} {
 		var he *httputil.Error
 		if !errors.As(From(tc.err), &he) || he.Status != tc.status || he.Code != tc.code || he.Extra["soft_logout"] != tc.softLogout {
