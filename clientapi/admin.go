@@ -15,6 +15,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
@@ -628,7 +629,7 @@ func (a *API) adminShutdownRoom(r *http.Request, s *accounts.Session) (any, erro
 	}
 	kicked, failed := []string{}, []string{}
 	for _, m := range members {
-		switch contentString(m.JSON, "membership") {
+		switch roomview.ContentString(m.JSON, "membership") {
 		case spec.Join, spec.Invite, spec.Knock:
 		default:
 			continue

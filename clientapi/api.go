@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/auth"
@@ -29,6 +30,8 @@ type API struct {
 	rooms    *roomserver.Roomserver
 	eph      *ephemeral.Service
 	keys     *e2ee.Service
+	// view reads rooms as their users may see them.
+	view *roomview.Reader
 	// notify wakes long-polls for changes that concern their user.
 	notify *notifier.Notifier
 	// stopping is closed when the server shuts down, to end long-polls.
@@ -59,6 +62,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.
 		log:         log,
 		delayedWake: make(chan struct{}, 1)}
 	a.eph = ephemeral.New(db, rooms, notify.Wake, log)
+	a.view = roomview.New(db, rooms, log)
 	a.keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: log})
 	return a
 }

@@ -69,11 +69,11 @@ func (a *API) scheduleDelayed(ctx context.Context, s *accounts.Session, roomID, 
 	if size > maxDelayedEventSize {
 		return nil, httputil.TooLarge("the event would be larger than %d bytes", maxDelayedEventSize)
 	}
-	acc, err := a.access(ctx, s.UserID, roomID)
+	acc, err := a.view.Access(ctx, s.UserID, roomID)
 	if err != nil {
 		return nil, err
 	}
-	if acc.viewer.Membership() != spec.Join {
+	if acc.Viewer.Membership() != spec.Join {
 		return nil, httputil.Forbidden("You are not in this room")
 	}
 	b := make([]byte, 18)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/e2ee"
 	"matrixhs/internal/httputil"
@@ -64,13 +65,13 @@ func (a *API) keyChanges(r *http.Request, s *accounts.Session) (any, error) {
 	if q.Get("from") == "" {
 		return nil, httputil.MissingParam("from is required")
 	}
-	from, err := parseToken(q.Get("from"))
+	from, err := roomview.ParseToken(q.Get("from"))
 	if err != nil {
 		return nil, err
 	}
 	to := a.db.StreamPosition()
 	if t := q.Get("to"); t != "" {
-		pos, err := parseToken(t)
+		pos, err := roomview.ParseToken(t)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
@@ -131,7 +132,7 @@ func (a *API) propagateProfile(ctx context.Context, userID, deviceID, field, val
 	sem := make(chan struct{}, 4) // rooms are independent; their writes share group commits
 	for _, m := range members {
 		var content map[string]any
-		if json.Unmarshal(eventContent(m.JSON), &content) != nil || content == nil {
+		if json.Unmarshal(roomview.Content(m.JSON), &content) != nil || content == nil {
 			content = map[string]any{}
 		}
 		if cur, _ := content[field].(string); cur == value && (value != "" || content[field] == nil) {

@@ -13,11 +13,11 @@ import (
 
 // setFullyRead moves the m.fully_read marker (room account data).
 func (a *API) setFullyRead(ctx context.Context, s *accounts.Session, roomID, eventID string) error {
-	acc, err := a.access(ctx, s.UserID, roomID)
+	acc, err := a.view.Access(ctx, s.UserID, roomID)
 	if err != nil {
 		return err
 	}
-	if _, err := a.visibleEvent(ctx, acc, eventID); err != nil {
+	if _, err := a.view.VisibleEvent(ctx, acc, eventID); err != nil {
 		return err
 	}
 	content, _ := json.Marshal(map[string]string{"event_id": eventID})

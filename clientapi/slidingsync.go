@@ -369,7 +369,7 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	}
 	rooms := map[string]any{}
 	initialRooms := map[string]bool{}
-	ignored := a.ignoredUsers(ctx, s.UserID)
+	ignored := a.view.IgnoredUsers(ctx, s.UserID)
 	for roomID, v := range views {
 		held, has := next.rooms[roomID]
 		initial := !has || held.membership != v.m.Membership || v.config.wider(held.config)

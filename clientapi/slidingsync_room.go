@@ -7,6 +7,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/e2ee"
 	"matrixhs/internal/httputil"
@@ -49,11 +50,11 @@ func (a *API) ssRoom(ctx context.Context, s *accounts.Session, v *ssRoomView, he
 	if err != nil {
 		return res, err
 	}
-	acc := &roomAccess{info: info, viewer: viewer, ignored: ignored}
+	acc := &roomview.Access{Info: info, Viewer: viewer, Ignored: ignored}
 	to := upTo
 	if v.m.Membership != spec.Join {
 		to = min(upTo, v.m.StreamPos) // a room left: up to the leave
-		acc.upTo = to
+		acc.UpTo = to
 	}
 	from := held.pos
 	if initial {
@@ -149,8 +150,8 @@ func (a *API) ssRoom(ctx context.Context, s *accounts.Session, v *ssRoomView, he
 		out["initial"] = true
 	}
 	if len(events) > 0 || initial {
-		out["timeline"] = a.filteredEvents(ctx, events, s.DeviceID, nil)
-		out["prev_batch"] = makeToken(start)
+		out["timeline"] = a.view.FilteredEvents(ctx, events, s.DeviceID, nil)
+		out["prev_batch"] = roomview.MakeToken(start)
 	}
 	if limited {
 		out["limited"] = true
@@ -159,7 +160,7 @@ func (a *API) ssRoom(ctx context.Context, s *accounts.Session, v *ssRoomView, he
 		out["num_live"] = len(events)
 	}
 	if len(state) > 0 || initial {
-		out["required_state"] = a.filteredEvents(ctx, state, s.DeviceID, nil)
+		out["required_state"] = a.view.FilteredEvents(ctx, state, s.DeviceID, nil)
 	}
 	if stateChanged {
 		if err := a.ssRoomMeta(ctx, info.NID, after, s.UserID, out); err != nil {
@@ -185,11 +186,11 @@ func (a *API) ssRoomMeta(ctx context.Context, roomNID int64, state map[storage.S
 	for _, e := range events {
 		switch e.Type {
 		case spec.MRoomName:
-			if name := contentString(e.JSON, "name"); name != "" {
+			if name := roomview.ContentString(e.JSON, "name"); name != "" {
 				out["name"] = name
 			}
 		case "m.room.avatar":
-			if url := contentString(e.JSON, "url"); url != "" {
+			if url := roomview.ContentString(e.JSON, "url"); url != "" {
 				out["avatar"] = url
 			}
 		}
@@ -201,10 +202,10 @@ func (a *API) ssRoomMeta(ctx context.Context, roomNID int64, state map[storage.S
 	heroes := []map[string]any{}
 	for _, e := range heroEvents {
 		h := map[string]any{"user_id": *e.StateKey}
-		if n := contentString(e.JSON, "displayname"); n != "" {
+		if n := roomview.ContentString(e.JSON, "displayname"); n != "" {
 			h["displayname"] = n
 		}
-		if u := contentString(e.JSON, "avatar_url"); u != "" {
+		if u := roomview.ContentString(e.JSON, "avatar_url"); u != "" {
 			h["avatar_url"] = u
 		}
 		heroes = append(heroes, h)

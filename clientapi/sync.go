@@ -14,6 +14,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/clientapi/filter"
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
@@ -420,8 +421,8 @@ func stateFilter(p *syncParams) *filter.RoomEventFilter {
 // timeline returns the visible events of (from, to], at most limit of the
 // newest, oldest first, and whether older ones may have been left out
 // (more than limit, or more than one page could look at).
-func (a *API) timeline(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to int64, limit int) ([]storage.Event, bool, error) {
-	events, next, err := a.page(ctx, acc, f, to, from, true, limit+1)
+func (a *API) timeline(ctx context.Context, acc *roomview.Access, f *filter.RoomEventFilter, from, to int64, limit int) ([]storage.Event, bool, error) {
+	events, next, err := a.view.Page(ctx, acc, f, to, from, true, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -446,7 +447,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	if err != nil {
 		return nil, false, err
 	}
-	acc := &roomAccess{info: info, viewer: viewer, ignored: p.ignored}
+	acc := &roomview.Access{Info: info, Viewer: viewer, Ignored: p.ignored}
 	// A room joined since the last sync is sent as in an initial sync.
 	fresh := since == 0 || m.StreamPos > since
 	from := since
@@ -477,7 +478,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	var state []storage.Event
 	switch {
 	case fresh || p.fullState:
-		if state, err = a.stateAtPos(ctx, info.NID, start, ""); err != nil {
+		if state, err = a.view.StateAtPos(ctx, info.NID, start, ""); err != nil {
 			return nil, false, err
 		}
 	case limited:
@@ -495,9 +496,9 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	}
 
 	timeline := map[string]any{
-		"events":     a.filteredEvents(ctx, events, s.DeviceID, p.filter),
+		"events":     a.view.FilteredEvents(ctx, events, s.DeviceID, p.filter),
 		"limited":    limited,
-		"prev_batch": makeToken(prevBatch),
+		"prev_batch": roomview.MakeToken(prevBatch),
 	}
 	ephemeralEvents, err := a.roomEphemeral(ctx, s.UserID, info, fresh, since, sinceEph, upTo, p.ignored)
 	if err != nil {
@@ -510,7 +511,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	}
 	room := map[string]any{
 		"timeline":             timeline,
-		"state":                map[string]any{"events": a.filteredEvents(ctx, state, s.DeviceID, p.filter)},
+		"state":                map[string]any{"events": a.view.FilteredEvents(ctx, state, s.DeviceID, p.filter)},
 		"account_data":         map[string]any{"events": nonNil(accountData)},
 		"ephemeral":            map[string]any{"events": nonNil(ephemeralEvents)},
 		"unread_notifications": countsJSON(unread),
@@ -559,7 +560,7 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 	if err != nil {
 		return nil, err
 	}
-	acc := &roomAccess{info: info, viewer: viewer, upTo: m.StreamPos, ignored: p.ignored}
+	acc := &roomview.Access{Info: info, Viewer: viewer, UpTo: m.StreamPos, Ignored: p.ignored}
 	tf := timelineFilter(p)
 	events, limited, err := a.timeline(ctx, acc, tf, since, m.StreamPos, timelineLimit(tf))
 	if err != nil {
@@ -577,9 +578,9 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 	}
 	return map[string]any{
 		"timeline": map[string]any{
-			"events": a.filteredEvents(ctx, events, s.DeviceID, p.filter), "limited": limited, "prev_batch": makeToken(start),
+			"events": a.view.FilteredEvents(ctx, events, s.DeviceID, p.filter), "limited": limited, "prev_batch": roomview.MakeToken(start),
 		},
-		"state":        map[string]any{"events": a.filteredEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID, p.filter)},
+		"state":        map[string]any{"events": a.view.FilteredEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID, p.filter)},
 		"account_data": map[string]any{"events": []any{}},
 	}, nil
 }
@@ -653,7 +654,7 @@ func (a *API) memberSummary(ctx context.Context, roomNID int64, userID string) (
 		return 0, 0, nil, err
 	}
 	for _, e := range members {
-		switch contentString(e.JSON, "membership") {
+		switch roomview.ContentString(e.JSON, "membership") {
 		case spec.Join:
 			joined++
 		case spec.Invite:
@@ -690,13 +691,13 @@ func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]ma
 	// The inviter's member event lets clients show who invited.
 	out := make([]map[string]any, 0, len(events)+1)
 	for _, e := range events {
-		out = append(out, strippedEvent(&e))
+		out = append(out, roomview.StrippedEvent(&e))
 		if e.NID == m.EventNID && e.Sender != *e.StateKey {
 			if nid, ok := state[storage.StateKey{Type: spec.MRoomMember, StateKey: e.Sender}]; ok {
 				inviter, err := a.db.EventsByNID(ctx, []int64{nid})
 				if err == nil && len(inviter) == 1 {
 					out = append(out, map[string]any{
-						"type": spec.MRoomMember, "state_key": e.Sender, "sender": e.Sender, "content": eventContent(inviter[0].JSON),
+						"type": spec.MRoomMember, "state_key": e.Sender, "sender": e.Sender, "content": roomview.Content(inviter[0].JSON),
 					})
 				}
 			}

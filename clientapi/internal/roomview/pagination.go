@@ -1,4 +1,4 @@
-package clientapi
+package roomview
 
 import (
 	"context"
@@ -19,14 +19,14 @@ import (
 // positions; they keep working, placed after the room's last timeline event
 // at or before the position.
 
-// topoToken is the token of a topological position.
-func topoToken(p storage.TopoPos) string {
+// TopoToken is the token of a topological position.
+func TopoToken(p storage.TopoPos) string {
 	return "t" + strconv.FormatInt(p.Depth, 10) + "_" + strconv.FormatInt(p.NID, 10)
 }
 
-// topoFromToken reads a pagination token of any kind as a place in the
+// TopoFromToken reads a pagination token of any kind as a place in the
 // room's topological order.
-func (a *API) topoFromToken(ctx context.Context, roomNID int64, tok string) (storage.TopoPos, error) {
+func (rv *Reader) TopoFromToken(ctx context.Context, roomNID int64, tok string) (storage.TopoPos, error) {
 	if rest, ok := strings.CutPrefix(tok, "t"); ok {
 		if d, n, ok := strings.Cut(rest, "_"); ok {
 			depth, err1 := strconv.ParseInt(d, 10, 64)
@@ -37,23 +37,23 @@ func (a *API) topoFromToken(ctx context.Context, roomNID int64, tok string) (sto
 			return storage.TopoPos{Depth: depth, NID: nid}, nil
 		}
 	}
-	pos, err := parseToken(tok)
+	pos, err := ParseToken(tok)
 	if err != nil {
 		return storage.TopoPos{}, err
 	}
-	return a.db.TopoAtStream(ctx, roomNID, pos)
+	return rv.db.TopoAtStream(ctx, roomNID, pos)
 }
 
-// streamFromToken reads a token of any kind as a stream position, for the
+// StreamFromToken reads a token of any kind as a stream position, for the
 // endpoints that take a point in time (/members?at=): a topological
 // position stands for the room's last timeline event at or before it.
-func (a *API) streamFromToken(ctx context.Context, roomNID int64, tok string) (int64, error) {
+func (rv *Reader) StreamFromToken(ctx context.Context, roomNID int64, tok string) (int64, error) {
 	if strings.HasPrefix(tok, "t") && strings.Contains(tok, "_") {
-		p, err := a.topoFromToken(ctx, roomNID, tok)
+		p, err := rv.TopoFromToken(ctx, roomNID, tok)
 		if err != nil {
 			return 0, err
 		}
-		evs, err := a.db.TopoTimeline(ctx, roomNID, p, storage.TopoPos{}, true, 1)
+		evs, err := rv.db.TopoTimeline(ctx, roomNID, p, storage.TopoPos{}, true, 1)
 		if err != nil || len(evs) == 0 {
 			return 0, err
 		}
@@ -64,28 +64,28 @@ func (a *API) streamFromToken(ctx context.Context, roomNID int64, tok string) (i
 		}
 		return evs[0].StreamPos, nil
 	}
-	return parseToken(tok)
+	return ParseToken(tok)
 }
 
-// topoLimit is the farthest place a user may read up to: their departure
+// TopoLimit is the farthest place a user may read up to: their departure
 // for users who left, else the end. Pages never go past it.
-func (a *API) topoLimit(ctx context.Context, acc *roomAccess) (storage.TopoPos, error) {
-	if acc.upTo == 0 {
+func (rv *Reader) TopoLimit(ctx context.Context, acc *Access) (storage.TopoPos, error) {
+	if acc.UpTo == 0 {
 		return storage.TopoEnd, nil
 	}
-	return a.db.TopoAtStream(ctx, acc.info.NID, acc.upTo)
+	return rv.db.TopoAtStream(ctx, acc.Info.NID, acc.UpTo)
 }
 
-// topoPage collects up to limit visible events matching f between from
+// TopoPage collects up to limit visible events matching f between from
 // and to, in the given direction (to is the lower end going backwards).
 // next is where a following page starts; done reports that nothing more
 // lies that way. A page shorter than limit and not done ran out of scan
 // budget.
-func (a *API) topoPage(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to storage.TopoPos, backwards bool, limit int) (events []storage.Event, next storage.TopoPos, done bool, err error) {
+func (rv *Reader) TopoPage(ctx context.Context, acc *Access, f *filter.RoomEventFilter, from, to storage.TopoPos, backwards bool, limit int) (events []storage.Event, next storage.TopoPos, done bool, err error) {
 	next = from
 	batchSize := min(max(2*limit, 8), 100)
 	for scanned := 0; len(events) < limit && scanned < pageScanBudget(limit); scanned += batchSize {
-		batch, err := a.db.TopoTimeline(ctx, acc.info.NID, next, to, backwards, batchSize)
+		batch, err := rv.db.TopoTimeline(ctx, acc.Info.NID, next, to, backwards, batchSize)
 		if err != nil {
 			return nil, next, false, err
 		}
@@ -96,8 +96,8 @@ func (a *API) topoPage(ctx context.Context, acc *roomAccess, f *filter.RoomEvent
 			} else {
 				next = storage.TopoOf(e)
 			}
-			if acc.viewer.CanSee(e) && !acc.ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
-				e.ViewerMembership = acc.viewer.MembershipAt(e)
+			if acc.Viewer.CanSee(e) && !acc.Ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, Content(e.JSON)) {
+				e.ViewerMembership = acc.Viewer.MembershipAt(e)
 				events = append(events, *e)
 				if len(events) == limit {
 					return events, next, false, nil
@@ -111,32 +111,32 @@ func (a *API) topoPage(ctx context.Context, acc *roomAccess, f *filter.RoomEvent
 	return events, next, false, nil
 }
 
-// eventContext is the visible events around e (as /context and search
+// EventContext is the visible events around e (as /context and search
 // results give them), with tokens to page on from either end.
-type eventContext struct {
-	before, after []storage.Event
-	start, end    storage.TopoPos
+type EventContext struct {
+	Before, After []storage.Event
+	Start, End    storage.TopoPos
 }
 
-func (a *API) contextAround(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, e *storage.Event, beforeN, afterN int) (*eventContext, error) {
-	bound, err := a.topoLimit(ctx, acc)
+func (rv *Reader) ContextAround(ctx context.Context, acc *Access, f *filter.RoomEventFilter, e *storage.Event, beforeN, afterN int) (*EventContext, error) {
+	bound, err := rv.TopoLimit(ctx, acc)
 	if err != nil {
 		return nil, err
 	}
-	c := &eventContext{}
-	if c.before, c.start, _, err = a.topoPage(ctx, acc, f, storage.TopoBefore(e), storage.TopoPos{}, true, beforeN); err != nil {
+	c := &EventContext{}
+	if c.Before, c.Start, _, err = rv.TopoPage(ctx, acc, f, storage.TopoBefore(e), storage.TopoPos{}, true, beforeN); err != nil {
 		return nil, err
 	}
-	if c.after, c.end, _, err = a.topoPage(ctx, acc, f, storage.TopoOf(e), bound, false, afterN); err != nil {
+	if c.After, c.End, _, err = rv.TopoPage(ctx, acc, f, storage.TopoOf(e), bound, false, afterN); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// stateAfterEvent is the room state after e, as its own snapshot says
+// StateAfterEvent is the room state after e, as its own snapshot says
 // (of type typ only, unless typ is ""), sorted by type and state key.
-func (a *API) stateAfterEvent(ctx context.Context, e *storage.Event, typ string) ([]storage.Event, error) {
-	state, err := a.db.Snapshot(ctx, e.StateBefore)
+func (rv *Reader) StateAfterEvent(ctx context.Context, e *storage.Event, typ string) ([]storage.Event, error) {
+	state, err := rv.db.Snapshot(ctx, e.StateBefore)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (a *API) stateAfterEvent(ctx context.Context, e *storage.Event, typ string)
 			nids = append(nids, nid)
 		}
 	}
-	events, err := a.db.EventsByNID(ctx, nids)
+	events, err := rv.db.EventsByNID(ctx, nids)
 	if err != nil {
 		return nil, fmt.Errorf("loading state after %s: %w", e.EventID, err)
 	}

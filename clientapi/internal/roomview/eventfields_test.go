@@ -1,4 +1,4 @@
-package clientapi
+package roomview
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package clientapi
+package roomview
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	"matrixhs/storage"
 )
 
-// filteredEvents renders events as a filter's event_format and
+// FilteredEvents renders events as a filter's event_format and
 // event_fields ask: the client format (default) or the federation PDU,
 // keeping only the listed fields.
-func (a *API) filteredEvents(ctx context.Context, events []storage.Event, deviceID string, f *filter.Filter) []json.RawMessage {
+func (rv *Reader) FilteredEvents(ctx context.Context, events []storage.Event, deviceID string, f *filter.Filter) []json.RawMessage {
 	var out []json.RawMessage
 	if f != nil && f.EventFormat == "federation" {
 		out = make([]json.RawMessage, 0, len(events))
@@ -20,7 +20,7 @@ func (a *API) filteredEvents(ctx context.Context, events []storage.Event, device
 			out = append(out, json.RawMessage(events[i].JSON))
 		}
 	} else {
-		out = a.clientEvents(ctx, events, deviceID)
+		out = rv.ClientEvents(ctx, events, deviceID)
 	}
 	if f == nil || len(f.EventFields) == 0 {
 		return out

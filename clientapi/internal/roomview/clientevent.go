@@ -1,4 +1,4 @@
-package clientapi
+package roomview
 
 import (
 	"bytes"
@@ -18,17 +18,17 @@ import (
 // federationOnly are the PDU keys clients never see.
 var federationOnly = []string{"auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "prev_state", "membership"}
 
-// clientEvent renders a stored event in the client format: the PDU minus
+// ClientEvent renders a stored event in the client format: the PDU minus
 // federation fields, plus room_id (absent from v12 create events) and the
 // unsigned data the spec asks for (age, transaction_id for the sending
 // device, prev_content, redacted_because, m.relations, and the reader's
 // membership at the event where the reader checked its visibility).
-func (a *API) clientEvent(ctx context.Context, e *storage.Event, deviceID string) json.RawMessage {
-	return a.formatEvent(ctx, e, deviceID, a.bundleAggregations(ctx, []storage.Event{*e})[e.EventID])
+func (rv *Reader) ClientEvent(ctx context.Context, e *storage.Event, deviceID string) json.RawMessage {
+	return rv.FormatEvent(ctx, e, deviceID, rv.BundleAggregations(ctx, []storage.Event{*e})[e.EventID])
 }
 
-// formatEvent renders one event with the given bundled aggregations (nil for none).
-func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string, relations json.RawMessage) json.RawMessage {
+// FormatEvent renders one event with the given bundled aggregations (nil for none).
+func (rv *Reader) FormatEvent(ctx context.Context, e *storage.Event, deviceID string, relations json.RawMessage) json.RawMessage {
 	if !gjson.ValidBytes(e.JSON) {
 		return e.JSON
 	}
@@ -81,8 +81,8 @@ func (a *API) formatEvent(ctx context.Context, e *storage.Event, deviceID string
 		u.set("transaction_id", `"transaction_id"`, txn)
 	}
 	if e.RedactedBy != "" {
-		if red, err := a.db.EventByID(ctx, e.RedactedBy); err == nil {
-			u.set("redacted_because", `"redacted_because"`, a.formatEvent(ctx, red, "", nil))
+		if red, err := rv.db.EventByID(ctx, e.RedactedBy); err == nil {
+			u.set("redacted_because", `"redacted_because"`, rv.FormatEvent(ctx, red, "", nil))
 		}
 	}
 	if relations != nil {
@@ -154,12 +154,12 @@ func writeField(buf *bytes.Buffer, key, value string) {
 	buf.Write(v)
 }
 
-// clientEvents renders a list of events, computing their aggregations together.
-func (a *API) clientEvents(ctx context.Context, events []storage.Event, deviceID string) []json.RawMessage {
-	relations := a.bundleAggregations(ctx, events)
+// ClientEvents renders a list of events, computing their aggregations together.
+func (rv *Reader) ClientEvents(ctx context.Context, events []storage.Event, deviceID string) []json.RawMessage {
+	relations := rv.BundleAggregations(ctx, events)
 	out := make([]json.RawMessage, 0, len(events))
 	for i := range events {
-		out = append(out, a.formatEvent(ctx, &events[i], deviceID, relations[events[i].EventID]))
+		out = append(out, rv.FormatEvent(ctx, &events[i], deviceID, relations[events[i].EventID]))
 	}
 	return out
 }
