@@ -16,6 +16,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/clientapi/internal/roomview"
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
@@ -183,10 +184,10 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	// Everything is checked before anything is changed.
-	if err := checkProfileValue("displayname", req.DisplayName); err != nil {
+	if err := users.CheckProfileValue("displayname", req.DisplayName); err != nil {
 		return nil, err
 	}
-	if err := checkProfileValue("avatar_url", req.AvatarURL); err != nil {
+	if err := users.CheckProfileValue("avatar_url", req.AvatarURL); err != nil {
 		return nil, err
 	}
 	if req.Password != nil {
@@ -235,7 +236,7 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 		}
 	}
 	if req.Deactivated != nil && *req.Deactivated && (acc == nil || !acc.Deactivated) {
-		if err := a.deactivateUser(ctx, userID, false); err != nil {
+		if err := a.users.Deactivate(ctx, userID, false); err != nil {
 			return nil, err
 		}
 	}
@@ -253,38 +254,13 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 // user would, so their rooms hear of it.
 func (a *API) adminSetProfile(ctx context.Context, userID string, displayName, avatarURL *string) error {
 	if displayName != nil {
-		if err := a.updateProfile(ctx, userID, "", "displayname", *displayName); err != nil {
+		if err := a.users.SetProfileField(ctx, userID, "", "displayname", *displayName); err != nil {
 			return err
 		}
 	}
 	if avatarURL != nil {
-		if err := a.updateProfile(ctx, userID, "", "avatar_url", *avatarURL); err != nil {
+		if err := a.users.SetProfileField(ctx, userID, "", "avatar_url", *avatarURL); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-// deactivateUser deactivates an account (erasing its profile when erase),
-// logs out every device and takes the user out of their rooms: joined
-// rooms are left, invites and knocks withdrawn.
-func (a *API) deactivateUser(ctx context.Context, userID string, erase bool) error {
-	if err := a.accounts.Deactivate(ctx, userID, erase); err != nil {
-		return err
-	}
-	memberships, err := a.db.MembershipsAt(ctx, userID, a.db.StreamPosition())
-	if err != nil {
-		return err
-	}
-	for _, m := range memberships {
-		switch m.Membership {
-		case spec.Join, spec.Invite, spec.Knock:
-			_, err := a.rooms.SetMembership(ctx, roomserver.MembershipRequest{
-				RoomID: m.RoomID, Sender: userID, Target: userID, Membership: spec.Leave,
-			})
-			if err != nil {
-				a.log.WithError(err).WithField("room_id", m.RoomID).Warn("Leaving a room on deactivation")
-			}
 		}
 	}
 	return nil
@@ -302,7 +278,7 @@ func (a *API) adminDeactivate(r *http.Request, s *accounts.Session) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.deactivateUser(r.Context(), acc.UserID, req.Erase); err != nil {
+	if err := a.users.Deactivate(r.Context(), acc.UserID, req.Erase); err != nil {
 		return nil, err
 	}
 	return map[string]any{"id_server_unbind_result": "success"}, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/ids"
@@ -47,7 +48,7 @@ func (a *API) adminSendServerNotice(r *http.Request, s *accounts.Session) (any, 
 	if err := ids.UserID(*req.UserID); err != nil {
 		return nil, httputil.InvalidParam("%v", err)
 	}
-	if a.accounts.UserID(localpartOf(*req.UserID)) != *req.UserID {
+	if a.accounts.UserID(users.Localpart(*req.UserID)) != *req.UserID {
 		return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN", Msg: "Server notices can only be sent to local users"}
 	}
 	if _, err := a.db.Account(r.Context(), *req.UserID); errors.Is(err, storage.ErrNotFound) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
@@ -135,7 +136,7 @@ func (a *API) adminRegister(r *http.Request) (any, error) {
 		return nil, httputil.Forbidden("HMAC incorrect")
 	}
 	login, err := a.accounts.Register(r.Context(), accounts.Registration{
-		Localpart: asciiLower(req.Username), Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
+		Localpart: users.LowerASCII(req.Username), Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
 		Device: accounts.NewDevice{IP: clientIP(r)},
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"matrixhs/clientapi/internal/roomview"
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/auth"
@@ -32,6 +33,8 @@ type API struct {
 	keys     *e2ee.Service
 	// view reads rooms as their users may see them.
 	view *roomview.Reader
+	// users changes and reads local users beyond accounts.
+	users *users.Service
 	// notify wakes long-polls for changes that concern their user.
 	notify *notifier.Notifier
 	// stopping is closed when the server shuts down, to end long-polls.
@@ -63,6 +66,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.
 		delayedWake: make(chan struct{}, 1)}
 	a.eph = ephemeral.New(db, rooms, notify.Wake, log)
 	a.view = roomview.New(db, rooms, log)
+	a.users = users.New(db, acc, rooms, log)
 	a.keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: log})
 	return a
 }

@@ -5,43 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver/pushrules"
 	"matrixhs/storage"
 )
-
-func localpartOf(userID string) string {
-	local, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
-	return local
-}
-
-func decodeUserRules(raw []byte) (pushrules.UserRules, error) {
-	var u pushrules.UserRules
-	if raw == nil {
-		return u, nil
-	}
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return u, fmt.Errorf("decoding stored push rules: %w", err)
-	}
-	return u, nil
-}
-
-// effectivePushRules is the user's full ruleset: defaults merged with changes.
-func (a *API) effectivePushRules(ctx context.Context, userID string) (pushrules.Ruleset, error) {
-	raw, err := a.db.PushRules(ctx, userID)
-	if err != nil {
-		return pushrules.Ruleset{}, err
-	}
-	u, err := decodeUserRules(raw)
-	if err != nil {
-		return pushrules.Ruleset{}, err
-	}
-	return pushrules.Effective(u, userID, localpartOf(userID)), nil
-}
 
 // updatePushRules applies change to the stored rules in one write.
 func (a *API) updatePushRules(ctx context.Context, userID string, change func(*pushrules.UserRules) error) error {
@@ -50,7 +21,7 @@ func (a *API) updatePushRules(ctx context.Context, userID string, change func(*p
 		if err != nil {
 			return err
 		}
-		u, err := decodeUserRules(raw)
+		u, err := users.DecodeRules(raw)
 		if err != nil {
 			return err
 		}
@@ -78,7 +49,7 @@ func checkScope(r *http.Request) error {
 
 // getPushRules serves GET /_matrix/client/v3/pushrules/.
 func (a *API) getPushRules(r *http.Request, s *accounts.Session) (any, error) {
-	rs, err := a.effectivePushRules(r.Context(), s.UserID)
+	rs, err := a.users.PushRules(r.Context(), s.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +61,7 @@ func (a *API) getPushRulesScope(r *http.Request, s *accounts.Session) (any, erro
 	if err := checkScope(r); err != nil {
 		return nil, err
 	}
-	return a.effectivePushRules(r.Context(), s.UserID)
+	return a.users.PushRules(r.Context(), s.UserID)
 }
 
 // getPushRule serves GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}.
@@ -98,7 +69,7 @@ func (a *API) getPushRule(r *http.Request, s *accounts.Session) (any, error) {
 	if err := checkScope(r); err != nil {
 		return nil, err
 	}
-	rs, err := a.effectivePushRules(r.Context(), s.UserID)
+	rs, err := a.users.PushRules(r.Context(), s.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +117,7 @@ func (a *API) getPushRuleAttr(r *http.Request, s *accounts.Session) (any, error)
 	if err := checkScope(r); err != nil {
 		return nil, err
 	}
-	rs, err := a.effectivePushRules(r.Context(), s.UserID)
+	rs, err := a.users.PushRules(r.Context(), s.UserID)
 	if err != nil {
 		return nil, err
 	}

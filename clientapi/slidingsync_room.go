@@ -369,7 +369,7 @@ func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams
 		if pos, err := a.db.PushRulesPos(ctx, s.UserID); err != nil {
 			return nil, false, err
 		} else if prev == nil || (pos > since && pos <= upTo) {
-			rules, err := a.effectivePushRules(ctx, s.UserID)
+			rules, err := a.users.PushRules(ctx, s.UserID)
 			if err != nil {
 				return nil, false, err
 			}

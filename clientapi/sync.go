@@ -255,7 +255,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 	if pos, err := a.db.PushRulesPos(ctx, s.UserID); err != nil {
 		return nil, false, err
 	} else if (p.initial || (pos > since && pos <= upTo)) && adFilter.Matches("m.push_rules", "") {
-		rules, err := a.effectivePushRules(ctx, s.UserID)
+		rules, err := a.users.PushRules(ctx, s.UserID)
 		if err != nil {
 			return nil, false, err
 		}
