@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/clientapi/admin"
 	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/clientapi/internal/users"
 	"matrixhs/config"
@@ -35,13 +36,14 @@ type API struct {
 	view *roomview.Reader
 	// users changes and reads local users beyond accounts.
 	users *users.Service
+	// admin serves the Synapse-compatible admin API.
+	admin *admin.API
 	// notify wakes long-polls for changes that concern their user.
 	notify *notifier.Notifier
 	// stopping is closed when the server shuts down, to end long-polls.
 	stopping chan struct{}
 	stopOnce sync.Once
 	uia      *uiaSessions
-	nonces   *nonceStore
 	ss       *ssConns // sliding-sync connections
 	logins   *loginLimiter
 	// registrations limits new sign-up sessions per client address.
@@ -58,7 +60,7 @@ type API struct {
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.Auth, rooms *roomserver.Roomserver, notify *notifier.Notifier, log logrus.FieldLogger) *API {
 	a := &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, notify: notify, stopping: make(chan struct{}),
-		uia: newUIASessions(time.Now), nonces: newNonceStore(), ss: newSSConns(), logins: newLoginLimiter(time.Now),
+		uia: newUIASessions(time.Now), ss: newSSConns(), logins: newLoginLimiter(time.Now),
 		registrations: ratelimit.New(ratelimit.Options{
 			Burst: cfg.RCRegistration.BurstCount, Interval: cfg.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
 		}),
@@ -67,6 +69,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.
 	a.eph = ephemeral.New(db, rooms, notify.Wake, log)
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)
+	a.admin = admin.New(cfg, db, acc, authn, rooms, a.users, log)
 	a.keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: log})
 	return a
 }
@@ -93,7 +96,7 @@ func (a *API) Register(rt *httputil.Router) { a.register(rt) }
 // handler is called).
 func Routes() []httputil.Route {
 	rt := httputil.NewRouter()
-	(&API{}).register(rt)
+	(&API{admin: &admin.API{}}).register(rt)
 	return rt.Routes()
 }
 

@@ -1,8 +1,4 @@
-package clientapi
-
-// A Synapse-compatible subset of the admin API (/_synapse/admin), so the
-// tools admins already use (synapse-admin, scripts) manage users and see
-// rooms: only for accounts with admin rights (homeserver user add -admin).
+package admin
 
 import (
 	"context"
@@ -126,7 +122,7 @@ func sortUsers(users []map[string]any, orderBy string, backwards bool) {
 
 // adminLocalUser parses the {userId} of an admin path: a local user.
 func (a *API) adminLocalUser(r *http.Request) (string, error) {
-	userID := pathVar(r, "userId")
+	userID := httputil.PathVar(r, "userId")
 	if _, err := a.accounts.ParseLocalUser(userID); err != nil {
 		return "", httputil.InvalidParam("%s is not a local user ID", userID)
 	}
@@ -338,7 +334,7 @@ func (a *API) adminUserAdmin(r *http.Request, s *accounts.Session) (any, error) 
 // whois serves GET /_matrix/client/v3/admin/whois/{userId} (admins, or a
 // user asking about themselves) and the Synapse admin path.
 func (a *API) whois(r *http.Request, s *accounts.Session) (any, error) {
-	userID := pathVar(r, "userId")
+	userID := httputil.PathVar(r, "userId")
 	if userID != s.UserID {
 		acc, err := a.db.Account(r.Context(), s.UserID)
 		if err != nil {
@@ -428,7 +424,7 @@ func (a *API) adminListRooms(r *http.Request, _ *accounts.Session) (any, error) 
 
 // adminGetRoom serves GET /_synapse/admin/v1/rooms/{roomId}.
 func (a *API) adminGetRoom(r *http.Request, _ *accounts.Session) (any, error) {
-	rooms, err := a.db.AdminRooms(r.Context(), pathVar(r, "roomId"))
+	rooms, err := a.db.AdminRooms(r.Context(), httputil.PathVar(r, "roomId"))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("Room not found")
 	}
@@ -440,7 +436,7 @@ func (a *API) adminGetRoom(r *http.Request, _ *accounts.Session) (any, error) {
 
 // adminRoomMembers serves GET /_synapse/admin/v1/rooms/{roomId}/members.
 func (a *API) adminRoomMembers(r *http.Request, _ *accounts.Session) (any, error) {
-	info, err := a.db.Room(r.Context(), pathVar(r, "roomId"))
+	info, err := a.db.Room(r.Context(), httputil.PathVar(r, "roomId"))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("Room not found")
 	}
@@ -478,7 +474,7 @@ func (a *API) adminUserDevices(r *http.Request, _ *accounts.Session) (any, error
 func (a *API) adminDeleteDevices(r *http.Request, _ *accounts.Session) (any, error) {
 	var ids []string
 	if r.Method == http.MethodDelete {
-		ids = []string{pathVar(r, "deviceId")}
+		ids = []string{httputil.PathVar(r, "deviceId")}
 	} else {
 		var req struct {
 			Devices []string `json:"devices"`
@@ -519,7 +515,7 @@ func (a *API) adminJoinedRooms(r *http.Request, _ *accounts.Session) (any, error
 
 // adminRoomBlock serves GET and PUT /_synapse/admin/v1/rooms/{roomId}/block.
 func (a *API) adminRoomBlock(r *http.Request, s *accounts.Session) (any, error) {
-	roomID := pathVar(r, "roomId")
+	roomID := httputil.PathVar(r, "roomId")
 	if !strings.HasPrefix(roomID, "!") || len(roomID) > 255 {
 		return nil, httputil.InvalidParam("%q is not a room ID", roomID)
 	}
@@ -572,7 +568,7 @@ func (a *API) adminShutdownRoom(r *http.Request, s *accounts.Session) (any, erro
 		return nil, httputil.InvalidParam("new_room_user_id is not supported")
 	}
 	ctx := r.Context()
-	info, err := a.db.Room(ctx, pathVar(r, "roomId"))
+	info, err := a.db.Room(ctx, httputil.PathVar(r, "roomId"))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("Room not found")
 	}

@@ -1,4 +1,4 @@
-package clientapi
+package admin
 
 import (
 	"container/list"
@@ -137,7 +137,7 @@ func (a *API) adminRegister(r *http.Request) (any, error) {
 	}
 	login, err := a.accounts.Register(r.Context(), accounts.Registration{
 		Localpart: users.LowerASCII(req.Username), Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
-		Device: accounts.NewDevice{IP: clientIP(r)},
+		Device: accounts.NewDevice{IP: httputil.ClientIP(r)},
 	})
 	if err != nil {
 		return nil, err

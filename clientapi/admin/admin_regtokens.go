@@ -1,4 +1,4 @@
-package clientapi
+package admin
 
 import (
 	"crypto/rand"
@@ -60,7 +60,7 @@ func (a *API) adminListRegTokens(r *http.Request, _ *accounts.Session) (any, err
 }
 
 func (a *API) adminRegTokenByPath(r *http.Request) (*storage.RegistrationToken, error) {
-	t, err := a.db.RegistrationToken(r.Context(), pathVar(r, "token"))
+	t, err := a.db.RegistrationToken(r.Context(), httputil.PathVar(r, "token"))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("No such registration token")
 	}
@@ -166,7 +166,9 @@ func (a *API) adminUpdateRegToken(r *http.Request, _ *accounts.Session) (any, er
 
 // adminDeleteRegToken serves DELETE /_synapse/admin/v1/registration_tokens/{token}.
 func (a *API) adminDeleteRegToken(r *http.Request, _ *accounts.Session) (any, error) {
-	err := a.db.Write(r.Context(), func(tx *storage.Tx) error { return tx.DeleteRegistrationToken(r.Context(), pathVar(r, "token")) })
+	err := a.db.Write(r.Context(), func(tx *storage.Tx) error {
+		return tx.DeleteRegistrationToken(r.Context(), httputil.PathVar(r, "token"))
+	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("No such registration token")
 	}

@@ -1,4 +1,4 @@
-package clientapi
+package admin
 
 import (
 	"encoding/json"
@@ -57,7 +57,7 @@ func (a *API) adminSendServerNotice(r *http.Request, s *accounts.Session) (any, 
 		return nil, err
 	}
 	notice := roomserver.Notice{UserID: *req.UserID, Type: typ, StateKey: req.StateKey, Content: req.Content}
-	if txn := pathVar(r, "txnId"); txn != "" {
+	if txn := httputil.PathVar(r, "txnId"); txn != "" {
 		notice.TxnID, notice.TxnScope = txn, "server_notice|"+s.UserID+"|"+s.DeviceID
 	}
 	sent, err := a.rooms.SendServerNotice(r.Context(), notice)
