@@ -12,6 +12,7 @@ import (
 	"matrixhs/clientapi/admin"
 	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/clientapi/internal/users"
+	"matrixhs/clientapi/syncapi"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/auth"
@@ -38,13 +39,12 @@ type API struct {
 	users *users.Service
 	// admin serves the Synapse-compatible admin API.
 	admin *admin.API
-	// notify wakes long-polls for changes that concern their user.
-	notify *notifier.Notifier
-	// stopping is closed when the server shuts down, to end long-polls.
+	// sync serves /sync and sliding sync.
+	sync *syncapi.API
+	// stopping is closed when the server shuts down (delayed.go stops).
 	stopping chan struct{}
 	stopOnce sync.Once
 	uia      *uiaSessions
-	ss       *ssConns // sliding-sync connections
 	logins   *loginLimiter
 	// registrations limits new sign-up sessions per client address.
 	registrations *ratelimit.Limiter
@@ -59,18 +59,20 @@ type API struct {
 
 // New builds the client API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.Auth, rooms *roomserver.Roomserver, notify *notifier.Notifier, log logrus.FieldLogger) *API {
-	a := &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, notify: notify, stopping: make(chan struct{}),
-		uia: newUIASessions(time.Now), ss: newSSConns(), logins: newLoginLimiter(time.Now),
+	a := &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, stopping: make(chan struct{}),
+		uia: newUIASessions(time.Now), logins: newLoginLimiter(time.Now),
 		registrations: ratelimit.New(ratelimit.Options{
 			Burst: cfg.RCRegistration.BurstCount, Interval: cfg.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
 		}),
 		log:         log,
 		delayedWake: make(chan struct{}, 1)}
 	a.eph = ephemeral.New(db, rooms, notify.Wake, log)
+	a.keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: log})
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)
 	a.admin = admin.New(cfg, db, acc, authn, rooms, a.users, log)
-	a.keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: log})
+	a.sync = syncapi.New(syncapi.Deps{DB: db, Rooms: rooms, View: a.view, Users: a.users, Ephemeral: a.eph, Keys: a.keys,
+		Notifier: notify, Auth: authn, Log: log})
 	return a
 }
 
@@ -84,6 +86,7 @@ func (a *API) Start() {
 // work, waiting for the latter; call it when the server begins to shut down.
 func (a *API) Stop() {
 	a.stopOnce.Do(func() { close(a.stopping) })
+	a.sync.Stop()
 	if a.delayedDone != nil {
 		<-a.delayedDone
 	}
@@ -96,7 +99,7 @@ func (a *API) Register(rt *httputil.Router) { a.register(rt) }
 // handler is called).
 func Routes() []httputil.Route {
 	rt := httputil.NewRouter()
-	(&API{admin: &admin.API{}}).register(rt)
+	(&API{admin: &admin.API{}, sync: &syncapi.API{}}).register(rt)
 	return rt.Routes()
 }
 

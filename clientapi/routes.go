@@ -77,8 +77,7 @@ func (a *API) register(rt *httputil.Router) {
 	rt.Client(post, "/pushers/set", a.auth(a.setPusher))
 
 	// Sync and ephemeral data.
-	rt.Client(get, "/sync", a.auth(a.sync))
-	rt.Exact(post, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", a.auth(a.slidingSync))
+	a.sync.Register(rt) // /sync and sliding sync (clientapi/syncapi)
 	const threadSub = "/_matrix/client/unstable/io.element.msc4306/rooms/{roomId}/thread/{threadRootId}/subscription"
 	rt.Exact(put, threadSub, a.auth(a.putThreadSubscription))
 	rt.Exact(get, threadSub, a.auth(a.getThreadSubscription))

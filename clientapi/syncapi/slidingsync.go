@@ -1,4 +1,4 @@
-package clientapi
+package syncapi
 
 // Simplified sliding sync (MSC4186), the only sync Element X speaks:
 // POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync.
