@@ -128,7 +128,7 @@ func (a *API) slidingSync(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var resp map[string]any
+	var resp *SSResponse
 	var next *ssSent
 	err = a.longPoll(r.Context(), s.UserID, timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
 		var changed bool
@@ -139,10 +139,8 @@ func (a *API) slidingSync(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp["pos"] = conn.commit(next)
-	if req.TxnID != nil {
-		resp["txn_id"] = *req.TxnID
-	}
+	resp.Pos = conn.commit(next)
+	resp.TxnID = req.TxnID
 	return resp, nil
 }
 
@@ -156,7 +154,7 @@ type ssRoomView struct {
 // buildSlidingSync computes one response for the window (prev, upTo]. next
 // is what the client holds once it has the response; changed says whether
 // the response carries anything.
-func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssParams, prev *ssSent, upTo, eph int64) (map[string]any, *ssSent, bool, error) {
+func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssParams, prev *ssSent, upTo, eph int64) (*SSResponse, *ssSent, bool, error) {
 	since, sinceEph := int64(0), int64(0)
 	if prev != nil {
 		since, sinceEph = prev.pos, prev.eph
@@ -285,7 +283,7 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	listsOut := map[string]any{}
+	listsOut := make(map[string]SSList, len(names))
 	for _, name := range names {
 		l := p.lists[name]
 		var matched []storage.RoomMembership
@@ -294,7 +292,7 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 				matched = append(matched, m)
 			}
 		}
-		listsOut[name] = map[string]any{"count": len(matched)}
+		listsOut[name] = SSList{Count: len(matched)}
 		inRange := make([]bool, len(matched))
 		for _, rg := range l.ranges {
 			for i := rg[0]; i <= rg[1] && i < len(matched); i++ {
@@ -344,10 +342,10 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	if err != nil {
 		return nil, nil, false, err
 	}
-	roomAD := map[string][]json.RawMessage{}
-	var globalAD []json.RawMessage
+	roomAD := map[string][]AccountDataEvent{}
+	var globalAD []AccountDataEvent
 	for _, ad := range adChanges {
-		ev, _ := json.Marshal(map[string]any{"type": ad.Type, "content": json.RawMessage(ad.Content)})
+		ev := AccountDataEvent{Type: ad.Type, Content: ad.Content}
 		if ad.RoomID == "" {
 			globalAD = append(globalAD, ev)
 		} else {
@@ -358,16 +356,16 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 	changed := prev == nil
 	if prev != nil {
 		for name, l := range listsOut {
-			if prev.counts[name] != l.(map[string]any)["count"].(int) {
+			if prev.counts[name] != l.Count {
 				changed = true
 			}
 		}
 	}
 	next.counts = map[string]int{}
 	for name, l := range listsOut {
-		next.counts[name] = l.(map[string]any)["count"].(int)
+		next.counts[name] = l.Count
 	}
-	rooms := map[string]any{}
+	rooms := map[string]*SSRoom{}
 	initialRooms := map[string]bool{}
 	ignored := a.view.IgnoredUsers(ctx, s.UserID)
 	for roomID, v := range views {
@@ -399,7 +397,7 @@ func (a *API) buildSlidingSync(ctx context.Context, s *accounts.Session, p *ssPa
 		return nil, nil, false, err
 	}
 	changed = changed || extChanged
-	resp := map[string]any{"lists": listsOut, "rooms": rooms, "extensions": ext}
+	resp := &SSResponse{Lists: listsOut, Rooms: rooms, Extensions: ext}
 	return resp, next, changed, nil
 }
 

@@ -2,7 +2,6 @@ package syncapi
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -17,7 +16,7 @@ import (
 // ssRoomResult is one room of a sliding-sync response (out nil: nothing to
 // send) and the members the client now holds under $LAZY.
 type ssRoomResult struct {
-	out  map[string]any
+	out  *SSRoom
 	lazy map[string]bool
 }
 
@@ -39,7 +38,7 @@ func (a *API) ssRoom(ctx context.Context, s *accounts.Session, v *ssRoomView, he
 		if err != nil {
 			return res, err
 		}
-		res.out = map[string]any{"initial": true, "invite_state": st, "bump_stamp": v.bump}
+		res.out = &SSRoom{Initial: true, InviteState: st, BumpStamp: v.bump}
 		return res, nil
 	}
 	info, err := a.db.Room(ctx, v.m.RoomID)
@@ -141,29 +140,21 @@ func (a *API) ssRoom(ctx context.Context, s *accounts.Session, v *ssRoomView, he
 	if err != nil {
 		return res, err
 	}
-	out := map[string]any{
-		"bump_stamp":         v.bump,
-		"notification_count": unread.Notifications,
-		"highlight_count":    unread.Highlights,
-	}
-	if initial {
-		out["initial"] = true
-	}
+	out := &SSRoom{Initial: initial, BumpStamp: v.bump, Limited: limited,
+		SSCounts: &SSCounts{NotificationCount: unread.Notifications, HighlightCount: unread.Highlights}}
 	if len(events) > 0 || initial {
-		out["timeline"] = a.view.FilteredEvents(ctx, events, s.DeviceID, nil)
-		out["prev_batch"] = roomview.MakeToken(start)
-	}
-	if limited {
-		out["limited"] = true
+		out.Timeline = a.view.FilteredEvents(ctx, events, s.DeviceID, nil)
+		out.PrevBatch = roomview.MakeToken(start)
 	}
 	if !initial {
-		out["num_live"] = len(events)
+		numLive := len(events)
+		out.NumLive = &numLive
 	}
 	if len(state) > 0 || initial {
-		out["required_state"] = a.view.FilteredEvents(ctx, state, s.DeviceID, nil)
+		out.RequiredState = a.view.FilteredEvents(ctx, state, s.DeviceID, nil)
 	}
 	if stateChanged {
-		if err := a.ssRoomMeta(ctx, info.NID, after, s.UserID, out); err != nil {
+		if out.SSRoomMeta, err = a.ssRoomMeta(ctx, info.NID, after, s.UserID); err != nil {
 			return res, err
 		}
 	}
@@ -171,8 +162,8 @@ func (a *API) ssRoom(ctx context.Context, s *accounts.Session, v *ssRoomView, he
 	return res, nil
 }
 
-// ssRoomMeta adds the room's name, avatar, heroes and member counts.
-func (a *API) ssRoomMeta(ctx context.Context, roomNID int64, state map[storage.StateKey]int64, userID string, out map[string]any) error {
+// ssRoomMeta is the room's name, avatar, heroes and member counts.
+func (a *API) ssRoomMeta(ctx context.Context, roomNID int64, state map[storage.StateKey]int64, userID string) (*SSRoomMeta, error) {
 	var nids []int64
 	for _, k := range []storage.StateKey{{Type: spec.MRoomName}, {Type: "m.room.avatar"}} {
 		if nid, ok := state[k]; ok {
@@ -181,39 +172,28 @@ func (a *API) ssRoomMeta(ctx context.Context, roomNID int64, state map[storage.S
 	}
 	events, err := a.db.EventsByNID(ctx, nids)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	meta := &SSRoomMeta{}
 	for _, e := range events {
 		switch e.Type {
 		case spec.MRoomName:
-			if name := roomview.ContentString(e.JSON, "name"); name != "" {
-				out["name"] = name
-			}
+			meta.Name = roomview.ContentString(e.JSON, "name")
 		case "m.room.avatar":
-			if url := roomview.ContentString(e.JSON, "url"); url != "" {
-				out["avatar"] = url
-			}
+			meta.Avatar = roomview.ContentString(e.JSON, "url")
 		}
 	}
 	joined, invited, heroEvents, err := a.memberSummary(ctx, roomNID, userID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	heroes := []map[string]any{}
+	meta.Heroes = make([]SSHero, 0, len(heroEvents))
 	for _, e := range heroEvents {
-		h := map[string]any{"user_id": *e.StateKey}
-		if n := roomview.ContentString(e.JSON, "displayname"); n != "" {
-			h["displayname"] = n
-		}
-		if u := roomview.ContentString(e.JSON, "avatar_url"); u != "" {
-			h["avatar_url"] = u
-		}
-		heroes = append(heroes, h)
+		meta.Heroes = append(meta.Heroes, SSHero{UserID: *e.StateKey,
+			DisplayName: roomview.ContentString(e.JSON, "displayname"), AvatarURL: roomview.ContentString(e.JSON, "avatar_url")})
 	}
-	out["joined_count"] = joined
-	out["invited_count"] = invited
-	out["heroes"] = heroes
-	return nil
+	meta.JoinedCount, meta.InvitedCount = joined, invited
+	return meta, nil
 }
 
 // stateSelector is a required_state list: [type, state_key] pairs where
@@ -269,163 +249,170 @@ func dedupNIDs(nids []int64) []int64 {
 // ssExtensions builds the extensions of a response: to_device and e2ee for
 // the device, account data, receipts and typing for the rooms in view.
 func (a *API) ssExtensions(ctx context.Context, s *accounts.Session, p *ssParams, prev *ssSent, since, sinceEph, upTo int64,
-	views map[string]*ssRoomView, initialRooms map[string]bool, changedRooms map[int64]bool, globalAD []json.RawMessage,
-	roomAD map[string][]json.RawMessage) (map[string]any, bool, error) {
-	out := map[string]any{}
+	views map[string]*ssRoomView, initialRooms map[string]bool, changedRooms map[int64]bool, globalAD []AccountDataEvent,
+	roomAD map[string][]AccountDataEvent) (SSExtensions, bool, error) {
+	var out SSExtensions
 	changed := false
 	on := func(b *bool) bool { return b != nil && *b }
-
+	dev := e2ee.Device{UserID: s.UserID, DeviceID: s.DeviceID}
+	var err error
 	if on(p.ext.ToDevice.Enabled) {
-		var tdSince int64
-		if p.ext.ToDevice.Since != nil && *p.ext.ToDevice.Since != "" {
-			n, err := strconv.ParseInt(*p.ext.ToDevice.Since, 10, 64)
-			if err != nil || n < 0 {
-				return nil, false, errInvalidToDeviceSince
-			}
-			tdSince = min(n, upTo)
+		if out.ToDevice, err = a.ssToDevice(ctx, dev, p, upTo); err != nil {
+			return out, false, err
 		}
-		dev := e2ee.Device{UserID: s.UserID, DeviceID: s.DeviceID}
-		if err := a.keys.AckToDevice(ctx, dev, tdSince); err != nil {
-			return nil, false, err
-		}
-		limit := p.ext.toDeviceLimit()
-		msgs, err := a.keys.ToDevice(ctx, dev, tdSince, upTo, limit)
-		if err != nil {
-			return nil, false, err
-		}
-		events := make([]map[string]any, 0, len(msgs))
-		for _, m := range msgs {
-			events = append(events, map[string]any{"type": m.Type, "sender": m.Sender, "content": json.RawMessage(m.Content)})
-		}
-		next := max(upTo, tdSince)
-		switch {
-		case limit == 0:
-			next = tdSince // nothing taken, nothing acknowledged
-		case len(msgs) == limit:
-			// A full page: the rest follows once the client acknowledges
-			// this one (one message per position, so none is skipped).
-			next = msgs[len(msgs)-1].StreamPos
-		}
-		out["to_device"] = map[string]any{"next_batch": strconv.FormatInt(next, 10), "events": events}
-		changed = changed || len(events) > 0
+		changed = changed || len(out.ToDevice.Events) > 0
 	}
-
 	if on(p.ext.E2EE.Enabled) {
-		changedUsers, left := []string{}, []string{}
-		if prev != nil {
-			var err error
-			if changedUsers, left, err = a.keys.DeviceListChanges(ctx, s.UserID, since, upTo); err != nil {
-				return nil, false, err
-			}
+		if out.E2EE, err = a.ssE2EE(ctx, dev, prev, since, upTo); err != nil {
+			return out, false, err
 		}
-		counts, fallback, err := a.keys.KeyCounts(ctx, e2ee.Device{UserID: s.UserID, DeviceID: s.DeviceID})
-		if err != nil {
-			return nil, false, err
-		}
-		out["e2ee"] = map[string]any{
-			"device_lists":                     map[string]any{"changed": changedUsers, "left": left},
-			"device_one_time_keys_count":       counts,
-			"device_unused_fallback_key_types": fallback,
-		}
-		changed = changed || len(changedUsers) > 0 || len(left) > 0
+		changed = changed || len(out.E2EE.DeviceLists.Changed) > 0 || len(out.E2EE.DeviceLists.Left) > 0
 	}
-
 	if on(p.ext.AccountData.Enabled) {
-		global := globalAD
-		rooms := map[string][]json.RawMessage{}
-		for roomID, evs := range roomAD {
-			if views[roomID] != nil && !initialRooms[roomID] {
-				rooms[roomID] = evs
-			}
+		if out.AccountData, err = a.ssAccountData(ctx, s.UserID, prev, since, upTo, views, initialRooms, globalAD, roomAD); err != nil {
+			return out, false, err
 		}
-		// A new connection gets everything; rooms new to the client get
-		// their own entries.
-		var all []storage.AccountData
-		var err error
-		if prev == nil {
-			all, err = a.db.AccountDataChanges(ctx, s.UserID, 0, upTo)
-		} else if len(initialRooms) > 0 {
-			ids := make([]string, 0, len(initialRooms))
-			for id := range initialRooms {
-				ids = append(ids, id)
-			}
-			all, err = a.db.RoomAccountData(ctx, s.UserID, ids, upTo)
-		}
-		if err != nil {
-			return nil, false, err
-		}
-		if prev == nil {
-			global = nil
-		}
-		for _, ad := range all {
-			ev, _ := json.Marshal(map[string]any{"type": ad.Type, "content": json.RawMessage(ad.Content)})
-			switch {
-			case ad.RoomID == "" && prev == nil:
-				global = append(global, ev)
-			case ad.RoomID != "" && initialRooms[ad.RoomID]:
-				rooms[ad.RoomID] = append(rooms[ad.RoomID], ev)
-			}
-		}
-		if pos, err := a.db.PushRulesPos(ctx, s.UserID); err != nil {
-			return nil, false, err
-		} else if prev == nil || (pos > since && pos <= upTo) {
-			rules, err := a.users.PushRules(ctx, s.UserID)
-			if err != nil {
-				return nil, false, err
-			}
-			ev, _ := json.Marshal(map[string]any{"type": "m.push_rules", "content": map[string]any{"global": rules}})
-			global = append(global, ev)
-		}
-		if global == nil {
-			global = []json.RawMessage{}
-		}
-		out["account_data"] = map[string]any{"global": global, "rooms": rooms}
-		changed = changed || (prev != nil && (len(global) > 0 || len(rooms) > 0))
+		changed = changed || (prev != nil && (len(out.AccountData.Global) > 0 || len(out.AccountData.Rooms) > 0))
 	}
-
-	if on(p.ext.Receipts.Enabled) || on(p.ext.Typing.Enabled) {
-		receipts, typing := map[string]any{}, map[string]any{}
-		for roomID, v := range views {
-			if v.m.Membership != spec.Join {
-				continue
+	receiptsOn, typingOn := on(p.ext.Receipts.Enabled), on(p.ext.Typing.Enabled)
+	if !receiptsOn && !typingOn {
+		return out, changed, nil
+	}
+	receipts, typing := map[string]EphemeralEvent{}, map[string]EphemeralEvent{}
+	for roomID, v := range views {
+		if v.m.Membership != spec.Join {
+			continue
+		}
+		fresh := initialRooms[roomID]
+		if receiptsOn && (fresh || prev == nil || changedRooms[v.m.RoomNID]) {
+			from := since
+			if fresh {
+				from = 0
 			}
-			fresh := initialRooms[roomID]
-			if on(p.ext.Receipts.Enabled) && (fresh || prev == nil || changedRooms[v.m.RoomNID]) {
-				from := since
-				if fresh {
-					from = 0
-				}
-				rs, err := a.eph.RoomReceipts(ctx, v.m.RoomNID, from, upTo, s.UserID)
-				if err != nil {
-					return nil, false, err
-				}
-				if rs != nil {
-					receipts[roomID] = map[string]any{"type": "m.receipt", "content": rs}
-				}
+			rs, err := a.eph.RoomReceipts(ctx, v.m.RoomNID, from, upTo, s.UserID)
+			if err != nil {
+				return out, false, err
 			}
-			if on(p.ext.Typing.Enabled) {
-				sinceT := sinceEph
-				if fresh {
-					sinceT = 0
-				}
-				if users, ch := a.eph.Typing(roomID, sinceT); ch || (fresh && len(users) > 0) {
-					if users == nil {
-						users = []string{}
-					}
-					typing[roomID] = map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}}
-				}
+			if rs != nil {
+				receipts[roomID] = receiptEvent(rs)
 			}
 		}
-		if on(p.ext.Receipts.Enabled) {
-			out["receipts"] = map[string]any{"rooms": receipts}
-			changed = changed || (prev != nil && len(receipts) > 0)
+		if typingOn {
+			sinceT := sinceEph
+			if fresh {
+				sinceT = 0
+			}
+			if users, ch := a.eph.Typing(roomID, sinceT); ch || (fresh && len(users) > 0) {
+				typing[roomID] = typingEvent(nonNil(users))
+			}
 		}
-		if on(p.ext.Typing.Enabled) {
-			out["typing"] = map[string]any{"rooms": typing}
-			changed = changed || (prev != nil && len(typing) > 0)
-		}
+	}
+	if receiptsOn {
+		out.Receipts = &SSRoomsEphemeral{Rooms: receipts}
+		changed = changed || (prev != nil && len(receipts) > 0)
+	}
+	if typingOn {
+		out.Typing = &SSRoomsEphemeral{Rooms: typing}
+		changed = changed || (prev != nil && len(typing) > 0)
 	}
 	return out, changed, nil
+}
+
+// ssToDevice is the to_device extension: a page of the device's messages
+// after the client's own token (whose messages it thereby acknowledges).
+func (a *API) ssToDevice(ctx context.Context, dev e2ee.Device, p *ssParams, upTo int64) (*SSToDevice, error) {
+	var tdSince int64
+	if p.ext.ToDevice.Since != nil && *p.ext.ToDevice.Since != "" {
+		n, err := strconv.ParseInt(*p.ext.ToDevice.Since, 10, 64)
+		if err != nil || n < 0 {
+			return nil, errInvalidToDeviceSince
+		}
+		tdSince = min(n, upTo)
+	}
+	if err := a.keys.AckToDevice(ctx, dev, tdSince); err != nil {
+		return nil, err
+	}
+	limit := p.ext.toDeviceLimit()
+	msgs, err := a.keys.ToDevice(ctx, dev, tdSince, upTo, limit)
+	if err != nil {
+		return nil, err
+	}
+	next := max(upTo, tdSince)
+	switch {
+	case limit == 0:
+		next = tdSince // nothing taken, nothing acknowledged
+	case len(msgs) == limit:
+		// A full page: the rest follows once the client acknowledges
+		// this one (one message per position, so none is skipped).
+		next = msgs[len(msgs)-1].StreamPos
+	}
+	return &SSToDevice{NextBatch: strconv.FormatInt(next, 10), Events: toDeviceEvents(msgs)}, nil
+}
+
+// ssE2EE is the e2ee extension: device-list changes since the last
+// response (none for a new connection) and the device's key counts.
+func (a *API) ssE2EE(ctx context.Context, dev e2ee.Device, prev *ssSent, since, upTo int64) (*SSE2EE, error) {
+	out := &SSE2EE{DeviceLists: DeviceLists{Changed: []string{}, Left: []string{}}}
+	var err error
+	if prev != nil {
+		if out.DeviceLists.Changed, out.DeviceLists.Left, err = a.keys.DeviceListChanges(ctx, dev.UserID, since, upTo); err != nil {
+			return nil, err
+		}
+	}
+	if out.OneTimeKeysCount, out.UnusedFallbackKeyTypes, err = a.keys.KeyCounts(ctx, dev); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ssAccountData is the account_data extension: a new connection gets all
+// global account data; rooms new to the client get all of theirs, rooms it
+// holds what changed.
+func (a *API) ssAccountData(ctx context.Context, userID string, prev *ssSent, since, upTo int64, views map[string]*ssRoomView,
+	initialRooms map[string]bool, globalAD []AccountDataEvent, roomAD map[string][]AccountDataEvent) (*SSAccountData, error) {
+	global := globalAD
+	rooms := map[string][]AccountDataEvent{}
+	for roomID, evs := range roomAD {
+		if views[roomID] != nil && !initialRooms[roomID] {
+			rooms[roomID] = evs
+		}
+	}
+	var all []storage.AccountData
+	var err error
+	if prev == nil {
+		all, err = a.db.AccountDataChanges(ctx, userID, 0, upTo)
+	} else if len(initialRooms) > 0 {
+		ids := make([]string, 0, len(initialRooms))
+		for id := range initialRooms {
+			ids = append(ids, id)
+		}
+		all, err = a.db.RoomAccountData(ctx, userID, ids, upTo)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if prev == nil {
+		global = nil
+	}
+	for _, ad := range all {
+		ev := AccountDataEvent{Type: ad.Type, Content: ad.Content}
+		switch {
+		case ad.RoomID == "" && prev == nil:
+			global = append(global, ev)
+		case ad.RoomID != "" && initialRooms[ad.RoomID]:
+			rooms[ad.RoomID] = append(rooms[ad.RoomID], ev)
+		}
+	}
+	if pos, err := a.db.PushRulesPos(ctx, userID); err != nil {
+		return nil, err
+	} else if prev == nil || (pos > since && pos <= upTo) {
+		rules, err := a.users.PushRules(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		global = append(global, pushRulesEvent(rules))
+	}
+	return &SSAccountData{Global: nonNil(global), Rooms: rooms}, nil
 }
 
 var errInvalidToDeviceSince = httputil.InvalidParam("extensions.to_device.since is not a token this server gave")

@@ -2,7 +2,6 @@ package syncapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"matrixhs/clientapi/filter"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/e2ee"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
@@ -140,7 +140,7 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 	if p.sinceEph > a.eph.Version() {
 		p.sinceEph = 0 // a token from before a restart: send the current state
 	}
-	var resp map[string]any
+	var resp *Response
 	err = a.longPoll(ctx, s.UserID, p.timeout, func(ctx context.Context, upTo, eph int64) (bool, error) {
 		var changed bool
 		var err error
@@ -153,20 +153,15 @@ func (a *API) sync(r *http.Request, s *accounts.Session) (any, error) {
 	return resp, nil
 }
 
-type syncRoomsResp struct {
-	Join   map[string]any `json:"join"`
-	Invite map[string]any `json:"invite"`
-	Leave  map[string]any `json:"leave"`
-	Knock  map[string]any `json:"knock"`
-}
-
 // buildSync assembles the response for changes in (since, upTo].
-func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams, upTo, eph int64) (map[string]any, bool, error) {
+func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams, upTo, eph int64) (*Response, bool, error) {
 	since, sinceEph := p.since, p.sinceEph
 	if p.initial {
 		since, sinceEph = 0, 0
 	}
-	rooms := syncRoomsResp{Join: map[string]any{}, Invite: map[string]any{}, Leave: map[string]any{}, Knock: map[string]any{}}
+	resp := &Response{NextBatch: syncToken(upTo, eph), Rooms: Rooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{},
+		Leave: map[string]*LeftRoom{}, Knock: map[string]*KnockedRoom{}}}
+	rooms := &resp.Rooms
 	changed := false
 	// Ignored users (ignore.go): their messages, typing, receipts and invites are left out.
 	a.loadSyncIgnored(ctx, p, s.UserID)
@@ -175,14 +170,14 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 	if err != nil {
 		return nil, false, err
 	}
-	globalAD := []json.RawMessage{}
-	roomAD := map[string][]json.RawMessage{}
+	globalAD := []AccountDataEvent{}
+	roomAD := map[string][]AccountDataEvent{}
 	var adFilter *filter.EventFilter
 	if p.filter != nil {
 		adFilter = p.filter.AccountData
 	}
 	for _, ad := range adChanges {
-		ev, _ := json.Marshal(map[string]any{"type": ad.Type, "content": json.RawMessage(ad.Content)})
+		ev := AccountDataEvent{Type: ad.Type, Content: ad.Content}
 		if ad.RoomID == "" {
 			if adFilter.Matches(ad.Type, "") {
 				globalAD = append(globalAD, ev)
@@ -198,8 +193,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 		if err != nil {
 			return nil, false, err
 		}
-		ev, _ := json.Marshal(map[string]any{"type": "m.push_rules", "content": map[string]any{"global": rules}})
-		globalAD = append(globalAD, ev)
+		globalAD = append(globalAD, pushRulesEvent(rules))
 	}
 	if len(globalAD) > 0 && !p.initial {
 		changed = true
@@ -260,7 +254,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 				if err != nil {
 					return nil, false, err
 				}
-				rooms.Invite[m.RoomID] = map[string]any{"invite_state": map[string]any{"events": st}}
+				rooms.Invite[m.RoomID] = &InvitedRoom{InviteState: StrippedState{Events: st}}
 				changed = changed || !p.initial
 			}
 		case spec.Knock:
@@ -269,7 +263,7 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 				if err != nil {
 					return nil, false, err
 				}
-				rooms.Knock[m.RoomID] = map[string]any{"knock_state": map[string]any{"events": st}}
+				rooms.Knock[m.RoomID] = &KnockedRoom{KnockState: StrippedState{Events: st}}
 				changed = changed || !p.initial
 			}
 		case spec.Leave, spec.Ban:
@@ -305,21 +299,13 @@ func (a *API) buildSync(ctx context.Context, s *accounts.Session, p *syncParams,
 		return nil, false, err
 	}
 	changed = changed || (presenceChanged && !p.initial)
-	e2ee, e2eeChanged, err := a.syncE2EE(ctx, s.UserID, s.DeviceID, since, upTo)
+	resp.AccountData.Events = globalAD
+	resp.Presence.Events = presence
+	e2eeChanged, err := a.syncE2EE(ctx, e2ee.Device{UserID: s.UserID, DeviceID: s.DeviceID}, since, upTo, resp)
 	if err != nil {
 		return nil, false, err
 	}
 	changed = changed || e2eeChanged
-	resp := map[string]any{
-		"next_batch":                       syncToken(upTo, eph),
-		"rooms":                            rooms,
-		"account_data":                     map[string]any{"events": globalAD},
-		"presence":                         map[string]any{"events": presence},
-		"to_device":                        e2ee["to_device"],
-		"device_lists":                     e2ee["device_lists"],
-		"device_one_time_keys_count":       e2ee["device_one_time_keys_count"],
-		"device_unused_fallback_key_types": e2ee["device_unused_fallback_key_types"],
-	}
 	return resp, changed, nil
 }
 

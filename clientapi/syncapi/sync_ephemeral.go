@@ -2,7 +2,6 @@ package syncapi
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 
 	"matrixhs/clientapi/filter"
@@ -12,14 +11,13 @@ import (
 // roomEphemeral is a joined room's typing and receipts for the sync window,
 // without the users the reader ignores.
 func (a *API) roomEphemeral(ctx context.Context, userID string, info *storage.Room, fresh bool, since, sinceEph, upTo int64,
-	ignored map[string]bool) ([]json.RawMessage, error) {
-	var out []json.RawMessage
+	ignored map[string]bool) ([]EphemeralEvent, error) {
+	var out []EphemeralEvent
 	if fresh {
 		sinceEph = 0
 	}
 	if users, changed := a.eph.Typing(info.ID, sinceEph); changed || (fresh && len(users) > 0) {
-		ev, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": withoutUsers(users, ignored)}})
-		out = append(out, ev)
+		out = append(out, typingEvent(withoutUsers(users, ignored)))
 	}
 	from := since
 	if fresh {
@@ -30,8 +28,7 @@ func (a *API) roomEphemeral(ctx context.Context, userID string, info *storage.Ro
 		return nil, err
 	}
 	if receipts = receipts.Without(ignored); receipts != nil {
-		ev, _ := json.Marshal(map[string]any{"type": "m.receipt", "content": receipts})
-		out = append(out, ev)
+		out = append(out, receiptEvent(receipts))
 	}
 	return out, nil
 }
@@ -50,10 +47,10 @@ func withoutUsers(users []string, ignored map[string]bool) []string {
 // syncPresence lists the presence of the user and their room mates that
 // changed after sinceEph, and that of newcomers (room mates who joined, or
 // whose room the user joined, since the last sync) whatever its age.
-func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, sinceEph int64, newcomers []string) ([]json.RawMessage, bool, error) {
+func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, sinceEph int64, newcomers []string) ([]PresenceEvent, bool, error) {
 	changed := a.eph.PresenceChangedSince(sinceEph)
 	if !changed && len(newcomers) == 0 {
-		return []json.RawMessage{}, false, nil // nobody's presence changed: skip the room-mates query
+		return []PresenceEvent{}, false, nil // nobody's presence changed: skip the room-mates query
 	}
 	var mates []string
 	if changed {
@@ -69,7 +66,7 @@ func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, si
 	if p.filter != nil {
 		pf = p.filter.Presence
 	}
-	out := []json.RawMessage{}
+	out := []PresenceEvent{}
 	sent := map[string]bool{}
 	add := func(u string, newcomer bool) {
 		pres, version := a.eph.Presence(u)
@@ -77,8 +74,7 @@ func (a *API) syncPresence(ctx context.Context, userID string, p *syncParams, si
 			return
 		}
 		sent[u] = true
-		ev, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": u, "content": pres})
-		out = append(out, ev)
+		out = append(out, PresenceEvent{Type: "m.presence", Sender: u, Content: pres})
 	}
 	for _, u := range newcomers {
 		if u != userID {

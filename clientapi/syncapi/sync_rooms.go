@@ -2,7 +2,6 @@ package syncapi
 
 import (
 	"context"
-	"encoding/json"
 	"sort"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -34,7 +33,7 @@ func (a *API) timeline(ctx context.Context, acc *roomview.Access, f *filter.Room
 
 // syncJoinedRoom builds one rooms.join entry; has reports whether it
 // carries anything new for an incremental sync.
-func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since, sinceEph, upTo int64, accountData []json.RawMessage) (map[string]any, bool, error) {
+func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since, sinceEph, upTo int64, accountData []AccountDataEvent) (*JoinedRoom, bool, error) {
 	info, err := a.db.Room(ctx, m.RoomID)
 	if err != nil {
 		return nil, false, err
@@ -91,11 +90,6 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		}
 	}
 
-	timeline := map[string]any{
-		"events":     a.view.FilteredEvents(ctx, events, s.DeviceID, p.filter),
-		"limited":    limited,
-		"prev_batch": roomview.MakeToken(prevBatch),
-	}
 	ephemeralEvents, err := a.roomEphemeral(ctx, s.UserID, info, fresh, since, sinceEph, upTo, p.ignored)
 	if err != nil {
 		return nil, false, err
@@ -105,21 +99,24 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	if err != nil {
 		return nil, false, err
 	}
-	room := map[string]any{
-		"timeline":             timeline,
-		"state":                map[string]any{"events": a.view.FilteredEvents(ctx, state, s.DeviceID, p.filter)},
-		"account_data":         map[string]any{"events": nonNil(accountData)},
-		"ephemeral":            map[string]any{"events": nonNil(ephemeralEvents)},
-		"unread_notifications": countsJSON(unread),
+	room := &JoinedRoom{
+		Timeline: Timeline{
+			Events:    a.view.FilteredEvents(ctx, events, s.DeviceID, p.filter),
+			Limited:   limited,
+			PrevBatch: roomview.MakeToken(prevBatch),
+		},
+		State:               Events{Events: a.view.FilteredEvents(ctx, state, s.DeviceID, p.filter)},
+		AccountData:         AccountData{Events: nonNil(accountData)},
+		Ephemeral:           Ephemeral{Events: nonNil(ephemeralEvents)},
+		UnreadNotifications: unreadCounts(unread),
 	}
 	// Per-thread counts only when the filter asks for them and there are
 	// some, as Synapse sends them.
 	if len(threads) > 0 {
-		threadCounts := map[string]any{}
+		room.UnreadThreadNotifications = make(map[string]UnreadCounts, len(threads))
 		for id, c := range threads {
-			threadCounts[id] = countsJSON(c)
+			room.UnreadThreadNotifications[id] = unreadCounts(c)
 		}
-		room["unread_thread_notifications"] = threadCounts
 	}
 	membersChanged := fresh
 	for _, e := range append(append([]storage.Event{}, events...), state...) {
@@ -132,22 +129,23 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		if err != nil {
 			return nil, false, err
 		}
-		room["summary"] = summary
+		room.Summary = summary
 	}
 	has := len(events) > 0 || len(state) > 0 || len(accountData) > 0 || len(ephemeralEvents) > 0
 	return room, has, nil
 }
 
-func nonNil(list []json.RawMessage) []json.RawMessage {
+// nonNil is list, or an empty list for nil (the spec sends [], never null).
+func nonNil[T any](list []T) []T {
 	if list == nil {
-		return []json.RawMessage{}
+		return []T{}
 	}
 	return list
 }
 
 // syncLeftRoom builds a rooms.leave entry: the timeline up to the user's
 // departure.
-func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since int64) (map[string]any, error) {
+func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncParams, m storage.RoomMembership, since int64) (*LeftRoom, error) {
 	info, err := a.db.Room(ctx, m.RoomID)
 	if err != nil {
 		return nil, err
@@ -172,12 +170,12 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 			return nil, err
 		}
 	}
-	return map[string]any{
-		"timeline": map[string]any{
-			"events": a.view.FilteredEvents(ctx, events, s.DeviceID, p.filter), "limited": limited, "prev_batch": roomview.MakeToken(start),
+	return &LeftRoom{
+		Timeline: Timeline{
+			Events: a.view.FilteredEvents(ctx, events, s.DeviceID, p.filter), Limited: limited, PrevBatch: roomview.MakeToken(start),
 		},
-		"state":        map[string]any{"events": a.view.FilteredEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID, p.filter)},
-		"account_data": map[string]any{"events": []any{}},
+		State:       Events{Events: a.view.FilteredEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID, p.filter)},
+		AccountData: AccountData{Events: []AccountDataEvent{}},
 	}, nil
 }
 
@@ -230,16 +228,16 @@ func filterState(state []storage.Event, f *filter.RoomEventFilter, timeline []st
 }
 
 // roomSummary is the m.heroes and member counts of a room.
-func (a *API) roomSummary(ctx context.Context, roomNID int64, userID string) (map[string]any, error) {
+func (a *API) roomSummary(ctx context.Context, roomNID int64, userID string) (*Summary, error) {
 	joined, invited, heroEvents, err := a.memberSummary(ctx, roomNID, userID)
 	if err != nil {
 		return nil, err
 	}
-	heroes := []string{}
+	heroes := make([]string, 0, len(heroEvents))
 	for _, e := range heroEvents {
 		heroes = append(heroes, *e.StateKey)
 	}
-	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}, nil
+	return &Summary{Heroes: heroes, JoinedMemberCount: joined, InvitedMemberCount: invited}, nil
 }
 
 // memberSummary counts a room's joined and invited members and picks its
@@ -266,7 +264,7 @@ func (a *API) memberSummary(ctx context.Context, roomNID int64, userID string) (
 }
 
 // strippedState is what an invited or knocking user may see of a room.
-func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]map[string]any, error) {
+func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]roomview.Stripped, error) {
 	state, err := a.db.StateAt(ctx, m.RoomNID, m.StreamPos)
 	if err != nil {
 		return nil, err
@@ -285,15 +283,15 @@ func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]ma
 		return nil, err
 	}
 	// The inviter's member event lets clients show who invited.
-	out := make([]map[string]any, 0, len(events)+1)
+	out := make([]roomview.Stripped, 0, len(events)+1)
 	for _, e := range events {
 		out = append(out, roomview.StrippedEvent(&e))
 		if e.NID == m.EventNID && e.Sender != *e.StateKey {
 			if nid, ok := state[storage.StateKey{Type: spec.MRoomMember, StateKey: e.Sender}]; ok {
 				inviter, err := a.db.EventsByNID(ctx, []int64{nid})
 				if err == nil && len(inviter) == 1 {
-					out = append(out, map[string]any{
-						"type": spec.MRoomMember, "state_key": e.Sender, "sender": e.Sender, "content": roomview.Content(inviter[0].JSON),
+					out = append(out, roomview.Stripped{
+						Type: spec.MRoomMember, StateKey: e.Sender, Sender: e.Sender, Content: roomview.Content(inviter[0].JSON),
 					})
 				}
 			}
@@ -302,8 +300,8 @@ func (a *API) strippedState(ctx context.Context, m storage.RoomMembership) ([]ma
 	return out, nil
 }
 
-func countsJSON(c storage.UnreadCounts) map[string]int {
-	return map[string]int{"notification_count": c.Notifications, "highlight_count": c.Highlights}
+func unreadCounts(c storage.UnreadCounts) UnreadCounts {
+	return UnreadCounts{NotificationCount: c.Notifications, HighlightCount: c.Highlights}
 }
 
 // addSenderMembers adds, as of position pos, the member events of the
@@ -346,7 +344,7 @@ func (a *API) addSenderMembers(ctx context.Context, roomNID, pos int64, state, t
 // room out: nothing of it changed in the window (no events, receipts,
 // account data or typing), and the user did not just join.
 func skipUnchangedRoom(since, sinceEph int64, m storage.RoomMembership, changed map[int64]bool,
-	roomAD map[string][]json.RawMessage, eph *ephemeral.Service) bool {
+	roomAD map[string][]AccountDataEvent, eph *ephemeral.Service) bool {
 	if changed == nil || m.StreamPos > since || changed[m.RoomNID] || len(roomAD[m.RoomID]) > 0 {
 		return false
 	}
