@@ -57,22 +57,36 @@ type API struct {
 	delayedDone chan struct{}
 }
 
+// Deps are the services the client API serves: built by the server, which
+// shares them with the other APIs.
+type Deps struct {
+	Config    *config.Config
+	DB        *storage.DB
+	Accounts  *accounts.Service
+	Auth      *auth.Auth
+	Rooms     *roomserver.Roomserver
+	Ephemeral *ephemeral.Service
+	Keys      *e2ee.Service
+	Notifier  *notifier.Notifier
+	Log       logrus.FieldLogger
+}
+
 // New builds the client API.
-func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.Auth, rooms *roomserver.Roomserver, notify *notifier.Notifier, log logrus.FieldLogger) *API {
-	a := &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, stopping: make(chan struct{}),
-		uia: newUIASessions(time.Now), logins: newLoginLimiter(time.Now),
+func New(d Deps) *API {
+	cfg, db, acc, authn, rooms, log := d.Config, d.DB, d.Accounts, d.Auth, d.Rooms, d.Log
+	a := &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, eph: d.Ephemeral, keys: d.Keys,
+		stopping: make(chan struct{}),
+		uia:      newUIASessions(time.Now), logins: newLoginLimiter(time.Now),
 		registrations: ratelimit.New(ratelimit.Options{
 			Burst: cfg.RCRegistration.BurstCount, Interval: cfg.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
 		}),
 		log:         log,
 		delayedWake: make(chan struct{}, 1)}
-	a.eph = ephemeral.New(db, rooms, notify.Wake, log)
-	a.keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: log})
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)
 	a.admin = admin.New(cfg, db, acc, authn, rooms, a.users, log)
 	a.sync = syncapi.New(syncapi.Deps{DB: db, Rooms: rooms, View: a.view, Users: a.users, Ephemeral: a.eph, Keys: a.keys,
-		Notifier: notify, Auth: authn, Log: log})
+		Notifier: d.Notifier, Auth: authn, Log: log})
 	return a
 }
 
@@ -112,9 +126,6 @@ func (a *API) auth(h authed) http.Handler { return a.authn.JSON(h) }
 // optionalAuth authenticates the request when it carries an access token
 // and otherwise calls h with a nil session.
 func (a *API) optionalAuth(h authed) http.Handler { return a.authn.OptionalJSON(h) }
-
-// adminOnly serves an endpoint to server admins.
-func (a *API) adminOnly(h authed) http.Handler { return a.authn.AdminJSON(h) }
 
 // pathVar returns a decoded path variable.
 func pathVar(r *http.Request, name string) string { return httputil.PathVar(r, name) }

@@ -22,6 +22,8 @@ import (
 	"matrixhs/federationapi"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/auth"
+	"matrixhs/internal/e2ee"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
@@ -35,11 +37,18 @@ type Server struct {
 	Config   *config.Config
 	DB       *storage.DB
 	Accounts *accounts.Service
-	Rooms    *roomserver.Roomserver
-	Media    *mediaapi.Media
-	Pushers  *pushgateway.Sender
+	// Auth is the one authentication middleware every API's routes use.
+	Auth    *auth.Auth
+	Rooms   *roomserver.Roomserver
+	Media   *mediaapi.Media
+	Pushers *pushgateway.Sender
 	// Notifier wakes long-polls for the changes that concern their user.
-	Notifier   *notifier.Notifier
+	Notifier *notifier.Notifier
+	// Ephemeral holds typing and presence and records receipts; Keys is
+	// the end-to-end encryption key service. The client API serves them,
+	// and the federation API will.
+	Ephemeral  *ephemeral.Service
+	Keys       *e2ee.Service
 	SigningKey *config.SigningKey
 	Log        *logrus.Logger
 
@@ -96,8 +105,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.closeLog()
 		return nil, err
 	}
-	authn := auth.New(s.Accounts)
-	media, err := mediaapi.New(cfg, db, authn, s.Log, mediaapi.Options{})
+	s.Auth = auth.New(s.Accounts)
+	media, err := mediaapi.New(cfg, db, s.Auth, s.Log, mediaapi.Options{})
 	if err != nil {
 		db.Close()
 		s.closeLog()
@@ -113,7 +122,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	db.OnWake(func(t storage.WakeTargets) {
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
 	})
-	s.api = clientapi.New(cfg, db, s.Accounts, authn, s.Rooms, s.Notifier, s.Log)
+	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
+	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.ServerName, Log: s.Log})
+	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log})
 	handler := s.routes(federationapi.New(s.Accounts, cfg.ServerName, key))
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
