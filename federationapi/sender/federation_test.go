@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -47,10 +46,10 @@ type receivedTxn struct {
 }
 
 func (e *sendEndpoint) routes(o *federationapi.Options) {
-	o.ExtraRoutes = func(r *mux.Router, api *federationapi.API) {
-		r.Handle("/_matrix/federation/v1/send/{txnId}", api.Auth.Handler(func(r *http.Request, origin spec.ServerName) (any, error) {
+	o.ExtraRoutes = func(rt *httputil.Router, api *federationapi.API) {
+		rt.Handle("/_matrix/federation/v1/send/{txnId}", api.Auth.Handler(func(r *http.Request, origin spec.ServerName) (any, error) {
 			raw, _ := io.ReadAll(r.Body)
-			txn := receivedTxn{origin: origin, id: mux.Vars(r)["txnId"]}
+			txn := receivedTxn{origin: origin, id: httputil.PathVar(r, "txnId")}
 			if err := json.Unmarshal(raw, &txn.body); err != nil {
 				return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_BAD_JSON", Msg: err.Error()}
 			}
@@ -61,7 +60,7 @@ func (e *sendEndpoint) routes(o *federationapi.Options) {
 				return nil, &httputil.Error{Status: e.status, Code: "M_UNKNOWN", Msg: "test answer"}
 			}
 			return map[string]any{"pdus": map[string]any{}}, nil
-		})).Methods(http.MethodPut)
+		}), http.MethodPut)
 	}
 }
 

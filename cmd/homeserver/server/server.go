@@ -23,6 +23,10 @@ import (
 	"matrixhs/federationapi"
 	"matrixhs/federationapi/sender"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
+	"matrixhs/internal/e2ee"
+	"matrixhs/internal/ephemeral"
+	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
 	"matrixhs/mediaapi"
@@ -35,11 +39,18 @@ type Server struct {
 	Config   *config.Config
 	DB       *storage.DB
 	Accounts *accounts.Service
-	Rooms    *roomserver.Roomserver
-	Media    *mediaapi.Media
-	Pushers  *pushgateway.Sender
+	// Auth is the one authentication middleware every API's routes use.
+	Auth    *auth.Auth
+	Rooms   *roomserver.Roomserver
+	Media   *mediaapi.Media
+	Pushers *pushgateway.Sender
 	// Notifier wakes long-polls for the changes that concern their user.
-	Notifier   *notifier.Notifier
+	Notifier *notifier.Notifier
+	// Ephemeral holds typing and presence and records receipts; Keys is
+	// the end-to-end encryption key service. The client API serves them,
+	// and the federation API will.
+	Ephemeral  *ephemeral.Service
+	Keys       *e2ee.Service
 	SigningKey *config.SigningKey
 	// Sender carries local events and EDUs to other servers (nil when
 	// federation is disabled).
@@ -123,7 +134,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.closeLog()
 		return nil, err
 	}
-	media, err := mediaapi.New(cfg, db, s.Accounts, s.Log, mediaapi.Options{})
+	s.Auth = auth.New(s.Accounts)
+	media, err := mediaapi.New(cfg, db, s.Auth, s.Log, mediaapi.Options{})
 	if err != nil {
 		db.Close()
 		s.closeLog()
@@ -144,9 +156,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	db.OnWake(func(t storage.WakeTargets) {
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
 	})
-	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Notifier, s.Log)
-	s.api = api
-	handler := api.Handler(media.Routes, s.Federation.Routes)
+	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
+	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
+	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log})
+	handler := s.routes()
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
 		ReadHeaderTimeout: cfg.Server.HTTP.ReadHeaderTimeout,
@@ -154,6 +168,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		ErrorLog:          nil,
 	}
 	return s, nil
+}
+
+// routes builds the one route table every API registers into, and wraps it
+// in the middleware all requests pass: the client address (trusted proxies),
+// then request ID, access log, panic recovery, CORS and the body limit.
+// Authentication is per route (internal/auth).
+func (s *Server) routes() http.Handler {
+	rt := httputil.NewRouter()
+	s.api.Register(rt)
+	s.Media.Register(rt)
+	s.Federation.Register(rt)
+	outer := httputil.Outer(rt, s.Log, s.Config.Server.MaxRequestBodyBytes)
+	return httputil.WithClientAddress(outer, httputil.NewTrustedProxies(s.Config.TrustedProxyPrefixes()))
 }
 
 func (s *Server) setupLogging(console io.Writer) error {
