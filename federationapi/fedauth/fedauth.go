@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +37,8 @@ type Authenticator struct {
 	serverName spec.ServerName
 	verifier   gomatrixserverlib.JSONVerifier
 	now        func() time.Time
+	// onAuthenticated is told each authenticated origin (may be unset).
+	onAuthenticated atomic.Pointer[func(spec.ServerName)]
 }
 
 // New builds an Authenticator for requests to serverName, checking
@@ -73,9 +76,16 @@ func (a *Authenticator) Require(next http.Handler) http.Handler {
 			httputil.WriteError(w, r, err)
 			return
 		}
+		if f := a.onAuthenticated.Load(); f != nil {
+			(*f)(origin)
+		}
 		next.ServeHTTP(w, r.WithContext(WithOrigin(r.Context(), origin)))
 	})
 }
+
+// OnAuthenticated sets a function told of every authenticated request's
+// origin (the outbound sender resets that server's backoff: it is up).
+func (a *Authenticator) OnAuthenticated(f func(spec.ServerName)) { a.onAuthenticated.Store(&f) }
 
 // HandlerFunc is a federation endpoint: it is told the authenticated
 // origin and returns its JSON answer or an error (as httputil.Handler).

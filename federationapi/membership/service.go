@@ -26,7 +26,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
@@ -81,28 +80,24 @@ func New(api *federationapi.API, rs *roomserver.Roomserver, db *storage.DB, opts
 	}
 }
 
-// Routes registers the inbound endpoints.
-func (s *Service) Routes(r *mux.Router) {
+// Register adds the inbound endpoints to a route table (the server's one
+// table, and the federation listener's).
+func (s *Service) Register(rt *httputil.Router) {
 	h := s.api.Auth.Handler
 	const v1, v2 = "/_matrix/federation/v1", "/_matrix/federation/v2"
-	r.Handle(v1+"/make_join/{roomId}/{userId}", h(s.makeJoin)).Methods(http.MethodGet)
-	r.Handle(v2+"/send_join/{roomId}/{eventId}", h(s.sendJoin)).Methods(http.MethodPut)
-	r.Handle(v1+"/make_leave/{roomId}/{userId}", h(s.makeLeave)).Methods(http.MethodGet)
-	r.Handle(v2+"/send_leave/{roomId}/{eventId}", h(s.sendLeave)).Methods(http.MethodPut)
-	r.Handle(v1+"/make_knock/{roomId}/{userId}", h(s.makeKnock)).Methods(http.MethodGet)
-	r.Handle(v1+"/send_knock/{roomId}/{eventId}", h(s.sendKnock)).Methods(http.MethodPut)
-	r.Handle(v2+"/invite/{roomId}/{eventId}", h(s.invite)).Methods(http.MethodPut)
-	r.Handle(v1+"/query/directory", h(s.queryDirectory)).Methods(http.MethodGet)
+	get, put := http.MethodGet, http.MethodPut
+	rt.Exact(get, v1+"/make_join/{roomId}/{userId}", h(s.makeJoin))
+	rt.Exact(put, v2+"/send_join/{roomId}/{eventId}", h(s.sendJoin))
+	rt.Exact(get, v1+"/make_leave/{roomId}/{userId}", h(s.makeLeave))
+	rt.Exact(put, v2+"/send_leave/{roomId}/{eventId}", h(s.sendLeave))
+	rt.Exact(get, v1+"/make_knock/{roomId}/{userId}", h(s.makeKnock))
+	rt.Exact(put, v1+"/send_knock/{roomId}/{eventId}", h(s.sendKnock))
+	rt.Exact(put, v2+"/invite/{roomId}/{eventId}", h(s.invite))
+	rt.Exact(get, v1+"/query/directory", h(s.queryDirectory))
 }
 
-// pathVar is a path parameter, unescaped (the router matches escaped paths).
-func pathVar(r *http.Request, name string) string {
-	v := mux.Vars(r)[name]
-	if d, err := url.PathUnescape(v); err == nil {
-		return d
-	}
-	return v
-}
+// pathVar is a path parameter, unescaped.
+func pathVar(r *http.Request, name string) string { return httputil.PathVar(r, name) }
 
 // roomAndUser reads and checks {roomId} and {userId}: the user must be of
 // the server asking.
