@@ -89,4 +89,3 @@ func TestMembershipThroughTheSender(t *testing.T) {
 		t.Fatalf("hs1 has dave as %q", m)
 	}
 }
-
