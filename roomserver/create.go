@@ -58,14 +58,11 @@ type CreateRoomRequest struct {
 func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (string, error) {
 	var remote []string
 	for _, u := range req.Invite {
-		if !rs.isLocal(u) && ids.UserID(u) == nil {
+		if !rs.isLocal(u) && ids.UserID(u) == nil && rs.remote != nil {
 			remote = append(remote, u)
 		}
 	}
-	if len(remote) > 0 && rs.remote == nil {
-		return "", forbidden("this server does not federate: cannot invite %s", remote[0])
-	}
-	roomID, err := rs.createRoom(ctx, req)
+	roomID, err := rs.createRoom(ctx, req, remote)
 	if err != nil {
 		return "", err
 	}
@@ -82,8 +79,8 @@ func (rs *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (st
 	return roomID, nil
 }
 
-// createRoom creates the room with its local invitees.
-func (rs *Roomserver) createRoom(ctx context.Context, req CreateRoomRequest) (string, error) {
+// createRoom creates the room with its invitees but those of later.
+func (rs *Roomserver) createRoom(ctx context.Context, req CreateRoomRequest, later []string) (string, error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(req.Version))
 	if err != nil || !ver.Stable() {
 		return "", ErrUnsupportedVersion
@@ -242,7 +239,7 @@ func (rs *Roomserver) createRoom(ctx context.Context, req CreateRoomRequest) (st
 		}
 	}
 	for _, u := range req.Invite {
-		if !rs.isLocal(u) {
+		if slices.Contains(later, u) {
 			continue // invited by CreateRoom once the room stands
 		}
 		inv, err := rs.memberContent(ctx, MembershipRequest{Target: u, Membership: spec.Invite, IsDirect: req.IsDirect})

@@ -87,7 +87,7 @@ func (rs *Roomserver) SetMembership(ctx context.Context, req MembershipRequest) 
 	if err := rs.checkMembershipChange(r, req, currentMembership); err != nil {
 		return Sent{}, err
 	}
-	if req.Membership == spec.Invite && !rs.isLocal(req.Target) {
+	if req.Membership == spec.Invite && !rs.isLocal(req.Target) && rs.remote != nil {
 		return rs.inviteRemote(ctx, r, req, raw)
 	}
 	target := req.Target
