@@ -242,9 +242,9 @@ func (rs *Roomserver) InputRemoteMembership(ctx context.Context, origin spec.Ser
 	return sentOf(res[0])
 }
 
-// StateBeforeEvent is the room's state before a stored event of its
+// StateEventsBefore is the room's state before a stored event of its
 // timeline.
-func (rs *Roomserver) StateBeforeEvent(ctx context.Context, roomID, eventID string) ([]gomatrixserverlib.PDU, error) {
+func (rs *Roomserver) StateEventsBefore(ctx context.Context, roomID, eventID string) ([]gomatrixserverlib.PDU, error) {
 	r, err := rs.room(ctx, roomID)
 	if err != nil {
 		return nil, err

@@ -178,3 +178,48 @@ func (rs *Roomserver) inputOutOfBand(ctx context.Context, in InputEvent) InputRe
 	res.Status, res.StreamPos = StatusOutlier, sent.StreamPos
 	return res
 }
+
+// InputRescindedInvite takes an event from another server (as /send
+// receives it) for a room this server is not in, when it withdraws a local
+// user's out-of-band invite: a leave of that user sent by whoever invited
+// them, whose signatures check out, is stored out of band. handled is false
+// for any other event, which the caller drops as it drops events of rooms
+// this server is not in. (Input itself takes rescissions too; this entry
+// point serves callers that do not input events of such rooms.)
+func (rs *Roomserver) InputRescindedInvite(ctx context.Context, origin spec.ServerName, raw json.RawMessage) (handled bool, err error) {
+	var probe struct {
+		RoomID   string  `json:"room_id"`
+		Type     string  `json:"type"`
+		StateKey *string `json:"state_key"`
+		Content  struct {
+			Membership string `json:"membership"`
+		} `json:"content"`
+	}
+	if json.Unmarshal(raw, &probe) != nil || probe.Type != spec.MRoomMember || probe.StateKey == nil ||
+		!rs.isLocal(*probe.StateKey) || probe.Content.Membership != spec.Leave {
+		return false, nil
+	}
+	info, err := rs.db.Room(ctx, probe.RoomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(info.Version))
+	if err != nil {
+		return false, nil
+	}
+	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	if err != nil {
+		return false, nil
+	}
+	if p, _, err := rs.presence(ctx, probe.RoomID); err != nil || p.participating {
+		return false, err
+	}
+	res := rs.inputOutOfBand(ctx, InputEvent{Kind: KindNew, Event: pdu, Origin: origin})
+	if errors.Is(res.Err, ErrRoomNotFound) {
+		return false, nil
+	}
+	return true, res.Err
+}

@@ -179,7 +179,7 @@ func (s *Service) sendJoin(r *http.Request, origin spec.ServerName) (any, error)
 	}
 	ctx := r.Context()
 	roomID := join.RoomID().String()
-	state, err := s.rs.StateBeforeEvent(ctx, roomID, join.EventID())
+	state, err := s.rs.StateEventsBefore(ctx, roomID, join.EventID())
 	if err != nil {
 		return nil, err
 	}

@@ -150,16 +150,25 @@ func TestRescindRemoteInvite(t *testing.T) {
 	alice2 := newUser(t, hs1, "alice2")
 	bob := newUser(t, hs2, "bob")
 
-	// Withdrawn by the inviter.
+	// Withdrawn by the inviter, delivered to the roomserver's Input.
 	roomID := alice.createRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.ID}})
 	bob.invitedTo(roomID)
-	kick := alice.must("POST", roomPath(roomID, "/kick"), map[string]any{"user_id": bob.ID, "reason": "changed my mind"})
-	_ = kick
+	alice.must("POST", roomPath(roomID, "/kick"), map[string]any{"user_id": bob.ID, "reason": "changed my mind"})
 	rescind := stateEventID(t, hs1, roomID, spec.MRoomMember, bob.ID)
 	if res := deliver(t, hs1, hs2, rescind); res.Err != nil || res.Status != roomserver.StatusOutlier {
 		t.Fatalf("hs2 took the rescission as %v, %v", res.Status, res.Err)
 	}
 	bob.leftFrom(roomID)
+
+	// The same through the entry point for rooms this server is not in.
+	room1 := alice.createRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.ID}})
+	bob.invitedTo(room1)
+	alice.must("POST", roomPath(room1, "/kick"), map[string]any{"user_id": bob.ID})
+	leave := eventOn(t, hs1, stateEventID(t, hs1, room1, spec.MRoomMember, bob.ID))
+	if handled, err := hs2.Rooms.InputRescindedInvite(t.Context(), "hs1", leave.JSON); !handled || err != nil {
+		t.Fatalf("rescission not taken: %v, %v", handled, err)
+	}
+	bob.leftFrom(room1)
 
 	// Kicked by someone else than the inviter: the invite stands on hs2.
 	room2 := alice.createRoom(map[string]any{"preset": "private_chat", "invite": []string{alice2.ID}})
@@ -170,9 +179,13 @@ func TestRescindRemoteInvite(t *testing.T) {
 	alice2.invite(room2, bob.ID).want(t, http.StatusOK, "")
 	bob.invitedTo(room2)
 	alice.must("POST", roomPath(room2, "/kick"), map[string]any{"user_id": bob.ID})
-	res := deliver(t, hs1, hs2, stateEventID(t, hs1, room2, spec.MRoomMember, bob.ID))
+	notByInviter := stateEventID(t, hs1, room2, spec.MRoomMember, bob.ID)
+	res := deliver(t, hs1, hs2, notByInviter)
 	if res.Err == nil {
 		t.Fatalf("hs2 took a leave by someone else than the inviter: %v", res.Status)
+	}
+	if handled, err := hs2.Rooms.InputRescindedInvite(t.Context(), "hs1", eventOn(t, hs1, notByInviter).JSON); handled || err != nil {
+		t.Fatalf("a leave by someone else than the inviter was taken: %v, %v", handled, err)
 	}
 	if m := membershipOn(t, hs2, room2, bob.ID); m != "" {
 		t.Fatalf("hs2's room head has bob as %q", m)

@@ -30,6 +30,10 @@ func inputSend(hs **fedtest.Server) fedtest.Option {
 					return nil, httputil.BadJSON("%v", err)
 				}
 				for _, js := range txn.PDUs {
+					// As the inbound /send does for rooms this server is not in.
+					if handled, err := (*hs).Rooms.InputRescindedInvite(r.Context(), origin, js); handled || err != nil {
+						continue
+					}
 					var probe struct {
 						RoomID string `json:"room_id"`
 					}
