@@ -332,6 +332,12 @@ func (s *Service) Invite(ctx context.Context, invite gomatrixserverlib.PDU, stri
 	}
 	if err := s.api.Client.Do(ctx, http.MethodPut, server, eventPath("v2", "invite", invite), body, &resp); err != nil {
 		s.opts.Log.WithError(err).WithField("server", server).Info("remote invite failed")
+		// The invitee's server's refusal is the client's answer (an
+		// unknown user, a blocked room…), as in Synapse.
+		var re *fedclient.RemoteError
+		if errors.As(err, &re) && re.Status/100 == 4 && re.Errcode != "" {
+			return nil, &httputil.Error{Status: re.Status, Code: re.Errcode, Msg: re.Message}
+		}
 		return nil, remoteFailure(err)
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(invite.Version())

@@ -2,6 +2,7 @@ package fedrooms
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -90,7 +91,11 @@ func TestRemoteInvite(t *testing.T) {
 	alice.invite(room2, carol.ID).want(t, http.StatusOK, "")
 	carol.invitedTo(room2)
 	// Inviting a user hs2 does not have: hs2 refuses, and so does hs1.
-	alice.invite(room2, "@nobody:hs2").want(t, http.StatusNotFound, "")
+	r := alice.invite(room2, "@nobody:hs2")
+	r.want(t, http.StatusNotFound, "M_NOT_FOUND")
+	if msg, _ := r.Body["error"].(string); !strings.Contains(msg, "@nobody:hs2") {
+		t.Fatalf("refusal: %s", r.Raw)
+	}
 	if m := membershipOn(t, hs1, room2, "@nobody:hs2"); m != "" {
 		t.Fatalf("refused invite left membership %q", m)
 	}
