@@ -12,8 +12,10 @@
 // This package serves the signing keys (/_matrix/key/v2/server, with old
 // keys once the key changes), the notary endpoints (/_matrix/key/v2/query),
 // the version, and OpenID userinfo, which lets a widget or Element Call's
-// token service learn who holds an OpenID token. Room federation (joins,
-// transactions, backfill) is not served yet.
+// token service learn who holds an OpenID token. Once rooms are attached
+// (AttachRooms) it serves inbound transactions (send.go) and room history
+// (history.go), and fetches missing events and history from other
+// servers for the roomserver (fetcher.go).
 package federationapi
 
 import (
@@ -93,10 +95,14 @@ type API struct {
 	Own *keyring.OwnKeys
 
 	accounts    *accounts.Service
+	db          *storage.DB
 	serverName  spec.ServerName
 	keyValidity time.Duration
 	opts        Options
 	now         func() time.Time
+
+	// rooms serves room federation once attached (rooms.go).
+	rooms *roomFederation
 }
 
 // New records the server's signing key (a changed key turns the previous
@@ -142,6 +148,7 @@ func New(ctx context.Context, db *storage.DB, acc *accounts.Service, opts Option
 		Auth:        fedauth.New(opts.ServerName, ring, opts.Now),
 		Own:         own,
 		accounts:    acc,
+		db:          db,
 		serverName:  opts.ServerName,
 		keyValidity: opts.KeyValidity,
 		opts:        opts,
@@ -158,6 +165,9 @@ func (f *API) Routes(r *mux.Router) {
 	r.Handle("/_matrix/key/v2/query", httputil.Handler(f.queryKeysBatch)).Methods(http.MethodPost)
 	r.Handle("/_matrix/key/v2/query/{serverName}", httputil.Handler(f.queryKeys)).Methods(http.MethodGet)
 	r.Handle("/_matrix/key/v2/query/{serverName}/{keyId}", httputil.Handler(f.queryKeys)).Methods(http.MethodGet)
+	if f.rooms != nil {
+		f.roomRoutes(r)
+	}
 	if f.opts.ExtraRoutes != nil {
 		f.opts.ExtraRoutes(r, f)
 	}

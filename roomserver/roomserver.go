@@ -55,6 +55,10 @@ type Roomserver struct {
 	// verifier checks the signatures of events from other servers (nil:
 	// the caller vouches for them, as tests do).
 	verifier gomatrixserverlib.JSONVerifier
+	// backfiller fetches history from other servers (backfill.go; nil:
+	// none), backfills runs one backfill per room at a time.
+	backfiller Backfiller
+	backfills  backfillGuard
 
 	pushRules rulesCache
 	// txns are the sends with a transaction ID under way.

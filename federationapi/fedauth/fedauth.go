@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +37,9 @@ type Authenticator struct {
 	serverName spec.ServerName
 	verifier   gomatrixserverlib.JSONVerifier
 	now        func() time.Time
+	// onAuthenticated is told of every origin that passed (see
+	// OnAuthenticated).
+	onAuthenticated atomic.Pointer[func(spec.ServerName)]
 }
 
 // New builds an Authenticator for requests to serverName, checking
@@ -46,6 +50,14 @@ func New(serverName spec.ServerName, verifier gomatrixserverlib.JSONVerifier, no
 		now = time.Now
 	}
 	return &Authenticator{serverName: serverName, verifier: verifier, now: now}
+}
+
+// OnAuthenticated sets a function told of the origin of every request
+// that passes authentication: a server that reaches us is up, so the
+// outbound sender resets its backoff for it (its ResetBackoff). fn runs on
+// the request's goroutine and must not block.
+func (a *Authenticator) OnAuthenticated(fn func(origin spec.ServerName)) {
+	a.onAuthenticated.Store(&fn)
 }
 
 type originKey struct{}
@@ -139,6 +151,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (spec.ServerName, error) {
 	if results[0].Error != nil {
 		httputil.Logger(r.Context()).WithError(results[0].Error).WithField("origin", auth.origin).Info("federation request refused")
 		return "", unauthorized(http.StatusUnauthorized, "Invalid signature for server %s: %v", auth.origin, results[0].Error)
+	}
+	if fn := a.onAuthenticated.Load(); fn != nil && *fn != nil {
+		(*fn)(auth.origin)
 	}
 	return auth.origin, nil
 }
