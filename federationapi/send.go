@@ -285,15 +285,23 @@ func pduRoomID(raw json.RawMessage) (string, bool) {
 // eventIDIn is the ID of an event as sent, by the room version's rules
 // (the event_id field of old versions, else the reference hash), for
 // answering about events that did not parse.
-func eventIDIn(ver gomatrixserverlib.IRoomVersion, raw json.RawMessage) (string, bool) {
-	var head struct {
-		EventID json.RawMessage `json:"event_id"`
-	}
-	if json.Unmarshal(raw, &head) == nil {
+func eventIDIn(ver gomatrixserverlib.IRoomVersion, raw json.RawMessage) (id string, ok bool) {
+	// gomatrixserverlib panics computing the ID of some malformed events
+	// (its trusted parser assumes checked JSON): no ID for those.
+	defer func() {
+		if recover() != nil {
+			id, ok = "", false
+		}
+	}()
+	if ver.EventIDFormat() == gomatrixserverlib.EventIDFormatV1 {
+		var head struct {
+			EventID json.RawMessage `json:"event_id"`
+		}
 		var id string
-		if json.Unmarshal(head.EventID, &id) == nil && strings.HasPrefix(id, "$") {
+		if json.Unmarshal(raw, &head) == nil && json.Unmarshal(head.EventID, &id) == nil && strings.HasPrefix(id, "$") {
 			return id, true
 		}
+		return "", false
 	}
 	if pdu, err := ver.NewEventFromTrustedJSON(raw, false); err == nil {
 		return pdu.EventID(), true
@@ -302,8 +310,11 @@ func eventIDIn(ver gomatrixserverlib.IRoomVersion, raw json.RawMessage) (string,
 }
 
 // guessEventID is eventIDIn for rooms this server does not know the
-// version of: as the room versions in use today (v11 and later) compute
-// it.
+// version of: the event_id of the oldest versions if it has one, else as
+// the room versions in use today (v11 and later) compute it.
 func guessEventID(raw json.RawMessage) (string, bool) {
+	if id, ok := eventIDIn(gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV1), raw); ok {
+		return id, true
+	}
 	return eventIDIn(gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV11), raw)
 }
