@@ -2,7 +2,6 @@ package roomserver
 
 import (
 	"context"
-	"errors"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -27,20 +26,21 @@ type FederationRoom struct {
 	// ACL is the content of the m.room.server_acl state event (nil: none).
 	ACL []byte
 
-	// servers are the servers with joined members.
-	servers map[spec.ServerName]bool
+	r *room
 }
 
-// ServerJoined reports whether a user of server is joined to the room.
-func (fr *FederationRoom) ServerJoined(server spec.ServerName) bool { return fr.servers[server] }
-
-// JoinedServers lists the servers with joined members, this one included.
-func (fr *FederationRoom) JoinedServers() []spec.ServerName {
-	out := make([]spec.ServerName, 0, len(fr.servers))
-	for s := range fr.servers {
-		out = append(out, s)
+// ServerJoined reports whether a user of server is joined to the room now.
+func (fr *FederationRoom) ServerJoined(server spec.ServerName) bool {
+	fr.r.mu.Lock()
+	defer fr.r.mu.Unlock()
+	for t, ref := range fr.r.state {
+		if t.EventType == spec.MRoomMember && ref.value == spec.Join {
+			if _, domain, ok := strings.Cut(t.StateKey, ":"); ok && domain == string(server) {
+				return true
+			}
+		}
 	}
-	return out
+	return false
 }
 
 // FederationRoom reads what federation needs of a room's current state.
@@ -52,20 +52,10 @@ func (rs *Roomserver) FederationRoom(ctx context.Context, roomID string) (*Feder
 		return nil, err
 	}
 	r.mu.Lock()
-	fr := &FederationRoom{
-		ID: r.id, NID: r.nid.Load(), Version: r.version, LocalJoined: len(r.local) > 0,
-		servers: map[spec.ServerName]bool{},
-	}
+	fr := &FederationRoom{ID: r.id, NID: r.nid.Load(), Version: r.version, LocalJoined: len(r.local) > 0, r: r}
 	_, hasCreate := r.ref(spec.MRoomCreate, "")
 	if vis, ok := r.ref(spec.MRoomHistoryVisibility, ""); ok {
 		fr.WorldReadable = vis.value == "world_readable"
-	}
-	for t, ref := range r.state {
-		if t.EventType == spec.MRoomMember && ref.value == spec.Join {
-			if _, domain, ok := strings.Cut(t.StateKey, ":"); ok {
-				fr.servers[spec.ServerName(domain)] = true
-			}
-		}
 	}
 	aclRef, hasACL := r.ref(mRoomServerACL, "")
 	r.mu.Unlock()
@@ -80,24 +70,6 @@ func (rs *Roomserver) FederationRoom(ctx context.Context, roomID string) (*Feder
 		fr.ACL = acl.Content()
 	}
 	return fr, nil
-}
-
-// ServerACL returns the content of a room's current m.room.server_acl
-// event (found is false when it has none, or the room is unknown): the
-// lookup federation's ACL checks take.
-func (rs *Roomserver) ServerACL(ctx context.Context, roomID string) ([]byte, bool, error) {
-	r, err := rs.room(ctx, roomID)
-	if errors.Is(err, ErrRoomNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	acl, err := rs.currentEvent(ctx, r, mRoomServerACL, "")
-	if err != nil || acl == nil {
-		return nil, false, err
-	}
-	return acl.Content(), true, nil
 }
 
 // mRoomServerACL is the server ACL state event type.
