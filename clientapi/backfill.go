@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"matrixhs/clientapi/filter"
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/storage"
 )
 
@@ -16,12 +17,12 @@ const backfillAsk = 20
 // are asked for older events (the roomserver bounds how long that takes
 // and how often a room is asked), and the page goes on through what they
 // sent. When nothing comes, the page stays as it was: at the start.
-func (a *API) pageBackfilled(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, events []storage.Event, next storage.TopoPos, limit int) ([]storage.Event, storage.TopoPos, bool, error) {
-	n, err := a.rooms.Backfill(ctx, acc.info.ID, max(2*limit, backfillAsk))
+func (a *API) pageBackfilled(ctx context.Context, acc *roomview.Access, f *filter.RoomEventFilter, events []storage.Event, next storage.TopoPos, limit int) ([]storage.Event, storage.TopoPos, bool, error) {
+	n, err := a.rooms.Backfill(ctx, acc.Info.ID, max(2*limit, backfillAsk))
 	if err != nil || n == 0 {
 		return events, next, true, err
 	}
-	more, next, done, err := a.topoPage(ctx, acc, f, next, storage.TopoPos{}, true, limit-len(events))
+	more, next, done, err := a.view.TopoPage(ctx, acc, f, next, storage.TopoPos{}, true, limit-len(events))
 	if err != nil {
 		return nil, next, false, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
@@ -48,7 +49,7 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 		req.Username = strings.ToLower(accounts.NewDeviceID())
 	}
 	// Like Synapse, capitals are folded so "Alice" registers @alice.
-	req.Username = asciiLower(req.Username)
+	req.Username = users.LowerASCII(req.Username)
 	// Name problems are reported before authentication, so a client can
 	// correct the name without redoing the stages.
 	if err := a.accounts.Available(r.Context(), req.Username); err != nil {
@@ -136,16 +137,4 @@ func (a *API) registrationTokenValidity(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]bool{"valid": ok}, nil
-}
-
-// asciiLower lowercases A-Z only: Unicode folding could turn look-alikes
-// (e.g. the Kelvin sign) into ASCII letters.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
 }

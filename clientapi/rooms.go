@@ -11,6 +11,7 @@ import (
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/ids"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -80,7 +81,7 @@ func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
 		DisplayName: acc.DisplayName, AvatarURL: acc.AvatarURL,
 	})
 	if err != nil {
-		return nil, roomErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"room_id": roomID}, nil
 }
@@ -147,7 +148,7 @@ func (a *API) changeMembership(r *http.Request, s *accounts.Session, req roomser
 			return tx.SetForgotten(r.Context(), s.UserID, info.NID, false)
 		})
 	}
-	return roomErr(err)
+	return matrixerr.From(err)
 }
 
 func (a *API) checkInvitee(r *http.Request, target string) error {
@@ -268,7 +269,7 @@ func (a *API) targetMembership(membership string) authed {
 		case "unban":
 			m, err := a.rooms.Membership(r.Context(), roomID, body.UserID)
 			if err != nil {
-				return nil, roomErr(err)
+				return nil, matrixerr.From(err)
 			}
 			if m != spec.Ban {
 				return nil, httputil.Forbidden("%s is not banned", body.UserID)

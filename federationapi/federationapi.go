@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
@@ -36,6 +35,7 @@ import (
 	"matrixhs/federationapi/fedclient"
 	"matrixhs/federationapi/keyring"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
@@ -74,10 +74,11 @@ type Options struct {
 	Listen      string
 	Certificate *tls.Certificate
 
-	// ExtraRoutes registers more federation endpoints wherever Routes
+	// ExtraRoutes registers more federation endpoints wherever Register
 	// registers these (the client port and the federation listener):
-	// endpoints built elsewhere on this API, or tests'.
-	ExtraRoutes func(r *mux.Router, api *API)
+	// endpoints built elsewhere on this API, or tests' (which may stand in
+	// for the room endpoints: they are registered first).
+	ExtraRoutes func(rt *httputil.Router, api *API)
 
 	Log logrus.FieldLogger
 	Now func() time.Time
@@ -156,38 +157,36 @@ func New(ctx context.Context, db *storage.DB, acc *accounts.Service, opts Option
 	}, nil
 }
 
-// Routes registers the federation endpoints on r (the server's one router).
-func (f *API) Routes(r *mux.Router) {
-	r.Handle("/_matrix/federation/v1/openid/userinfo", httputil.Handler(f.openIDUserInfo)).Methods(http.MethodGet)
-	r.Handle("/_matrix/federation/v1/version", httputil.Handler(f.version)).Methods(http.MethodGet)
-	r.Handle("/_matrix/key/v2/server", httputil.Handler(f.serverKeys)).Methods(http.MethodGet)
-	r.Handle("/_matrix/key/v2/server/{keyId}", httputil.Handler(f.serverKeys)).Methods(http.MethodGet)
-	r.Handle("/_matrix/key/v2/query", httputil.Handler(f.queryKeysBatch)).Methods(http.MethodPost)
-	r.Handle("/_matrix/key/v2/query/{serverName}", httputil.Handler(f.queryKeys)).Methods(http.MethodGet)
-	r.Handle("/_matrix/key/v2/query/{serverName}/{keyId}", httputil.Handler(f.queryKeys)).Methods(http.MethodGet)
-	if f.rooms != nil {
-		f.roomRoutes(r)
-	}
+// Register adds the federation endpoints to a route table (the server's
+// one table, and the federation listener's).
+func (f *API) Register(rt *httputil.Router) {
+	get := http.MethodGet
+	rt.Exact(get, "/_matrix/federation/v1/openid/userinfo", auth.Public(f.openIDUserInfo))
+	rt.Exact(get, "/_matrix/federation/v1/version", auth.Public(f.version))
+	rt.Exact(get, "/_matrix/key/v2/server", auth.Public(f.serverKeys))
+	rt.Exact(get, "/_matrix/key/v2/server/{keyId}", auth.Public(f.serverKeys))
+	rt.Exact(http.MethodPost, "/_matrix/key/v2/query", auth.Public(f.queryKeysBatch))
+	rt.Exact(get, "/_matrix/key/v2/query/{serverName}", auth.Public(f.queryKeys))
+	rt.Exact(get, "/_matrix/key/v2/query/{serverName}/{keyId}", auth.Public(f.queryKeys))
 	if f.opts.ExtraRoutes != nil {
-		f.opts.ExtraRoutes(r, f)
+		f.opts.ExtraRoutes(rt, f)
+	}
+	// After the extra routes, so that a test's stand-in for a room
+	// endpoint (another server's /send) is the one served.
+	if f.rooms != nil {
+		f.roomRoutes(rt)
 	}
 }
 
 // Handler is a handler serving only the federation routes (those of
-// Routes and of extra), for the federation listener.
-func (f *API) Handler(log logrus.FieldLogger, maxBody int64, extra ...func(*mux.Router)) http.Handler {
-	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
-	f.Routes(r)
+// Register and of extra), for the federation listener.
+func (f *API) Handler(log logrus.FieldLogger, maxBody int64, extra ...func(*httputil.Router)) http.Handler {
+	rt := httputil.NewRouter()
+	f.Register(rt)
 	for _, reg := range extra {
-		reg(r)
+		reg(rt)
 	}
-	r.NotFoundHandler = httputil.Handler(func(*http.Request) (any, error) {
-		return nil, httputil.Unrecognized("Unrecognized request")
-	})
-	r.MethodNotAllowedHandler = httputil.Handler(func(*http.Request) (any, error) {
-		return nil, httputil.MethodNotAllowed("Method not allowed for this endpoint")
-	})
-	return httputil.Outer(r, log, maxBody)
+	return httputil.Outer(rt, log, maxBody)
 }
 
 // version serves GET /_matrix/federation/v1/version.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"unicode/utf8"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/federationapi/fedauth"
@@ -37,27 +35,27 @@ func (f *API) AttachRooms(rs *roomserver.Roomserver) {
 
 // roomRoutes registers the room federation endpoints (every one behind
 // X-Matrix authentication).
-func (f *API) roomRoutes(r *mux.Router) {
+func (f *API) roomRoutes(rt *httputil.Router) {
 	if f.opts.Disabled {
 		return
 	}
 	const v1 = "/_matrix/federation/v1"
-	a := f.Auth
-	r.Handle(v1+"/send/{txnId}", a.Handler(f.sendTransaction)).Methods(http.MethodPut)
-	r.Handle(v1+"/backfill/{roomId}", a.Handler(f.backfill)).Methods(http.MethodGet)
-	r.Handle(v1+"/get_missing_events/{roomId}", a.Handler(f.getMissingEvents)).Methods(http.MethodPost)
-	r.Handle(v1+"/state/{roomId}", a.Handler(f.roomState)).Methods(http.MethodGet)
-	r.Handle(v1+"/state_ids/{roomId}", a.Handler(f.roomStateIDs)).Methods(http.MethodGet)
-	r.Handle(v1+"/event/{eventId}", a.Handler(f.event)).Methods(http.MethodGet)
-	r.Handle(v1+"/event_auth/{roomId}/{eventId}", a.Handler(f.eventAuth)).Methods(http.MethodGet)
-	r.Handle(v1+"/timestamp_to_event/{roomId}", a.Handler(f.timestampToEvent)).Methods(http.MethodGet)
+	a, get := f.Auth, http.MethodGet
+	rt.Exact(http.MethodPut, v1+"/send/{txnId}", a.Handler(f.sendTransaction))
+	rt.Exact(get, v1+"/backfill/{roomId}", a.Handler(f.backfill))
+	rt.Exact(http.MethodPost, v1+"/get_missing_events/{roomId}", a.Handler(f.getMissingEvents))
+	rt.Exact(get, v1+"/state/{roomId}", a.Handler(f.roomState))
+	rt.Exact(get, v1+"/state_ids/{roomId}", a.Handler(f.roomStateIDs))
+	rt.Exact(get, v1+"/event/{eventId}", a.Handler(f.event))
+	rt.Exact(get, v1+"/event_auth/{roomId}/{eventId}", a.Handler(f.eventAuth))
+	rt.Exact(get, v1+"/timestamp_to_event/{roomId}", a.Handler(f.timestampToEvent))
 }
 
 // pathID reads a path parameter (escaped as sent) that must be an ID with
 // the given sigil.
 func pathID(r *http.Request, name string, sigil byte) (string, error) {
-	id, err := url.PathUnescape(mux.Vars(r)[name])
-	if err != nil || len(id) < 2 || len(id) > 255 || id[0] != sigil || !utf8.ValidString(id) {
+	id := httputil.PathVar(r, name)
+	if len(id) < 2 || len(id) > 255 || id[0] != sigil || !utf8.ValidString(id) {
 		return "", httputil.InvalidParam("%s is not a valid ID", name)
 	}
 	return id, nil

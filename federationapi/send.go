@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -69,8 +67,8 @@ type sendResponse struct {
 
 // sendTransaction serves PUT /_matrix/federation/v1/send/{txnId}.
 func (f *API) sendTransaction(r *http.Request, origin spec.ServerName) (any, error) {
-	txnID, err := url.PathUnescape(mux.Vars(r)["txnId"])
-	if err != nil || txnID == "" {
+	txnID := httputil.PathVar(r, "txnId")
+	if txnID == "" {
 		return nil, httputil.InvalidParam("bad transaction ID")
 	}
 	var body txnBody

@@ -17,11 +17,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
@@ -68,14 +68,13 @@ func newTestEnv(t testing.TB, mod func(*config.Config), opts Options) *testEnv {
 	if os.Getenv("TEST_SERVER_LOGS") != "" {
 		log.SetOutput(os.Stderr)
 	}
-	m, err := New(&cfg, db, acc, log, opts)
+	m, err := New(&cfg, db, auth.New(acc), log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
-	m.Routes(r)
-	r.NotFoundHandler = httputil.Handler(func(*http.Request) (any, error) { return nil, httputil.Unrecognized("Unrecognized request") })
-	srv := httptest.NewServer(httputil.Outer(r, log, cfg.Server.MaxRequestBodyBytes))
+	rt := httputil.NewRouter()
+	m.Register(rt)
+	srv := httptest.NewServer(httputil.Outer(rt, log, cfg.Server.MaxRequestBodyBytes))
 	e := &testEnv{m: m, db: db, acc: acc, cfg: &cfg, srv: srv}
 	t.Cleanup(func() {
 		srv.Close()

@@ -37,8 +37,7 @@ type Authenticator struct {
 	serverName spec.ServerName
 	verifier   gomatrixserverlib.JSONVerifier
 	now        func() time.Time
-	// onAuthenticated is told of every origin that passed (see
-	// OnAuthenticated).
+	// onAuthenticated is told each authenticated origin (may be unset).
 	onAuthenticated atomic.Pointer[func(spec.ServerName)]
 }
 
@@ -50,14 +49,6 @@ func New(serverName spec.ServerName, verifier gomatrixserverlib.JSONVerifier, no
 		now = time.Now
 	}
 	return &Authenticator{serverName: serverName, verifier: verifier, now: now}
-}
-
-// OnAuthenticated sets a function told of the origin of every request
-// that passes authentication: a server that reaches us is up, so the
-// outbound sender resets its backoff for it (its ResetBackoff). fn runs on
-// the request's goroutine and must not block.
-func (a *Authenticator) OnAuthenticated(fn func(origin spec.ServerName)) {
-	a.onAuthenticated.Store(&fn)
 }
 
 type originKey struct{}
@@ -85,9 +76,16 @@ func (a *Authenticator) Require(next http.Handler) http.Handler {
 			httputil.WriteError(w, r, err)
 			return
 		}
+		if f := a.onAuthenticated.Load(); f != nil {
+			(*f)(origin)
+		}
 		next.ServeHTTP(w, r.WithContext(WithOrigin(r.Context(), origin)))
 	})
 }
+
+// OnAuthenticated sets a function told of every authenticated request's
+// origin (the outbound sender resets that server's backoff: it is up).
+func (a *Authenticator) OnAuthenticated(f func(spec.ServerName)) { a.onAuthenticated.Store(&f) }
 
 // HandlerFunc is a federation endpoint: it is told the authenticated
 // origin and returns its JSON answer or an error (as httputil.Handler).
@@ -151,9 +149,6 @@ func (a *Authenticator) Authenticate(r *http.Request) (spec.ServerName, error) {
 	if results[0].Error != nil {
 		httputil.Logger(r.Context()).WithError(results[0].Error).WithField("origin", auth.origin).Info("federation request refused")
 		return "", unauthorized(http.StatusUnauthorized, "Invalid signature for server %s: %v", auth.origin, results[0].Error)
-	}
-	if fn := a.onAuthenticated.Load(); fn != nil && *fn != nil {
-		(*fn)(auth.origin)
 	}
 	return auth.origin, nil
 }

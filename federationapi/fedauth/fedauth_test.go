@@ -41,13 +41,14 @@ type authFixture struct {
 	priv   ed25519.PrivateKey
 	got    chan string // "origin body" seen by the handler
 	client *http.Client
+	auth   *Authenticator
 }
 
 func newAuthFixture(t *testing.T) *authFixture {
 	t.Helper()
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	auth := New("dest.test", staticKeys{"origin.test": {"ed25519:o": pub}}, nil)
-	f := &authFixture{priv: priv, got: make(chan string, 1)}
+	f := &authFixture{priv: priv, got: make(chan string, 1), auth: auth}
 	f.srv = httptest.NewServer(auth.Handler(func(r *http.Request, origin spec.ServerName) (any, error) {
 		body, _ := io.ReadAll(r.Body)
 		if o, _ := Origin(r.Context()); o != origin {
@@ -120,6 +121,25 @@ func TestSignedRequestsAccepted(t *testing.T) {
 		t.Fatalf("without destination: %d %s", status, code)
 	}
 	<-f.got
+}
+
+// The hook told of authenticated origins (the outbound sender resets their
+// backoff) hears of accepted requests only.
+func TestOnAuthenticatedHearsAcceptedOrigins(t *testing.T) {
+	f := newAuthFixture(t)
+	heard := make(chan spec.ServerName, 2)
+	f.auth.OnAuthenticated(func(o spec.ServerName) { heard <- o })
+	_, other, _ := ed25519.GenerateKey(nil)
+	if status, _ := f.send(t, f.signed(t, "GET", "/x", nil, "origin.test", "dest.test", other)); status != 401 {
+		t.Fatalf("bad signature: %d", status)
+	}
+	if status, _ := f.send(t, f.signed(t, "GET", "/x", nil, "origin.test", "dest.test", f.priv)); status != 200 {
+		t.Fatalf("good signature: %d", status)
+	}
+	<-f.got
+	if got := <-heard; got != "origin.test" || len(heard) != 0 {
+		t.Fatalf("hook heard %q (and %d more)", got, len(heard))
+	}
 }
 
 func TestBadRequestsRefused(t *testing.T) {

@@ -544,7 +544,19 @@ func newShared(t testing.TB, create map[string]any) *shared {
 }
 
 // newPair starts hs1 and hs2 with alice and bob, sharing nothing yet.
+// Their outbound senders are stopped: the tests decide which PDUs reach
+// which server, and when.
 func newPair(t testing.TB) *shared {
+	t.Helper()
+	s := newPairSending(t)
+	s.hs1.Sender.Stop()
+	s.hs2.Sender.Stop()
+	return s
+}
+
+// newPairSending is newPair with the servers sending their users' events
+// to each other on their own.
+func newPairSending(t testing.TB) *shared {
 	t.Helper()
 	n := fedtest.NewNetwork(t)
 	servers := n.StartN(2)

@@ -299,3 +299,23 @@ func TestSendServerACL(t *testing.T) {
 		t.Fatalf("state_ids of a denied server: %d %s", status, raw)
 	}
 }
+
+// TestSenderDeliversThroughSend: with the servers' outbound senders
+// running, what alice says on hs1 reaches bob on hs2 on its own (hs1's
+// sender, hs2's /send), in order.
+func TestSenderDeliversThroughSend(t *testing.T) {
+	s := newPairSending(t)
+	s.roomID = s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	s.bobJoin = joinFromHS2(t, s.hs1, s.hs2, s.roomID, s.bob)
+	since := s.bob.since(t)
+	var sent []string
+	for i := 0; i < 3; i++ {
+		sent = append(sent, s.alice.send(t, s.roomID, fmt.Sprintf("delivered %d", i)))
+	}
+	seen := ids(s.bob.syncUntil(t, since, s.roomID, sent...))
+	for i := 1; i < len(sent); i++ {
+		if slices.Index(seen, sent[i-1]) > slices.Index(seen, sent[i]) {
+			t.Fatalf("out of order: %v, want %v", seen, sent)
+		}
+	}
+}

@@ -32,7 +32,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -42,6 +41,7 @@ import (
 	"matrixhs/federationapi"
 	"matrixhs/federationapi/fedclient"
 	"matrixhs/federationapi/keyring"
+	"matrixhs/internal/httputil"
 	"matrixhs/tests/fednet"
 	"matrixhs/tests/testserver"
 )
@@ -276,11 +276,11 @@ func (n *Network) ServeWellKnown(host, body string) {
 // (GET and PUT): it answers {"origin": …, "body": …}. Add it to a server
 // with WithFederation(fedtest.EchoRoute).
 func EchoRoute(o *federationapi.Options) {
-	o.ExtraRoutes = func(r *mux.Router, api *federationapi.API) {
-		r.Handle(EchoPath, api.Auth.Handler(func(r *http.Request, origin spec.ServerName) (any, error) {
+	o.ExtraRoutes = func(rt *httputil.Router, api *federationapi.API) {
+		rt.Handle(EchoPath, api.Auth.Handler(func(r *http.Request, origin spec.ServerName) (any, error) {
 			body, _ := io.ReadAll(r.Body)
 			return map[string]any{"origin": origin, "body": json.RawMessage(orEmpty(body))}, nil
-		})).Methods(http.MethodGet, http.MethodPut)
+		}), http.MethodGet, http.MethodPut)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"matrixhs/clientapi"
+	adminapi "matrixhs/clientapi/admin"
 	"matrixhs/cmd/homeserver/server"
 	"matrixhs/config"
 )
@@ -98,7 +98,7 @@ func (s *Server) Restart() *Server {
 
 // SharedSecretMAC exposes the admin-registration MAC for tests.
 func SharedSecretMAC(secret, nonce, user, password string, admin bool) string {
-	return clientapi.SharedSecretMAC(secret, nonce, user, password, admin, "")
+	return adminapi.SharedSecretMAC(secret, nonce, user, password, admin, "")
 }
 
 // UserID is the full ID of a localpart on this server.

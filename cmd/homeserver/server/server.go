@@ -14,13 +14,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/netutil"
 
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/federationapi/sender"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
+	"matrixhs/internal/e2ee"
+	"matrixhs/internal/ephemeral"
+	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
 	"matrixhs/mediaapi"
@@ -33,12 +39,22 @@ type Server struct {
 	Config   *config.Config
 	DB       *storage.DB
 	Accounts *accounts.Service
-	Rooms    *roomserver.Roomserver
-	Media    *mediaapi.Media
-	Pushers  *pushgateway.Sender
+	// Auth is the one authentication middleware every API's routes use.
+	Auth    *auth.Auth
+	Rooms   *roomserver.Roomserver
+	Media   *mediaapi.Media
+	Pushers *pushgateway.Sender
 	// Notifier wakes long-polls for the changes that concern their user.
-	Notifier   *notifier.Notifier
+	Notifier *notifier.Notifier
+	// Ephemeral holds typing and presence and records receipts; Keys is
+	// the end-to-end encryption key service. The client API serves them,
+	// and the federation API will.
+	Ephemeral  *ephemeral.Service
+	Keys       *e2ee.Service
 	SigningKey *config.SigningKey
+	// Sender carries local events and EDUs to other servers (nil when
+	// federation is disabled).
+	Sender *sender.Sender
 	// Federation is the federation machinery: its client, key ring and
 	// request authentication.
 	Federation *federationapi.API
@@ -65,6 +81,8 @@ type Options struct {
 	// reached, key notaries); the zero value serves it on the client port
 	// with defaults. The server name and signing key are filled in.
 	Federation federationapi.Options
+	// Sender tunes the outbound federation queue (tests shorten backoff).
+	Sender sender.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -118,7 +136,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.closeLog()
 		return nil, err
 	}
-	media, err := mediaapi.New(cfg, db, s.Accounts, s.Log, mediaapi.Options{})
+	s.Auth = auth.New(s.Accounts)
+	media, err := mediaapi.New(cfg, db, s.Auth, s.Log, mediaapi.Options{})
 	if err != nil {
 		db.Close()
 		s.closeLog()
@@ -130,13 +149,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		pushOpts.Filter = cfg.OutboundFilter()
 	}
 	s.Pushers = pushgateway.New(db, s.Log, pushOpts)
+	if !s.Federation.Options().Disabled {
+		// Every new local event goes to the other servers of its room.
+		s.Sender = sender.New(db, cfg.Server.Name, s.Federation.Client, s.Log, opts.Sender)
+		s.Federation.Auth.OnAuthenticated(func(origin spec.ServerName) { s.Sender.ResetBackoff(string(origin)) })
+	}
 	s.Notifier = notifier.New()
 	db.OnWake(func(t storage.WakeTargets) {
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
 	})
-	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Notifier, s.Log)
-	s.api = api
-	handler := api.Handler(media.Routes, s.Federation.Routes)
+	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
+	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
+	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log})
+	handler := s.routes()
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
 		ReadHeaderTimeout: cfg.Server.HTTP.ReadHeaderTimeout,
@@ -144,6 +170,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		ErrorLog:          nil,
 	}
 	return s, nil
+}
+
+// routes builds the one route table every API registers into, and wraps it
+// in the middleware all requests pass: the client address (trusted proxies),
+// then request ID, access log, panic recovery, CORS and the body limit.
+// Authentication is per route (internal/auth).
+func (s *Server) routes() http.Handler {
+	rt := httputil.NewRouter()
+	s.api.Register(rt)
+	s.Media.Register(rt)
+	s.Federation.Register(rt)
+	outer := httputil.Outer(rt, s.Log, s.Config.Server.MaxRequestBodyBytes)
+	return httputil.WithClientAddress(outer, httputil.NewTrustedProxies(s.Config.TrustedProxyPrefixes()))
 }
 
 func (s *Server) setupLogging(console io.Writer) error {
@@ -191,8 +230,14 @@ func (s *Server) Listen(addr string) error {
 		return err
 	}
 	s.Pushers.Start()
+	if s.Sender != nil {
+		s.Sender.Start()
+	}
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
+	if unreachableName(s.Config.Server.Name) {
+		s.Log.WithField("server_name", s.Config.Server.Name).Warn(federationHint)
+	}
 	go func() {
 		err := s.http.Serve(s.listener)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -267,6 +312,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	if s.Sender != nil {
+		s.Sender.Stop()
+	}
 	s.Federation.Client.Transport().CloseIdleConnections()
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
