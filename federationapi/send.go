@@ -94,7 +94,9 @@ func (f *API) sendTransaction(r *http.Request, origin spec.ServerName) (any, err
 	if err != nil {
 		return nil, err
 	}
-	checkEDUs(body.EDUs)
+	if valid := checkEDUs(body.EDUs); valid < len(body.EDUs) {
+		httputil.Logger(r.Context()).WithField("origin", origin).Debugf("%d malformed EDUs ignored", len(body.EDUs)-valid)
+	}
 	resp, err := json.Marshal(sendResponse{PDUs: results})
 	if err != nil {
 		return nil, err
@@ -120,9 +122,10 @@ func (f *API) recordTxn(ctx context.Context, origin spec.ServerName, txnID strin
 	})
 }
 
-// checkEDUs reads the EDUs defensively. They are accepted and not acted
-// on yet (typing, receipts, presence, device lists and to-device messages
-// come with the second part of federation).
+// checkEDUs reads the EDUs defensively and counts the well-formed ones.
+// They are accepted and not acted on yet (typing, receipts, presence,
+// device lists and to-device messages come with the second part of
+// federation).
 func checkEDUs(edus []json.RawMessage) (valid int) {
 	for _, raw := range edus {
 		var edu struct {
