@@ -118,15 +118,17 @@ type SearchRoom struct {
 	Marks []int64
 }
 
+const searchRoomsQuery = `SELECT r.room_nid, r.room_id,
+		EXISTS (SELECT 1 FROM current_state c WHERE c.room_nid = r.room_nid AND c.type = 'm.room.encryption' AND c.state_key = '')
+	FROM rooms r WHERE r.room_nid IN (
+		SELECT e.room_nid FROM events e WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL
+			AND e.state_value = 'join')
+	ORDER BY r.room_nid`
+
 // SearchRooms lists the rooms the user has ever been joined to, with what
 // decides which of their events the user may see.
 func (db *DB) SearchRooms(ctx context.Context, userID string) ([]SearchRoom, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT r.room_nid, r.room_id,
-			EXISTS (SELECT 1 FROM current_state c WHERE c.room_nid = r.room_nid AND c.type = 'm.room.encryption' AND c.state_key = '')
-		FROM rooms r WHERE r.room_nid IN (
-			SELECT e.room_nid FROM events e WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL
-				AND json_extract(e.json, '$.content.membership') = 'join')
-		ORDER BY r.room_nid`, userID)
+	rows, err := db.q().QueryContext(ctx, searchRoomsQuery, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing searchable rooms: %w", err)
 	}

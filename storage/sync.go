@@ -147,6 +147,10 @@ func (db *DB) RoomsChangedSince(ctx context.Context, from, to int64) (RoomChange
 	return out, rows.Err()
 }
 
+var newlyJoinedQuery = `SELECT DISTINCT state_key FROM current_state
+	WHERE type = 'm.room.member' AND membership = 'join' AND ` + inArray("room_nid", 1) + `
+	  AND (stream_pos > $2 OR ` + inArray("room_nid", 3) + `)`
+
 // NewlyJoined lists the users joined to the rooms in changed whose join
 // became current after since, and every joined member of the rooms in all
 // (rooms the reader joined since): whose presence an incremental sync sends
@@ -155,11 +159,7 @@ func (db *DB) NewlyJoined(ctx context.Context, changed, all []int64, since int64
 	if len(changed) == 0 && len(all) == 0 {
 		return nil, nil
 	}
-	changedJSON, _ := json.Marshal(append(changed, all...))
-	allJSON, _ := json.Marshal(append([]int64{}, all...))
-	out, err := queryStrings(ctx, db.q(), `SELECT DISTINCT state_key FROM current_state
-		WHERE type = 'm.room.member' AND membership = 'join' AND room_nid IN (SELECT value FROM json_each($1))
-		  AND (stream_pos > $2 OR room_nid IN (SELECT value FROM json_each($3)))`, string(changedJSON), since, string(allJSON))
+	out, err := queryStrings(ctx, db.q(), newlyJoinedQuery, arrayArg(append(changed, all...)), since, arrayArg(all))
 	if err != nil {
 		return nil, fmt.Errorf("listing newly joined members: %w", err)
 	}
