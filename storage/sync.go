@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -60,7 +59,7 @@ func (db *DB) MembershipsAt(ctx context.Context, userID string, upTo int64) ([]R
 
 // membershipHistoryAt is MembershipsAt from the user's member events.
 func (db *DB) membershipHistoryAt(ctx context.Context, userID string, upTo int64) ([]RoomMembership, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT e.room_nid, r.room_id, e.json, e.stream_pos, e.event_nid
+	rows, err := db.q().QueryContext(ctx, `SELECT e.room_nid, r.room_id, COALESCE(e.state_value, ''), e.stream_pos, e.event_nid
 		FROM events e JOIN rooms r ON r.room_nid = e.room_nid
 		WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos <= $2
 		  AND e.stream_pos = (SELECT MAX(x.stream_pos) FROM events x WHERE x.type = 'm.room.member' AND x.state_key = $1
@@ -73,17 +72,9 @@ func (db *DB) membershipHistoryAt(ctx context.Context, userID string, upTo int64
 	var out []RoomMembership
 	for rows.Next() {
 		var m RoomMembership
-		var js string
-		if err := rows.Scan(&m.RoomNID, &m.RoomID, &js, &m.StreamPos, &m.EventNID); err != nil {
+		if err := rows.Scan(&m.RoomNID, &m.RoomID, &m.Membership, &m.StreamPos, &m.EventNID); err != nil {
 			return nil, err
 		}
-		var ev struct {
-			Content struct {
-				Membership string `json:"membership"`
-			} `json:"content"`
-		}
-		json.Unmarshal([]byte(js), &ev)
-		m.Membership = ev.Content.Membership
 		out = append(out, m)
 	}
 	return out, rows.Err()
