@@ -164,6 +164,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"user directory", userDirectoryCandidates, []any{"@a:x"}, []string{"r", "v"},
 			[]string{"SEARCH je USING INTEGER PRIMARY KEY", "SEARCH he USING INTEGER PRIMARY KEY", "SEARCH m USING PRIMARY KEY"}},
 		{"published rooms", publishedRoomsQuery, nil, []string{"r"}, []string{"SEARCH c USING PRIMARY KEY"}},
+		{"admin rooms", adminRoomsQuery, nil, []string{"r"}, []string{"SEARCH c USING PRIMARY KEY", "SEARCH e USING INTEGER PRIMARY KEY"}},
 		{"room preview", roomPreviewQuery, []any{"!r:x"}, nil, []string{"SEARCH r USING INDEX", "SEARCH c USING PRIMARY KEY"}},
 		{"searchable rooms", searchRoomsQuery, []any{"@a:x"}, nil, []string{"SEARCH e USING INDEX events_user_membership"}},
 		{"device list changes", deviceListChangesQuery, []any{"@a:x", 1, 5}, nil,

@@ -3,8 +3,10 @@ package storage
 // Full-text search of room events (POST /search). This file holds every
 // SQLite-only piece of it: the FTS5 table event_search (migration 0010), the
 // translation of a user's search term into an FTS5 MATCH expression, bm25
-// ranking and json_each parameters. A PostgreSQL port replaces this file
-// (tsvector + websearch_to_tsquery) and keeps its Go signatures.
+// ranking, json_each parameters (the search windows among them) and a CROSS
+// JOIN that fixes the join order. A PostgreSQL port replaces this file
+// (tsvector + websearch_to_tsquery) and keeps its Go signatures; the rest of
+// the package's SQLite-only SQL is behind dialect.go.
 
 import (
 	"context"
