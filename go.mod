@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/gorilla/mux v1.8.1
+	github.com/matrix-org/gomatrix v0.0.0-20220926102614-ceba4d9f7530
 	github.com/matrix-org/gomatrixserverlib v0.0.0-20260506075950-c9c468727353
 	github.com/rs/zerolog v1.35.1
 	github.com/sirupsen/logrus v1.10.0

@@ -53,7 +53,7 @@ func (a *API) deactivate(r *http.Request, s *accounts.Session) (any, error) {
 	if err := a.passwordUIA(r, s, req.Auth); err != nil {
 		return nil, err
 	}
-	if err := a.deactivateUser(r.Context(), s.UserID, req.Erase); err != nil {
+	if err := a.users.Deactivate(r.Context(), s.UserID, req.Erase); err != nil {
 		return nil, err
 	}
 	return map[string]string{"id_server_unbind_result": "no-support"}, nil
@@ -81,7 +81,7 @@ func (a *API) requestOpenIDToken(r *http.Request, s *accounts.Session) (any, err
 	return map[string]any{
 		"access_token":       token,
 		"token_type":         "Bearer",
-		"matrix_server_name": a.cfg.ServerName,
+		"matrix_server_name": a.cfg.Server.Name,
 		"expires_in":         int(accounts.OpenIDTokenLifetime.Seconds()),
 	}, nil
 }

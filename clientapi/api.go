@@ -3,17 +3,21 @@
 package clientapi
 
 import (
-	"context"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/clientapi/admin"
+	"matrixhs/clientapi/internal/roomview"
+	"matrixhs/clientapi/internal/users"
+	"matrixhs/clientapi/syncapi"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
+	"matrixhs/internal/e2ee"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/ratelimit"
@@ -27,47 +31,63 @@ type API struct {
 	db       *storage.DB
 	accounts *accounts.Service
 	rooms    *roomserver.Roomserver
-	eph      *ephemeral
-	// notify wakes long-polls for changes that concern their user.
-	notify *notifier.Notifier
-	// stopping is closed when the server shuts down, to end long-polls.
+	eph      *ephemeral.Service
+	keys     *e2ee.Service
+	// view reads rooms as their users may see them.
+	view *roomview.Reader
+	// users changes and reads local users beyond accounts.
+	users *users.Service
+	// admin serves the Synapse-compatible admin API.
+	admin *admin.API
+	// sync serves /sync and sliding sync.
+	sync *syncapi.API
+	// stopping is closed when the server shuts down (delayed.go stops).
 	stopping chan struct{}
 	stopOnce sync.Once
 	uia      *uiaSessions
-	nonces   *nonceStore
-	ss       *ssConns // sliding-sync connections
 	logins   *loginLimiter
 	// registrations limits new sign-up sessions per client address.
 	registrations *ratelimit.Limiter
-	// trusted are the proxies whose forwarding headers are believed.
-	trusted *httputil.TrustedProxies
-	log     logrus.FieldLogger
+	// authn authenticates requests (the server's one middleware).
+	authn *auth.Auth
+	log   logrus.FieldLogger
 	// delayedWake nudges the delayed-event sender (delayed.go) after a change;
 	// delayedDone is closed when it has stopped (nil: never started).
 	delayedWake chan struct{}
 	delayedDone chan struct{}
 }
 
-// New builds the client API.
-func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, rooms *roomserver.Roomserver, notify *notifier.Notifier, log logrus.FieldLogger) *API {
-	a := &API{cfg: cfg, db: db, accounts: acc, rooms: rooms, notify: notify, stopping: make(chan struct{}),
-		uia: newUIASessions(time.Now), nonces: newNonceStore(), ss: newSSConns(), logins: newLoginLimiter(time.Now),
-		registrations: ratelimit.New(ratelimit.Options{
-			Burst: cfg.RCRegistration.BurstCount, Interval: cfg.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
-		}),
-		trusted: httputil.NewTrustedProxies(cfg.TrustedProxyPrefixes()), log: log,
-		delayedWake: make(chan struct{}, 1)}
-	a.eph = newEphemeral(notify.Wake, a.presenceRooms)
-	return a
+// Deps are the services the client API serves: built by the server, which
+// shares them with the other APIs.
+type Deps struct {
+	Config    *config.Config
+	DB        *storage.DB
+	Accounts  *accounts.Service
+	Auth      *auth.Auth
+	Rooms     *roomserver.Roomserver
+	Ephemeral *ephemeral.Service
+	Keys      *e2ee.Service
+	Notifier  *notifier.Notifier
+	Log       logrus.FieldLogger
 }
 
-// presenceRooms are the rooms whose members hear of a user's presence.
-func (a *API) presenceRooms(userID string) []int64 {
-	rooms, err := a.db.ListeningRooms(context.Background(), userID)
-	if err != nil {
-		a.log.WithError(err).Warn("listing rooms for a presence change")
-	}
-	return rooms
+// New builds the client API.
+func New(d Deps) *API {
+	cfg, db, acc, authn, rooms, log := d.Config, d.DB, d.Accounts, d.Auth, d.Rooms, d.Log
+	a := &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, eph: d.Ephemeral, keys: d.Keys,
+		stopping: make(chan struct{}),
+		uia:      newUIASessions(time.Now), logins: newLoginLimiter(time.Now),
+		registrations: ratelimit.New(ratelimit.Options{
+			Burst: cfg.Registration.RCRegistration.BurstCount, Interval: cfg.Registration.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
+		}),
+		log:         log,
+		delayedWake: make(chan struct{}, 1)}
+	a.view = roomview.New(db, rooms, log)
+	a.users = users.New(db, acc, rooms, log)
+	a.admin = admin.New(cfg, db, acc, authn, rooms, a.users, log)
+	a.sync = syncapi.New(syncapi.Deps{DB: db, Rooms: rooms, View: a.view, Users: a.users, Ephemeral: a.eph, Keys: a.keys,
+		Notifier: d.Notifier, Auth: authn, Log: log})
+	return a
 }
 
 // Start starts the API's background work: sending delayed events.
@@ -80,113 +100,35 @@ func (a *API) Start() {
 // work, waiting for the latter; call it when the server begins to shut down.
 func (a *API) Stop() {
 	a.stopOnce.Do(func() { close(a.stopping) })
+	a.sync.Stop()
 	if a.delayedDone != nil {
 		<-a.delayedDone
 	}
 }
 
-// Handler returns the HTTP handler for every path the server answers. extra
-// registers the routes of other APIs (media) in the same table, under their
-// own prefixes, before the fallbacks for unknown paths are set.
-func (a *API) Handler(extra ...func(*mux.Router)) http.Handler {
-	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
-	a.register(&router{r})
-	for _, reg := range extra {
-		reg(r)
-	}
-	r.NotFoundHandler = httputil.Handler(func(*http.Request) (any, error) {
-		return nil, httputil.Unrecognized("Unrecognized request")
-	})
-	r.MethodNotAllowedHandler = httputil.Handler(func(*http.Request) (any, error) {
-		return nil, httputil.MethodNotAllowed("Method not allowed for this endpoint")
-	})
-	return httputil.WithClientAddress(httputil.Outer(r, a.log, a.cfg.MaxRequestBodyBytes), a.trusted)
-}
-
-// Route is one entry of the route table: a method and a path template
-// ({name} or {name:regexp} for path variables).
-type Route struct{ Method, Path string }
+// Register adds the client API's endpoints to the server's route table.
+func (a *API) Register(rt *httputil.Router) { a.register(rt) }
 
 // Routes lists the client API's route table (for tests and tools; no
 // handler is called).
-func Routes() []Route {
-	r := mux.NewRouter()
-	(&API{}).register(&router{r})
-	var out []Route
-	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-		path, err := route.GetPathTemplate()
-		if err != nil {
-			return nil
-		}
-		methods, _ := route.GetMethods()
-		for _, m := range methods {
-			out = append(out, Route{Method: m, Path: path})
-		}
-		return nil
-	})
-	return out
+func Routes() []httputil.Route {
+	rt := httputil.NewRouter()
+	(&API{admin: &admin.API{}, sync: &syncapi.API{}}).register(rt)
+	return rt.Routes()
 }
-
-// router registers endpoints under the prefixes the spec serves them on.
-type router struct{ r *mux.Router }
-
-// Client-API prefixes: v3, and r0 for older SDKs that still call it.
-var clientPrefixes = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
-
-// client registers an endpoint under /_matrix/client/{v3,r0}.
-func (rt *router) client(method, path string, h http.Handler) {
-	h = checkPathIDs(path, h)
-	for _, p := range clientPrefixes {
-		rt.r.Handle(p+path, h).Methods(method)
-	}
-}
-
-// v1 registers an endpoint that only exists under /_matrix/client/v1.
-func (rt *router) v1(method, path string, h http.Handler) {
-	h = checkPathIDs(path, h)
-	rt.r.Handle("/_matrix/client/v1"+path, h).Methods(method)
-}
-
-// exact registers a full path.
-func (rt *router) exact(method, path string, h http.Handler) {
-	h = checkPathIDs(path, h)
-	rt.r.Handle(path, h).Methods(method)
-}
-
-// pathVar returns a decoded path variable (routes match on the encoded path
-// so IDs may contain '/').
-func pathVar(r *http.Request, name string) string {
-	v := mux.Vars(r)[name]
-	if d, err := url.PathUnescape(v); err == nil {
-		return d
-	}
-	return v
-}
-
-type sessionKey struct{}
 
 // authed is an endpoint that needs a valid access token.
-type authed func(r *http.Request, s *accounts.Session) (any, error)
+type authed = auth.Endpoint
 
-// auth wraps an endpoint with access-token authentication.
-func (a *API) auth(h authed) httputil.Handler {
-	return func(r *http.Request) (any, error) {
-		token := accessToken(r)
-		if token == "" {
-			return nil, httputil.MissingToken("Missing access token")
-		}
-		sess, err := a.accounts.Authenticate(r.Context(), token)
-		if err != nil {
-			return nil, err
-		}
-		a.accounts.Touch(r.Context(), sess, clientIP(r))
-		ctx := context.WithValue(r.Context(), sessionKey{}, sess)
-		return h(r.WithContext(ctx), sess)
-	}
-}
+// auth serves an endpoint to authenticated users (internal/auth).
+func (a *API) auth(h authed) http.Handler { return a.authn.JSON(h) }
 
-// accessToken and clientIP are shared with the media API (httputil).
-func accessToken(r *http.Request) string { return httputil.AccessToken(r) }
+// optionalAuth authenticates the request when it carries an access token
+// and otherwise calls h with a nil session.
+func (a *API) optionalAuth(h authed) http.Handler { return a.authn.OptionalJSON(h) }
+
+// pathVar returns a decoded path variable.
+func pathVar(r *http.Request, name string) string { return httputil.PathVar(r, name) }
 
 func clientIP(r *http.Request) string { return httputil.ClientIP(r) }
 

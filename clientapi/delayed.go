@@ -23,6 +23,7 @@ import (
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -68,11 +69,11 @@ func (a *API) scheduleDelayed(ctx context.Context, s *accounts.Session, roomID, 
 	if size > maxDelayedEventSize {
 		return nil, httputil.TooLarge("the event would be larger than %d bytes", maxDelayedEventSize)
 	}
-	acc, err := a.access(ctx, s.UserID, roomID)
+	acc, err := a.view.Access(ctx, s.UserID, roomID)
 	if err != nil {
 		return nil, err
 	}
-	if acc.viewer.Membership() != spec.Join {
+	if acc.Viewer.Membership() != spec.Join {
 		return nil, httputil.Forbidden("You are not in this room")
 	}
 	b := make([]byte, 18)
@@ -168,7 +169,7 @@ func (a *API) sendDelayed(ctx context.Context, d *storage.DelayedEvent) error {
 		TxnID: d.DelayID, TxnScope: "delayed",
 	})
 	if sendErr != nil {
-		sendErr = roomErr(sendErr)
+		sendErr = matrixerr.From(sendErr)
 		var refused *httputil.Error
 		if !errors.As(sendErr, &refused) {
 			return sendErr // not the room's verdict: kept, tried again later

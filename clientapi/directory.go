@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/roomserver"
@@ -35,7 +36,7 @@ func (a *API) aliasParam(r *http.Request) (alias string, local bool, err error) 
 	if _, _, valid := spec.ParseAndValidateServerName(spec.ServerName(server)); !valid {
 		return "", false, httputil.InvalidParam("Room alias invalid: bad server name in %q", alias)
 	}
-	return alias, server == a.cfg.ServerName, nil
+	return alias, server == a.cfg.Server.Name, nil
 }
 
 // getRoomAlias serves GET /_matrix/client/v3/directory/room/{roomAlias}.
@@ -55,7 +56,7 @@ func (a *API) getRoomAlias(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"room_id": roomID, "servers": []string{a.cfg.ServerName}}, nil
+	return map[string]any{"room_id": roomID, "servers": []string{a.cfg.Server.Name}}, nil
 }
 
 // putRoomAlias serves PUT /_matrix/client/v3/directory/room/{roomAlias}.
@@ -65,7 +66,7 @@ func (a *API) putRoomAlias(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	if !local {
-		return nil, httputil.InvalidParam("Room alias must be local (on %s)", a.cfg.ServerName)
+		return nil, httputil.InvalidParam("Room alias must be local (on %s)", a.cfg.Server.Name)
 	}
 	var body struct {
 		RoomID *string `json:"room_id"`
@@ -169,7 +170,7 @@ func (a *API) dropCanonicalAlias(ctx context.Context, s *accounts.Session, roomI
 			continue
 		}
 		var content map[string]any
-		if json.Unmarshal(eventContent(e.JSON), &content) != nil || content == nil {
+		if json.Unmarshal(roomview.Content(e.JSON), &content) != nil || content == nil {
 			return
 		}
 		changed := false
@@ -229,7 +230,7 @@ func (a *API) getLocalAliases(r *http.Request, s *accounts.Session) (any, error)
 			if err != nil {
 				return nil, err
 			}
-			if vis == nil || contentString(vis.JSON, "history_visibility") != "world_readable" {
+			if vis == nil || roomview.ContentString(vis.JSON, "history_visibility") != "world_readable" {
 				return nil, httputil.Forbidden("You are not a member of this room")
 			}
 		}
@@ -290,7 +291,7 @@ func (a *API) canChangeRoomList(ctx context.Context, s *accounts.Session, roomID
 		var c struct {
 			AdditionalCreators []string `json:"additional_creators"`
 		}
-		json.Unmarshal(eventContent(create.JSON), &c)
+		json.Unmarshal(roomview.Content(create.JSON), &c)
 		for _, u := range c.AdditionalCreators {
 			if u == s.UserID {
 				return true, nil
@@ -413,7 +414,7 @@ type publicRoomChunk struct {
 
 // checkDirectoryServer refuses a server parameter naming another server.
 func (a *API) checkDirectoryServer(r *http.Request) error {
-	if srv := r.URL.Query().Get("server"); srv != "" && srv != a.cfg.ServerName {
+	if srv := r.URL.Query().Get("server"); srv != "" && srv != a.cfg.Server.Name {
 		return httputil.NotFound("Cannot fetch the room directory of %s: this server does not federate", srv)
 	}
 	return nil
@@ -604,16 +605,4 @@ func (a *API) publicRooms(ctx context.Context, q publicRoomsQuery) (*publicRooms
 		}
 	}
 	return resp, nil
-}
-
-// optionalAuth authenticates the request when it carries an access token
-// and otherwise calls h with a nil session.
-func (a *API) optionalAuth(h authed) httputil.Handler {
-	withAuth := a.auth(h)
-	return func(r *http.Request) (any, error) {
-		if accessToken(r) == "" && r.Header.Get("Authorization") == "" {
-			return h(r, nil)
-		}
-		return withAuth(r)
-	}
 }

@@ -67,10 +67,10 @@ func (a *API) wellKnownClient(r *http.Request) (any, error) {
 
 // wellKnownServer serves GET /.well-known/matrix/server when delegation is configured.
 func (a *API) wellKnownServer(*http.Request) (any, error) {
-	if a.cfg.WellKnownServer == "" {
+	if a.cfg.Server.WellKnownServer == "" {
 		return nil, httputil.NotFound("No server delegation is configured")
 	}
-	return map[string]string{"m.server": a.cfg.WellKnownServer}, nil
+	return map[string]string{"m.server": a.cfg.Server.WellKnownServer}, nil
 }
 
 // wellKnownSupport serves GET /.well-known/matrix/support when configured.
@@ -90,7 +90,7 @@ func (a *API) capabilities(*http.Request, *accounts.Session) (any, error) {
 	return map[string]any{
 		"capabilities": map[string]any{
 			"m.room_versions": map[string]any{
-				"default":   a.cfg.DefaultRoomVersion,
+				"default":   a.cfg.Rooms.DefaultRoomVersion,
 				"available": available,
 			},
 			"m.change_password": map[string]bool{"enabled": true},

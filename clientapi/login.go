@@ -61,8 +61,7 @@ func (a *API) login(r *http.Request) (any, error) {
 		IP: clientIP(r), Refresh: req.RefreshToken,
 	})
 	if err != nil {
-		var he *httputil.Error
-		if errors.As(err, &he) && he.Status == http.StatusForbidden {
+		if errors.Is(err, accounts.ErrBadLogin) || errors.Is(err, accounts.ErrNotLocal) {
 			a.logins.failed(keys)
 		}
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 )
@@ -14,7 +15,7 @@ func (a *API) getNotifications(r *http.Request, s *accounts.Session) (any, error
 	q := r.URL.Query()
 	var before int64
 	if from := q.Get("from"); from != "" {
-		pos, err := parseToken(from)
+		pos, err := roomview.ParseToken(from)
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +42,7 @@ func (a *API) getNotifications(r *http.Request, s *accounts.Session) (any, error
 		n := &list[i]
 		out = append(out, map[string]any{
 			"actions": json.RawMessage(n.Actions),
-			"event":   a.clientEvent(r.Context(), &n.Event, s.DeviceID),
+			"event":   a.view.ClientEvent(r.Context(), &n.Event, s.DeviceID),
 			"read":    n.Read,
 			"room_id": n.Event.RoomID,
 			"ts":      n.Event.OriginTS,
@@ -49,7 +50,7 @@ func (a *API) getNotifications(r *http.Request, s *accounts.Session) (any, error
 	}
 	resp := map[string]any{"notifications": out}
 	if len(list) == limit {
-		resp["next_token"] = makeToken(list[len(list)-1].Event.StreamPos)
+		resp["next_token"] = roomview.MakeToken(list[len(list)-1].Event.StreamPos)
 	}
 	return resp, nil
 }

@@ -2,15 +2,12 @@ package clientapi
 
 import (
 	"net/http"
-	"slices"
 	"time"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 )
-
-// maxTypingTimeout bounds how long a typing notification lasts.
-const maxTypingTimeout = 2 * time.Minute
 
 // putTyping serves PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}.
 func (a *API) putTyping(r *http.Request, s *accounts.Session) (any, error) {
@@ -27,33 +24,19 @@ func (a *API) putTyping(r *http.Request, s *accounts.Session) (any, error) {
 	if body.Typing == nil {
 		return nil, httputil.MissingParam("typing is required")
 	}
-	roomID := pathVar(r, "roomId")
-	acc, err := a.access(r.Context(), s.UserID, roomID)
-	if err != nil || acc.viewer.Membership() != "join" {
-		return nil, httputil.Forbidden("You are not joined to this room")
-	}
-	timeout := 30 * time.Second
+	timeout := ephemeral.DefaultTypingTimeout
 	if body.Timeout != nil {
-		timeout = min(max(time.Duration(*body.Timeout)*time.Millisecond, time.Second), maxTypingTimeout)
+		timeout = time.Duration(*body.Timeout) * time.Millisecond
 	}
-	a.eph.SetTyping(acc.info.NID, roomID, s.UserID, *body.Typing, timeout)
+	if err := a.eph.SetTyping(r.Context(), s.UserID, pathVar(r, "roomId"), *body.Typing, timeout); err != nil {
+		return nil, err
+	}
 	return httputil.Empty, nil
 }
 
 // getPresence serves GET /_matrix/client/v3/presence/{userId}/status.
 func (a *API) getPresence(r *http.Request, s *accounts.Session) (any, error) {
-	target := pathVar(r, "userId")
-	if target != s.UserID {
-		mates, err := a.db.RoomMates(r.Context(), s.UserID)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.Contains(mates, target) {
-			return nil, httputil.Forbidden("You do not share a room with %s", target)
-		}
-	}
-	p, _ := a.eph.GetPresence(target)
-	return p, nil
+	return a.eph.PresenceOf(r.Context(), s.UserID, pathVar(r, "userId"))
 }
 
 // putPresence serves PUT /_matrix/client/v3/presence/{userId}/status.
@@ -68,11 +51,8 @@ func (a *API) putPresence(r *http.Request, s *accounts.Session) (any, error) {
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	switch body.Presence {
-	case "online", "unavailable", "offline":
-	default:
-		return nil, httputil.InvalidParam("presence must be online, unavailable or offline")
+	if err := a.eph.SetPresence(s.UserID, body.Presence, body.StatusMsg, body.Presence == "online"); err != nil {
+		return nil, err
 	}
-	a.eph.SetPresence(s.UserID, body.Presence, body.StatusMsg, body.Presence == "online")
 	return httputil.Empty, nil
 }

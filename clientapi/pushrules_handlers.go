@@ -3,54 +3,16 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver/pushrules"
 	"matrixhs/storage"
 )
-
-// pushErr turns a pushrules error into the Matrix error it describes.
-func pushErr(err error) error {
-	var pe *pushrules.Error
-	if errors.As(err, &pe) {
-		return &httputil.Error{Status: pe.Status, Code: pe.Code, Msg: pe.Msg}
-	}
-	return err
-}
-
-func localpartOf(userID string) string {
-	local, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
-	return local
-}
-
-func decodeUserRules(raw []byte) (pushrules.UserRules, error) {
-	var u pushrules.UserRules
-	if raw == nil {
-		return u, nil
-	}
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return u, fmt.Errorf("decoding stored push rules: %w", err)
-	}
-	return u, nil
-}
-
-// effectivePushRules is the user's full ruleset: defaults merged with changes.
-func (a *API) effectivePushRules(ctx context.Context, userID string) (pushrules.Ruleset, error) {
-	raw, err := a.db.PushRules(ctx, userID)
-	if err != nil {
-		return pushrules.Ruleset{}, err
-	}
-	u, err := decodeUserRules(raw)
-	if err != nil {
-		return pushrules.Ruleset{}, err
-	}
-	return pushrules.Effective(u, userID, localpartOf(userID)), nil
-}
 
 // updatePushRules applies change to the stored rules in one write.
 func (a *API) updatePushRules(ctx context.Context, userID string, change func(*pushrules.UserRules) error) error {
@@ -59,12 +21,12 @@ func (a *API) updatePushRules(ctx context.Context, userID string, change func(*p
 		if err != nil {
 			return err
 		}
-		u, err := decodeUserRules(raw)
+		u, err := users.DecodeRules(raw)
 		if err != nil {
 			return err
 		}
 		if err := change(&u); err != nil {
-			return pushErr(err)
+			return matrixerr.From(err)
 		}
 		out, err := json.Marshal(u)
 		if err != nil {
@@ -87,7 +49,7 @@ func checkScope(r *http.Request) error {
 
 // getPushRules serves GET /_matrix/client/v3/pushrules/.
 func (a *API) getPushRules(r *http.Request, s *accounts.Session) (any, error) {
-	rs, err := a.effectivePushRules(r.Context(), s.UserID)
+	rs, err := a.users.PushRules(r.Context(), s.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +61,7 @@ func (a *API) getPushRulesScope(r *http.Request, s *accounts.Session) (any, erro
 	if err := checkScope(r); err != nil {
 		return nil, err
 	}
-	return a.effectivePushRules(r.Context(), s.UserID)
+	return a.users.PushRules(r.Context(), s.UserID)
 }
 
 // getPushRule serves GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}.
@@ -107,13 +69,13 @@ func (a *API) getPushRule(r *http.Request, s *accounts.Session) (any, error) {
 	if err := checkScope(r); err != nil {
 		return nil, err
 	}
-	rs, err := a.effectivePushRules(r.Context(), s.UserID)
+	rs, err := a.users.PushRules(r.Context(), s.UserID)
 	if err != nil {
 		return nil, err
 	}
 	rule, err := rs.Get(pathVar(r, "kind"), pathVar(r, "ruleId"))
 	if err != nil {
-		return nil, pushErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return rule, nil
 }
@@ -155,7 +117,7 @@ func (a *API) getPushRuleAttr(r *http.Request, s *accounts.Session) (any, error)
 	if err := checkScope(r); err != nil {
 		return nil, err
 	}
-	rs, err := a.effectivePushRules(r.Context(), s.UserID)
+	rs, err := a.users.PushRules(r.Context(), s.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -163,13 +125,13 @@ func (a *API) getPushRuleAttr(r *http.Request, s *accounts.Session) (any, error)
 	if pathVar(r, "attr") == "enabled" {
 		enabled, err := rs.GetEnabled(kind, id)
 		if err != nil {
-			return nil, pushErr(err)
+			return nil, matrixerr.From(err)
 		}
 		return map[string]bool{"enabled": enabled}, nil
 	}
 	actions, err := rs.GetActions(kind, id)
 	if err != nil {
-		return nil, pushErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]any{"actions": actions}, nil
 }
@@ -188,13 +150,13 @@ func (a *API) putPushRuleAttr(r *http.Request, s *accounts.Session) (any, error)
 	if pathVar(r, "attr") == "enabled" {
 		enabled, err := pushrules.ParseEnabled(body)
 		if err != nil {
-			return nil, pushErr(err)
+			return nil, matrixerr.From(err)
 		}
 		change = func(u *pushrules.UserRules) error { return u.SetEnabled(kind, id, enabled) }
 	} else {
 		actions, err := pushrules.ParseActions(body)
 		if err != nil {
-			return nil, pushErr(err)
+			return nil, matrixerr.From(err)
 		}
 		change = func(u *pushrules.UserRules) error { return u.SetActions(kind, id, actions) }
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"matrixhs/clientapi/internal/users"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
@@ -24,7 +25,7 @@ type registerRequest struct {
 
 // registerFlows are the UIA flows of the configured registration mode.
 func (a *API) registerFlows() [][]string {
-	if a.cfg.Registration == config.RegistrationToken {
+	if a.cfg.Registration.Mode == config.RegistrationToken {
 		return [][]string{{stageRegistrationToken}}
 	}
 	return [][]string{{stageDummy}}
@@ -37,7 +38,7 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 	} else if kind != "" && kind != "user" {
 		return nil, httputil.InvalidParam("kind must be user or guest")
 	}
-	if a.cfg.Registration == config.RegistrationDisabled {
+	if a.cfg.Registration.Mode == config.RegistrationDisabled {
 		return nil, httputil.Forbidden("Registration is disabled on this server")
 	}
 	var req registerRequest
@@ -48,7 +49,7 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 		req.Username = strings.ToLower(accounts.NewDeviceID())
 	}
 	// Like Synapse, capitals are folded so "Alice" registers @alice.
-	req.Username = asciiLower(req.Username)
+	req.Username = users.LowerASCII(req.Username)
 	// Name problems are reported before authentication, so a client can
 	// correct the name without redoing the stages.
 	if err := a.accounts.Available(r.Context(), req.Username); err != nil {
@@ -93,7 +94,7 @@ func (a *API) allowSignUp(r *http.Request) error {
 }
 
 func (a *API) registrationTokenUsable(ctx context.Context, token string) (bool, error) {
-	if a.cfg.Registration != config.RegistrationToken || token == "" {
+	if a.cfg.Registration.Mode != config.RegistrationToken || token == "" {
 		return false, nil
 	}
 	t, err := a.db.RegistrationToken(ctx, token)
@@ -109,7 +110,7 @@ func (a *API) registrationTokenUsable(ctx context.Context, token string) (bool, 
 // registerAvailable serves GET /_matrix/client/v3/register/available;
 // like Synapse, only while registration is enabled.
 func (a *API) registerAvailable(r *http.Request) (any, error) {
-	if a.cfg.Registration == config.RegistrationDisabled {
+	if a.cfg.Registration.Mode == config.RegistrationDisabled {
 		return nil, httputil.Forbidden("Registration is disabled on this server")
 	}
 	name := r.URL.Query().Get("username")
@@ -124,7 +125,7 @@ func (a *API) registerAvailable(r *http.Request) (any, error) {
 
 // registrationTokenValidity serves GET /_matrix/client/v1/register/m.login.registration_token/validity.
 func (a *API) registrationTokenValidity(r *http.Request) (any, error) {
-	if a.cfg.Registration != config.RegistrationToken {
+	if a.cfg.Registration.Mode != config.RegistrationToken {
 		return nil, httputil.Forbidden("Registration tokens are not enabled on this server")
 	}
 	token := r.URL.Query().Get("token")
@@ -136,16 +137,4 @@ func (a *API) registrationTokenValidity(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]bool{"valid": ok}, nil
-}
-
-// asciiLower lowercases A-Z only: Unicode folding could turn look-alikes
-// (e.g. the Kelvin sign) into ASCII letters.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
 }

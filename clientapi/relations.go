@@ -1,18 +1,14 @@
 package clientapi
 
 import (
-	"cmp"
-	"context"
-	"encoding/json"
 	"net/http"
-	"slices"
 	"strconv"
 
 	"github.com/matrix-org/gomatrixserverlib"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
-	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
 
@@ -31,11 +27,11 @@ const (
 // getRelations serves GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
 func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 	ctx := r.Context()
-	acc, err := a.access(ctx, s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(ctx, s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		return nil, err
 	}
-	parent, err := a.visibleEvent(ctx, acc, pathVar(r, "eventId"))
+	parent, err := a.view.VisibleEvent(ctx, acc, pathVar(r, "eventId"))
 	if err != nil {
 		return nil, err
 	}
@@ -61,13 +57,13 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		resp["recursion_depth"] = depth
 	}
-	bound, err := a.topoLimit(ctx, acc)
+	bound, err := a.view.TopoLimit(ctx, acc)
 	if err != nil {
 		return nil, err
 	}
 	var from, to storage.TopoPos
 	if tok := q.Get("from"); tok != "" {
-		if from, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
+		if from, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
 			return nil, err
 		}
 		resp["prev_batch"] = tok
@@ -75,7 +71,7 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 		from = storage.TopoEnd
 	}
 	if tok := q.Get("to"); tok != "" {
-		if to, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
+		if to, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
 			return nil, err
 		}
 	} else if !backwards {
@@ -87,9 +83,9 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 	if !backwards && bound.Less(to) {
 		to = bound
 	}
-	f := storage.RelationFilter{RoomNID: acc.info.NID, EventID: parent.EventID, RelType: pathVar(r, "relType"),
+	f := storage.RelationFilter{RoomNID: acc.Info.NID, EventID: parent.EventID, RelType: pathVar(r, "relType"),
 		EventType: pathVar(r, "eventType"), Depth: depth}
-	ignored := a.ignoredUsers(ctx, s.UserID)
+	ignored := a.view.IgnoredUsers(ctx, s.UserID)
 	var chunk []storage.Event
 	next, more := from, false
 	for !more {
@@ -99,12 +95,12 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		for i := range batch {
 			e := &batch[i]
-			if acc.viewer.CanSee(e) && !ignored[e.Sender] {
+			if acc.Viewer.CanSee(e) && !ignored[e.Sender] {
 				if len(chunk) == limit {
 					more = true
 					break
 				}
-				e.ViewerMembership = acc.viewer.MembershipAt(e)
+				e.ViewerMembership = acc.Viewer.MembershipAt(e)
 				chunk = append(chunk, *e)
 			}
 			if next = storage.TopoOf(e); backwards {
@@ -115,9 +111,9 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 			break
 		}
 	}
-	resp["chunk"] = a.clientEvents(ctx, chunk, s.DeviceID)
+	resp["chunk"] = a.view.ClientEvents(ctx, chunk, s.DeviceID)
 	if more {
-		resp["next_batch"] = topoToken(next)
+		resp["next_batch"] = roomview.TopoToken(next)
 	}
 	return resp, nil
 }
@@ -127,7 +123,7 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 // m.thread aggregation.
 func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 	ctx := r.Context()
-	acc, err := a.access(ctx, s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(ctx, s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		return nil, err
 	}
@@ -149,20 +145,20 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	pos := a.db.StreamPosition()
 	if tok := q.Get("from"); tok != "" {
-		if pos, err = parseToken(tok); err != nil {
+		if pos, err = roomview.ParseToken(tok); err != nil {
 			return nil, err
 		}
 	}
-	ignored := a.ignoredUsers(ctx, s.UserID)
+	ignored := a.view.IgnoredUsers(ctx, s.UserID)
 	var chunk []storage.Event
 	more := false
 	for !more {
-		roots, err := a.db.ThreadRoots(ctx, acc.info.NID, pos, participant, relationsBatch)
+		roots, err := a.db.ThreadRoots(ctx, acc.Info.NID, pos, participant, relationsBatch)
 		if err != nil {
 			return nil, err
 		}
 		for _, root := range roots {
-			if acc.viewer.CanSee(&root.Event) && (acc.upTo == 0 || root.StreamPos <= acc.upTo) {
+			if acc.Viewer.CanSee(&root.Event) && (acc.UpTo == 0 || root.StreamPos <= acc.UpTo) {
 				if len(chunk) == limit {
 					more = true
 					break
@@ -171,7 +167,7 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 					// Spec: a root sent by an ignored user is returned redacted.
 					root.Event = redactedCopy(root.Event)
 				}
-				root.Event.ViewerMembership = acc.viewer.MembershipAt(&root.Event)
+				root.Event.ViewerMembership = acc.Viewer.MembershipAt(&root.Event)
 				chunk = append(chunk, root.Event)
 			}
 			pos = root.LatestPos - 1
@@ -180,9 +176,9 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 			break
 		}
 	}
-	resp := map[string]any{"chunk": a.clientEvents(ctx, chunk, s.DeviceID)}
+	resp := map[string]any{"chunk": a.view.ClientEvents(ctx, chunk, s.DeviceID)}
 	if more {
-		resp["next_batch"] = makeToken(pos)
+		resp["next_batch"] = roomview.MakeToken(pos)
 	}
 	return resp, nil
 }
@@ -209,244 +205,4 @@ func redactedCopy(e storage.Event) storage.Event {
 		e.JSON = red
 	}
 	return e
-}
-
-// ignoredUsers is the user's m.ignored_user_list (without the user): events
-// of those users stay out of aggregations and relation lists (spec
-// "Ignoring users"). Cached by the roomserver with the push rules; the map
-// is shared, read only. A failed read ignores nobody (and is logged).
-func (a *API) ignoredUsers(ctx context.Context, userID string) map[string]bool {
-	if userID == "" {
-		return nil
-	}
-	ignored, err := a.rooms.IgnoredUsers(ctx, userID)
-	if err != nil {
-		a.warnUnlessGone(ctx, err, "Reading the ignore list")
-		return nil
-	}
-	if len(ignored) == 0 {
-		return nil
-	}
-	return ignored
-}
-
-// bundleAggregations computes the bundled aggregations (unsigned.m.relations)
-// of a list of events as the requesting user sees them, keyed by event ID:
-// m.thread (latest_event, count, current_user_participated), m.replace (the
-// most recent valid edit, in full) and m.reference (the referencing event
-// IDs). Annotations are not bundled (spec v1.7). It costs one query for the
-// whole list, plus, only when some event has children, the user's ignore
-// list, the history visibility of the rooms concerned and one query loading
-// the bundled events. Failures leave the events without aggregations.
-func (a *API) bundleAggregations(ctx context.Context, events []storage.Event) map[string]json.RawMessage {
-	return a.bundle(ctx, events, true)
-}
-
-// parentAgg collects one parent's aggregation rows.
-type parentAgg struct {
-	parent  *storage.Event
-	threads []storage.AggregationRow // one row per replying sender
-	count   int
-	mine    bool
-	edits   []storage.AggregationRow
-	refs    []storage.AggregationRow
-	// Chosen events to load and serialize in full.
-	latestNID, editNID int64
-}
-
-// bundle computes aggregations; withThreads is false for the latest thread
-// events inside an m.thread bundle, which cannot be thread roots themselves
-// and so stop the recursion.
-func (a *API) bundle(ctx context.Context, events []storage.Event, withThreads bool) map[string]json.RawMessage {
-	aggs := map[string]*parentAgg{}
-	var ids []string
-	for i := range events {
-		e := &events[i]
-		// State events get no aggregations (spec), nor do edits and
-		// annotations, whose children make no sense.
-		if e.StateKey != nil || e.StreamPos == 0 || e.RelType == storage.RelReplace || e.RelType == "m.annotation" {
-			continue
-		}
-		if _, dup := aggs[e.EventID]; !dup {
-			aggs[e.EventID] = &parentAgg{parent: e}
-			ids = append(ids, e.EventID)
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	rows, err := a.db.Aggregations(ctx, ids)
-	if err != nil {
-		a.warnUnlessGone(ctx, err, "Computing bundled aggregations")
-		return nil
-	}
-	if len(rows) == 0 {
-		return nil
-	}
-	var userID, deviceID string
-	if s, ok := ctx.Value(sessionKey{}).(*accounts.Session); ok {
-		userID, deviceID = s.UserID, s.DeviceID
-	}
-	ignored := a.ignoredUsers(ctx, userID)
-	viewers := map[int64]*roomserver.Viewer{}
-	canSee := func(roomNID int64, e *storage.Event) bool {
-		v, ok := viewers[roomNID]
-		if !ok {
-			var err error
-			if v, err = a.rooms.Viewer(ctx, roomNID, userID); err != nil {
-				a.warnUnlessGone(ctx, err, "Loading history visibility for aggregations")
-				v = nil
-			}
-			viewers[roomNID] = v
-		}
-		return v != nil && v.CanSee(e)
-	}
-	rowVisible := func(r *storage.AggregationRow) bool {
-		e := storage.Event{Type: r.Type, Sender: r.Sender, StreamPos: r.StreamPos}
-		if r.IsState {
-			e.StateKey = new(string)
-		}
-		return canSee(r.RoomNID, &e)
-	}
-
-	for _, r := range rows {
-		ag := aggs[r.Parent]
-		if ag == nil || r.RoomNID != ag.parent.RoomNID || ignored[r.Sender] {
-			continue
-		}
-		p := ag.parent
-		switch r.RelType {
-		case storage.RelThread:
-			if withThreads {
-				ag.threads = append(ag.threads, r)
-				ag.count += r.Count
-				ag.mine = ag.mine || r.Sender == userID
-			}
-		case storage.RelReplace:
-			// Spec "Validity of replacement events"; a redacted original
-			// gets no m.replace bundle.
-			if p.RedactedBy == "" && r.Sender == p.Sender && r.Type == p.Type && !r.IsState &&
-				(r.HasNewContent || r.Type == "m.room.encrypted") {
-				ag.edits = append(ag.edits, r)
-			}
-		case storage.RelReference:
-			ag.refs = append(ag.refs, r)
-		}
-	}
-
-	// Choose the latest visible thread reply and the most recent visible edit.
-	var load []int64
-	for _, id := range ids {
-		ag := aggs[id]
-		if len(ag.threads) > 0 {
-			slices.SortFunc(ag.threads, func(x, y storage.AggregationRow) int { return cmp.Compare(y.StreamPos, x.StreamPos) })
-			for i := range ag.threads {
-				if rowVisible(&ag.threads[i]) {
-					ag.latestNID = ag.threads[i].NID
-					break
-				}
-			}
-			if ag.latestNID == 0 {
-				ag.latestNID = a.latestVisibleReply(ctx, ag.parent, ignored, canSee)
-			}
-			if ag.latestNID != 0 {
-				load = append(load, ag.latestNID)
-			}
-		}
-		if len(ag.edits) > 0 {
-			slices.SortFunc(ag.edits, func(x, y storage.AggregationRow) int {
-				return cmp.Or(cmp.Compare(y.OriginTS, x.OriginTS), cmp.Compare(y.EventID, x.EventID))
-			})
-			for i := range ag.edits {
-				if rowVisible(&ag.edits[i]) {
-					ag.editNID = ag.edits[i].NID
-					load = append(load, ag.editNID)
-					break
-				}
-			}
-		}
-	}
-	full := map[int64]*storage.Event{}
-	var latest []storage.Event
-	if len(load) > 0 {
-		loaded, err := a.db.EventsByNID(ctx, load)
-		if err != nil {
-			a.warnUnlessGone(ctx, err, "Loading bundled events")
-			return nil
-		}
-		for i := range loaded {
-			full[loaded[i].NID] = &loaded[i]
-			if loaded[i].RelType == storage.RelThread {
-				latest = append(latest, loaded[i])
-			}
-		}
-	}
-	var nested map[string]json.RawMessage
-	if withThreads && len(latest) > 0 {
-		// The latest thread events carry their own aggregations (spec).
-		nested = a.bundle(ctx, latest, false)
-	}
-
-	out := map[string]json.RawMessage{}
-	for _, id := range ids {
-		ag := aggs[id]
-		rel := map[string]any{}
-		if e := full[ag.latestNID]; e != nil {
-			rel[storage.RelThread] = map[string]any{
-				"latest_event":              a.formatEvent(ctx, e, deviceID, nested[e.EventID]),
-				"count":                     ag.count,
-				"current_user_participated": ag.mine || (userID != "" && ag.parent.Sender == userID),
-			}
-		}
-		if e := full[ag.editNID]; e != nil {
-			rel[storage.RelReplace] = a.formatEvent(ctx, e, deviceID, nil)
-		}
-		var refs []map[string]string
-		slices.SortFunc(ag.refs, func(x, y storage.AggregationRow) int { return cmp.Compare(x.StreamPos, y.StreamPos) })
-		for i := range ag.refs {
-			if rowVisible(&ag.refs[i]) {
-				refs = append(refs, map[string]string{"event_id": ag.refs[i].EventID})
-			}
-		}
-		if len(refs) > 0 {
-			rel[storage.RelReference] = map[string]any{"chunk": refs}
-		}
-		if len(rel) > 0 {
-			out[id], _ = json.Marshal(rel)
-		}
-	}
-	return out
-}
-
-// latestVisibleReply finds the newest thread reply the user may see, when
-// the newest replies of every sender are hidden from them.
-func (a *API) latestVisibleReply(ctx context.Context, root *storage.Event, ignored map[string]bool,
-	canSee func(int64, *storage.Event) bool) int64 {
-	f := storage.RelationFilter{RoomNID: root.RoomNID, EventID: root.EventID, RelType: storage.RelThread, Depth: 1}
-	pos := storage.TopoEnd
-	for {
-		batch, err := a.db.Relations(ctx, f, pos, storage.TopoPos{}, true, relationsBatch)
-		if err != nil {
-			a.warnUnlessGone(ctx, err, "Finding the latest thread reply")
-			return 0
-		}
-		for i := range batch {
-			if !ignored[batch[i].Sender] && canSee(root.RoomNID, &batch[i]) {
-				return batch[i].NID
-			}
-			pos = storage.TopoBefore(&batch[i])
-		}
-		if len(batch) < relationsBatch {
-			return 0
-		}
-	}
-}
-
-// warnUnlessGone logs a failure that leaves a response incomplete, unless
-// the client went away: then the failure is the cancelled context itself.
-func (a *API) warnUnlessGone(ctx context.Context, err error, msg string) {
-	if ctx.Err() != nil {
-		return
-	}
-	a.log.WithError(err).Warn(msg)
 }

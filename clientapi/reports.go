@@ -66,7 +66,7 @@ func (a *API) reportEvent(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	notFound := httputil.NotFound("The event was not found or you are not joined to the room")
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(r.Context(), s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		var he *httputil.Error
 		if errors.As(err, &he) {
@@ -74,15 +74,15 @@ func (a *API) reportEvent(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		return nil, err
 	}
-	if acc.viewer.Membership() != spec.Join {
+	if acc.Viewer.Membership() != spec.Join {
 		return nil, notFound
 	}
-	e, err := a.visibleEvent(r.Context(), acc, pathVar(r, "eventId"))
+	e, err := a.view.VisibleEvent(r.Context(), acc, pathVar(r, "eventId"))
 	if err != nil {
 		return nil, err
 	}
 	return a.saveReport(r, storage.Report{
-		Kind: storage.ReportEvent, Reporter: s.UserID, RoomID: acc.info.ID, EventID: e.EventID, UserID: e.Sender,
+		Kind: storage.ReportEvent, Reporter: s.UserID, RoomID: acc.Info.ID, EventID: e.EventID, UserID: e.Sender,
 		Reason: reason, Score: score,
 	})
 }

@@ -5,113 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/clientapi/filter"
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
-	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
-
-// roomAccess is what a user may read of a room.
-type roomAccess struct {
-	info   *storage.Room
-	viewer *roomserver.Viewer
-	// upTo bounds reads for users who left: the position of their leave.
-	// 0 means the user may read up to now.
-	upTo int64
-	// ignored are the senders whose non-state events the reader ignores
-	// (m.ignored_user_list, see ignore.go); page leaves them out.
-	ignored map[string]bool
-}
-
-// access decides whether the user may read the room: members may, former
-// members may up to their departure, anyone may read world_readable rooms.
-func (a *API) access(ctx context.Context, userID, roomID string) (*roomAccess, error) {
-	info, err := a.db.Room(ctx, roomID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, httputil.Forbidden("You are not a member of this room")
-	}
-	if err != nil {
-		return nil, err
-	}
-	v, err := a.rooms.Viewer(ctx, info.NID, userID)
-	if err != nil {
-		return nil, err
-	}
-	acc := &roomAccess{info: info, viewer: v}
-	switch v.Membership() {
-	case spec.Join:
-		return acc, nil
-	case spec.Leave, spec.Ban:
-		forgotten, err := a.db.Forgotten(ctx, userID, info.NID)
-		if err != nil {
-			return nil, err
-		}
-		if !forgotten {
-			if !v.WorldReadable() {
-				acc.upTo = v.LastMembershipPos()
-			}
-			return acc, nil
-		}
-	}
-	if v.WorldReadable() {
-		return acc, nil
-	}
-	return nil, httputil.Forbidden("You are not a member of this room")
-}
-
-// clamp bounds a pagination window to what a user who left may read.
-func (acc *roomAccess) clamp(from, to int64, backwards bool) (int64, int64) {
-	if acc.upTo == 0 {
-		return from, to
-	}
-	if backwards && from > acc.upTo {
-		from = acc.upTo
-	}
-	if !backwards && (to == 0 || to > acc.upTo) {
-		to = acc.upTo
-	}
-	return from, to
-}
-
-// stateEvents returns the room state the user may see: current, or as of
-// their departure.
-func (a *API) stateEvents(ctx context.Context, acc *roomAccess, typ string) ([]storage.Event, error) {
-	if acc.upTo == 0 {
-		return a.db.CurrentStateEvents(ctx, acc.info.NID, typ)
-	}
-	return a.stateAtPos(ctx, acc.info.NID, acc.upTo, typ)
-}
-
-func (a *API) stateAtPos(ctx context.Context, roomNID, pos int64, typ string) ([]storage.Event, error) {
-	state, err := a.db.StateAt(ctx, roomNID, pos)
-	if err != nil {
-		return nil, err
-	}
-	nids := make([]int64, 0, len(state))
-	for k, nid := range state {
-		if typ == "" || k.Type == typ {
-			nids = append(nids, nid)
-		}
-	}
-	events, err := a.db.EventsByNID(ctx, nids)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(events, func(i, j int) bool {
-		if events[i].Type != events[j].Type {
-			return events[i].Type < events[j].Type
-		}
-		return *events[i].StateKey < *events[j].StateKey
-	})
-	return events, nil
-}
 
 // getRoomState serves GET /_matrix/client/v3/rooms/{roomId}/state.
 func (a *API) getRoomState(r *http.Request, s *accounts.Session) (any, error) {
@@ -119,15 +23,15 @@ func (a *API) getRoomState(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	acc, err := a.access(r.Context(), s.UserID, roomID)
+	acc, err := a.view.Access(r.Context(), s.UserID, roomID)
 	if err != nil {
 		return nil, err
 	}
-	events, err := a.stateEvents(r.Context(), acc, "")
+	events, err := a.view.StateEvents(r.Context(), acc, "")
 	if err != nil {
 		return nil, err
 	}
-	return a.clientEvents(r.Context(), events, s.DeviceID), nil
+	return a.view.ClientEvents(r.Context(), events, s.DeviceID), nil
 }
 
 // getStateEvent serves GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}.
@@ -136,12 +40,12 @@ func (a *API) getStateEvent(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	acc, err := a.access(r.Context(), s.UserID, roomID)
+	acc, err := a.view.Access(r.Context(), s.UserID, roomID)
 	if err != nil {
 		return nil, err
 	}
 	typ, key := pathVar(r, "eventType"), pathVar(r, "stateKey")
-	events, err := a.stateEvents(r.Context(), acc, typ)
+	events, err := a.view.StateEvents(r.Context(), acc, typ)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +54,7 @@ func (a *API) getStateEvent(r *http.Request, s *accounts.Session) (any, error) {
 			continue
 		}
 		if r.URL.Query().Get("format") == "event" {
-			return a.clientEvent(r.Context(), &events[i], s.DeviceID), nil
+			return a.view.ClientEvent(r.Context(), &events[i], s.DeviceID), nil
 		}
 		var ev struct {
 			Content json.RawMessage `json:"content"`
@@ -165,42 +69,42 @@ func (a *API) getStateEvent(r *http.Request, s *accounts.Session) (any, error) {
 
 // getMembers serves GET /_matrix/client/v3/rooms/{roomId}/members.
 func (a *API) getMembers(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(r.Context(), s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		return nil, err
 	}
 	q := r.URL.Query()
 	var events []storage.Event
 	if at := q.Get("at"); at != "" {
-		pos, err := a.streamFromToken(r.Context(), acc.info.NID, at)
+		pos, err := a.view.StreamFromToken(r.Context(), acc.Info.NID, at)
 		if err != nil {
 			return nil, err
 		}
-		if acc.upTo != 0 && pos > acc.upTo {
-			pos = acc.upTo
+		if acc.UpTo != 0 && pos > acc.UpTo {
+			pos = acc.UpTo
 		}
 		// As Synapse: only a point of the room's history the user may see
 		// (the state just after pos, under the history visibility then).
-		if !acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: pos}) {
+		if !acc.Viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: pos}) {
 			return nil, httputil.Forbidden("You may not see the room's members at that point")
 		}
-		events, err = a.stateAtPos(r.Context(), acc.info.NID, pos, spec.MRoomMember)
+		events, err = a.view.StateAtPos(r.Context(), acc.Info.NID, pos, spec.MRoomMember)
 		if err != nil {
 			return nil, err
 		}
-	} else if events, err = a.stateEvents(r.Context(), acc, spec.MRoomMember); err != nil {
+	} else if events, err = a.view.StateEvents(r.Context(), acc, spec.MRoomMember); err != nil {
 		return nil, err
 	}
 	want, notWant := q.Get("membership"), q.Get("not_membership")
 	var chunk []storage.Event
 	for _, e := range events {
-		m := contentString(e.JSON, "membership")
+		m := roomview.ContentString(e.JSON, "membership")
 		if (want != "" && m != want) || (notWant != "" && m == notWant) {
 			continue
 		}
 		chunk = append(chunk, e)
 	}
-	return map[string]any{"chunk": a.clientEvents(r.Context(), chunk, s.DeviceID)}, nil
+	return map[string]any{"chunk": a.view.ClientEvents(r.Context(), chunk, s.DeviceID)}, nil
 }
 
 // joinedMember is an entry of /joined_members; both keys are always
@@ -236,55 +140,19 @@ func (a *API) getJoinedMembers(r *http.Request, s *accounts.Session) (any, error
 	}
 	joined := map[string]joinedMember{}
 	for _, e := range events {
-		if contentString(e.JSON, "membership") != spec.Join {
+		if roomview.ContentString(e.JSON, "membership") != spec.Join {
 			continue
 		}
 		var p joinedMember
-		if d := contentString(e.JSON, "displayname"); d != "" {
+		if d := roomview.ContentString(e.JSON, "displayname"); d != "" {
 			p.DisplayName = &d
 		}
-		if av := contentString(e.JSON, "avatar_url"); av != "" {
+		if av := roomview.ContentString(e.JSON, "avatar_url"); av != "" {
 			p.AvatarURL = &av
 		}
 		joined[*e.StateKey] = p
 	}
 	return map[string]any{"joined": joined}, nil
-}
-
-func contentString(eventJSON []byte, field string) string {
-	var e struct {
-		Content map[string]json.RawMessage `json:"content"`
-	}
-	if json.Unmarshal(eventJSON, &e) != nil {
-		return ""
-	}
-	var s string
-	json.Unmarshal(e.Content[field], &s)
-	return s
-}
-
-func eventContent(eventJSON []byte) json.RawMessage {
-	var e struct {
-		Content json.RawMessage `json:"content"`
-	}
-	json.Unmarshal(eventJSON, &e)
-	return e.Content
-}
-
-// Pagination tokens are stream positions with a letter prefix ("t123");
-// bare numbers and sync tokens ("s123") are accepted too.
-func makeToken(pos int64) string { return "t" + strconv.FormatInt(pos, 10) }
-
-func parseToken(tok string) (int64, error) {
-	s := strings.TrimLeft(tok, "ts")
-	if i := strings.IndexAny(s, "_~."); i >= 0 {
-		s = s[:i]
-	}
-	pos, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || pos < 0 {
-		return 0, httputil.InvalidParam("invalid pagination token %q", tok)
-	}
-	return pos, nil
 }
 
 // roomFilterParam parses the "filter" query parameter of /messages and /context.
@@ -303,57 +171,13 @@ func roomFilterParam(r *http.Request) (*filter.RoomEventFilter, error) {
 	return &f, nil
 }
 
-// pageScanBudget bounds the stored events one page reads for limit results:
-// where most events are hidden from the user or fail the filter, the page
-// comes back short (with a token to go on from) instead of reading the
-// room's whole history in one request.
-func pageScanBudget(limit int) int { return max(4*limit, 400) }
-
-// page collects up to limit visible events matching f from the room,
-// starting after position from in the given direction. next is where a
-// following page starts, -1 when the room has nothing more in that
-// direction; a page shorter than limit with next >= 0 ran out of scan
-// budget, not of events.
-func (a *API) page(ctx context.Context, acc *roomAccess, f *filter.RoomEventFilter, from, to int64, backwards bool, limit int) (events []storage.Event, next int64, err error) {
-	next = from
-	// Read a little more than asked (some events may be hidden), not a
-	// hundred full events for a one-event sliding-sync timeline.
-	batchSize := min(max(2*limit, 8), 100)
-	for scanned := 0; len(events) < limit && scanned < pageScanBudget(limit); scanned += batchSize {
-		var batch []storage.Event
-		batch, err = a.db.Timeline(ctx, acc.info.NID, next, to, backwards, batchSize)
-		if err != nil {
-			return nil, 0, err
-		}
-		for i := range batch {
-			e := &batch[i]
-			if backwards {
-				next = e.StreamPos - 1
-			} else {
-				next = e.StreamPos
-			}
-			if acc.viewer.CanSee(e) && !acc.ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
-				e.ViewerMembership = acc.viewer.MembershipAt(e)
-				events = append(events, *e)
-				if len(events) == limit {
-					return events, next, nil
-				}
-			}
-		}
-		if len(batch) < batchSize {
-			return events, -1, nil // exhausted
-		}
-	}
-	return events, next, nil
-}
-
 // getMessages serves GET /_matrix/client/v3/rooms/{roomId}/messages.
 func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(r.Context(), s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		return nil, err
 	}
-	a.withIgnored(r.Context(), acc, s.UserID)
+	a.view.WithIgnored(r.Context(), acc, s.UserID)
 	q := r.URL.Query()
 	backwards := q.Get("dir") != "f"
 	if d := q.Get("dir"); d != "" && d != "b" && d != "f" {
@@ -371,20 +195,20 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	ctx := r.Context()
-	bound, err := a.topoLimit(ctx, acc)
+	bound, err := a.view.TopoLimit(ctx, acc)
 	if err != nil {
 		return nil, err
 	}
 	var from, to storage.TopoPos
 	if tok := q.Get("from"); tok != "" {
-		if from, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
+		if from, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
 			return nil, err
 		}
 	} else if backwards {
 		from = storage.TopoEnd
 	}
 	if tok := q.Get("to"); tok != "" {
-		if to, err = a.topoFromToken(ctx, acc.info.NID, tok); err != nil {
+		if to, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
 			return nil, err
 		}
 	} else if !backwards {
@@ -397,25 +221,25 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 	if !backwards && bound.Less(to) {
 		to = bound
 	}
-	events, next, done, err := a.topoPage(ctx, acc, f, from, to, backwards, limit)
+	events, next, done, err := a.view.TopoPage(ctx, acc, f, from, to, backwards, limit)
 	if err != nil {
 		return nil, err
 	}
 	// start is the token given, or where "now" is in the stream.
 	start := q.Get("from")
 	if start == "" {
-		start = topoToken(from)
+		start = roomview.TopoToken(from)
 		if backwards {
-			start = makeToken(a.db.StreamPosition())
+			start = roomview.MakeToken(a.db.StreamPosition())
 		}
 	}
-	resp := map[string]any{"start": start, "chunk": a.clientEvents(ctx, events, s.DeviceID)}
+	resp := map[string]any{"start": start, "chunk": a.view.ClientEvents(ctx, events, s.DeviceID)}
 	// As Synapse: end is left out only when the page is empty and the room
 	// has nothing more; a page holding events always has one (the next
 	// request may then come back empty), and so does an empty page that
 	// ran out of scan budget.
 	if !done || len(events) > 0 {
-		resp["end"] = topoToken(next)
+		resp["end"] = roomview.TopoToken(next)
 	}
 	if f != nil && f.LazyLoadMembers {
 		members, err := a.lazyMembers(r.Context(), acc, events)
@@ -429,12 +253,12 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 
 // lazyMembers returns the member events of the senders of events, as lazy
 // loading clients need them to render the chunk.
-func (a *API) lazyMembers(ctx context.Context, acc *roomAccess, events []storage.Event) ([]json.RawMessage, error) {
+func (a *API) lazyMembers(ctx context.Context, acc *roomview.Access, events []storage.Event) ([]json.RawMessage, error) {
 	senders := map[string]bool{}
 	for _, e := range events {
 		senders[e.Sender] = true
 	}
-	members, err := a.stateEvents(ctx, acc, spec.MRoomMember)
+	members, err := a.view.StateEvents(ctx, acc, spec.MRoomMember)
 	if err != nil {
 		return nil, err
 	}
@@ -444,44 +268,31 @@ func (a *API) lazyMembers(ctx context.Context, acc *roomAccess, events []storage
 			out = append(out, m)
 		}
 	}
-	return a.clientEvents(ctx, out, ""), nil
-}
-
-// visibleEvent loads an event of the room the user may see, else 404.
-func (a *API) visibleEvent(ctx context.Context, acc *roomAccess, eventID string) (*storage.Event, error) {
-	e, err := a.db.EventByID(ctx, eventID)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomNID != acc.info.NID || e.StreamPos == 0 ||
-		(acc.upTo != 0 && e.StreamPos > acc.upTo) || !acc.viewer.CanSee(e))) {
-		return nil, httputil.NotFound("Event not found")
-	}
-	if err == nil {
-		e.ViewerMembership = acc.viewer.MembershipAt(e)
-	}
-	return e, err
+	return a.view.ClientEvents(ctx, out, ""), nil
 }
 
 // getEvent serves GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}.
 func (a *API) getEvent(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(r.Context(), s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		// The spec answers 404 for events the user may not see.
 		return nil, httputil.NotFound("Event not found")
 	}
-	e, err := a.visibleEvent(r.Context(), acc, pathVar(r, "eventId"))
+	e, err := a.view.VisibleEvent(r.Context(), acc, pathVar(r, "eventId"))
 	if err != nil {
 		return nil, err
 	}
-	return a.clientEvent(r.Context(), e, s.DeviceID), nil
+	return a.view.ClientEvent(r.Context(), e, s.DeviceID), nil
 }
 
 // getContext serves GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}.
 func (a *API) getContext(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(r.Context(), s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		return nil, err
 	}
-	a.withIgnored(r.Context(), acc, s.UserID)
-	e, err := a.visibleEvent(r.Context(), acc, pathVar(r, "eventId"))
+	a.view.WithIgnored(r.Context(), acc, s.UserID)
+	e, err := a.view.VisibleEvent(r.Context(), acc, pathVar(r, "eventId"))
 	if err != nil {
 		return nil, err
 	}
@@ -497,16 +308,16 @@ func (a *API) getContext(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	beforeN, afterN := limit/2, limit-limit/2
-	c, err := a.contextAround(r.Context(), acc, f, e, beforeN, afterN)
+	c, err := a.view.ContextAround(r.Context(), acc, f, e, beforeN, afterN)
 	if err != nil {
 		return nil, err
 	}
-	before, after := c.before, c.after
+	before, after := c.Before, c.After
 	last := e
 	if len(after) > 0 {
 		last = &after[len(after)-1]
 	}
-	state, err := a.stateAfterEvent(r.Context(), last, "")
+	state, err := a.view.StateAfterEvent(r.Context(), last, "")
 	if err != nil {
 		return nil, err
 	}
@@ -524,18 +335,18 @@ func (a *API) getContext(r *http.Request, s *accounts.Session) (any, error) {
 		state = kept
 	}
 	return map[string]any{
-		"event":         a.clientEvent(r.Context(), e, s.DeviceID),
-		"events_before": a.clientEvents(r.Context(), before, s.DeviceID),
-		"events_after":  a.clientEvents(r.Context(), after, s.DeviceID),
-		"start":         topoToken(c.start),
-		"end":           topoToken(c.end),
-		"state":         a.clientEvents(r.Context(), state, s.DeviceID),
+		"event":         a.view.ClientEvent(r.Context(), e, s.DeviceID),
+		"events_before": a.view.ClientEvents(r.Context(), before, s.DeviceID),
+		"events_after":  a.view.ClientEvents(r.Context(), after, s.DeviceID),
+		"start":         roomview.TopoToken(c.Start),
+		"end":           roomview.TopoToken(c.End),
+		"state":         a.view.ClientEvents(r.Context(), state, s.DeviceID),
 	}, nil
 }
 
 // timestampToEvent serves GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event.
 func (a *API) timestampToEvent(r *http.Request, s *accounts.Session) (any, error) {
-	acc, err := a.access(r.Context(), s.UserID, pathVar(r, "roomId"))
+	acc, err := a.view.Access(r.Context(), s.UserID, pathVar(r, "roomId"))
 	if err != nil {
 		return nil, err
 	}
@@ -548,8 +359,8 @@ func (a *API) timestampToEvent(r *http.Request, s *accounts.Session) (any, error
 	if dir != "f" && dir != "b" {
 		return nil, httputil.InvalidParam("dir must be f or b")
 	}
-	e, err := a.db.EventNearTimestamp(r.Context(), acc.info.NID, ts, dir == "f")
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && !acc.viewer.CanSee(e)) {
+	e, err := a.db.EventNearTimestamp(r.Context(), acc.Info.NID, ts, dir == "f")
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && !acc.Viewer.CanSee(e)) {
 		return nil, httputil.NotFound("No event found %s %d", map[string]string{"f": "after", "b": "before"}[dir], ts)
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/ids"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -55,7 +56,7 @@ func (a *API) sendMessage(r *http.Request, s *accounts.Session) (any, error) {
 		TxnID: pathVar(r, "txnId"), TxnScope: "send|" + roomID + "|" + typ,
 	})
 	if err != nil {
-		return nil, roomErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"event_id": sent.EventID}, nil
 }
@@ -85,7 +86,7 @@ func (a *API) putState(r *http.Request, s *accounts.Session) (any, error) {
 		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: typ, StateKey: &key, Content: content,
 	})
 	if err != nil {
-		return nil, roomErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"event_id": sent.EventID}, nil
 }
@@ -155,7 +156,7 @@ func (a *API) redactEvent(r *http.Request, s *accounts.Session) (any, error) {
 		Redacts: target, TxnID: pathVar(r, "txnId"), TxnScope: "redact|" + roomID,
 	})
 	if err != nil {
-		return nil, roomErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"event_id": sent.EventID}, nil
 }

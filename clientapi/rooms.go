@@ -11,6 +11,7 @@ import (
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/ids"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -59,14 +60,14 @@ func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	version := req.RoomVersion
 	if version == "" {
-		version = a.cfg.DefaultRoomVersion
+		version = a.cfg.Rooms.DefaultRoomVersion
 	}
 	alias := ""
 	if req.RoomAliasName != "" {
 		if strings.ContainsAny(req.RoomAliasName, ":# \t\n") {
 			return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_INVALID_PARAM", Msg: "room_alias_name may not contain ':', '#' or whitespace"}
 		}
-		alias = "#" + req.RoomAliasName + ":" + a.cfg.ServerName
+		alias = "#" + req.RoomAliasName + ":" + a.cfg.Server.Name
 	}
 	acc, err := a.db.Account(r.Context(), s.UserID)
 	if err != nil {
@@ -80,7 +81,7 @@ func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
 		DisplayName: acc.DisplayName, AvatarURL: acc.AvatarURL,
 	})
 	if err != nil {
-		return nil, roomErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"room_id": roomID}, nil
 }
@@ -147,7 +148,7 @@ func (a *API) changeMembership(r *http.Request, s *accounts.Session, req roomser
 			return tx.SetForgotten(r.Context(), s.UserID, info.NID, false)
 		})
 	}
-	return roomErr(err)
+	return matrixerr.From(err)
 }
 
 func (a *API) checkInvitee(r *http.Request, target string) error {
@@ -155,7 +156,7 @@ func (a *API) checkInvitee(r *http.Request, target string) error {
 	if err != nil {
 		return httputil.InvalidParam("%q is not a user ID", target)
 	}
-	if string(uid.Domain()) != a.cfg.ServerName {
+	if string(uid.Domain()) != a.cfg.Server.Name {
 		return httputil.Forbidden("this server does not federate: cannot invite %s", target)
 	}
 	if _, err := a.db.Account(r.Context(), target); errors.Is(err, storage.ErrNotFound) {
@@ -268,7 +269,7 @@ func (a *API) targetMembership(membership string) authed {
 		case "unban":
 			m, err := a.rooms.Membership(r.Context(), roomID, body.UserID)
 			if err != nil {
-				return nil, roomErr(err)
+				return nil, matrixerr.From(err)
 			}
 			if m != spec.Ban {
 				return nil, httputil.Forbidden("%s is not banned", body.UserID)

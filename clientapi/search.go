@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/clientapi/filter"
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
@@ -187,13 +188,13 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 	if err != nil {
 		return nil, err
 	}
-	access := map[int64]*roomAccess{}
+	access := map[int64]*roomview.Access{}
 	var windows []storage.SearchWindow
 	for _, room := range rooms {
 		if room.Encrypted || (tok.Room != "" && room.ID != tok.Room) || !searchRoomAllowed(f, room.ID) {
 			continue
 		}
-		acc, err := a.access(ctx, s.UserID, room.ID)
+		acc, err := a.view.Access(ctx, s.UserID, room.ID)
 		var he *httputil.Error
 		if errors.As(err, &he) && he.Status == http.StatusForbidden {
 			continue
@@ -203,8 +204,8 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 		}
 		access[room.NID] = acc
 		upTo := tok.UpTo
-		if acc.upTo != 0 {
-			upTo = min(upTo, acc.upTo)
+		if acc.UpTo != 0 {
+			upTo = min(upTo, acc.UpTo)
 		}
 		windows = append(windows, visibleWindows(room.NID, room.Marks, upTo, acc)...)
 	}
@@ -253,14 +254,14 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 		acc := access[h.RoomNID]
 		// The windows decided visibility; the filter and the viewer
 		// check each result once more, as /messages does.
-		if e == nil || acc == nil || e.RedactedBy != "" || !acc.viewer.CanSee(e) || !f.Matches(e.RoomID, e.Type, e.Sender, eventContent(e.JSON)) {
+		if e == nil || acc == nil || e.RedactedBy != "" || !acc.Viewer.CanSee(e) || !f.Matches(e.RoomID, e.Type, e.Sender, roomview.Content(e.JSON)) {
 			continue
 		}
-		e.ViewerMembership = acc.viewer.MembershipAt(e)
+		e.ViewerMembership = acc.Viewer.MembershipAt(e)
 		events = append(events, *e)
 		ranks = append(ranks, h.Rank)
 	}
-	rendered := a.clientEvents(ctx, events, s.DeviceID)
+	rendered := a.view.ClientEvents(ctx, events, s.DeviceID)
 	results := make([]map[string]any, 0, len(events))
 	for i := range events {
 		res := map[string]any{"rank": ranks[i], "result": rendered[i]}
@@ -293,11 +294,11 @@ func (a *API) searchRoomEvents(ctx context.Context, s *accounts.Session, crit *r
 			if _, done := state[e.RoomID]; done {
 				continue
 			}
-			st, err := a.stateEvents(ctx, access[e.RoomNID], "")
+			st, err := a.view.StateEvents(ctx, access[e.RoomNID], "")
 			if err != nil {
 				return nil, err
 			}
-			state[e.RoomID] = a.clientEvents(ctx, st, s.DeviceID)
+			state[e.RoomID] = a.view.ClientEvents(ctx, st, s.DeviceID)
 		}
 		out["state"] = state
 	}
@@ -320,7 +321,7 @@ func searchRoomAllowed(f *filter.RoomEventFilter, roomID string) bool {
 // membership and history_visibility changes (which are never searched) is
 // constant between two marks, so one probe per stretch decides it; the
 // marks themselves may join two visible stretches.
-func visibleWindows(roomNID int64, marks []int64, upTo int64, acc *roomAccess) []storage.SearchWindow {
+func visibleWindows(roomNID int64, marks []int64, upTo int64, acc *roomview.Access) []storage.SearchWindow {
 	var out []storage.SearchWindow
 	lo := int64(1)
 	for i := 0; i <= len(marks) && lo <= upTo; i++ {
@@ -328,7 +329,7 @@ func visibleWindows(roomNID int64, marks []int64, upTo int64, acc *roomAccess) [
 		if i < len(marks) {
 			hi = min(marks[i]-1, upTo)
 		}
-		if lo <= hi && acc.viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: lo - 1}) {
+		if lo <= hi && acc.Viewer.CanSee(&storage.Event{Type: "m.room.message", StreamPos: lo - 1}) {
 			if n := len(out); n > 0 && out[n-1].To+2 >= lo {
 				out[n-1].To = hi
 			} else {
@@ -374,28 +375,28 @@ func searchGroups(groupBy []string, page *storage.SearchPage, events []storage.E
 // searchContext is a result's context: the visible events around it,
 // pagination tokens and, when asked, the senders' profiles as of the last
 // of those events.
-func (a *API) searchContext(ctx context.Context, s *accounts.Session, acc *roomAccess, e *storage.Event, beforeN, afterN int, withProfile bool) (map[string]any, error) {
-	sc, err := a.contextAround(ctx, acc, nil, e, beforeN, afterN)
+func (a *API) searchContext(ctx context.Context, s *accounts.Session, acc *roomview.Access, e *storage.Event, beforeN, afterN int, withProfile bool) (map[string]any, error) {
+	sc, err := a.view.ContextAround(ctx, acc, nil, e, beforeN, afterN)
 	if err != nil {
 		return nil, err
 	}
-	before, after := sc.before, sc.after
+	before, after := sc.Before, sc.After
 	last := e
 	if len(after) > 0 {
 		last = &after[len(after)-1]
 	}
 	c := map[string]any{
-		"start":         topoToken(sc.start),
-		"end":           topoToken(sc.end),
-		"events_before": a.clientEvents(ctx, before, s.DeviceID),
-		"events_after":  a.clientEvents(ctx, after, s.DeviceID),
+		"start":         roomview.TopoToken(sc.Start),
+		"end":           roomview.TopoToken(sc.End),
+		"events_before": a.view.ClientEvents(ctx, before, s.DeviceID),
+		"events_after":  a.view.ClientEvents(ctx, after, s.DeviceID),
 	}
 	if withProfile {
 		senders := map[string]bool{e.Sender: true}
 		for _, x := range append(append([]storage.Event{}, before...), after...) {
 			senders[x.Sender] = true
 		}
-		state, err := a.stateAfterEvent(ctx, last, spec.MRoomMember)
+		state, err := a.view.StateAfterEvent(ctx, last, spec.MRoomMember)
 		if err != nil {
 			return nil, err
 		}
@@ -408,10 +409,10 @@ func (a *API) searchContext(ctx context.Context, s *accounts.Session, acc *roomA
 		profiles := map[string]map[string]string{}
 		for _, m := range members {
 			p := map[string]string{}
-			if d := contentString(m.JSON, "displayname"); d != "" {
+			if d := roomview.ContentString(m.JSON, "displayname"); d != "" {
 				p["displayname"] = d
 			}
-			if av := contentString(m.JSON, "avatar_url"); av != "" {
+			if av := roomview.ContentString(m.JSON, "avatar_url"); av != "" {
 				p["avatar_url"] = av
 			}
 			profiles[*m.StateKey] = p

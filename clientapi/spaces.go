@@ -14,6 +14,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
@@ -189,7 +190,7 @@ func (a *API) spaceChildren(ctx context.Context, roomNID int64, suggestedOnly bo
 			Order     json.RawMessage   `json:"order"`
 			Suggested json.RawMessage   `json:"suggested"`
 		}
-		raw := eventContent(e.JSON)
+		raw := roomview.Content(e.JSON)
 		if json.Unmarshal(raw, &content) != nil || len(content.Via) == 0 {
 			continue // no via: the child was removed from the space
 		}

@@ -78,7 +78,7 @@ func (a *API) removeThreePID(r *http.Request, _ *accounts.Session) (any, error) 
 // base64 HMAC-SHA1 of the username). Without TURN configured the answer is
 // {}, as Synapse's.
 func (a *API) turnServer(_ *http.Request, s *accounts.Session) (any, error) {
-	uris, secret, lifetime := a.cfg.TURNURIs, a.cfg.TURNSharedSecret, a.cfg.TURNUserLifetime
+	uris, secret, lifetime := a.cfg.VoIP.TURNURIs, a.cfg.VoIP.TURNSharedSecret, a.cfg.VoIP.TURNUserLifetime
 	if len(uris) == 0 || secret == "" {
 		return httputil.Empty, nil
 	}

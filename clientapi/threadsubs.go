@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
@@ -24,8 +25,8 @@ const (
 // threadRoot resolves the path's room and thread root for the user: the
 // root must be an event of the room the user may see, and not itself a
 // reply in a thread. Anything else is 404, as the MSC asks.
-func (a *API) threadRoot(ctx context.Context, userID, roomID, rootID string) (*roomAccess, *storage.Event, error) {
-	acc, err := a.access(ctx, userID, roomID)
+func (a *API) threadRoot(ctx context.Context, userID, roomID, rootID string) (*roomview.Access, *storage.Event, error) {
+	acc, err := a.view.Access(ctx, userID, roomID)
 	if err != nil {
 		var he *httputil.Error
 		if errors.As(err, &he) {
@@ -33,7 +34,7 @@ func (a *API) threadRoot(ctx context.Context, userID, roomID, rootID string) (*r
 		}
 		return nil, nil, err
 	}
-	root, err := a.visibleEvent(ctx, acc, rootID)
+	root, err := a.view.VisibleEvent(ctx, acc, rootID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -52,7 +53,7 @@ func (a *API) putThreadSubscription(r *http.Request, s *accounts.Session) (any, 
 		return nil, err
 	}
 	var causeID string
-	if !isJSONNull(req.Automatic) {
+	if !httputil.IsNull(req.Automatic) {
 		if err := json.Unmarshal(req.Automatic, &causeID); err != nil || causeID == "" {
 			return nil, httputil.BadJSON("automatic must be the ID of the event that caused the subscription")
 		}
@@ -65,7 +66,7 @@ func (a *API) putThreadSubscription(r *http.Request, s *accounts.Session) (any, 
 	}
 	var causePos int64
 	if causeID != "" {
-		cause, err := a.visibleEvent(ctx, acc, causeID)
+		cause, err := a.view.VisibleEvent(ctx, acc, causeID)
 		if err != nil || cause.RelType != "m.thread" || cause.RelatesTo != root.EventID {
 			return nil, &httputil.Error{Status: http.StatusBadRequest, Code: errNotInThread,
 				Msg: "the automatic subscription's cause event is not in the thread"}

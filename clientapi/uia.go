@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
 )
 
@@ -150,8 +151,7 @@ func (a *API) uiaPassword(r *http.Request, auth *uiaAuth, userID string) error {
 		return err
 	}
 	if _, err := a.accounts.CheckPassword(r.Context(), userID, auth.Password); err != nil {
-		var he *httputil.Error
-		if !errors.As(err, &he) || he.Status != http.StatusForbidden {
+		if !errors.Is(err, accounts.ErrBadLogin) {
 			return err
 		}
 		a.logins.failed(keys)

@@ -5,6 +5,7 @@ import (
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/roomserver"
 )
 
@@ -33,7 +34,7 @@ func (a *API) upgradeRoom(r *http.Request, s *accounts.Session) (any, error) {
 		AdditionalCreators: req.AdditionalCreators, DisplayName: acc.DisplayName, AvatarURL: acc.AvatarURL,
 	})
 	if err != nil {
-		return nil, roomErr(err)
+		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"replacement_room": newRoom}, nil
 }

@@ -1,25 +1,20 @@
-// Package config holds the homeserver's settings: a plain struct with
+// Package config holds the homeserver's settings: a struct of sections with
 // defaults, a YAML file written on first start, environment overrides that win
-// over the file, and validation.
+// over the file, and validation. Files written before the sections existed
+// (flat keys at the top level) still load; see legacy.go.
 package config
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
-	"github.com/matrix-org/gomatrixserverlib/spec"
-	"gopkg.in/yaml.v3"
 
 	"matrixhs/internal/safenet"
 )
@@ -32,7 +27,8 @@ const (
 )
 
 // Environment variables that override the file. Other tools (conformance
-// suites, benchmarks) start the server through them: keep the names exact.
+// suites, benchmarks, deployment scripts) start the server through them:
+// keep the names exact.
 const (
 	EnvConfig                   = "MATRIX_CONFIG"
 	EnvDataDir                  = "MATRIX_DATA_DIR"
@@ -42,7 +38,156 @@ const (
 	EnvRegistration             = "MATRIX_REGISTRATION"
 	EnvRegistrationSharedSecret = "MATRIX_REGISTRATION_SHARED_SECRET"
 	EnvLogLevel                 = "MATRIX_LOG_LEVEL"
+
+	EnvFederation             = "MATRIX_FEDERATION" // enabled | disabled
+	EnvFederationListen       = "MATRIX_FEDERATION_LISTEN"
+	EnvTLSCert                = "MATRIX_TLS_CERT"
+	EnvTLSKey                 = "MATRIX_TLS_KEY"
+	EnvFederationCA           = "MATRIX_FEDERATION_CA"
+	EnvFederationAllowPrivate = "MATRIX_FEDERATION_ALLOW_PRIVATE"
 )
+
+// Config is the whole configuration, one field per section of the file.
+// Empty paths mean "the default under Server.DataDir".
+type Config struct {
+	Server       ServerConfig       `yaml:"server"`
+	Database     DatabaseConfig     `yaml:"database"`
+	Registration RegistrationConfig `yaml:"registration"`
+	Rooms        RoomsConfig        `yaml:"rooms"`
+	Media        MediaConfig        `yaml:"media"`
+	Push         PushConfig         `yaml:"push"`
+	VoIP         VoIPConfig         `yaml:"voip"`
+	Federation   FederationConfig   `yaml:"federation"`
+	Logging      LoggingConfig      `yaml:"logging"`
+	// ServerNotices configures messages from the server to its users
+	// (Synapse's server_notices block and key names).
+	ServerNotices ServerNotices `yaml:"server_notices"`
+	// Support is served as /.well-known/matrix/support (spec v1.10): who to
+	// contact about this server. Unset: 404.
+	Support *SupportInfo `yaml:"support,omitempty"`
+	// AppServiceConfigFiles are the registration files of application
+	// services (Synapse's top-level key, kept at the top level for good).
+	// Reserved: the paths are checked, the files are not read yet.
+	AppServiceConfigFiles []string `yaml:"app_service_config_files,omitempty"`
+
+	// Notices is what loading the file has to tell the admin (old flat keys
+	// read into their sections); the server logs them at startup.
+	Notices []Notice `yaml:"-"`
+}
+
+// ServerConfig is the "server" section: identity, addresses, the data dir
+// and the HTTP front door.
+type ServerConfig struct {
+	// Name is the domain in user IDs (@alice:name).
+	Name string `yaml:"server_name"`
+	// Listen is the client API address (host:port).
+	Listen        string `yaml:"listen"`
+	PublicBaseURL string `yaml:"public_baseurl,omitempty"`
+	// WellKnownServer, when set, is served as /.well-known/matrix/server
+	// (federation delegation, e.g. "example.org:443").
+	WellKnownServer string `yaml:"well_known_server,omitempty"`
+	DataDir         string `yaml:"data_dir,omitempty"`
+	SigningKeyPath  string `yaml:"signing_key_path,omitempty"`
+	// MaxRequestBodyBytes bounds every client-API JSON body.
+	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
+	// ShutdownTimeout bounds how long in-flight requests may take on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// TrustedProxies are the peers (CIDRs or addresses) whose forwarding
+	// headers are believed for the client's address (limits, last seen).
+	TrustedProxies []string   `yaml:"trusted_proxies"`
+	HTTP           HTTPConfig `yaml:"http"`
+}
+
+// HTTPConfig bounds HTTP connections. A request's headers must arrive within
+// ReadHeaderTimeout; its body within ReadBodyTimeout plus one second for
+// every 32 KiB its size allows (a 50 MiB upload gets ~27 minutes more); an
+// idle keep-alive connection is closed after IdleTimeout. Long-polls are not
+// limited: once its body is read a request may take as long as it needs. At
+// most MaxConnections are served at once; more wait to be accepted.
+type HTTPConfig struct {
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadBodyTimeout   time.Duration `yaml:"read_body_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxConnections    int           `yaml:"max_connections"`
+}
+
+// DatabaseConfig is the "database" section. PostgreSQL will add an engine
+// and a URL here; today the database is one SQLite file.
+type DatabaseConfig struct {
+	Path string `yaml:"path,omitempty"`
+}
+
+// RegistrationConfig is the "registration" section: who may sign up, and
+// how passwords and tokens of new and existing accounts are handled.
+type RegistrationConfig struct {
+	// Mode is disabled, token or open.
+	Mode string `yaml:"mode"`
+	// SharedSecret authenticates /_synapse/admin/v1/register.
+	SharedSecret string `yaml:"shared_secret"`
+	// RCRegistration limits new registration sessions per client address.
+	RCRegistration RateLimit `yaml:"rc_registration"`
+	// BcryptCost is the work factor of password hashes.
+	BcryptCost int `yaml:"bcrypt_cost"`
+	// RefreshableAccessTokenLifetime is the lifetime of access tokens issued
+	// together with a refresh token (clients that ask for refresh_token).
+	RefreshableAccessTokenLifetime time.Duration `yaml:"refreshable_access_token_lifetime"`
+}
+
+// RoomsConfig is the "rooms" section.
+type RoomsConfig struct {
+	DefaultRoomVersion string `yaml:"default_room_version"`
+}
+
+// MediaConfig is the "media" section: the media store, uploads, thumbnails
+// and URL previews.
+type MediaConfig struct {
+	Path string `yaml:"path,omitempty"`
+	// MaxUploadBytes bounds one media upload.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// QuotaBytesPerUser bounds the total size of a user's uploads (0: unlimited).
+	QuotaBytesPerUser int64 `yaml:"quota_bytes_per_user"`
+	// ThumbnailMemoryBytes is the memory thumbnailing may use at once, the
+	// decoded image and its reductions included; an image that alone needs
+	// more (judged from its header: size, bit depth, components) is stored
+	// without thumbnails. The default admits 4:2:0 JPEG photos up to 32
+	// megapixels, progressive ones of about 13.
+	ThumbnailMemoryBytes int64 `yaml:"thumbnail_memory_bytes"`
+	// URLPreviewEnabled turns on /preview_url, which makes the server fetch
+	// URLs that users send it.
+	URLPreviewEnabled bool `yaml:"url_preview_enabled"`
+	// URLPreviewIPRangeBlacklist adds ranges (CIDR) that previews never
+	// fetch from to the built-in list (loopback, private, link-local, ...);
+	// URLPreviewIPRangeWhitelist exempts ranges from both (Synapse's names).
+	URLPreviewIPRangeBlacklist []string `yaml:"url_preview_ip_range_blacklist,omitempty"`
+	URLPreviewIPRangeWhitelist []string `yaml:"url_preview_ip_range_whitelist,omitempty"`
+}
+
+// PushConfig is the "push" section. IPRangeBlacklist and IPRangeWhitelist
+// do for push gateways (hosts chosen by users) what the url_preview_* lists
+// do for previews. An internal push gateway needs its range whitelisted.
+type PushConfig struct {
+	IPRangeBlacklist []string `yaml:"ip_range_blacklist,omitempty"`
+	IPRangeWhitelist []string `yaml:"ip_range_whitelist,omitempty"`
+}
+
+// VoIPConfig is the "voip" section: TURN for calls (GET /voip/turnServer),
+// the TURN server URIs and the secret shared with it (coturn's
+// static-auth-secret); credentials are valid for TURNUserLifetime. Unset URIs
+// or secret: no TURN.
+type VoIPConfig struct {
+	TURNURIs         []string      `yaml:"turn_uris,omitempty"`
+	TURNSharedSecret string        `yaml:"turn_shared_secret,omitempty"`
+	TURNUserLifetime time.Duration `yaml:"turn_user_lifetime"`
+}
+
+// LoggingConfig is the "logging" section. MaxSizeMB and MaxFiles bound the
+// rotated log files under Dir.
+type LoggingConfig struct {
+	Level     string `yaml:"level"`
+	Dir       string `yaml:"dir,omitempty"`
+	MaxSizeMB int    `yaml:"max_size_mb"`
+	MaxFiles  int    `yaml:"max_files"`
+}
 
 // SupportInfo is the /.well-known/matrix/support document.
 type SupportInfo struct {
@@ -55,96 +200,6 @@ type SupportContact struct {
 	Role     string `yaml:"role" json:"role"` // m.role.admin or m.role.security
 	MatrixID string `yaml:"matrix_id,omitempty" json:"matrix_id,omitempty"`
 	Email    string `yaml:"email_address,omitempty" json:"email_address,omitempty"`
-}
-
-// Config is the whole configuration. Empty paths mean "the default under DataDir".
-type Config struct {
-	ServerName    string `yaml:"server_name"`
-	DataDir       string `yaml:"data_dir,omitempty"`
-	Listen        string `yaml:"listen"`
-	PublicBaseURL string `yaml:"public_baseurl,omitempty"`
-	// WellKnownServer, when set, is served as /.well-known/matrix/server
-	// (federation delegation, e.g. "example.org:443").
-	WellKnownServer string `yaml:"well_known_server,omitempty"`
-	// Support is served as /.well-known/matrix/support (spec v1.10): who to
-	// contact about this server. Unset: 404.
-	Support *SupportInfo `yaml:"support,omitempty"`
-
-	DatabasePath   string `yaml:"database_path,omitempty"`
-	MediaPath      string `yaml:"media_path,omitempty"`
-	SigningKeyPath string `yaml:"signing_key_path,omitempty"`
-	LogDir         string `yaml:"log_dir,omitempty"`
-	LogLevel       string `yaml:"log_level"`
-	// LogMaxSizeMB and LogMaxFiles bound the rotated log files under LogDir.
-	LogMaxSizeMB int `yaml:"log_max_size_mb"`
-	LogMaxFiles  int `yaml:"log_max_files"`
-
-	Registration             string `yaml:"registration"`
-	RegistrationSharedSecret string `yaml:"registration_shared_secret"`
-
-	DefaultRoomVersion string `yaml:"default_room_version"`
-
-	// MaxRequestBodyBytes bounds every client-API JSON body.
-	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
-	// BcryptCost is the work factor of password hashes.
-	BcryptCost int `yaml:"bcrypt_cost"`
-	// RefreshableAccessTokenLifetime is the lifetime of access tokens issued
-	// together with a refresh token (clients that ask for refresh_token).
-	RefreshableAccessTokenLifetime time.Duration `yaml:"refreshable_access_token_lifetime"`
-	// ShutdownTimeout bounds how long in-flight requests may take on SIGTERM.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-
-	// HTTP connections. A request's headers must arrive within
-	// HTTPReadHeaderTimeout; its body within HTTPReadBodyTimeout plus one
-	// second for every 32 KiB its size allows (a 50 MiB upload gets ~27
-	// minutes more); an idle keep-alive connection is closed after
-	// HTTPIdleTimeout. Long-polls are not limited: once its body is read a
-	// request may take as long as it needs. At most HTTPMaxConnections are
-	// served at once; more wait to be accepted.
-	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
-	HTTPReadBodyTimeout   time.Duration `yaml:"http_read_body_timeout"`
-	HTTPIdleTimeout       time.Duration `yaml:"http_idle_timeout"`
-	HTTPMaxConnections    int           `yaml:"http_max_connections"`
-
-	// MaxUploadBytes bounds one media upload.
-	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
-	// ThumbnailMemoryBytes is the memory thumbnailing may use at once, the
-	// decoded image and its reductions included; an image that alone needs
-	// more (judged from its header: size, bit depth, components) is stored
-	// without thumbnails. The default admits 4:2:0 JPEG photos up to 32
-	// megapixels, progressive ones of about 13.
-	ThumbnailMemoryBytes int64 `yaml:"thumbnail_memory_bytes"`
-	// MediaQuotaBytesPerUser bounds the total size of a user's uploads (0: unlimited).
-	MediaQuotaBytesPerUser int64 `yaml:"media_quota_bytes_per_user"`
-	// URLPreviewEnabled turns on /preview_url, which makes the server fetch
-	// URLs that users send it.
-	URLPreviewEnabled bool `yaml:"url_preview_enabled"`
-	// URLPreviewIPRangeBlacklist adds ranges (CIDR) that previews never
-	// fetch from to the built-in list (loopback, private, link-local, ...);
-	// URLPreviewIPRangeWhitelist exempts ranges from both (Synapse's names).
-	URLPreviewIPRangeBlacklist []string `yaml:"url_preview_ip_range_blacklist,omitempty"`
-	URLPreviewIPRangeWhitelist []string `yaml:"url_preview_ip_range_whitelist,omitempty"`
-	// IPRangeBlacklist and IPRangeWhitelist do the same for the server's
-	// other outbound requests to user-chosen hosts: push gateways. An
-	// internal push gateway needs its range whitelisted.
-	IPRangeBlacklist []string `yaml:"ip_range_blacklist,omitempty"`
-	IPRangeWhitelist []string `yaml:"ip_range_whitelist,omitempty"`
-
-	// TURN for VoIP calls (GET /voip/turnServer): the TURN server URIs and
-	// the secret shared with it (coturn's static-auth-secret); credentials
-	// are valid for TURNUserLifetime. Unset URIs or secret: no TURN.
-	TURNURIs         []string      `yaml:"turn_uris,omitempty"`
-	TURNSharedSecret string        `yaml:"turn_shared_secret,omitempty"`
-	TURNUserLifetime time.Duration `yaml:"turn_user_lifetime"`
-
-	// TrustedProxies are the peers (CIDRs or addresses) whose forwarding
-	// headers are believed for the client's address (limits, last seen).
-	TrustedProxies []string `yaml:"trusted_proxies"`
-	// RCRegistration limits new registration sessions per client address.
-	RCRegistration RateLimit `yaml:"rc_registration"`
-	// ServerNotices configures messages from the server to its users
-	// (Synapse's server_notices block and key names).
-	ServerNotices ServerNotices `yaml:"server_notices"`
 }
 
 // ServerNotices configures server notices: the user they come from and the
@@ -166,35 +221,42 @@ func (c *Config) ServerNoticesUserID() string {
 	if c.ServerNotices.SystemMXIDLocalpart == "" {
 		return ""
 	}
-	return "@" + c.ServerNotices.SystemMXIDLocalpart + ":" + c.ServerName
+	return "@" + c.ServerNotices.SystemMXIDLocalpart + ":" + c.Server.Name
 }
 
-// Default returns the built-in defaults. DataDir is left for Resolve to fill.
+// Default returns the built-in defaults. DataDir is left for Load to fill.
 func Default() Config {
 	return Config{
-		ServerName:                     "matrix.local",
-		Listen:                         "0.0.0.0:8008",
-		LogLevel:                       "info",
-		LogMaxSizeMB:                   20,
-		LogMaxFiles:                    5,
-		Registration:                   RegistrationDisabled,
-		DefaultRoomVersion:             string(gomatrixserverlib.RoomVersionV11),
-		MaxRequestBodyBytes:            8 << 20,
-		BcryptCost:                     10,
-		RefreshableAccessTokenLifetime: 5 * time.Minute,
-		ShutdownTimeout:                10 * time.Second,
-		HTTPReadHeaderTimeout:          20 * time.Second,
-		HTTPReadBodyTimeout:            60 * time.Second,
-		HTTPIdleTimeout:                90 * time.Second,
-		HTTPMaxConnections:             1000,
-		MaxUploadBytes:                 50 << 20,
-		ThumbnailMemoryBytes:           100 << 20,
-		TURNUserLifetime:               time.Hour,
-		TrustedProxies:                 DefaultTrustedProxies(),
-		// Synapse's sustained rate; a burst of 50 rather than its 3, so a
-		// group signing up behind one NAT and conformance suites (dozens of
-		// users from one address) pass.
-		RCRegistration: RateLimit{PerSecond: 0.17, BurstCount: 50},
+		Server: ServerConfig{
+			Name:                "matrix.local",
+			Listen:              "0.0.0.0:8008",
+			MaxRequestBodyBytes: 8 << 20,
+			ShutdownTimeout:     10 * time.Second,
+			TrustedProxies:      DefaultTrustedProxies(),
+			HTTP: HTTPConfig{
+				ReadHeaderTimeout: 20 * time.Second,
+				ReadBodyTimeout:   60 * time.Second,
+				IdleTimeout:       90 * time.Second,
+				MaxConnections:    1000,
+			},
+		},
+		Registration: RegistrationConfig{
+			Mode: RegistrationDisabled,
+			// Synapse's sustained rate; a burst of 50 rather than its 3, so a
+			// group signing up behind one NAT and conformance suites (dozens
+			// of users from one address) pass.
+			RCRegistration:                 RateLimit{PerSecond: 0.17, BurstCount: 50},
+			BcryptCost:                     10,
+			RefreshableAccessTokenLifetime: 5 * time.Minute,
+		},
+		Rooms: RoomsConfig{DefaultRoomVersion: string(gomatrixserverlib.RoomVersionV11)},
+		Media: MediaConfig{
+			MaxUploadBytes:       50 << 20,
+			ThumbnailMemoryBytes: 100 << 20,
+		},
+		VoIP:       VoIPConfig{TURNUserLifetime: time.Hour},
+		Federation: DefaultFederation(),
+		Logging:    LoggingConfig{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		ServerNotices: ServerNotices{
 			SystemMXIDLocalpart:   "_server",
 			SystemMXIDDisplayName: "Server Notices",
@@ -228,7 +290,8 @@ type Getenv func(string) string
 // Load resolves the data dir and config path, reads the config file (writing
 // a fresh one with a random shared secret when it does not exist), applies
 // the environment overrides and validates the result. The returned path is
-// the config file that was read or written.
+// the config file that was read or written; cfg.Notices holds what the
+// server should log about the file (old keys).
 func Load(getenv Getenv) (*Config, string, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -252,7 +315,7 @@ func Load(getenv Getenv) (*Config, string, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, path, fmt.Errorf("creating config dir: %w", err)
 		}
-		generated, err := Generate(cfg.ServerName)
+		generated, err := Generate(cfg.Server.Name)
 		if err != nil {
 			return nil, path, err
 		}
@@ -265,170 +328,64 @@ func Load(getenv Getenv) (*Config, string, error) {
 	default:
 		return nil, path, fmt.Errorf("reading config: %w", err)
 	}
-	if cfg.DataDir == "" || getenv(EnvDataDir) != "" {
-		cfg.DataDir = dataDir
+	if cfg.Server.DataDir == "" || getenv(EnvDataDir) != "" {
+		cfg.Server.DataDir = dataDir
 	}
-	cfg.applyEnv(getenv)
+	if err := cfg.applyEnv(getenv); err != nil {
+		return nil, path, err
+	}
 	cfg.fillPaths()
 	if err := cfg.Validate(); err != nil {
-		return nil, path, fmt.Errorf("config %s: %w", path, err)
+		return nil, path, fmt.Errorf("config %s: %w%s", path, err, cfg.noticeHint())
 	}
 	return &cfg, path, nil
 }
 
-// Parse reads YAML over cfg, refusing unknown keys so typos are caught.
-func Parse(raw []byte, cfg *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	// An empty file means "all defaults".
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return err
+// noticeHint reminds the admin, when the file is rejected, which of its old
+// keys were read under new names (the errors name the new ones).
+func (c *Config) noticeHint() string {
+	if len(c.Notices) == 0 {
+		return ""
 	}
-	return nil
-}
-
-func (c *Config) applyEnv(getenv Getenv) {
-	set := func(dst *string, name string) {
-		if v := getenv(name); v != "" {
-			*dst = v
-		}
+	moved := make([]string, len(c.Notices))
+	for i, n := range c.Notices {
+		moved[i] = n.Key + " -> " + n.NewKey
 	}
-	set(&c.ServerName, EnvServerName)
-	set(&c.Listen, EnvListen)
-	set(&c.PublicBaseURL, EnvPublicBaseURL)
-	set(&c.Registration, EnvRegistration)
-	set(&c.RegistrationSharedSecret, EnvRegistrationSharedSecret)
-	set(&c.LogLevel, EnvLogLevel)
+	return "\n(old keys in this file were read as: " + strings.Join(moved, ", ") + ")"
 }
 
 func (c *Config) fillPaths() {
-	def := func(p *string, name string) {
+	under := func(p *string, def string) {
 		if *p == "" {
-			*p = filepath.Join(c.DataDir, name)
-		} else if !filepath.IsAbs(*p) {
-			*p = filepath.Join(c.DataDir, *p)
+			*p = def
+		}
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(c.Server.DataDir, *p)
 		}
 	}
-	def(&c.DatabasePath, "homeserver.db")
-	def(&c.MediaPath, "media")
-	def(&c.SigningKeyPath, "signing.key")
-	def(&c.LogDir, "logs")
-}
-
-// Validate checks every field and reports all problems at once.
-func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(c.ServerName)); !ok {
-		bad("server_name %q is not a valid server name (host or host:port)", c.ServerName)
-	}
-	if c.Support != nil {
-		if len(c.Support.Contacts) == 0 && c.Support.Page == "" {
-			bad("support needs contacts or a support_page")
-		}
-		for _, ct := range c.Support.Contacts {
-			if ct.Role == "" || (ct.MatrixID == "" && ct.Email == "") {
-				bad("each support contact needs a role and a matrix_id or email_address")
-			}
+	under(&c.Database.Path, "homeserver.db")
+	under(&c.Media.Path, "media")
+	under(&c.Server.SigningKeyPath, "signing.key")
+	under(&c.Logging.Dir, "logs")
+	under(&c.Federation.TLSCert, "")
+	under(&c.Federation.TLSKey, "")
+	under(&c.Federation.ExtraCAFile, "")
+	for i, p := range c.AppServiceConfigFiles {
+		// Blank entries and directories stay as written for Validate to name.
+		if strings.TrimSpace(p) != "" && !strings.HasSuffix(p, "/") {
+			under(&c.AppServiceConfigFiles[i], "")
 		}
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen %q must be host:port: %v", c.Listen, err)
-	}
-	if c.PublicBaseURL != "" {
-		u, err := url.Parse(c.PublicBaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("public_baseurl %q must be an absolute http(s) URL", c.PublicBaseURL)
-		}
-	}
-	switch c.Registration {
-	case RegistrationDisabled, RegistrationToken, RegistrationOpen:
-	default:
-		bad("registration %q must be one of disabled, token, open", c.Registration)
-	}
-	switch c.LogLevel {
-	case "trace", "debug", "info", "warn", "warning", "error":
-	default:
-		bad("log_level %q must be one of trace, debug, info, warn, error", c.LogLevel)
-	}
-	if !SupportedRoomVersion(c.DefaultRoomVersion) {
-		bad("default_room_version %q is not a room version this server supports", c.DefaultRoomVersion)
-	}
-	if c.MaxRequestBodyBytes < 64<<10 {
-		bad("max_request_body_bytes %d is below the 64 KiB a single event may need", c.MaxRequestBodyBytes)
-	}
-	if c.BcryptCost < 4 || c.BcryptCost > 31 {
-		bad("bcrypt_cost %d must be between 4 and 31", c.BcryptCost)
-	}
-	if c.RefreshableAccessTokenLifetime < time.Second {
-		bad("refreshable_access_token_lifetime %s must be at least 1s", c.RefreshableAccessTokenLifetime)
-	}
-	if c.LogMaxSizeMB < 1 || c.LogMaxFiles < 1 {
-		bad("log_max_size_mb and log_max_files must be at least 1")
-	}
-	if c.ShutdownTimeout < 0 {
-		bad("shutdown_timeout must not be negative")
-	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"http_read_header_timeout", c.HTTPReadHeaderTimeout}, {"http_read_body_timeout", c.HTTPReadBodyTimeout},
-		{"http_idle_timeout", c.HTTPIdleTimeout},
-	} {
-		if d.v < 100*time.Millisecond {
-			bad("%s %s must be at least 100ms", d.key, d.v)
-		}
-	}
-	if c.HTTPMaxConnections < 1 {
-		bad("http_max_connections %d must be at least 1", c.HTTPMaxConnections)
-	}
-	if c.MaxUploadBytes < 1 {
-		bad("max_upload_bytes %d must be at least 1", c.MaxUploadBytes)
-	}
-	if c.ThumbnailMemoryBytes < 16<<20 {
-		bad("thumbnail_memory_bytes %d must be at least 16 MiB (16777216)", c.ThumbnailMemoryBytes)
-	}
-	if c.MediaQuotaBytesPerUser < 0 {
-		bad("media_quota_bytes_per_user %d must not be negative (0: unlimited)", c.MediaQuotaBytesPerUser)
-	}
-	for _, r := range []struct {
-		key  string
-		list []string
-	}{
-		{"url_preview_ip_range_blacklist", c.URLPreviewIPRangeBlacklist}, {"url_preview_ip_range_whitelist", c.URLPreviewIPRangeWhitelist},
-		{"ip_range_blacklist", c.IPRangeBlacklist}, {"ip_range_whitelist", c.IPRangeWhitelist},
-	} {
-		if _, err := safenet.ParsePrefixes(r.list); err != nil {
-			bad("%s: %v", r.key, err)
-		}
-	}
-	for _, u := range c.TURNURIs {
-		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
-			bad("turn_uris entry %q must be a turn:, turns: or stun: URI", u)
-		}
-	}
-	if c.TURNUserLifetime < time.Second {
-		bad("turn_user_lifetime %s must be at least 1s", c.TURNUserLifetime)
-	}
-	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
-		bad("trusted_proxies: %v", err)
-	}
-	if err := c.RCRegistration.validate("rc_registration"); err != nil {
-		bad("%v", err)
-	}
-	c.validateServerNotices(bad)
-	return errors.Join(errs...)
 }
 
 // PreviewFilter is the address filter of URL previews.
 func (c *Config) PreviewFilter() *safenet.Filter {
-	return filter(c.URLPreviewIPRangeBlacklist, c.URLPreviewIPRangeWhitelist)
+	return filter(c.Media.URLPreviewIPRangeBlacklist, c.Media.URLPreviewIPRangeWhitelist)
 }
 
 // OutboundFilter is the address filter of push gateway requests.
 func (c *Config) OutboundFilter() *safenet.Filter {
-	return filter(c.IPRangeBlacklist, c.IPRangeWhitelist)
+	return filter(c.Push.IPRangeBlacklist, c.Push.IPRangeWhitelist)
 }
 
 // filter builds an address filter from validated range lists.
@@ -441,8 +398,8 @@ func filter(deny, allow []string) *safenet.Filter {
 // BaseURL is the public client-API URL: the configured one, else derived from
 // the request's host and scheme.
 func (c *Config) BaseURL(host string, https bool) string {
-	if c.PublicBaseURL != "" {
-		return strings.TrimRight(c.PublicBaseURL, "/") + "/"
+	if c.Server.PublicBaseURL != "" {
+		return strings.TrimRight(c.Server.PublicBaseURL, "/") + "/"
 	}
 	scheme := "http"
 	if https {
@@ -476,27 +433,4 @@ func writeNew(path string, content []byte) error {
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-// validateServerNotices checks the server_notices block.
-func (c *Config) validateServerNotices(bad func(string, ...any)) {
-	n := c.ServerNotices
-	if n.SystemMXIDLocalpart != "" && !validLocalpart(n.SystemMXIDLocalpart) {
-		bad("server_notices.system_mxid_localpart %q may only contain a-z, 0-9 and ._=-/+", n.SystemMXIDLocalpart)
-	}
-	for key, u := range map[string]string{"system_mxid_avatar_url": n.SystemMXIDAvatarURL, "room_avatar_url": n.RoomAvatarURL} {
-		if u != "" && !strings.HasPrefix(u, "mxc://") {
-			bad("server_notices.%s %q must be an mxc:// URL", key, u)
-		}
-	}
-}
-
-// validLocalpart checks a user ID localpart against the spec's grammar.
-func validLocalpart(s string) bool {
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("._=-/+", c)) {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -57,8 +57,8 @@ func ParsePrefixes(entries []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// TrustedProxyPrefixes is trusted_proxies parsed (Validate has checked it).
+// TrustedProxyPrefixes is server.trusted_proxies parsed (Validate has checked it).
 func (c *Config) TrustedProxyPrefixes() []netip.Prefix {
-	p, _ := ParsePrefixes(c.TrustedProxies)
+	p, _ := ParsePrefixes(c.Server.TrustedProxies)
 	return p
 }

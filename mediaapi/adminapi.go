@@ -14,28 +14,9 @@ import (
 // The media part of the Synapse-compatible admin API: list a user's uploads,
 // delete one. Server admins only.
 
-func (m *Media) adminRoutes(r *mux.Router) {
-	r.Handle("/_synapse/admin/v1/users/{userId}/media", m.admin(m.adminUserMedia)).Methods(http.MethodGet)
-	r.Handle("/_synapse/admin/v1/media/{serverName}/{mediaId}", m.admin(m.adminDeleteMedia)).Methods(http.MethodDelete)
-}
-
-// admin is auth for server admins, answering JSON.
-func (m *Media) admin(h func(r *http.Request, s *accounts.Session) (any, error)) http.Handler {
-	return m.auth(func(w http.ResponseWriter, r *http.Request, s *accounts.Session) error {
-		acc, err := m.db.Account(r.Context(), s.UserID)
-		if err != nil {
-			return err
-		}
-		if !acc.IsAdmin {
-			return httputil.Forbidden("You are not a server admin")
-		}
-		body, err := h(r, s)
-		if err != nil {
-			return err
-		}
-		httputil.WriteJSON(w, http.StatusOK, body)
-		return nil
-	})
+func (m *Media) adminRoutes(rt *httputil.Router) {
+	rt.Exact(http.MethodGet, "/_synapse/admin/v1/users/{userId}/media", m.authn.AdminJSON(m.adminUserMedia))
+	rt.Exact(http.MethodDelete, "/_synapse/admin/v1/media/{serverName}/{mediaId}", m.authn.AdminJSON(m.adminDeleteMedia))
 }
 
 func (m *Media) adminUserMedia(r *http.Request, _ *accounts.Session) (any, error) {

@@ -17,11 +17,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
@@ -50,32 +50,31 @@ func newTestEnv(t testing.TB, mod func(*config.Config), opts Options) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
-	cfg.ServerName = "media.test"
-	cfg.DataDir = dir
-	cfg.MediaPath = filepath.Join(dir, "media")
-	cfg.DatabasePath = filepath.Join(dir, "hs.db")
-	cfg.BcryptCost = 4
+	cfg.Server.Name = "media.test"
+	cfg.Server.DataDir = dir
+	cfg.Media.Path = filepath.Join(dir, "media")
+	cfg.Database.Path = filepath.Join(dir, "hs.db")
+	cfg.Registration.BcryptCost = 4
 	if mod != nil {
 		mod(&cfg)
 	}
-	db, err := storage.Open(context.Background(), cfg.DatabasePath)
+	db, err := storage.Open(context.Background(), cfg.Database.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc := accounts.New(db, accounts.Options{ServerName: cfg.ServerName, BcryptCost: 4})
+	acc := accounts.New(db, accounts.Options{ServerName: cfg.Server.Name, BcryptCost: 4})
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	if os.Getenv("TEST_SERVER_LOGS") != "" {
 		log.SetOutput(os.Stderr)
 	}
-	m, err := New(&cfg, db, acc, log, opts)
+	m, err := New(&cfg, db, auth.New(acc), log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
-	m.Routes(r)
-	r.NotFoundHandler = httputil.Handler(func(*http.Request) (any, error) { return nil, httputil.Unrecognized("Unrecognized request") })
-	srv := httptest.NewServer(httputil.Outer(r, log, cfg.MaxRequestBodyBytes))
+	rt := httputil.NewRouter()
+	m.Register(rt)
+	srv := httptest.NewServer(httputil.Outer(rt, log, cfg.Server.MaxRequestBodyBytes))
 	e := &testEnv{m: m, db: db, acc: acc, cfg: &cfg, srv: srv}
 	t.Cleanup(func() {
 		srv.Close()
@@ -197,7 +196,7 @@ func decodeSource(rs io.ReadSeeker) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	if in.decodeBytes > config.Default().ThumbnailMemoryBytes {
+	if in.decodeBytes > config.Default().Media.ThumbnailMemoryBytes {
 		return nil, fmt.Errorf("%w: decoding needs %d MiB", errImageTooLarge, in.decodeBytes>>20)
 	}
 	return decodeProbed(rs, in)

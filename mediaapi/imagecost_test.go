@@ -326,7 +326,7 @@ func largestAccepted(depth, colorType byte, interlaced bool) int {
 		mid := (lo + hi + 1) / 2
 		in, err := probe(bytes.NewReader(headerPNG(mid, depth, colorType, interlaced)))
 		if err == nil {
-			_, _, err = admit(in, standardSizes, config.Default().ThumbnailMemoryBytes)
+			_, _, err = admit(in, standardSizes, config.Default().Media.ThumbnailMemoryBytes)
 		}
 		if err == nil {
 			lo = mid
@@ -390,7 +390,7 @@ func BenchmarkThumbnailWorstAccepted(b *testing.B) {
 func TestThumbnailMemoryBudgetIsConfigurable(t *testing.T) {
 	img := flatPNG(t, 2000, 2000, 8, 2, false) // 16 MB as RGBA, 21 MB with its reductions
 	for budget, want := range map[int64]int{16 << 20: storage.ThumbTooLarge, 100 << 20: storage.ThumbOK} {
-		e := newTestEnv(t, func(c *config.Config) { c.ThumbnailMemoryBytes = budget }, Options{})
+		e := newTestEnv(t, func(c *config.Config) { c.Media.ThumbnailMemoryBytes = budget }, Options{})
 		id := e.uploadImage(t, img)
 		e.m.Wait()
 		if med, err := e.db.Media(context.Background(), "media.test", id); err != nil || int(med.ThumbState) != want {

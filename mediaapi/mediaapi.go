@@ -11,18 +11,18 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/matrixerr"
 	"matrixhs/storage"
 )
 
@@ -51,7 +51,7 @@ type Media struct {
 	// thumbMemory is the memory thumbnailing may use at once.
 	thumbMemory int64
 	db          *storage.DB
-	accounts    *accounts.Service
+	authn       *auth.Auth
 	store       *Store
 	log         logrus.FieldLogger
 	now         func() time.Time
@@ -67,18 +67,18 @@ type Media struct {
 }
 
 // New opens the media store and builds the API.
-func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.FieldLogger, opts Options) (*Media, error) {
-	store, err := OpenStore(cfg.MediaPath)
+func New(cfg *config.Config, db *storage.DB, authn *auth.Auth, log logrus.FieldLogger, opts Options) (*Media, error) {
+	store, err := OpenStore(cfg.Media.Path)
 	if err != nil {
 		return nil, err
 	}
 	m := &Media{
-		serverName:  cfg.ServerName,
-		maxUpload:   cfg.MaxUploadBytes,
-		thumbMemory: cfg.ThumbnailMemoryBytes,
-		quota:       cfg.MediaQuotaBytesPerUser,
+		serverName:  cfg.Server.Name,
+		maxUpload:   cfg.Media.MaxUploadBytes,
+		thumbMemory: cfg.Media.ThumbnailMemoryBytes,
+		quota:       cfg.Media.QuotaBytesPerUser,
 		db:          db,
-		accounts:    acc,
+		authn:       authn,
 		store:       store,
 		log:         log,
 		now:         opts.Now,
@@ -88,7 +88,7 @@ func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, log logrus.F
 	}
 	m.waiters.m = map[string]*waiter{}
 	m.thumbs = newThumbnailer(m)
-	if cfg.URLPreviewEnabled {
+	if cfg.Media.URLPreviewEnabled {
 		m.previews = newPreviewer(m, cfg.PreviewFilter())
 	}
 	return m, nil
@@ -123,66 +123,48 @@ func (m *Media) background(f func()) {
 	}()
 }
 
-// Routes registers every media endpoint on r (the client API's router, so
-// unknown paths and wrong methods get its M_UNRECOGNIZED answers).
-func (m *Media) Routes(r *mux.Router) {
+// Register adds every media endpoint to the server's route table.
+func (m *Media) Register(rt *httputil.Router) {
 	get := []string{http.MethodGet, http.MethodHead}
 	legacy := []string{"/_matrix/media/v3", "/_matrix/media/r0"}
 	authed := "/_matrix/client/v1/media"
 	for _, p := range legacy {
 		// Uploads stay under /_matrix/media (spec v1.11) and need a token.
-		r.Handle(p+"/upload", m.auth(m.upload)).Methods(http.MethodPost)
+		rt.Handle(p+"/upload", m.auth(m.upload), http.MethodPost)
 		// Deprecated unauthenticated downloads.
-		r.Handle(p+"/download/{serverName}/{mediaId}", m.noAuth(m.download)).Methods(get...)
-		r.Handle(p+"/download/{serverName}/{mediaId}/{fileName}", m.noAuth(m.download)).Methods(get...)
-		r.Handle(p+"/thumbnail/{serverName}/{mediaId}", m.noAuth(m.thumbnail)).Methods(get...)
+		rt.Handle(p+"/download/{serverName}/{mediaId}", m.noAuth(m.download), get...)
+		rt.Handle(p+"/download/{serverName}/{mediaId}/{fileName}", m.noAuth(m.download), get...)
+		rt.Handle(p+"/thumbnail/{serverName}/{mediaId}", m.noAuth(m.thumbnail), get...)
 		// The spec gives these two a token requirement even on the old paths.
-		r.Handle(p+"/config", m.auth(m.config)).Methods(http.MethodGet)
-		r.Handle(p+"/preview_url", m.previewRoute()).Methods(http.MethodGet)
+		rt.Handle(p+"/config", m.auth(m.config), http.MethodGet)
+		rt.Handle(p+"/preview_url", m.previewRoute(), http.MethodGet)
 	}
-	r.Handle("/_matrix/media/v3/upload/{serverName}/{mediaId}", m.auth(m.uploadToMXC)).Methods(http.MethodPut)
-	r.Handle("/_matrix/media/v1/create", m.auth(m.createMXC)).Methods(http.MethodPost)
+	rt.Handle("/_matrix/media/v3/upload/{serverName}/{mediaId}", m.auth(m.uploadToMXC), http.MethodPut)
+	rt.Handle("/_matrix/media/v1/create", m.auth(m.createMXC), http.MethodPost)
 
-	r.Handle(authed+"/download/{serverName}/{mediaId}", m.auth(m.download)).Methods(get...)
-	r.Handle(authed+"/download/{serverName}/{mediaId}/{fileName}", m.auth(m.download)).Methods(get...)
-	r.Handle(authed+"/thumbnail/{serverName}/{mediaId}", m.auth(m.thumbnail)).Methods(get...)
-	r.Handle(authed+"/config", m.auth(m.config)).Methods(http.MethodGet)
-	r.Handle(authed+"/preview_url", m.previewRoute()).Methods(http.MethodGet)
-	m.adminRoutes(r)
+	rt.Handle(authed+"/download/{serverName}/{mediaId}", m.auth(m.download), get...)
+	rt.Handle(authed+"/download/{serverName}/{mediaId}/{fileName}", m.auth(m.download), get...)
+	rt.Handle(authed+"/thumbnail/{serverName}/{mediaId}", m.auth(m.thumbnail), get...)
+	rt.Handle(authed+"/config", m.auth(m.config), http.MethodGet)
+	rt.Handle(authed+"/preview_url", m.previewRoute(), http.MethodGet)
+	m.adminRoutes(rt)
 }
 
 // handler is a media endpoint: it writes its own response (bytes or JSON)
 // and returns an error only when it wrote nothing.
 type handler func(w http.ResponseWriter, r *http.Request, s *accounts.Session) error
 
-// auth requires an access token, like the client API's endpoints.
-func (m *Media) auth(h handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := httputil.AccessToken(r)
-		if token == "" {
-			httputil.WriteError(w, r, httputil.MissingToken("Missing access token"))
-			return
-		}
-		sess, err := m.accounts.Authenticate(r.Context(), token)
-		if err != nil {
-			httputil.WriteError(w, r, err)
-			return
-		}
-		m.accounts.Touch(r.Context(), sess, httputil.ClientIP(r))
-		if err := h(w, r, sess); err != nil {
-			httputil.WriteError(w, r, err)
-		}
-	})
+func (h handler) serve(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r, auth.Session(r.Context())); err != nil {
+		httputil.WriteError(w, r, matrixerr.From(err))
+	}
 }
 
+// auth serves h to authenticated users (the server's one middleware).
+func (m *Media) auth(h handler) http.Handler { return m.authn.Require(http.HandlerFunc(h.serve)) }
+
 // noAuth serves a deprecated endpoint that needs no token.
-func (m *Media) noAuth(h handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r, nil); err != nil {
-			httputil.WriteError(w, r, err)
-		}
-	})
-}
+func (m *Media) noAuth(h handler) http.Handler { return http.HandlerFunc(h.serve) }
 
 // config serves GET /_matrix/client/v1/media/config (and the deprecated
 // /_matrix/media/v3/config).
@@ -191,21 +173,10 @@ func (m *Media) config(w http.ResponseWriter, _ *http.Request, _ *accounts.Sessi
 	return nil
 }
 
-// pathVar returns a decoded path variable (routes match encoded paths).
-func pathVar(r *http.Request, name string) string {
-	v := mux.Vars(r)[name]
-	if d, err := url.PathUnescape(v); err == nil {
-		return d
-	}
-	return v
-}
+func pathVar(r *http.Request, name string) string { return httputil.PathVar(r, name) }
 
-// optionalVar returns a decoded path variable and whether the matched route has it.
 func optionalVar(r *http.Request, name string) (string, bool) {
-	if _, ok := mux.Vars(r)[name]; !ok {
-		return "", false
-	}
-	return pathVar(r, name), true
+	return httputil.OptionalPathVar(r, name)
 }
 
 // newMediaID returns 144 random bits in the spec's media ID alphabet

@@ -41,7 +41,7 @@ func countingListener(t *testing.T) (string, *atomic.Int32) {
 }
 
 func TestPreviewRefusesInternalAddresses(t *testing.T) {
-	e := newTestEnv(t, func(c *config.Config) { c.URLPreviewEnabled = true }, Options{})
+	e := newTestEnv(t, func(c *config.Config) { c.Media.URLPreviewEnabled = true }, Options{})
 	addr, hits := countingListener(t)
 	_, port, _ := net.SplitHostPort(addr)
 	for _, target := range []string{
@@ -124,8 +124,8 @@ func TestPreviewParsesPages(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	e := newTestEnv(t, func(c *config.Config) {
-		c.URLPreviewEnabled = true
-		c.URLPreviewIPRangeWhitelist = []string{"127.0.0.1/32"}
+		c.Media.URLPreviewEnabled = true
+		c.Media.URLPreviewIPRangeWhitelist = []string{"127.0.0.1/32"}
 	}, Options{})
 	get := func(path string) (map[string]any, error) {
 		u, err := url.Parse(srv.URL + path)

@@ -118,7 +118,7 @@ func TestMiscCommands(t *testing.T) {
 		t.Fatalf("unknown command: %d %q", code, errOut)
 	}
 	code, out, _ := cli(t, "", "generate-config", "-server-name", "example.org")
-	if code != 0 || !strings.Contains(out, "server_name: example.org") || !strings.Contains(out, "registration_shared_secret: ") {
+	if code != 0 || !strings.Contains(out, "server_name: example.org") || !strings.Contains(out, "shared_secret: ") {
 		t.Fatalf("generate-config: %q", out)
 	}
 	dst := filepath.Join(t.TempDir(), "hs.yaml")

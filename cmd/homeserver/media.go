@@ -41,12 +41,12 @@ func cmdMedia(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	db, err := storage.Open(ctx, cfg.DatabasePath)
+	db, err := storage.Open(ctx, cfg.Database.Path)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	store, err := mediaapi.OpenStore(cfg.MediaPath)
+	store, err := mediaapi.OpenStore(cfg.Media.Path)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func cmdMedia(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		opts := mediaapi.PurgeOptions{UserID: *user}
 		if opts.UserID != "" && !strings.HasPrefix(opts.UserID, "@") {
-			opts.UserID = "@" + strings.ToLower(opts.UserID) + ":" + cfg.ServerName
+			opts.UserID = "@" + strings.ToLower(opts.UserID) + ":" + cfg.Server.Name
 		}
 		if *olderThan > 0 {
 			opts.Before = now.Add(-*olderThan)

@@ -51,7 +51,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 // cmdGenerateConfig writes a fresh commented config file.
 func cmdGenerateConfig(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("generate-config", flag.ContinueOnError)
-	serverName := fs.String("server-name", config.Default().ServerName, "server name (the domain in user IDs)")
+	serverName := fs.String("server-name", config.Default().Server.Name, "server name (the domain in user IDs)")
 	output := fs.String("output", "", "file to write (never overwritten); stdout when empty")
 	if err := fs.Parse(args); err != nil {
 		return err

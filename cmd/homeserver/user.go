@@ -26,12 +26,12 @@ func offline(ctx context.Context) (*storage.DB, *accounts.Service, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := storage.Open(ctx, cfg.DatabasePath)
+	db, err := storage.Open(ctx, cfg.Database.Path)
 	if err != nil {
 		return nil, nil, err
 	}
 	return db, accounts.New(db, accounts.Options{
-		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
+		ServerName: cfg.Server.Name, BcryptCost: cfg.Registration.BcryptCost, RefreshLifetime: cfg.Registration.RefreshableAccessTokenLifetime,
 	}), nil
 }
 

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 
@@ -78,15 +77,15 @@ func (s *Service) ParseLocalUser(id string) (string, error) {
 	if strings.HasPrefix(id, "@") {
 		local, domain, ok := strings.Cut(id[1:], ":")
 		if !ok {
-			return "", httputil.InvalidUsername("user ID %q has no server name", id)
+			return "", refuse(ErrInvalidUsername, "user ID %q has no server name", id)
 		}
 		if domain != s.serverName {
-			return "", httputil.Forbidden("user %s is not a user of this server", id)
+			return "", refuse(ErrNotLocal, "user %s is not a user of this server", id)
 		}
 		id = local
 	}
 	if id == "" {
-		return "", httputil.InvalidUsername("empty user name")
+		return "", refuse(ErrInvalidUsername, "empty user name")
 	}
 	return strings.ToLower(id), nil
 }
@@ -94,18 +93,18 @@ func (s *Service) ParseLocalUser(id string) (string, error) {
 // ValidateLocalpart enforces the spec's user ID grammar for new accounts.
 func (s *Service) ValidateLocalpart(localpart string) error {
 	if localpart == "" {
-		return httputil.InvalidUsername("user name must not be empty")
+		return refuse(ErrInvalidUsername, "user name must not be empty")
 	}
 	for _, c := range localpart {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("._=-/+", c)) {
-			return httputil.InvalidUsername("user name may contain only a-z, 0-9 and ._=-/+")
+			return refuse(ErrInvalidUsername, "user name may contain only a-z, 0-9 and ._=-/+")
 		}
 	}
 	if localpart[0] == '_' {
-		return httputil.InvalidUsername("user names starting with _ are reserved")
+		return refuse(ErrInvalidUsername, "user names starting with _ are reserved")
 	}
 	if len(s.UserID(localpart)) > 255 {
-		return httputil.InvalidUsername("user ID is longer than 255 bytes")
+		return refuse(ErrInvalidUsername, "user ID is longer than 255 bytes")
 	}
 	return nil
 }
@@ -122,10 +121,10 @@ func passwordBytes(password string) []byte {
 // HashPassword hashes a new password after checking it is acceptable.
 func (s *Service) HashPassword(password string) (string, error) {
 	if password == "" {
-		return "", httputil.WeakPassword("password must not be empty")
+		return "", refuse(ErrWeakPassword, "password must not be empty")
 	}
 	if len(password) > 1024 {
-		return "", httputil.WeakPassword("password is longer than 1024 bytes")
+		return "", refuse(ErrWeakPassword, "password is longer than 1024 bytes")
 	}
 	h, err := bcrypt.GenerateFromPassword(passwordBytes(password), s.bcryptCost)
 	if err != nil {
@@ -155,7 +154,7 @@ func (s *Service) CheckPassword(ctx context.Context, userID, password string) (*
 		hash = acc.PasswordHash
 	}
 	if !s.checkHash(hash, password) || !usable {
-		return nil, httputil.Forbidden("Invalid username or password")
+		return nil, refuse(ErrBadLogin, "Invalid username or password")
 	}
 	return acc, nil
 }

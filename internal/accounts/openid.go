@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 
@@ -31,7 +30,7 @@ func (s *Service) IssueOpenIDToken(ctx context.Context, userID string) (string, 
 func (s *Service) OpenIDUser(ctx context.Context, token string) (string, error) {
 	userID, err := s.db.OpenIDTokenOwner(ctx, hashToken(token), s.now().UnixMilli())
 	if errors.Is(err, storage.ErrNotFound) {
-		return "", httputil.UnknownToken(false, "Unknown or expired OpenID token")
+		return "", refuse(ErrUnknownToken, "Unknown or expired OpenID token")
 	}
 	return userID, err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 
@@ -31,7 +30,7 @@ func (s *Service) Available(ctx context.Context, localpart string) error {
 	}
 	_, err := s.db.Account(ctx, s.UserID(localpart))
 	if err == nil {
-		return httputil.UserInUse("User ID already taken")
+		return refuse(ErrUserInUse, "User ID already taken")
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
@@ -60,7 +59,7 @@ func (s *Service) Register(ctx context.Context, r Registration) (*Login, error) 
 		if r.RegistrationToken != "" {
 			if err := tx.UseRegistrationToken(ctx, r.RegistrationToken, s.now().UnixMilli()); err != nil {
 				if errors.Is(err, storage.ErrTokenUnusable) {
-					return httputil.Forbidden("registration token is unknown, used up or expired")
+					return refuse(ErrRegistrationToken, "registration token is unknown, used up or expired")
 				}
 				return err
 			}
@@ -70,7 +69,7 @@ func (s *Service) Register(ctx context.Context, r Registration) (*Login, error) 
 			CreatedTS: s.now().UnixMilli(), DisplayName: r.DisplayName,
 		})
 		if errors.Is(err, storage.ErrExists) {
-			return httputil.UserInUse("User ID already taken")
+			return refuse(ErrUserInUse, "User ID already taken")
 		}
 		if err != nil {
 			return err

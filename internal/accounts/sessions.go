@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
 
@@ -49,7 +48,7 @@ func (s *Service) createDevice(ctx context.Context, tx *storage.Tx, userID strin
 		d.DeviceID = NewDeviceID()
 	}
 	if len(d.DeviceID) > 255 {
-		return nil, httputil.InvalidParam("device_id is longer than 255 bytes")
+		return nil, refuse(ErrInvalidDeviceID, "device_id is longer than 255 bytes")
 	}
 	// Spec: initial_device_display_name is ignored for a known device.
 	if d.DisplayName != "" {
@@ -77,8 +76,8 @@ func (s *Service) createDevice(ctx context.Context, tx *storage.Tx, userID strin
 func (s *Service) LoginWithPassword(ctx context.Context, user, password string, d NewDevice) (*Login, error) {
 	localpart, err := s.ParseLocalUser(user)
 	if err != nil {
-		if he := (*httputil.Error)(nil); errors.As(err, &he) && he.Code == "M_INVALID_USERNAME" {
-			return nil, httputil.Forbidden("Invalid username or password")
+		if errors.Is(err, ErrInvalidUsername) {
+			return nil, refuse(ErrBadLogin, "Invalid username or password")
 		}
 		return nil, err
 	}
@@ -105,16 +104,16 @@ func (s *Service) LoginUser(ctx context.Context, userID string, d NewDevice) (*L
 func (s *Service) Authenticate(ctx context.Context, token string) (*Session, error) {
 	o, err := s.db.TokenOwner(ctx, hashToken(token))
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, httputil.UnknownToken(false, "Unknown access token")
+		return nil, refuse(ErrUnknownToken, "Unknown access token")
 	}
 	if err != nil {
 		return nil, err
 	}
 	if o.Deactivated {
-		return nil, httputil.UnknownToken(false, "Account deactivated")
+		return nil, refuse(ErrUnknownToken, "Account deactivated")
 	}
 	if o.AccessExpiresTS != 0 && s.now().UnixMilli() >= o.AccessExpiresTS {
-		return nil, httputil.UnknownToken(true, "Access token has expired")
+		return nil, refuse(ErrExpiredToken, "Access token has expired")
 	}
 	if o.HasPrevRefresh {
 		// The new access token is in use: the refresh token it replaced is done.
@@ -150,7 +149,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Login, err
 	err := s.db.Write(ctx, func(tx *storage.Tx) error {
 		dev, err := tx.DeviceByRefreshToken(ctx, hashToken(refreshToken))
 		if errors.Is(err, storage.ErrNotFound) {
-			return httputil.UnknownToken(true, "Unknown refresh token")
+			return refuse(ErrUnknownRefreshToken, "Unknown refresh token")
 		}
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 // Package httputil holds the HTTP plumbing shared by the client, media and
-// federation APIs: Matrix error responses, JSON bodies, CORS, request IDs and
-// access logs.
+// federation APIs: the server's route table (Router), Matrix error
+// responses, JSON bodies, CORS, request IDs, access logs and client
+// addresses behind trusted proxies.
 package httputil
 
 import (

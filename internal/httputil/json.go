@@ -196,3 +196,9 @@ func OffsetLimit(q url.Values, def int) (from, limit int, err error) {
 	}
 	return from, min(limit, 1000), nil
 }
+
+// IsNull reports an absent or null JSON value.
+func IsNull(raw json.RawMessage) bool {
+	s := bytes.TrimSpace(raw)
+	return len(s) == 0 || string(s) == "null"
+}

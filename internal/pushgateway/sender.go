@@ -239,6 +239,9 @@ func (s *Sender) work(w *worker) {
 // upTo. On a retry it also returns how long the gateway asked to wait.
 func (s *Sender) step(k storage.PusherKey, upTo int64) (outcome, time.Duration) {
 	ctx := s.ctx
+	// Writes recording what was delivered must land even when the sender
+	// is stopping meanwhile, or the push would go out again after a restart.
+	wctx := context.WithoutCancel(ctx)
 	log := s.log.WithFields(logrus.Fields{"user_id": k.UserID, "app_id": k.AppID})
 	p, err := s.db.Pusher(ctx, k)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -249,7 +252,7 @@ func (s *Sender) step(k storage.PusherKey, upTo int64) (outcome, time.Duration) 
 		return retry, 0
 	}
 	if p.Orphaned {
-		if err := s.write(func(tx *storage.Tx) error { _, err := tx.DeletePusher(ctx, k); return err }); err != nil {
+		if err := s.write(func(tx *storage.Tx) error { _, err := tx.DeletePusher(wctx, k); return err }); err != nil {
 			return retry, 0
 		}
 		log.Info("removed the pusher of a deleted device")
@@ -262,7 +265,7 @@ func (s *Sender) step(k storage.PusherKey, upTo int64) (outcome, time.Duration) 
 	if err != nil {
 		// Cannot happen for pushers set through the API; never loop on one.
 		log.WithError(err).Error("pusher has invalid data: removing it")
-		if err := s.write(func(tx *storage.Tx) error { _, err := tx.DeletePusher(ctx, k); return err }); err != nil {
+		if err := s.write(func(tx *storage.Tx) error { _, err := tx.DeletePusher(wctx, k); return err }); err != nil {
 			return retry, 0
 		}
 		return gone, 0
@@ -288,27 +291,27 @@ func (s *Sender) step(k storage.PusherKey, upTo int64) (outcome, time.Duration) 
 		res, wait := s.deliver(ctx, log, p, data, devData, pp)
 		switch res {
 		case delivered, dropped:
-			if err := s.write(func(tx *storage.Tx) error { return tx.AdvancePusher(ctx, k, pp.StreamPos) }); err != nil {
+			if err := s.write(func(tx *storage.Tx) error { return tx.AdvancePusher(wctx, k, pp.StreamPos) }); err != nil {
 				log.WithError(err).Warn("saving pusher position")
 				return retry, 0
 			}
 			skipped = 0
 		case rejected:
 			// The position is moot: the pusher goes in the same write.
-			if err := s.write(func(tx *storage.Tx) error { _, err := tx.DeletePusher(ctx, k); return err }); err != nil {
+			if err := s.write(func(tx *storage.Tx) error { _, err := tx.DeletePusher(wctx, k); return err }); err != nil {
 				return retry, 0
 			}
 			log.Info("push gateway rejected the pushkey: pusher removed")
 			return gone, 0
 		case failed:
 			if skipped > 0 {
-				s.write(func(tx *storage.Tx) error { return tx.AdvancePusher(ctx, k, skipped) })
+				s.write(func(tx *storage.Tx) error { return tx.AdvancePusher(wctx, k, skipped) })
 			}
 			return retry, wait
 		}
 	}
 	if skipped > 0 {
-		if err := s.write(func(tx *storage.Tx) error { return tx.AdvancePusher(ctx, k, skipped) }); err != nil {
+		if err := s.write(func(tx *storage.Tx) error { return tx.AdvancePusher(wctx, k, skipped) }); err != nil {
 			return retry, 0
 		}
 	}

@@ -94,6 +94,12 @@ func NewFilter(deny, allow []netip.Prefix) *Filter {
 	return &Filter{deny: deny, allow: allow}
 }
 
+// AllowAll is a filter that refuses nothing but the unspecified addresses:
+// for servers on one private network (test networks, a LAN federation).
+func AllowAll() *Filter {
+	return NewFilter(nil, []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+}
+
 // Permitted reports whether a connection to ip is allowed.
 func (f *Filter) Permitted(ip netip.Addr) bool {
 	ip = ip.WithZone("")
@@ -146,13 +152,28 @@ func (e *BlockedError) Error() string {
 // the final socket address again, just before connect.
 type Dialer struct {
 	filter   *Filter
-	resolver *net.Resolver
+	resolver Resolver
 	dialer   net.Dialer
+}
+
+// Resolver looks up the addresses of a host name (*net.Resolver is one;
+// tests map names to loopback with their own).
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // NewDialer is a Dialer whose connection attempts time out after timeout.
 func NewDialer(filter *Filter, timeout time.Duration) *Dialer {
-	d := &Dialer{filter: filter, resolver: net.DefaultResolver}
+	return NewDialerWith(filter, timeout, nil)
+}
+
+// NewDialerWith is NewDialer resolving names with resolver (nil: the
+// system's).
+func NewDialerWith(filter *Filter, timeout time.Duration, resolver Resolver) *Dialer {
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	d := &Dialer{filter: filter, resolver: resolver}
 	d.dialer = net.Dialer{
 		Timeout:   timeout,
 		KeepAlive: 30 * time.Second,

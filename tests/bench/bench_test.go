@@ -86,7 +86,7 @@ func benchSend(b *testing.B, senders int) {
 		c.do(b, "POST", "/join/"+room, map[string]any{})
 		clients = append(clients, c)
 	}
-	dbDir := filepath.Dir(s.Config.DatabasePath)
+	dbDir := filepath.Dir(s.Config.Database.Path)
 	sizeBefore := dirSize(dbDir)
 	var next atomic.Int64
 	var wg sync.WaitGroup

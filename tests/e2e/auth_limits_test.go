@@ -57,7 +57,7 @@ func passwordLogin(user, password string) map[string]any {
 // X-Forwarded-For: failures for different accounts, each "from" a fresh
 // address, all count against its real one.
 func TestLoginLimitIgnoresSpoofedForwardedFor(t *testing.T) {
-	s := startWithYAML(t, "trusted_proxies: []\n")
+	s := startWithYAML(t, "server: {trusted_proxies: []}\n")
 	for i := 0; i <= 5; i++ {
 		createUser(t, s, fmt.Sprintf("u%d", i), testPassword)
 	}
@@ -101,7 +101,7 @@ func TestForwardedForFromTrustedProxy(t *testing.T) {
 	doFrom(t, "203.0.113.6", "POST", v3(s, "login"), "", passwordLogin("alice", testPassword)).want(t, 200, "")
 
 	// Trusting no proxy, the header is ignored: the device shows the peer.
-	plain := startWithYAML(t, "trusted_proxies: []\n")
+	plain := startWithYAML(t, "server: {trusted_proxies: []}\n")
 	createUser(t, plain, "bob", testPassword)
 	r = doFrom(t, client, "POST", v3(plain, "login"), "", passwordLogin("bob", testPassword)).want(t, 200, "")
 	r = doFrom(t, client, "GET", v3(plain, "devices", r.Body["device_id"].(string)), r.Body["access_token"].(string), nil).want(t, 200, "")
@@ -122,7 +122,7 @@ func TestForwardedForFromTrustedProxy(t *testing.T) {
 // registration session costs one; a session already started can finish;
 // shared-secret registration is not limited.
 func TestRegistrationRateLimited(t *testing.T) {
-	s := startWithYAML(t, "registration_shared_secret: s3cret\nrc_registration: {per_second: 0.001, burst_count: 3}\n")
+	s := startWithYAML(t, "registration:\n  shared_secret: s3cret\n  rc_registration: {per_second: 0.001, burst_count: 3}\n")
 	dummy := func(name string) map[string]any {
 		return map[string]any{"username": name, "password": testPassword, "auth": map[string]any{"type": "m.login.dummy"}}
 	}

@@ -51,8 +51,8 @@ func dirResolve(t *testing.T, s *testserver.Server, cli *mautrix.Client, alias s
 	if err != nil {
 		t.Fatalf("resolving %s: %v", alias, err)
 	}
-	if !reflect.DeepEqual(res.Servers, []string{s.Config.ServerName}) {
-		t.Fatalf("servers for %s = %v, want [%s]", alias, res.Servers, s.Config.ServerName)
+	if !reflect.DeepEqual(res.Servers, []string{s.Config.Server.Name}) {
+		t.Fatalf("servers for %s = %v, want [%s]", alias, res.Servers, s.Config.Server.Name)
 	}
 	return res.RoomID
 }
@@ -79,7 +79,7 @@ func TestAliasRoundTrip(t *testing.T) {
 	alice := newUser(t, s, "alice")
 	bob := newUser(t, s, "bob")
 	roomID := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	alias := "#team:" + s.Config.ServerName
+	alias := "#team:" + s.Config.Server.Name
 
 	if got := dirAliases(t, alice, roomID); len(got) != 0 {
 		t.Fatalf("new room has aliases %v", got)
@@ -132,7 +132,7 @@ func TestAliasErrors(t *testing.T) {
 	bob := newUser(t, s, "bob")
 	roomID := mkRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
 	tok := alice.AccessToken
-	local := "#taken:" + s.Config.ServerName
+	local := "#taken:" + s.Config.Server.Name
 	if _, err := alice.CreateAlias(ctxT(t), id.RoomAlias(local), roomID); err != nil {
 		t.Fatal(err)
 	}
@@ -142,42 +142,42 @@ func TestAliasErrors(t *testing.T) {
 	}
 	roomBody := map[string]any{"room_id": roomID}
 	put("#x:other.example", tok, roomBody).want(t, 400, "M_INVALID_PARAM")
-	put("no-sigil:"+s.Config.ServerName, tok, roomBody).want(t, 400, "M_INVALID_PARAM")
+	put("no-sigil:"+s.Config.Server.Name, tok, roomBody).want(t, 400, "M_INVALID_PARAM")
 	put("#nocolon", tok, roomBody).want(t, 400, "M_INVALID_PARAM")
-	put("#:"+s.Config.ServerName, tok, roomBody).want(t, 400, "M_INVALID_PARAM")
-	put("#has space:"+s.Config.ServerName, tok, roomBody).want(t, 400, "M_INVALID_PARAM")
+	put("#:"+s.Config.Server.Name, tok, roomBody).want(t, 400, "M_INVALID_PARAM")
+	put("#has space:"+s.Config.Server.Name, tok, roomBody).want(t, 400, "M_INVALID_PARAM")
 	put(local, tok, roomBody).want(t, 409, "M_UNKNOWN")
 	// Taken even for another room, and by another user.
 	other := mkRoom(t, bob, &mautrix.ReqCreateRoom{})
 	put(local, bob.AccessToken, map[string]any{"room_id": other}).want(t, 409, "M_UNKNOWN")
-	put("#new:"+s.Config.ServerName, tok, map[string]any{}).want(t, 400, "M_MISSING_PARAM")
-	put("#new:"+s.Config.ServerName, tok, map[string]any{"room_id": "not-a-room"}).want(t, 400, "M_INVALID_PARAM")
-	put("#new:"+s.Config.ServerName, tok, map[string]any{"room_id": "!nope:" + s.Config.ServerName}).want(t, 404, "M_NOT_FOUND")
-	put("#new:"+s.Config.ServerName, tok, "[]").want(t, 400, "M_BAD_JSON")
-	put("#new:"+s.Config.ServerName, "", roomBody).want(t, 401, "M_MISSING_TOKEN")
+	put("#new:"+s.Config.Server.Name, tok, map[string]any{}).want(t, 400, "M_MISSING_PARAM")
+	put("#new:"+s.Config.Server.Name, tok, map[string]any{"room_id": "not-a-room"}).want(t, 400, "M_INVALID_PARAM")
+	put("#new:"+s.Config.Server.Name, tok, map[string]any{"room_id": "!nope:" + s.Config.Server.Name}).want(t, 404, "M_NOT_FOUND")
+	put("#new:"+s.Config.Server.Name, tok, "[]").want(t, 400, "M_BAD_JSON")
+	put("#new:"+s.Config.Server.Name, "", roomBody).want(t, 401, "M_MISSING_TOKEN")
 	// Bob is not in alice's room.
-	put("#bobs:"+s.Config.ServerName, bob.AccessToken, roomBody).want(t, 403, "M_FORBIDDEN")
+	put("#bobs:"+s.Config.Server.Name, bob.AccessToken, roomBody).want(t, 403, "M_FORBIDDEN")
 	// An admin may alias a room without being in it.
 	admin := dirAdmin(t, s, "root")
-	put("#admins:"+s.Config.ServerName, admin.AccessToken, roomBody).want(t, 200, "")
-	if got := dirResolve(t, s, alice, "#admins:"+s.Config.ServerName); got != roomID {
+	put("#admins:"+s.Config.Server.Name, admin.AccessToken, roomBody).want(t, 200, "")
+	if got := dirResolve(t, s, alice, "#admins:"+s.Config.Server.Name); got != roomID {
 		t.Fatalf("admin alias resolves to %s", got)
 	}
 
 	get := func(alias string) *resp { return do(t, "GET", dirAliasURL(s, "v3", alias), tok, nil) }
-	get("#nope:"+s.Config.ServerName).want(t, 404, "M_NOT_FOUND")
+	get("#nope:"+s.Config.Server.Name).want(t, 404, "M_NOT_FOUND")
 	get("#remote:other.example").want(t, 404, "M_NOT_FOUND")
 	get("nonsense").want(t, 400, "M_INVALID_PARAM")
 
 	del := func(alias, token string) *resp { return do(t, "DELETE", dirAliasURL(s, "v3", alias), token, nil) }
-	del("#nope:"+s.Config.ServerName, tok).want(t, 404, "M_NOT_FOUND")
+	del("#nope:"+s.Config.Server.Name, tok).want(t, 404, "M_NOT_FOUND")
 	del("#remote:other.example", tok).want(t, 404, "M_NOT_FOUND")
 	del("nonsense", tok).want(t, 400, "M_INVALID_PARAM")
 	del(local, "").want(t, 401, "M_MISSING_TOKEN")
 
 	// Local aliases of a room: members only, unless it is world_readable.
 	do(t, "GET", roomURL(s, roomID, "aliases"), bob.AccessToken, nil).want(t, 403, "M_FORBIDDEN")
-	do(t, "GET", roomURL(s, "!nope:"+id.RoomID(s.Config.ServerName), "aliases"), tok, nil).want(t, 403, "M_FORBIDDEN")
+	do(t, "GET", roomURL(s, "!nope:"+id.RoomID(s.Config.Server.Name), "aliases"), tok, nil).want(t, 403, "M_FORBIDDEN")
 	do(t, "GET", roomURL(s, roomID, "aliases"), "", nil).want(t, 401, "M_MISSING_TOKEN")
 	dirPutState(t, s, tok, roomID, "m.room.history_visibility", map[string]any{"history_visibility": "world_readable"})
 	r := do(t, "GET", roomURL(s, roomID, "aliases"), bob.AccessToken, nil).want(t, 200, "")
@@ -209,7 +209,7 @@ func TestAliasDeletePermissions(t *testing.T) {
 	pl["users"] = users
 	dirPutState(t, s, alice.AccessToken, roomID, "m.room.power_levels", pl)
 
-	hs := ":" + s.Config.ServerName
+	hs := ":" + s.Config.Server.Name
 	mk := func(cli *mautrix.Client, alias string) {
 		t.Helper()
 		if _, err := cli.CreateAlias(ctxT(t), id.RoomAlias(alias+hs), roomID); err != nil {
@@ -256,7 +256,7 @@ func TestAliasDeleteUpdatesCanonicalAlias(t *testing.T) {
 	alice := newUser(t, s, "alice")
 	bob := newUser(t, s, "bob")
 	tok := alice.AccessToken
-	hs := ":" + s.Config.ServerName
+	hs := ":" + s.Config.Server.Name
 	roomID := mkRoomRaw(t, s, tok, map[string]any{"preset": "public_chat", "room_alias_name": "main"})
 	if c := stateContent(t, s, tok, roomID, "m.room.canonical_alias", ""); c["alias"] != "#main"+hs {
 		t.Fatalf("canonical alias after createRoom = %v", c)
@@ -340,7 +340,7 @@ func TestDirectoryVisibility(t *testing.T) {
 	if got := listed(); !reflect.DeepEqual(got, []id.RoomID{pub}) {
 		t.Fatalf("listed = %v, want [%s]", got, pub)
 	}
-	do(t, "GET", dirVisURL(s, "!nope:"+id.RoomID(s.Config.ServerName)), "", nil).want(t, 404, "M_NOT_FOUND")
+	do(t, "GET", dirVisURL(s, "!nope:"+id.RoomID(s.Config.Server.Name)), "", nil).want(t, 404, "M_NOT_FOUND")
 
 	set := func(token string, roomID id.RoomID, body any) *resp {
 		return do(t, "PUT", dirVisURL(s, roomID), token, body)
@@ -349,7 +349,7 @@ func TestDirectoryVisibility(t *testing.T) {
 	set(outsider.AccessToken, pub, map[string]any{"visibility": "private"}).want(t, 403, "M_FORBIDDEN") // not in the room
 	set("", pub, map[string]any{"visibility": "private"}).want(t, 401, "M_MISSING_TOKEN")
 	set(alice.AccessToken, pub, map[string]any{"visibility": "hidden"}).want(t, 400, "M_INVALID_PARAM")
-	set(alice.AccessToken, "!nope:"+id.RoomID(s.Config.ServerName), map[string]any{"visibility": "public"}).want(t, 404, "M_NOT_FOUND")
+	set(alice.AccessToken, "!nope:"+id.RoomID(s.Config.Server.Name), map[string]any{"visibility": "public"}).want(t, 404, "M_NOT_FOUND")
 	if vis(pub) != "public" || vis(priv) != "private" {
 		t.Fatal("refused requests changed the visibility")
 	}
@@ -434,7 +434,7 @@ func TestPublicRoomsListing(t *testing.T) {
 	bob := newUser(t, s, "bob")
 	carol := newUser(t, s, "carol")
 	tok := alice.AccessToken
-	hs := ":" + s.Config.ServerName
+	hs := ":" + s.Config.Server.Name
 
 	full := mkRoomRaw(t, s, tok, map[string]any{
 		"visibility": "public", "name": "Full Room", "topic": "Everything set", "room_alias_name": "full",
@@ -506,8 +506,8 @@ func TestPublicRoomsListing(t *testing.T) {
 	}
 
 	// Server parameter: ours is fine, others cannot be fetched without federation.
-	if p := publicRoomsGET(t, s, "", url.Values{"server": {s.Config.ServerName}}); len(p.Chunk) != 2 {
-		t.Fatalf("server=%s lists %v", s.Config.ServerName, pageIDs(p))
+	if p := publicRoomsGET(t, s, "", url.Values{"server": {s.Config.Server.Name}}); len(p.Chunk) != 2 {
+		t.Fatalf("server=%s lists %v", s.Config.Server.Name, pageIDs(p))
 	}
 	do(t, "GET", v3(s, "publicRooms")+"?server=other.example", tok, nil).want(t, 404, "M_NOT_FOUND")
 	do(t, "POST", v3(s, "publicRooms")+"?server=other.example", tok, map[string]any{}).want(t, 404, "M_NOT_FOUND")
@@ -559,7 +559,7 @@ func TestPublicRoomsFiltered(t *testing.T) {
 		{"name, topic and alias", map[string]any{"generic_search_term": "garden"}, want(named, topic, aliased)},
 		{"case-insensitive", map[string]any{"generic_search_term": "GaRdEnInG"}, want(named)},
 		{"topic only", map[string]any{"generic_search_term": "bees"}, want(topic)},
-		{"alias with server", map[string]any{"generic_search_term": "#gardenparty:" + s.Config.ServerName}, want(aliased)},
+		{"alias with server", map[string]any{"generic_search_term": "#gardenparty:" + s.Config.Server.Name}, want(aliased)},
 		{"non-ASCII case", map[string]any{"generic_search_term": "äPFEL"}, want(space)},
 		{"no match", map[string]any{"generic_search_term": "zebra"}, want()},
 		{"blank term", map[string]any{"generic_search_term": "  "}, want(named, topic, aliased, space, custom)},

@@ -281,7 +281,7 @@ func TestE2EEKeysBadInputRefused(t *testing.T) {
 
 	// Oversized bodies are refused with 413 before anything is parsed.
 	big := alice.otks(t, 0, 1)
-	big["curve25519:PAD"] = strings.Repeat("A", int(s.Config.MaxRequestBodyBytes))
+	big["curve25519:PAD"] = strings.Repeat("A", int(s.Config.Server.MaxRequestBodyBytes))
 	alice.upload(t, map[string]any{"device_keys": alice.deviceKeys(t), "one_time_keys": big}).want(t, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
 	nothingStored(t)
 

@@ -66,7 +66,7 @@ func TestErrorPaths(t *testing.T) {
 		want(t, http.StatusBadRequest, "M_BAD_JSON")
 
 	// Oversized body: 413 M_TOO_LARGE, before auth and JSON parsing.
-	limit := s.Config.MaxRequestBodyBytes
+	limit := s.Config.Server.MaxRequestBodyBytes
 	if limit != 8<<20 {
 		t.Fatalf("default max_request_body_bytes = %d, want 8 MiB", limit)
 	}

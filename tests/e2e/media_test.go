@@ -158,7 +158,7 @@ func contentURI(t *testing.T, r *resp) id.ContentURI {
 func contentFiles(t *testing.T, s *testserver.Server) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
-	root := filepath.Join(s.Config.MediaPath, "content")
+	root := filepath.Join(s.Config.Media.Path, "content")
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			out[d.Name()] = true
@@ -170,7 +170,7 @@ func contentFiles(t *testing.T, s *testserver.Server) map[string]bool {
 
 func tempFiles(t *testing.T, s *testserver.Server) []string {
 	t.Helper()
-	entries, _ := os.ReadDir(filepath.Join(s.Config.MediaPath, "tmp"))
+	entries, _ := os.ReadDir(filepath.Join(s.Config.Media.Path, "tmp"))
 	var out []string
 	for _, e := range entries {
 		out = append(out, e.Name())
@@ -374,7 +374,7 @@ func TestMediaRemoteAndUnknown(t *testing.T) {
 }
 
 func TestUploadTooLarge(t *testing.T) {
-	s := startWithConfig(t, "max_upload_bytes: 1048576\n")
+	s := startWithConfig(t, "media: {max_upload_bytes: 1048576}\n")
 	alice := newUser(t, s, "alice")
 	big := bytes.Repeat([]byte{'x'}, 1<<20+1)
 	// Declared too large: refused before reading.
@@ -396,7 +396,7 @@ func TestUploadTooLarge(t *testing.T) {
 }
 
 func TestUploadQuota(t *testing.T) {
-	s := startWithConfig(t, "media_quota_bytes_per_user: 3000\n")
+	s := startWithConfig(t, "media: {quota_bytes_per_user: 3000}\n")
 	alice := newUser(t, s, "alice")
 	bob := newUser(t, s, "bob")
 	ctx := ctxT(t)
@@ -661,7 +661,7 @@ func TestThumbnailBrokenAndHostileImages(t *testing.T) {
 }
 
 func TestPreviewRefusesLoopbackAndPrivate(t *testing.T) {
-	s := startWithConfig(t, "url_preview_enabled: true\n")
+	s := startWithConfig(t, "media: {url_preview_enabled: true}\n")
 	alice := newUser(t, s, "alice")
 	// A loopback listener that counts connections: refused previews open none.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -715,7 +715,7 @@ func TestPreviewWhitelistOpensARange(t *testing.T) {
 	}))
 	t.Cleanup(page.Close)
 	_, port, _ := net.SplitHostPort(page.Listener.Addr().String())
-	s := startWithConfig(t, "url_preview_enabled: true\nurl_preview_ip_range_whitelist: [\"127.0.0.1/32\"]\n")
+	s := startWithConfig(t, "media:\n  url_preview_enabled: true\n  url_preview_ip_range_whitelist: [\"127.0.0.1/32\"]\n")
 	alice := newUser(t, s, "alice")
 	og, err := alice.GetURLPreview(ctxT(t), page.URL+"/wiki")
 	if err != nil || og.Title != "Internal wiki" {
@@ -726,7 +726,7 @@ func TestPreviewWhitelistOpensARange(t *testing.T) {
 	get(t, s, "GET", authedMedia+"/preview_url?url=http://127.0.0.2:"+port+"/", alice.AccessToken).want(t, http.StatusForbidden, "M_FORBIDDEN")
 	// An unparsable range stops the server with a message naming the key.
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("url_preview_ip_range_whitelist: [\"10.0.0.0/33\"]\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("media: {url_preview_ip_range_whitelist: [\"10.0.0.0/33\"]}\n"), 0o600)
 	if _, _, err := config.Load(func(k string) string {
 		return map[string]string{config.EnvDataDir: dir}[k]
 	}); err == nil || !strings.Contains(err.Error(), "url_preview_ip_range_whitelist") {

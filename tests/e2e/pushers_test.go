@@ -29,7 +29,7 @@ const pushWait = 15 * time.Second
 // that may reach the fake gateways on 127.0.0.1 (ip_range_whitelist).
 func startPush(t *testing.T) *testserver.Server {
 	t.Helper()
-	return startPushWithConfig(t, "ip_range_whitelist: [\"127.0.0.1/32\"]\n")
+	return startPushWithConfig(t, "push: {ip_range_whitelist: [\"127.0.0.1/32\"]}\n")
 }
 
 // startPushWithConfig is startPush with the given homeserver.yaml.

@@ -213,7 +213,7 @@ func TestRegistrationToken(t *testing.T) {
 func TestSharedSecretRegistration(t *testing.T) {
 	// Works even with public registration disabled.
 	s := start(t, map[string]string{"MATRIX_REGISTRATION": "disabled"})
-	secret := s.Config.RegistrationSharedSecret
+	secret := s.Config.Registration.SharedSecret
 	if secret == "" {
 		t.Fatalf("test server has no registration shared secret")
 	}

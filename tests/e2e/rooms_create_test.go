@@ -91,8 +91,8 @@ func TestRoomCreateOptions(t *testing.T) {
 	if create["m.federate"] != false || create["org.example.extra"] != "kept" {
 		t.Fatalf("creation_content not merged into m.room.create: %v", create)
 	}
-	if create["room_version"] != s.Config.DefaultRoomVersion {
-		t.Fatalf("room_version = %v, want the configured default %q", create["room_version"], s.Config.DefaultRoomVersion)
+	if create["room_version"] != s.Config.Rooms.DefaultRoomVersion {
+		t.Fatalf("room_version = %v, want the configured default %q", create["room_version"], s.Config.Rooms.DefaultRoomVersion)
 	}
 	if n := stateContent(t, s, tok, roomID, "m.room.name", "")["name"]; n != "Room Name" {
 		t.Fatalf("name = %v", n)
@@ -257,7 +257,7 @@ func TestRoomCreateVersions(t *testing.T) {
 	}
 	// default_room_version picks another default.
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("default_room_version: \"12\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("rooms: {default_room_version: \"12\"}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s12 := testserver.StartIn(t, dir, nil)

@@ -321,7 +321,7 @@ func TestRefreshTokenGracePeriod(t *testing.T) {
 // logout and that refreshing recovers the session.
 func TestExpiredAccessToken(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("refreshable_access_token_lifetime: 1s\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("registration: {refreshable_access_token_lifetime: 1s}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := testserver.StartIn(t, dir, nil)

@@ -68,8 +68,8 @@ func TestTURNServer(t *testing.T) {
 	do(t, "GET", v3(plain, "voip", "turnServer"), "", nil).want(t, http.StatusUnauthorized, "M_MISSING_TOKEN")
 
 	dir := t.TempDir()
-	cfg := "turn_uris: [\"turn:turn.hs.test:3478?transport=udp\", \"turns:turn.hs.test:5349\"]\n" +
-		"turn_shared_secret: sharedsecret\nturn_user_lifetime: 2h\n"
+	cfg := "voip:\n  turn_uris: [\"turn:turn.hs.test:3478?transport=udp\", \"turns:turn.hs.test:5349\"]\n" +
+		"  turn_shared_secret: sharedsecret\n  turn_user_lifetime: 2h\n"
 	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestTURNServer(t *testing.T) {
 
 	// A bad URI stops the server with a message naming the key.
 	bad := t.TempDir()
-	os.WriteFile(filepath.Join(bad, "homeserver.yaml"), []byte("turn_uris: [\"http://turn\"]\n"), 0o600)
+	os.WriteFile(filepath.Join(bad, "homeserver.yaml"), []byte("voip: {turn_uris: [\"http://turn\"]}\n"), 0o600)
 	env := map[string]string{config.EnvDataDir: bad}
 	if _, _, err := config.Load(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "turn_uris") {
 		t.Fatalf("bad turn_uris: err = %v", err)

@@ -23,6 +23,7 @@ import (
 
 	"matrixhs/clientapi"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 	"matrixhs/tests/testserver"
 )
 
@@ -87,7 +88,7 @@ func FuzzRequestBodies(f *testing.F) {
 
 // checkResponse asserts no 5xx, and a Matrix error object on every 4xx (a
 // UIA challenge may have flows instead of an errcode).
-func checkResponse(t *testing.T, rt clientapi.Route, path string, body []byte, rec *httptest.ResponseRecorder) {
+func checkResponse(t *testing.T, rt httputil.Route, path string, body []byte, rec *httptest.ResponseRecorder) {
 	t.Helper()
 	if rec.Code >= 500 {
 		t.Fatalf("%s %s (%s) answered %d to body %q: %s", rt.Method, rt.Path, path, rec.Code, trim(body), rec.Body.Bytes())
@@ -117,8 +118,8 @@ func trim(b []byte) string {
 }
 
 // writeRoutes are the POST and PUT routes, each once (v3, not also r0).
-func writeRoutes() []clientapi.Route {
-	var out []clientapi.Route
+func writeRoutes() []httputil.Route {
+	var out []httputil.Route
 	for _, rt := range clientapi.Routes() {
 		if (rt.Method == http.MethodPost || rt.Method == http.MethodPut) && !strings.HasPrefix(rt.Path, "/_matrix/client/r0/") {
 			out = append(out, rt)
@@ -238,7 +239,7 @@ func (e *env) value(tpl, name string, admin bool) string {
 	case "receiptType":
 		return "m.read"
 	case "roomAlias":
-		return "#fuzz:" + e.s.Config.ServerName
+		return "#fuzz:" + e.s.Config.Server.Name
 	case "version":
 		return "1"
 	case "sessionId":

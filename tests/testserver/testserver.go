@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"matrixhs/clientapi"
+	adminapi "matrixhs/clientapi/admin"
 	"matrixhs/cmd/homeserver/server"
 	"matrixhs/config"
 )
@@ -60,7 +60,7 @@ func StartInWith(t testing.TB, dataDir string, env map[string]string, opts serve
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	cfg.BcryptCost = 4
+	cfg.Registration.BcryptCost = 4
 	if opts.LogOutput == nil {
 		opts.LogOutput = io.Discard
 		if os.Getenv("TEST_SERVER_LOGS") != "" {
@@ -98,10 +98,10 @@ func (s *Server) Restart() *Server {
 
 // SharedSecretMAC exposes the admin-registration MAC for tests.
 func SharedSecretMAC(secret, nonce, user, password string, admin bool) string {
-	return clientapi.SharedSecretMAC(secret, nonce, user, password, admin, "")
+	return adminapi.SharedSecretMAC(secret, nonce, user, password, admin, "")
 }
 
 // UserID is the full ID of a localpart on this server.
 func (s *Server) UserID(localpart string) string {
-	return "@" + strings.ToLower(localpart) + ":" + s.Config.ServerName
+	return "@" + strings.ToLower(localpart) + ":" + s.Config.Server.Name
 }

@@ -37,13 +37,13 @@ func bodyDeadline(cfg *config.Config, next http.Handler) http.Handler {
 // bodyTimeout is the time a request's body gets: the configured base plus a
 // second per 32 KiB of the largest body the request may send.
 func bodyTimeout(cfg *config.Config, r *http.Request) time.Duration {
-	limit := cfg.MaxRequestBodyBytes
+	limit := cfg.Server.MaxRequestBodyBytes
 	if strings.HasPrefix(r.URL.Path, "/_matrix/media/") && strings.Contains(r.URL.Path, "/upload") {
-		limit = cfg.MaxUploadBytes
+		limit = cfg.Media.MaxUploadBytes
 	}
 	size := r.ContentLength
 	if size < 0 || size > limit {
 		size = limit // chunked, or larger than will be read anyway
 	}
-	return cfg.HTTPReadBodyTimeout + time.Duration(size/minBodyRate)*time.Second
+	return cfg.Server.HTTP.ReadBodyTimeout + time.Duration(size/minBodyRate)*time.Second
 }

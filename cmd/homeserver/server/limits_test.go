@@ -21,7 +21,7 @@ import (
 func startLimited(t *testing.T, mod func(*config.Config)) (*Server, string) {
 	t.Helper()
 	cfg := loadTestConfig(t, t.TempDir())
-	cfg.BcryptCost = 4
+	cfg.Registration.BcryptCost = 4
 	mod(cfg)
 	s, err := New(context.Background(), cfg, Options{LogOutput: io.Discard})
 	if err != nil {
@@ -54,7 +54,7 @@ func waitClosed(t *testing.T, conn net.Conn, wait time.Duration) {
 // body is disconnected once the body deadline passes, although it is still
 // sending.
 func TestSlowBodyIsCutOff(t *testing.T) {
-	s, _ := startLimited(t, func(c *config.Config) { c.HTTPReadBodyTimeout = 500 * time.Millisecond })
+	s, _ := startLimited(t, func(c *config.Config) { c.Server.HTTP.ReadBodyTimeout = 500 * time.Millisecond })
 	conn, err := net.Dial("tcp", s.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -85,8 +85,8 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 // their timeout, and an idle keep-alive connection is closed.
 func TestSlowHeadersAndIdleConnectionsAreClosed(t *testing.T) {
 	s, _ := startLimited(t, func(c *config.Config) {
-		c.HTTPReadHeaderTimeout = 500 * time.Millisecond
-		c.HTTPIdleTimeout = 500 * time.Millisecond
+		c.Server.HTTP.ReadHeaderTimeout = 500 * time.Millisecond
+		c.Server.HTTP.IdleTimeout = 500 * time.Millisecond
 	})
 	slow, err := net.Dial("tcp", s.Addr())
 	if err != nil {
@@ -160,7 +160,7 @@ func firstSync(t *testing.T, s *Server, token string) string {
 // connection is not served; the long-polls go on and answer, and the new
 // connection is served as soon as a slot frees.
 func TestConnectionLimit(t *testing.T) {
-	s, token := startLimited(t, func(c *config.Config) { c.HTTPMaxConnections = 3 })
+	s, token := startLimited(t, func(c *config.Config) { c.Server.HTTP.MaxConnections = 3 })
 	since := firstSync(t, s, token)
 	var conns []net.Conn
 	var polls []<-chan int
@@ -202,7 +202,7 @@ func TestConnectionLimit(t *testing.T) {
 // TestBodyDeadlineSparesLongPolls: a sliding-sync long-poll (a POST whose
 // body arrives at once) outlasts the body deadline and still answers.
 func TestBodyDeadlineSparesLongPolls(t *testing.T) {
-	s, token := startLimited(t, func(c *config.Config) { c.HTTPReadBodyTimeout = 200 * time.Millisecond })
+	s, token := startLimited(t, func(c *config.Config) { c.Server.HTTP.ReadBodyTimeout = 200 * time.Millisecond })
 	const path = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 	post := func(query string) (int, map[string]any) {
 		req, _ := http.NewRequest("POST", s.URL()+path+query, strings.NewReader(`{"lists":{"all":{"ranges":[[0,10]],"timeline_limit":1}}}`))
@@ -242,16 +242,16 @@ func TestBodyTimeoutGrowsWithSize(t *testing.T) {
 	cfg := config.Default()
 	up, _ := http.NewRequest("POST", "/_matrix/media/v3/upload", nil)
 	up.ContentLength = 50 << 20
-	if got := bodyTimeout(&cfg, up); got != cfg.HTTPReadBodyTimeout+1600*time.Second {
+	if got := bodyTimeout(&cfg, up); got != cfg.Server.HTTP.ReadBodyTimeout+1600*time.Second {
 		t.Fatalf("50 MiB upload: %s", got)
 	}
 	up.ContentLength = -1 // chunked: the upload limit
-	if got := bodyTimeout(&cfg, up); got != cfg.HTTPReadBodyTimeout+1600*time.Second {
+	if got := bodyTimeout(&cfg, up); got != cfg.Server.HTTP.ReadBodyTimeout+1600*time.Second {
 		t.Fatalf("chunked upload: %s", got)
 	}
 	js, _ := http.NewRequest("POST", "/_matrix/client/v3/login", nil)
 	js.ContentLength = 1 << 30
-	if got := bodyTimeout(&cfg, js); got != cfg.HTTPReadBodyTimeout+256*time.Second {
+	if got := bodyTimeout(&cfg, js); got != cfg.Server.HTTP.ReadBodyTimeout+256*time.Second {
 		t.Fatalf("JSON body claiming 1 GiB: %s", got)
 	}
 }

@@ -14,13 +14,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/netutil"
 
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/federationapi/sender"
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/auth"
+	"matrixhs/internal/e2ee"
+	"matrixhs/internal/ephemeral"
+	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/pushgateway"
 	"matrixhs/mediaapi"
@@ -33,12 +39,25 @@ type Server struct {
 	Config   *config.Config
 	DB       *storage.DB
 	Accounts *accounts.Service
-	Rooms    *roomserver.Roomserver
-	Media    *mediaapi.Media
-	Pushers  *pushgateway.Sender
+	// Auth is the one authentication middleware every API's routes use.
+	Auth    *auth.Auth
+	Rooms   *roomserver.Roomserver
+	Media   *mediaapi.Media
+	Pushers *pushgateway.Sender
 	// Notifier wakes long-polls for the changes that concern their user.
-	Notifier   *notifier.Notifier
+	Notifier *notifier.Notifier
+	// Ephemeral holds typing and presence and records receipts; Keys is
+	// the end-to-end encryption key service. The client API serves them,
+	// and the federation API will.
+	Ephemeral  *ephemeral.Service
+	Keys       *e2ee.Service
 	SigningKey *config.SigningKey
+	// Sender carries local events and EDUs to other servers (nil when
+	// federation is disabled).
+	Sender *sender.Sender
+	// Federation is the federation machinery: its client, key ring and
+	// request authentication.
+	Federation *federationapi.API
 	Log        *logrus.Logger
 
 	http     *http.Server
@@ -47,6 +66,9 @@ type Server struct {
 	listener net.Listener
 	logFile  io.Closer
 	serveErr chan error
+
+	// fedListener serves federation on its own TLS port, when configured.
+	fedListener *federationapi.TLSListener
 }
 
 // Options tune a server beyond its config.
@@ -55,6 +77,12 @@ type Options struct {
 	LogOutput io.Writer
 	// PushGateway tunes push notification delivery (tests shorten backoff).
 	PushGateway pushgateway.Options
+	// Federation tunes federation (its TLS listener, how other servers are
+	// reached, key notaries); the zero value serves it on the client port
+	// with defaults. The server name and signing key are filled in.
+	Federation federationapi.Options
+	// Sender tunes the outbound federation queue (tests shorten backoff).
+	Sender sender.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -63,29 +91,41 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if err := s.setupLogging(opts.LogOutput); err != nil {
 		return nil, err
 	}
-	key, err := config.LoadOrCreateSigningKey(cfg.SigningKeyPath)
+	for _, n := range cfg.Notices {
+		s.Log.WithFields(logrus.Fields{"key": n.Key, "new_key": n.NewKey, "line": n.Line}).Warn(n.String())
+	}
+	key, err := config.LoadOrCreateSigningKey(cfg.Server.SigningKeyPath)
 	if err != nil {
 		s.closeLog()
 		return nil, err
 	}
 	s.SigningKey = key
-	db, err := storage.Open(ctx, cfg.DatabasePath)
+	db, err := storage.Open(ctx, cfg.Database.Path)
 	if err != nil {
 		s.closeLog()
 		return nil, err
 	}
 	s.DB = db
 	s.Accounts = accounts.New(db, accounts.Options{
-		ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost, RefreshLifetime: cfg.RefreshableAccessTokenLifetime,
+		ServerName: cfg.Server.Name, BcryptCost: cfg.Registration.BcryptCost, RefreshLifetime: cfg.Registration.RefreshableAccessTokenLifetime,
 	})
+	fedOpts, err := federationOptions(cfg, key, s.Log, opts.Federation)
+	if err == nil {
+		s.Federation, err = federationapi.New(ctx, db, s.Accounts, fedOpts)
+	}
+	if err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
 	n := cfg.ServerNotices
 	s.Rooms = roomserver.New(db, roomserver.Options{
-		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.PrivateKey,
+		ServerName: cfg.Server.Name, KeyID: key.ID, PrivateKey: key.PrivateKey, Verifier: s.Federation.KeyRing,
 		ServerNoticesUser: cfg.ServerNoticesUserID(),
 		ServerNotices: roomserver.NoticesConfig{
 			DisplayName: n.SystemMXIDDisplayName, AvatarURL: n.SystemMXIDAvatarURL,
 			RoomName: n.RoomName, RoomAvatarURL: n.RoomAvatarURL, RoomTopic: n.RoomTopic,
-			AutoJoin: n.AutoJoin, RoomVersion: cfg.DefaultRoomVersion,
+			AutoJoin: n.AutoJoin, RoomVersion: cfg.Rooms.DefaultRoomVersion,
 		},
 	})
 	// The notices user's account reserves its name before anyone registers it.
@@ -94,7 +134,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.closeLog()
 		return nil, err
 	}
-	media, err := mediaapi.New(cfg, db, s.Accounts, s.Log, mediaapi.Options{})
+	s.Auth = auth.New(s.Accounts)
+	media, err := mediaapi.New(cfg, db, s.Auth, s.Log, mediaapi.Options{})
 	if err != nil {
 		db.Close()
 		s.closeLog()
@@ -106,25 +147,45 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		pushOpts.Filter = cfg.OutboundFilter()
 	}
 	s.Pushers = pushgateway.New(db, s.Log, pushOpts)
+	if !s.Federation.Options().Disabled {
+		// Every new local event goes to the other servers of its room.
+		s.Sender = sender.New(db, cfg.Server.Name, s.Federation.Client, s.Log, opts.Sender)
+		s.Federation.Auth.OnAuthenticated(func(origin spec.ServerName) { s.Sender.ResetBackoff(string(origin)) })
+	}
 	s.Notifier = notifier.New()
 	db.OnWake(func(t storage.WakeTargets) {
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
 	})
-	api := clientapi.New(cfg, db, s.Accounts, s.Rooms, s.Notifier, s.Log)
-	s.api = api
-	handler := api.Handler(media.Routes, federationapi.New(s.Accounts, cfg.ServerName, key).Routes)
+	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
+	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
+	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log})
+	handler := s.routes()
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
-		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
-		IdleTimeout:       cfg.HTTPIdleTimeout,
+		ReadHeaderTimeout: cfg.Server.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Server.HTTP.IdleTimeout,
 		ErrorLog:          nil,
 	}
 	return s, nil
 }
 
+// routes builds the one route table every API registers into, and wraps it
+// in the middleware all requests pass: the client address (trusted proxies),
+// then request ID, access log, panic recovery, CORS and the body limit.
+// Authentication is per route (internal/auth).
+func (s *Server) routes() http.Handler {
+	rt := httputil.NewRouter()
+	s.api.Register(rt)
+	s.Media.Register(rt)
+	s.Federation.Register(rt)
+	outer := httputil.Outer(rt, s.Log, s.Config.Server.MaxRequestBodyBytes)
+	return httputil.WithClientAddress(outer, httputil.NewTrustedProxies(s.Config.TrustedProxyPrefixes()))
+}
+
 func (s *Server) setupLogging(console io.Writer) error {
 	log := logrus.New()
-	level, err := logrus.ParseLevel(s.Config.LogLevel)
+	level, err := logrus.ParseLevel(s.Config.Logging.Level)
 	if err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
@@ -133,7 +194,7 @@ func (s *Server) setupLogging(console io.Writer) error {
 	if console == nil {
 		console = os.Stdout
 	}
-	file, err := newRotatingFile(s.Config.LogDir, "homeserver.log", int64(s.Config.LogMaxSizeMB)<<20, s.Config.LogMaxFiles)
+	file, err := newRotatingFile(s.Config.Logging.Dir, "homeserver.log", int64(s.Config.Logging.MaxSizeMB)<<20, s.Config.Logging.MaxFiles)
 	if err != nil {
 		return err
 	}
@@ -153,7 +214,7 @@ func (s *Server) closeLog() {
 // serving in the background. The server is ready when Listen returns.
 func (s *Server) Listen(addr string) error {
 	if addr == "" {
-		addr = s.Config.Listen
+		addr = s.Config.Server.Listen
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -161,10 +222,20 @@ func (s *Server) Listen(addr string) error {
 	}
 	// Connections past the limit wait in the kernel's backlog until one
 	// closes; the timeouts keep idle and slow ones from holding slots.
-	s.listener = netutil.LimitListener(ln, s.Config.HTTPMaxConnections)
+	s.listener = netutil.LimitListener(ln, s.Config.Server.HTTP.MaxConnections)
+	if err := s.listenFederation(); err != nil {
+		ln.Close()
+		return err
+	}
 	s.Pushers.Start()
+	if s.Sender != nil {
+		s.Sender.Start()
+	}
 	s.api.Start()
-	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.ServerName}).Info("homeserver listening")
+	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
+	if unreachableName(s.Config.Server.Name) {
+		s.Log.WithField("server_name", s.Config.Server.Name).Warn(federationHint)
+	}
 	go func() {
 		err := s.http.Serve(s.listener)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -173,6 +244,35 @@ func (s *Server) Listen(addr string) error {
 		s.serveErr <- err
 	}()
 	return nil
+}
+
+// listenFederation starts the federation TLS listener, if one is
+// configured.
+func (s *Server) listenFederation() error {
+	fo := s.Federation.Options()
+	if fo.Listen == "" {
+		return nil
+	}
+	hc := s.Config.Server.HTTP
+	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.Server.MaxRequestBodyBytes), federationapi.TLSListenerOptions{
+		Addr: fo.Listen, Certificate: fo.Certificate,
+		ReadHeaderTimeout: hc.ReadHeaderTimeout, IdleTimeout: hc.IdleTimeout, MaxConnections: hc.MaxConnections,
+	})
+	if err != nil {
+		return err
+	}
+	s.fedListener = l
+	s.Log.WithField("addr", l.Addr().String()).Info("federation listening (TLS)")
+	return nil
+}
+
+// FederationAddr is the address of the federation TLS listener ("" when
+// federation is served on the client port only).
+func (s *Server) FederationAddr() string {
+	if s.fedListener == nil {
+		return ""
+	}
+	return s.fedListener.Addr().String()
 }
 
 // Handler is the server's whole HTTP handler, for in-process tests that
@@ -194,8 +294,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	s.api.Stop()
 	if s.listener != nil {
-		sctx, cancel := context.WithTimeout(ctx, s.Config.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(ctx, s.Config.Server.ShutdownTimeout)
 		defer cancel()
+		if s.fedListener != nil {
+			if err := s.fedListener.Shutdown(sctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := s.http.Shutdown(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			s.http.Close()
@@ -205,6 +310,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	if s.Sender != nil {
+		s.Sender.Stop()
+	}
+	s.Federation.Client.Transport().CloseIdleConnections()
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -74,7 +75,7 @@ func BenchmarkColdStart(b *testing.B) {
 func TestShutdownEndsLongPolls(t *testing.T) {
 	ctx := context.Background()
 	cfg := loadTestConfig(t, t.TempDir())
-	cfg.BcryptCost = 4
+	cfg.Registration.BcryptCost = 4
 	s, err := New(ctx, cfg, Options{LogOutput: io.Discard})
 	if err != nil {
 		t.Fatal(err)
@@ -126,5 +127,42 @@ func TestShutdownEndsLongPolls(t *testing.T) {
 	}
 	if code := <-status; code != http.StatusOK {
 		t.Fatalf("long-poll answered %d during shutdown, want 200", code)
+	}
+}
+
+// TestOldConfigKeysAreLoggedAtStartup: a file with old flat keys starts the
+// server with their values, and each is logged once, as a warning naming
+// its new key.
+func TestOldConfigKeysAreLoggedAtStartup(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte("max_upload_bytes: 1048576\nlog_level: debug\n"), 0o600)
+	cfg := loadTestConfig(t, dir)
+	if cfg.Media.MaxUploadBytes != 1<<20 || cfg.Logging.Level != "debug" {
+		t.Fatalf("old keys not applied: %+v %+v", cfg.Media, cfg.Logging)
+	}
+	var out bytes.Buffer
+	s, err := New(context.Background(), cfg, Options{LogOutput: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var entry struct {
+			Level, Msg, Key string
+			NewKey          string `json:"new_key"`
+		}
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if entry.Key != "" {
+			if entry.Level != "warning" || !strings.Contains(entry.Msg, entry.NewKey) {
+				t.Errorf("notice logged as %+v", entry)
+			}
+			got[entry.Key] = entry.NewKey
+		}
+	}
+	if len(got) != 2 || got["max_upload_bytes"] != "media.max_upload_bytes" || got["log_level"] != "logging.level" {
+		t.Fatalf("logged notices %v", got)
 	}
 }

@@ -1,0 +1,46 @@
+package admin
+
+import (
+	"net/http"
+
+	"matrixhs/internal/auth"
+	"matrixhs/internal/httputil"
+)
+
+// Register adds the admin endpoints to the server's route table.
+func (a *API) Register(rt *httputil.Router) {
+	h := auth.Public
+	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+
+	// Shared-secret registration (Synapse's admin API, used by scripts and test suites).
+	rt.Exact(get, "/_synapse/admin/v1/register", h(a.adminRegisterNonce))
+	rt.Exact(post, "/_synapse/admin/v1/register", h(a.adminRegister))
+	// Synapse-compatible admin API (admin.go).
+	rt.Exact(get, "/_synapse/admin/v1/server_version", a.authn.AdminJSON(a.adminServerVersion))
+	rt.Exact(get, "/_synapse/admin/v2/users", a.authn.AdminJSON(a.adminListUsers))
+	rt.Exact(get, "/_synapse/admin/v2/users/{userId}", a.authn.AdminJSON(a.adminGetUser))
+	rt.Exact(put, "/_synapse/admin/v2/users/{userId}", a.authn.AdminJSON(a.adminPutUser))
+	rt.Exact(get, "/_synapse/admin/v2/users/{userId}/devices", a.authn.AdminJSON(a.adminUserDevices))
+	rt.Exact(del, "/_synapse/admin/v2/users/{userId}/devices/{deviceId}", a.authn.AdminJSON(a.adminDeleteDevices))
+	rt.Exact(post, "/_synapse/admin/v2/users/{userId}/delete_devices", a.authn.AdminJSON(a.adminDeleteDevices))
+	rt.Exact(get, "/_synapse/admin/v1/users/{userId}/joined_rooms", a.authn.AdminJSON(a.adminJoinedRooms))
+	rt.Exact(post, "/_synapse/admin/v1/deactivate/{userId}", a.authn.AdminJSON(a.adminDeactivate))
+	rt.Exact(post, "/_synapse/admin/v1/reset_password/{userId}", a.authn.AdminJSON(a.adminResetPassword))
+	rt.Exact(get, "/_synapse/admin/v1/users/{userId}/admin", a.authn.AdminJSON(a.adminUserAdmin))
+	rt.Exact(put, "/_synapse/admin/v1/users/{userId}/admin", a.authn.AdminJSON(a.adminUserAdmin))
+	rt.Exact(get, "/_synapse/admin/v1/whois/{userId}", a.authn.AdminJSON(a.whois))
+	rt.Client(get, "/admin/whois/{userId}", a.authn.JSON(a.whois))
+	rt.Exact(get, "/_synapse/admin/v1/registration_tokens", a.authn.AdminJSON(a.adminListRegTokens))
+	rt.Exact(post, "/_synapse/admin/v1/registration_tokens/new", a.authn.AdminJSON(a.adminNewRegToken))
+	rt.Exact(get, "/_synapse/admin/v1/registration_tokens/{token}", a.authn.AdminJSON(a.adminGetRegToken))
+	rt.Exact(put, "/_synapse/admin/v1/registration_tokens/{token}", a.authn.AdminJSON(a.adminUpdateRegToken))
+	rt.Exact(del, "/_synapse/admin/v1/registration_tokens/{token}", a.authn.AdminJSON(a.adminDeleteRegToken))
+	rt.Exact(get, "/_synapse/admin/v1/rooms", a.authn.AdminJSON(a.adminListRooms))
+	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomId}", a.authn.AdminJSON(a.adminGetRoom))
+	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomId}/members", a.authn.AdminJSON(a.adminRoomMembers))
+	rt.Exact(del, "/_synapse/admin/v1/rooms/{roomId}", a.authn.AdminJSON(a.adminShutdownRoom))
+	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomId}/block", a.authn.AdminJSON(a.adminRoomBlock))
+	rt.Exact(put, "/_synapse/admin/v1/rooms/{roomId}/block", a.authn.AdminJSON(a.adminRoomBlock))
+	rt.Exact(post, "/_synapse/admin/v1/send_server_notice", a.authn.AdminJSON(a.adminSendServerNotice))
+	rt.Exact(put, "/_synapse/admin/v1/send_server_notice/{txnId}", a.authn.AdminJSON(a.adminSendServerNotice))
+}
