@@ -114,6 +114,12 @@ func noIndex(column string) string { return `+` + column }
 // join_collapse_limit, and rejects CROSS JOIN ... ON.)
 const joinInOrder = `CROSS JOIN`
 
+// userIDServer is an SQL expression for the server name of a user ID
+// column: what follows its first ':'.
+func userIDServer(column string) string {
+	return `substr(` + column + `, instr(` + column + `, ':') + 1)`
+}
+
 // greatest is an SQL expression for the larger of two values.
 func greatest(a, b string) string { return `MAX(` + a + `, ` + b + `)` }
 

@@ -100,6 +100,10 @@ func TestDialectArrayParameters(t *testing.T) {
 	if err := db.q().QueryRowContext(ctx, `SELECT `+greatest("$1", "$2")+`, `+noIndex("$1"), 4, 9).Scan(&g, &n); err != nil || g != 9 || n != 4 {
 		t.Errorf("greatest(4, 9) = %d, noIndex(4) = %d, %v", g, n, err)
 	}
+	var server string
+	if err := db.q().QueryRowContext(ctx, `SELECT `+userIDServer("$1"), "@u:example.org:8448").Scan(&server); err != nil || server != "example.org:8448" {
+		t.Errorf("userIDServer = %q, %v", server, err)
+	}
 }
 
 func TestDialectUniqueViolation(t *testing.T) {
