@@ -225,6 +225,11 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if backwards && done && len(events) < limit && q.Get("to") == "" {
+		if events, next, done, err = a.pageBackfilled(ctx, acc, f, events, next, limit); err != nil {
+			return nil, err
+		}
+	}
 	// start is the token given, or where "now" is in the stream.
 	start := q.Get("from")
 	if start == "" {

@@ -15,7 +15,10 @@
 // keys once the key changes), the notary endpoints (/_matrix/key/v2/query),
 // the version, and OpenID userinfo, which lets a widget or Element Call's
 // token service learn who holds an OpenID token. Room membership across
-// servers is served by membership; transactions and history are next.
+// servers is served by membership. Once rooms are attached (AttachRooms) it
+// serves inbound transactions (send.go) and room history (history.go), and
+// fetches missing events and history from other servers for the roomserver
+// (fetcher.go).
 package federationapi
 
 import (
@@ -74,9 +77,10 @@ type Options struct {
 	Listen      string
 	Certificate *tls.Certificate
 
-	// ExtraRoutes registers more federation endpoints wherever Routes
+	// ExtraRoutes registers more federation endpoints wherever Register
 	// registers these (the client port and the federation listener):
-	// endpoints built elsewhere on this API, or tests'.
+	// endpoints built elsewhere on this API, or tests' (which may stand in
+	// for the room endpoints: they are registered first).
 	ExtraRoutes func(rt *httputil.Router, api *API)
 
 	Log logrus.FieldLogger
@@ -95,10 +99,14 @@ type API struct {
 	Own *keyring.OwnKeys
 
 	accounts    *accounts.Service
+	db          *storage.DB
 	serverName  spec.ServerName
 	keyValidity time.Duration
 	opts        Options
 	now         func() time.Time
+
+	// rooms serves room federation once attached (rooms.go).
+	rooms *roomFederation
 }
 
 // New records the server's signing key (a changed key turns the previous
@@ -144,6 +152,7 @@ func New(ctx context.Context, db *storage.DB, acc *accounts.Service, opts Option
 		Auth:        fedauth.New(opts.ServerName, ring, opts.Now),
 		Own:         own,
 		accounts:    acc,
+		db:          db,
 		serverName:  opts.ServerName,
 		keyValidity: opts.KeyValidity,
 		opts:        opts,
@@ -164,6 +173,11 @@ func (f *API) Register(rt *httputil.Router) {
 	rt.Exact(get, "/_matrix/key/v2/query/{serverName}/{keyId}", auth.Public(f.queryKeys))
 	if f.opts.ExtraRoutes != nil {
 		f.opts.ExtraRoutes(rt, f)
+	}
+	// After the extra routes, so that a test's stand-in for a room
+	// endpoint (another server's /send) is the one served.
+	if f.rooms != nil {
+		f.roomRoutes(rt)
 	}
 }
 

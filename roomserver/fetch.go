@@ -28,6 +28,13 @@ type Fetcher interface {
 	StateIDs(ctx context.Context, origin spec.ServerName, roomID, eventID string) (state, authChain []string, err error)
 }
 
+// StateFetcher is a Fetcher that can also fetch the state at an event as
+// whole events (/state), which takes one request where many are missing.
+type StateFetcher interface {
+	// State fetches the state before an event and its auth chain.
+	State(ctx context.Context, origin spec.ServerName, roomID, eventID string) (state, authChain []json.RawMessage, err error)
+}
+
 // missingEventsLimit bounds one /get_missing_events request.
 const missingEventsLimit = 20
 
@@ -51,13 +58,25 @@ func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []Inp
 	if err != nil {
 		return nil, err
 	}
+	filled := false
 	for i := range events {
+		if results[i].Err != nil && filled {
+			// A gap closed for an earlier event may have closed this
+			// one's too (a chain whose oldest event was missing a prev):
+			// try again before fetching anything.
+			res, err := rs.Input(ctx, []InputEvent{events[i]})
+			if err != nil {
+				return nil, err
+			}
+			results[i] = res[0]
+		}
 		for round := 0; results[i].Err != nil && round < maxFetchRounds; round++ {
 			in, err := rs.fillGap(ctx, f, events[i], results[i].Err, withMissing)
 			if err != nil {
 				results[i].Err = err
 				break
 			}
+			filled = true
 			res, err := rs.Input(ctx, []InputEvent{in})
 			if err != nil {
 				return nil, err
@@ -142,11 +161,33 @@ func (rs *Roomserver) fetchStateBefore(ctx context.Context, f Fetcher, in InputE
 	if err != nil {
 		return in, err
 	}
-	var raw []json.RawMessage
-	for _, id := range dedupe(append(append([]string{}, chain...), state...)) {
-		if _, _, err := rs.eventOfRoom(ctx, r, id); err == nil {
-			continue
+	all := dedupe(append(append([]string{}, chain...), state...))
+	var missing []string
+	for _, id := range all {
+		if _, _, err := rs.eventOfRoom(ctx, r, id); err != nil {
+			missing = append(missing, id)
 		}
+	}
+	// Many events missing (a tenth or more, as Synapse reckons): one /state
+	// request rather than an /event request each.
+	if sf, ok := f.(StateFetcher); ok && len(missing) > 1 && len(missing)*10 >= len(all) {
+		stateRaw, chainRaw, err := sf.State(ctx, in.Origin, roomID, in.Event.EventID())
+		if err == nil {
+			if err := rs.inputFetchedOutliers(ctx, in.Origin, in.Event, append(chainRaw, stateRaw...), missing); err != nil {
+				return in, err
+			}
+			// What the answer lacked is fetched one by one.
+			still := missing[:0]
+			for _, id := range missing {
+				if _, _, err := rs.eventOfRoom(ctx, r, id); err != nil {
+					still = append(still, id)
+				}
+			}
+			missing = still
+		}
+	}
+	var raw []json.RawMessage
+	for _, id := range missing {
 		ev, err := f.Event(ctx, in.Origin, roomID, id)
 		if err != nil {
 			return in, fmt.Errorf("fetching state event %s: %w", id, err)
@@ -163,6 +204,12 @@ func (rs *Roomserver) fetchStateBefore(ctx context.Context, f Fetcher, in InputE
 // inputOutliers parses fetched events and stores them as outliers, each
 // after its auth events.
 func (rs *Roomserver) inputOutliers(ctx context.Context, origin spec.ServerName, of gomatrixserverlib.PDU, raw []json.RawMessage) error {
+	return rs.inputFetchedOutliers(ctx, origin, of, raw, nil)
+}
+
+// inputFetchedOutliers is inputOutliers keeping only the events named in
+// want (all of them when want is nil).
+func (rs *Roomserver) inputFetchedOutliers(ctx context.Context, origin spec.ServerName, of gomatrixserverlib.PDU, raw []json.RawMessage, want []string) error {
 	ver, err := gomatrixserverlib.GetRoomVersion(of.Version())
 	if err != nil {
 		return ErrUnsupportedVersion
@@ -171,9 +218,13 @@ func (rs *Roomserver) inputOutliers(ctx context.Context, origin spec.ServerName,
 	if err != nil {
 		return err
 	}
+	wanted := map[string]bool{}
+	for _, id := range want {
+		wanted[id] = true
+	}
 	var batch []InputEvent
 	for _, p := range authOrder(pdus) {
-		if p.RoomID().String() != of.RoomID().String() {
+		if p.RoomID().String() != of.RoomID().String() || (want != nil && !wanted[p.EventID()]) {
 			continue
 		}
 		batch = append(batch, InputEvent{Kind: KindOutlier, Event: p, Origin: origin})

@@ -58,6 +58,10 @@ type Roomserver struct {
 	// remote reaches other servers for rooms this server is not in (nil:
 	// every room is local); see remote.go.
 	remote Remote
+	// backfiller fetches history from other servers (backfill.go; nil:
+	// none), backfills runs one backfill per room at a time.
+	backfiller Backfiller
+	backfills  backfillGuard
 
 	pushRules rulesCache
 	// txns are the sends with a transaction ID under way.

@@ -151,3 +151,85 @@ func (v *Viewer) MembershipAt(e *storage.Event) string {
 
 // LastMembershipPos is the stream position of the user's latest membership change.
 func (v *Viewer) LastMembershipPos() int64 { return v.lastPos }
+
+// ServerViewer decides which events of a room another server may see
+// (spec: events are visible to a server when its users could see them),
+// as Synapse's filter_events_for_server does: by the state at the event
+// (the state before it, and the event itself when it changes the history
+// visibility or a membership of that server), an event is visible when
+// the history visibility is neither "invited" nor "joined", or a user of
+// the server is joined, or invited under "invited". Events held without
+// state (outliers) are visible. Callers also check that the server is in
+// the room at all.
+type ServerViewer struct {
+	ctx    context.Context
+	rs     *Roomserver
+	server string
+	views  map[int64]storage.SnapshotServerView
+	err    error
+}
+
+// ServerViewer makes a viewer for server's requests; it keeps ctx for
+// the lookups it makes while judging events.
+func (rs *Roomserver) ServerViewer(ctx context.Context, server spec.ServerName) *ServerViewer {
+	return &ServerViewer{ctx: ctx, rs: rs, server: string(server), views: map[int64]storage.SnapshotServerView{}}
+}
+
+// Err is the first lookup error met while judging events (they were then
+// judged invisible).
+func (v *ServerViewer) Err() error { return v.err }
+
+// CanSee reports whether the server may see e.
+func (v *ServerViewer) CanSee(e *storage.Event) bool {
+	if e.Status == storage.EventOutlier || e.Status == storage.EventRejected {
+		return true // no state known at it: judged open, as Synapse does
+	}
+	sv, ok := v.views[e.StateBefore]
+	if !ok {
+		var err error
+		if sv, err = v.rs.db.SnapshotServerMembers(v.ctx, e.StateBefore, v.server); err != nil {
+			if v.err == nil {
+				v.err = err
+			}
+			return false
+		}
+		v.views[e.StateBefore] = sv
+	}
+	vis := sv.Visibility
+	joined, invited := 0, 0
+	for _, m := range sv.Members {
+		switch m {
+		case spec.Join:
+			joined++
+		case spec.Invite:
+			invited++
+		}
+	}
+	// The state at the event includes the event itself.
+	if e.StateKey != nil {
+		switch {
+		case e.Type == spec.MRoomHistoryVisibility && *e.StateKey == "":
+			vis = contentField(e.JSON, "history_visibility")
+		case e.Type == spec.MRoomMember && domainOf(*e.StateKey) == v.server:
+			switch sv.Members[*e.StateKey] {
+			case spec.Join:
+				joined--
+			case spec.Invite:
+				invited--
+			}
+			switch contentField(e.JSON, "membership") {
+			case spec.Join:
+				joined++
+			case spec.Invite:
+				invited++
+			}
+		}
+	}
+	switch vis {
+	case "invited":
+		return joined > 0 || invited > 0
+	case "joined":
+		return joined > 0
+	}
+	return true // shared, world_readable, and unknown values
+}

@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -40,10 +39,11 @@ func (tx *Tx) AccountData(ctx context.Context, userID, roomID, typ string) ([]by
 	return getAccountData(ctx, tx.q(), userID, roomID, typ)
 }
 
+var accountDataQuery = `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = ` + noReprepare(3)
+
 func getAccountData(ctx context.Context, q querier, userID, roomID, typ string) ([]byte, error) {
 	var content string
-	err := q.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = +$3`, /* noReprepare */
-		userID, roomID, typ).Scan(&content)
+	err := q.QueryRowContext(ctx, accountDataQuery, userID, roomID, typ).Scan(&content)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -59,12 +59,13 @@ func (db *DB) AccountDataChanges(ctx context.Context, userID string, from, to in
 		WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos`, userID, from, to))
 }
 
+// roomAccountDataQuery looks entries up by room, not by position.
+var roomAccountDataQuery = `SELECT room_id, type, content, stream_pos FROM account_data
+	WHERE user_id = $1 AND ` + inArray("room_id", 2) + ` AND ` + noIndex("stream_pos") + ` <= $3`
+
 // RoomAccountData lists a user's entries for some rooms as of position to.
 func (db *DB) RoomAccountData(ctx context.Context, userID string, roomIDs []string, to int64) ([]AccountData, error) {
-	ids, _ := json.Marshal(roomIDs)
-	return scanAccountData(db.q().QueryContext(ctx, `SELECT room_id, type, content, stream_pos FROM account_data
-		WHERE user_id = $1 AND room_id IN (SELECT value FROM json_each($2)) AND +stream_pos <= $3`, // + : look up by room, not by position
-		userID, string(ids), to))
+	return scanAccountData(db.q().QueryContext(ctx, roomAccountDataQuery, userID, arrayArg(roomIDs), to))
 }
 
 func scanAccountData(rows *sql.Rows, err error) ([]AccountData, error) {

@@ -143,3 +143,36 @@ func TestDevicesAndTokens(t *testing.T) {
 		t.Fatal("device of an unknown account was stored")
 	}
 }
+
+// Admin flags, reading an account inside a write, and finding a device by
+// its access token.
+func TestAdminFlagAndTokenLookup(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	mustWrite(t, db, func(tx *Tx) error {
+		if err := tx.InsertAccount(ctx, Account{UserID: "@u:x", Localpart: "u", CreatedTS: 1}); err != nil {
+			return err
+		}
+		if err := tx.SetAdmin(ctx, "@u:x", true); err != nil {
+			return err
+		}
+		acc, err := tx.Account(ctx, "@u:x")
+		if err != nil || !acc.IsAdmin {
+			t.Errorf("account in the write = %+v, %v", acc, err)
+		}
+		return tx.UpsertDevice(ctx, Device{UserID: "@u:x", DeviceID: "D", CreatedTS: 1}, DeviceTokens{AccessHash: []byte("hash")})
+	})
+	if d, err := db.DeviceByAccessToken(ctx, []byte("hash")); err != nil || d.UserID != "@u:x" || d.DeviceID != "D" {
+		t.Fatalf("DeviceByAccessToken = %+v, %v", d, err)
+	}
+	if _, err := db.DeviceByAccessToken(ctx, []byte("other")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown token: %v", err)
+	}
+	mustWrite(t, db, func(tx *Tx) error { return tx.SetAdmin(ctx, "@u:x", false) })
+	if acc, _ := db.Account(ctx, "@u:x"); acc.IsAdmin {
+		t.Fatal("admin flag not cleared")
+	}
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.SetAdmin(ctx, "@nobody:x", true) }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("admin flag of an unknown account: %v", err)
+	}
+}

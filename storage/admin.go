@@ -30,9 +30,9 @@ var adminRoomsQuery = `SELECT r.room_id, r.room_version, r.published,
 		COALESCE((SELECT e.sender FROM current_state c JOIN events e ON e.event_nid = c.event_nid
 			WHERE c.room_nid = r.room_nid AND c.type = 'm.room.create' AND c.state_key = ''), ''),
 		COALESCE(` + stateString("m.room.encryption", "algorithm") + `, ''),
-		COALESCE(` + stateString("m.room.join_rules", "join_rule") + `, ''),
+		COALESCE(` + stateValueOf("m.room.join_rules") + `, ''),
 		COALESCE(` + stateString("m.room.guest_access", "guest_access") + `, ''),
-		COALESCE(` + stateString("m.room.history_visibility", "history_visibility") + `, ''),
+		COALESCE(` + stateValueOf("m.room.history_visibility") + `, ''),
 		COALESCE(` + stateString("m.room.create", "type") + `, '')
 	FROM rooms r`
 

@@ -200,3 +200,50 @@ func TestBackup(t *testing.T) {
 		t.Fatalf("backup content = %s, %v", c, err)
 	}
 }
+
+// Changes hands out a channel closed by the next commit that moves the
+// stream, with the position as of the call.
+func TestChangesClosesOnAdvance(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	ch, pos := db.Changes()
+	if pos != db.StreamPosition() {
+		t.Fatalf("Changes position %d, stream at %d", pos, db.StreamPosition())
+	}
+	mustWrite(t, db, func(tx *Tx) error { return nil }) // no position taken
+	select {
+	case <-ch:
+		t.Fatal("a write that took no position woke the waiters")
+	default:
+	}
+	mustWrite(t, db, func(tx *Tx) error {
+		_, err := tx.PutAccountData(ctx, "@u:x", "", "t", []byte(`{}`))
+		return err
+	})
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a commit that moved the stream did not close the channel")
+	}
+	if _, now := db.Changes(); now != pos+1 {
+		t.Fatalf("position after the commit = %d, want %d", now, pos+1)
+	}
+}
+
+// OnAbort hooks run when a write's changes are rolled back, and only then.
+func TestOnAbortRunsOnRollback(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	var aborted []string
+	mustWrite(t, db, func(tx *Tx) error {
+		tx.OnAbort(func() { aborted = append(aborted, "ok") })
+		return nil
+	})
+	err := db.Write(ctx, func(tx *Tx) error {
+		tx.OnAbort(func() { aborted = append(aborted, "failed") })
+		return errors.New("no")
+	})
+	if err == nil || len(aborted) != 1 || aborted[0] != "failed" {
+		t.Fatalf("aborts %v after a failed write (%v); want only the failed one's", aborted, err)
+	}
+}

@@ -127,11 +127,13 @@ func (tx *Tx) DeleteDelayedEvent(ctx context.Context, delayID string) error {
 	return nil
 }
 
+var cancelDelayedStateQuery = `DELETE FROM delayed_events
+	WHERE room_id = $1 AND type = ` + noReprepare(2) + ` AND state_key = $3 AND user_id != $4`
+
 // CancelDelayedStateEvents drops the scheduled state events for a room's
 // state key made by anyone but except: someone else changed that state.
 func (tx *Tx) CancelDelayedStateEvents(ctx context.Context, roomID, typ, stateKey, except string) error {
-	_, err := tx.exec(ctx, `DELETE FROM delayed_events WHERE room_id = $1 AND type = +$2 AND state_key = $3 AND user_id != $4`,
-		roomID, typ, stateKey, except)
+	_, err := tx.exec(ctx, cancelDelayedStateQuery, roomID, typ, stateKey, except)
 	if err != nil {
 		return fmt.Errorf("cancelling delayed state events: %w", err)
 	}

@@ -24,10 +24,21 @@ type DirectoryRoom struct {
 // stateString is a correlated subquery reading a string field of the content
 // of one current state event (state key "") of the room r; NULL when the
 // event is absent, redacted away or the field is not a string. typ and field
-// are constants of this file, never user input.
+// are constants of this package, never user input.
 func stateString(typ, field string) string {
-	path := `'$.content.` + field + `'`
-	return `(SELECT CASE WHEN json_type(e.json, ` + path + `) = 'text' THEN json_extract(e.json, ` + path + `) END
+	return currentStateSubquery(typ, jsonText("e.json", "content", field))
+}
+
+// stateValueOf is stateString for the types whose field is a column
+// (events.state_value): join rules and history visibility.
+func stateValueOf(typ string) string {
+	return currentStateSubquery(typ, "e.state_value")
+}
+
+// currentStateSubquery selects expr of the room r's current state event of
+// type typ (state key "").
+func currentStateSubquery(typ, expr string) string {
+	return `(SELECT ` + expr + `
 		FROM current_state c JOIN events e ON e.event_nid = c.event_nid
 		WHERE c.room_nid = r.room_nid AND c.type = '` + typ + `' AND c.state_key = '')`
 }
@@ -42,8 +53,8 @@ var publishedRoomsQuery = `SELECT room_id, joined, name, topic, avatar, alias, j
 		` + stateString("m.room.topic", "topic") + ` AS topic,
 		` + stateString("m.room.avatar", "url") + ` AS avatar,
 		` + stateString("m.room.canonical_alias", "alias") + ` AS alias,
-		` + stateString("m.room.join_rules", "join_rule") + ` AS join_rule,
-		` + stateString("m.room.history_visibility", "history_visibility") + ` AS history,
+		` + stateValueOf("m.room.join_rules") + ` AS join_rule,
+		` + stateValueOf("m.room.history_visibility") + ` AS history,
 		` + stateString("m.room.guest_access", "guest_access") + ` AS guest,
 		` + stateString("m.room.create", "type") + ` AS room_type
 	FROM rooms r WHERE r.published = 1

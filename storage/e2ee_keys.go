@@ -424,6 +424,40 @@ func (tx *Tx) deleteDevicesE2EE(ctx context.Context, userID string, deviceIDs []
 	return err
 }
 
+// prevMembership is the membership a member event replaced, from its
+// unsigned prev_content (its own is events.state_value). Only the member
+// events of a sync's range read it, too few to make it a column.
+var prevMembership = `COALESCE(` + jsonText("e.unsigned_extra", "prev_content", "membership") + `, '')`
+
+// deviceListChangesQuery is DeviceListChanges's one statement ($1 viewer,
+// range ($2, $3]), each part tagged: 'c' changed if they (still) share a
+// room, 'p' changed regardless, 'l' left if they share no room any more.
+var deviceListChangesQuery = `
+	-- Key and device changes everyone sharing a room hears about.
+	SELECT 'c', user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = ''
+	-- Changes only the viewer hears about (signatures they made).
+	UNION ALL SELECT 'p', user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = $1
+	-- Users who joined a room the viewer is in.
+	UNION ALL SELECT 'c', e.state_key FROM events e
+		JOIN current_state me ON me.room_nid = e.room_nid AND me.type = 'm.room.member' AND me.state_key = $1 AND me.membership = 'join'
+		WHERE e.type = 'm.room.member' AND e.stream_pos > $2 AND e.stream_pos <= $3
+		  AND e.state_value = 'join' AND ` + prevMembership + ` != 'join'
+	-- Members of rooms the viewer joined.
+	UNION ALL SELECT 'c', o.state_key FROM events e
+		JOIN current_state o ON o.room_nid = e.room_nid AND o.type = 'm.room.member' AND o.membership = 'join'
+		WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3
+		  AND e.state_value = 'join' AND ` + prevMembership + ` != 'join'
+	-- Users who left a room the viewer has a membership in.
+	UNION ALL SELECT 'l', e.state_key FROM events e
+		WHERE e.type = 'm.room.member' AND e.stream_pos > $2 AND e.stream_pos <= $3
+		  AND e.state_value IN ('leave', 'ban') AND ` + prevMembership + ` = 'join'
+		  AND e.room_nid IN (SELECT room_nid FROM current_state WHERE type = 'm.room.member' AND state_key = $1)
+	-- Members of rooms the viewer left.
+	UNION ALL SELECT 'l', o.state_key FROM events e
+		JOIN current_state o ON o.room_nid = e.room_nid AND o.type = 'm.room.member' AND o.membership IN ('join', 'leave', 'ban')
+		WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3
+		  AND e.state_value IN ('leave', 'ban') AND ` + prevMembership + ` = 'join'`
+
 // DeviceListChanges computes /sync's device_lists for viewer over the
 // stream range (from, to]: changed holds the users sharing a room with the
 // viewer (and the viewer) whose device lists changed, the users who joined a
@@ -435,35 +469,7 @@ func (db *DB) DeviceListChanges(ctx context.Context, viewer string, from, to int
 	if to <= from {
 		return changed, left, nil
 	}
-	const membership = `json_extract(e.json, '$.content.membership')`
-	const prevMembership = `COALESCE(json_extract(e.unsigned_extra, '$.prev_content.membership'), '')`
-	// One statement, each part tagged: 'c' changed if they (still) share a
-	// room, 'p' changed regardless, 'l' left if they share no room any more.
-	rows, err := db.q().QueryContext(ctx, `
-		-- Key and device changes everyone sharing a room hears about.
-		SELECT 'c', user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = ''
-		-- Changes only the viewer hears about (signatures they made).
-		UNION ALL SELECT 'p', user_id FROM e2e_device_list_changes WHERE stream_pos > $2 AND stream_pos <= $3 AND only_for = $1
-		-- Users who joined a room the viewer is in.
-		UNION ALL SELECT 'c', e.state_key FROM events e
-			JOIN current_state me ON me.room_nid = e.room_nid AND me.type = 'm.room.member' AND me.state_key = $1 AND me.membership = 'join'
-			WHERE e.type = 'm.room.member' AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND `+membership+` = 'join' AND `+prevMembership+` != 'join'
-		-- Members of rooms the viewer joined.
-		UNION ALL SELECT 'c', o.state_key FROM events e
-			JOIN current_state o ON o.room_nid = e.room_nid AND o.type = 'm.room.member' AND o.membership = 'join'
-			WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND `+membership+` = 'join' AND `+prevMembership+` != 'join'
-		-- Users who left a room the viewer has a membership in.
-		UNION ALL SELECT 'l', e.state_key FROM events e
-			WHERE e.type = 'm.room.member' AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND `+membership+` IN ('leave', 'ban') AND `+prevMembership+` = 'join'
-			  AND e.room_nid IN (SELECT room_nid FROM current_state WHERE type = 'm.room.member' AND state_key = $1)
-		-- Members of rooms the viewer left.
-		UNION ALL SELECT 'l', o.state_key FROM events e
-			JOIN current_state o ON o.room_nid = e.room_nid AND o.type = 'm.room.member' AND o.membership IN ('join', 'leave', 'ban')
-			WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3
-			  AND `+membership+` IN ('leave', 'ban') AND `+prevMembership+` = 'join'`, viewer, from, to)
+	rows, err := db.q().QueryContext(ctx, deviceListChangesQuery, viewer, from, to)
 	if err != nil {
 		return nil, nil, fmt.Errorf("computing device list changes: %w", err)
 	}

@@ -180,13 +180,14 @@ func (db *DB) Timeline(ctx context.Context, roomNID, from, to int64, backwards b
 		ORDER BY e.stream_pos ASC LIMIT $4`, roomNID, from, to, limit))
 }
 
+var stateHistoryQuery = `SELECT ` + eventColumns + eventFrom + `
+	WHERE e.room_nid = $1 AND e.type = ` + noReprepare(2) + ` AND e.state_key = $3 AND e.stream_pos IS NOT NULL ORDER BY e.stream_pos`
+
 // StateHistory returns the accepted state events of one key in a room (a
 // user's membership events, or the room's history_visibility changes), in
 // stream order.
 func (db *DB) StateHistory(ctx context.Context, roomNID int64, typ, stateKey string) ([]Event, error) {
-	return scanEvents(db.q().QueryContext(ctx, `SELECT `+eventColumns+eventFrom+`
-		WHERE e.room_nid = $1 AND e.type = +$2 AND e.state_key = $3 AND e.stream_pos IS NOT NULL ORDER BY e.stream_pos`, // +$2: see noReprepare
-		roomNID, typ, stateKey))
+	return scanEvents(db.q().QueryContext(ctx, stateHistoryQuery, roomNID, typ, stateKey))
 }
 
 // CurrentStateEvents returns a room's current state events, optionally
@@ -196,7 +197,7 @@ func (db *DB) CurrentStateEvents(ctx context.Context, roomNID int64, typ string)
 		WHERE c.room_nid = $1`
 	args := []any{roomNID}
 	if typ != "" {
-		q += ` AND c.type = +$2` // noReprepare
+		q += ` AND c.type = ` + noReprepare(2)
 		args = append(args, typ)
 	}
 	return scanEvents(db.q().QueryContext(ctx, q+` ORDER BY c.type, c.state_key`, args...))

@@ -44,7 +44,7 @@ func (db *DB) FederationCursor(ctx context.Context) (int64, error) {
 // SetFederationCursor records that local events up to pos were queued
 // (never moving it back).
 func (tx *Tx) SetFederationCursor(ctx context.Context, pos int64) error {
-	if _, err := tx.exec(ctx, `UPDATE federation_cursor SET pos = MAX(pos, $1) WHERE id = 1`, pos); err != nil {
+	if _, err := tx.exec(ctx, `UPDATE federation_cursor SET pos = `+greatest("pos", "$1")+` WHERE id = 1`, pos); err != nil {
 		return fmt.Errorf("saving the federation cursor: %w", err)
 	}
 	return nil
@@ -85,9 +85,9 @@ func (db *DB) JoinedServersInSnapshot(ctx context.Context, snapshotNID int64) ([
 	servers, err := queryStrings(ctx, db.q(), snapshotChainCTE+`,
 		members AS (SELECT e.state_key, e.event_nid, ROW_NUMBER() OVER (PARTITION BY e.state_key ORDER BY c.lvl) AS rn
 			FROM chain c JOIN state_entries e ON e.snapshot_nid = c.nid AND e.type = 'm.room.member')
-		SELECT DISTINCT substr(m.state_key, instr(m.state_key, ':') + 1) AS server FROM members m
+		SELECT DISTINCT `+userIDServer("m.state_key")+` AS server FROM members m
 			JOIN events ev ON ev.event_nid = m.event_nid
-		WHERE m.rn = 1 AND ev.state_value = 'join' AND instr(m.state_key, ':') > 0 ORDER BY server`, snapshotNID)
+		WHERE m.rn = 1 AND ev.state_value = 'join' AND m.state_key LIKE '%:%' ORDER BY server`, snapshotNID)
 	if err != nil {
 		return nil, fmt.Errorf("listing the servers in snapshot %d: %w", snapshotNID, err)
 	}

@@ -134,3 +134,35 @@ func TestURLPreviewCache(t *testing.T) {
 		t.Fatalf("preview survived deletion: %v", err)
 	}
 }
+
+// A user's uploads: listed newest first, summed for the quota, and their
+// thumbnail state updated.
+func TestUserMediaAndUsage(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	mustWrite(t, db, func(tx *Tx) error {
+		for _, m := range []Media{
+			{Origin: "hs", MediaID: "old", UserID: "@u:hs", CreatedTS: 1, UploadedTS: 1, Size: 10},
+			{Origin: "hs", MediaID: "new", UserID: "@u:hs", CreatedTS: 5, UploadedTS: 5, Size: 32},
+			{Origin: "hs", MediaID: "theirs", UserID: "@v:hs", CreatedTS: 3, UploadedTS: 3, Size: 1000},
+		} {
+			if err := tx.InsertMedia(ctx, m); err != nil {
+				return err
+			}
+		}
+		if n, err := tx.MediaUsage(ctx, "@u:hs"); err != nil || n != 42 {
+			t.Errorf("usage in the write = %d, %v", n, err)
+		}
+		return tx.SetMediaThumbState(ctx, "hs", "new", ThumbTooLarge)
+	})
+	if n, err := db.MediaUsage(ctx, "@u:hs"); err != nil || n != 42 {
+		t.Fatalf("MediaUsage = %d, %v; want 42", n, err)
+	}
+	if n, _ := db.MediaUsage(ctx, "@nobody:hs"); n != 0 {
+		t.Fatalf("usage of nobody = %d", n)
+	}
+	list, err := db.UserMedia(ctx, "@u:hs")
+	if err != nil || len(list) != 2 || list[0].MediaID != "new" || list[1].MediaID != "old" || list[0].ThumbState != ThumbTooLarge {
+		t.Fatalf("UserMedia = %+v, %v", list, err)
+	}
+}

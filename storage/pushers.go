@@ -93,7 +93,7 @@ func (tx *Tx) DeletePusher(ctx context.Context, k PusherKey) (bool, error) {
 // AdvancePusher records that a pusher dealt with the push actions up to pos
 // (never moving it back: the pusher may have been set again meanwhile).
 func (tx *Tx) AdvancePusher(ctx context.Context, k PusherKey, pos int64) error {
-	_, err := tx.exec(ctx, `UPDATE pushers SET last_pos = MAX(last_pos, $4) WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`,
+	_, err := tx.exec(ctx, `UPDATE pushers SET last_pos = `+greatest("last_pos", "$4")+` WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`,
 		k.UserID, k.AppID, k.PushKey, pos)
 	if err != nil {
 		return fmt.Errorf("advancing pusher: %w", err)
@@ -210,12 +210,12 @@ func (db *DB) PendingPushes(ctx context.Context, userID string, after, upTo int6
 // against the unthreaded receipt or its thread's), plus pending invites.
 func (db *DB) UnreadNotificationTotal(ctx context.Context, userID string, upTo int64) (int, error) {
 	var n int
-	// Room by room (CROSS JOIN fixes the loop order), the unthreaded receipt
+	// Room by room (joinInOrder fixes the loop order), the unthreaded receipt
 	// bounds the scan from below (the effective receipt of any thread is at
 	// least it), so the index on (user_id, room_nid, stream_pos) is
 	// range-scanned from there.
 	err := db.q().QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM current_state c CROSS JOIN push_actions p ON p.user_id = c.state_key AND p.room_nid = c.room_nid
+		(SELECT COUNT(*) FROM current_state c `+joinInOrder+` push_actions p ON p.user_id = c.state_key AND p.room_nid = c.room_nid
 			WHERE c.type = 'm.room.member' AND c.state_key = $1 AND c.membership = 'join' AND p.stream_pos <= $2
 			AND p.stream_pos > COALESCE((SELECT MAX(u.event_pos) FROM receipts u
 				WHERE u.room_nid = c.room_nid AND u.user_id = $1 AND u.thread_id = ''), 0)

@@ -45,7 +45,7 @@ func (db *DB) Relations(ctx context.Context, f RelationFilter, from, to TopoPos,
 	}
 	match := func(alias string) string {
 		return fmt.Sprintf(`%[1]s.room_nid = $2 AND %[1]s.stream_pos IS NOT NULL AND %[1]s.redacted_by IS NULL
-			AND %[1]s.rel_type IS NOT NULL AND ($3 = '' OR %[1]s.rel_type = $3) AND ($4 = '' OR %[1]s.type = +$4)`, alias)
+			AND %[1]s.rel_type IS NOT NULL AND ($3 = '' OR %[1]s.rel_type = $3) AND ($4 = '' OR %[1]s.type = %[2]s)`, alias, noReprepare(4))
 	}
 	return scanEvents(db.q().QueryContext(ctx, `WITH RECURSIVE rel(event_nid, event_id, depth) AS (
 			SELECT c.event_nid, c.event_id, 1 FROM events c WHERE c.relates_to = $1 AND `+match("c")+`
@@ -159,7 +159,7 @@ func (db *DB) aggregations(ctx context.Context, parents []string) ([]Aggregation
 		GROUP BY relates_to, room_nid, sender
 		UNION ALL
 		SELECT relates_to, room_nid, rel_type, sender, 1, event_nid, event_id, type, state_key IS NOT NULL,
-			stream_pos, origin_server_ts, COALESCE(json_type(json, '$.content."m.new_content"') = 'object', 0)
+			stream_pos, origin_server_ts, `+jsonIsObject("json", "content", "m.new_content")+`
 		FROM events WHERE relates_to IN (`+in+`) AND rel_type IN ('m.replace', 'm.reference') AND stream_pos IS NOT NULL
 			AND redacted_by IS NULL`, args...)
 	if err != nil {

@@ -232,10 +232,12 @@ func (db *DB) Forgotten(ctx context.Context, userID string, roomNID int64) (bool
 	return n > 0, nil
 }
 
+var deleteCurrentStateQuery = `DELETE FROM current_state WHERE room_nid = $1 AND type = ` + noReprepare(2) + ` AND state_key = $3`
+
 // DeleteCurrentState removes a key from a room's current state (state
 // resolution over a fork may drop one).
 func (tx *Tx) DeleteCurrentState(ctx context.Context, roomNID int64, key StateKey) error {
-	_, err := tx.exec(ctx, `DELETE FROM current_state WHERE room_nid = $1 AND type = +$2 AND state_key = $3` /* noReprepare */, roomNID, key.Type, key.StateKey)
+	_, err := tx.exec(ctx, deleteCurrentStateQuery, roomNID, key.Type, key.StateKey)
 	if err != nil {
 		return fmt.Errorf("deleting current state: %w", err)
 	}

@@ -3,8 +3,10 @@ package storage
 // Full-text search of room events (POST /search). This file holds every
 // SQLite-only piece of it: the FTS5 table event_search (migration 0010), the
 // translation of a user's search term into an FTS5 MATCH expression, bm25
-// ranking and json_each parameters. A PostgreSQL port replaces this file
-// (tsvector + websearch_to_tsquery) and keeps its Go signatures.
+// ranking, the search windows as a JSON array parameter and a CROSS JOIN
+// that fixes the join order. A PostgreSQL port replaces this file
+// (tsvector + websearch_to_tsquery) and keeps its Go signatures; the rest of
+// the package's SQLite-only SQL is behind dialect.go.
 
 import (
 	"context"
@@ -118,15 +120,17 @@ type SearchRoom struct {
 	Marks []int64
 }
 
+const searchRoomsQuery = `SELECT r.room_nid, r.room_id,
+		EXISTS (SELECT 1 FROM current_state c WHERE c.room_nid = r.room_nid AND c.type = 'm.room.encryption' AND c.state_key = '')
+	FROM rooms r WHERE r.room_nid IN (
+		SELECT e.room_nid FROM events e WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL
+			AND e.state_value = 'join')
+	ORDER BY r.room_nid`
+
 // SearchRooms lists the rooms the user has ever been joined to, with what
 // decides which of their events the user may see.
 func (db *DB) SearchRooms(ctx context.Context, userID string) ([]SearchRoom, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT r.room_nid, r.room_id,
-			EXISTS (SELECT 1 FROM current_state c WHERE c.room_nid = r.room_nid AND c.type = 'm.room.encryption' AND c.state_key = '')
-		FROM rooms r WHERE r.room_nid IN (
-			SELECT e.room_nid FROM events e WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL
-				AND json_extract(e.json, '$.content.membership') = 'join')
-		ORDER BY r.room_nid`, userID)
+	rows, err := db.q().QueryContext(ctx, searchRoomsQuery, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing searchable rooms: %w", err)
 	}
@@ -274,14 +278,11 @@ func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) (*SearchPage, err
 			partial = append(partial, [3]int64{w.RoomNID, w.From, w.To})
 		}
 	}
-	fullJSON, _ := json.Marshal(full)
 	partialJSON, _ := json.Marshal(partial)
-	var senders any
+	var senders any // NULL: any sender
 	if q.Senders != nil {
-		b, _ := json.Marshal(q.Senders)
-		senders = string(b)
+		senders = arrayArg(q.Senders)
 	}
-	notSenders, _ := json.Marshal(append([]string{}, q.NotSenders...))
 	var containsURL any
 	if q.ContainsURL != nil {
 		containsURL = *q.ContainsURL
@@ -294,7 +295,7 @@ func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) (*SearchPage, err
 		}
 	}
 	rows, err := db.q().QueryContext(ctx, searchQueries[[2]bool{q.Recent, q.Groups}],
-		expr, string(fullJSON), upTo, string(partialJSON), senders, string(notSenders), containsURL, offset, afterPos, q.Limit)
+		expr, arrayArg(full), upTo, string(partialJSON), senders, arrayArg(q.NotSenders), containsURL, offset, afterPos, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("searching: %w", err)
 	}
@@ -402,11 +403,11 @@ func (db *DB) searchRanks(ctx context.Context, expr string, hits []SearchHit) er
 // searchQuery is one page of a search in one statement. found: the FTS5
 // match (first: CROSS JOIN fixes the order), each hit looked up in
 // event_search_docs by primary key and kept if its room is wholly visible
-// ($2, a JSON array of room NIDs: SQLite builds a temporary index for the
-// IN list) or its position is inside a window of a partly visible room ($4,
+// ($2, an array parameter of room NIDs: SQLite builds a temporary index
+// for the IN list) or its position is inside a window of a partly visible room ($4,
 // a JSON array of [room_nid, from, to]; short, as most rooms are wholly
-// visible), up to position $3. $5 senders (JSON array or NULL), $6 excluded
-// senders, $7 contains_url (NULL for either). page: the next $10 of found
+// visible), up to position $3. $5 senders (an array parameter or NULL), $6
+// excluded senders, $7 contains_url (NULL for either). page: the next $10 of found
 // in result order, after $8 results (by rank) or before position $9 (by
 // recency). The statement answers the page's rows (kind 0) and then counts
 // (kind 1) of all matches and of those up to the page's end, in all or
@@ -430,11 +431,11 @@ func searchQuery(recent, groups bool) string {
 	SELECT s.rowid AS nid, ` + score + ` AS score, d.stream_pos, d.room_nid, d.sender
 	FROM event_search s CROSS JOIN event_search_docs d ON d.event_nid = s.rowid
 	WHERE event_search MATCH $1 AND d.stream_pos <= $3
-		AND (d.room_nid IN (SELECT value FROM json_each($2))
+		AND (` + inArray("d.room_nid", 2) + `
 			OR EXISTS (SELECT 1 FROM json_each($4) w WHERE json_extract(w.value, '$[0]') = d.room_nid
 				AND d.stream_pos BETWEEN json_extract(w.value, '$[1]') AND json_extract(w.value, '$[2]')))
-		AND ($5 IS NULL OR d.sender IN (SELECT value FROM json_each($5)))
-		AND d.sender NOT IN (SELECT value FROM json_each($6))
+		AND ($5 IS NULL OR ` + inArray("d.sender", 5) + `)
+		AND ` + notInArray("d.sender", 6) + `
 		AND ($7 IS NULL OR d.has_url = $7)
 ), page AS MATERIALIZED (
 	SELECT * FROM found WHERE ` + after + `

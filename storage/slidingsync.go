@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 )
 
@@ -10,6 +9,11 @@ import (
 // list (MSC4186 bump_stamp): messages and the like, not state changes.
 var BumpEventTypes = []string{"m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
 	"m.call.invite", "m.poll.start", "m.beacon_info"}
+
+var bumpStampsQuery = `SELECT r.value, (SELECT e.stream_pos FROM events e
+		WHERE e.room_nid = r.value AND e.stream_pos IS NOT NULL AND e.stream_pos <= $2 AND ` + inArray("e.type", 3) + `
+		ORDER BY e.stream_pos DESC LIMIT 1)
+	FROM ` + arrayTable(1, "r")
 
 // BumpStamps returns, per room, the stream position of its newest bump
 // event at or before upTo (rooms without one are absent). One statement for
@@ -19,13 +23,7 @@ func (db *DB) BumpStamps(ctx context.Context, roomNIDs []int64, upTo int64) (map
 	if len(roomNIDs) == 0 {
 		return out, nil
 	}
-	nids, _ := json.Marshal(roomNIDs)
-	types, _ := json.Marshal(BumpEventTypes)
-	rows, err := db.q().QueryContext(ctx, `SELECT r.value, (SELECT e.stream_pos FROM events e
-			WHERE e.room_nid = r.value AND e.stream_pos IS NOT NULL AND e.stream_pos <= $2
-			  AND e.type IN (SELECT value FROM json_each($3))
-			ORDER BY e.stream_pos DESC LIMIT 1)
-		FROM json_each($1) r`, string(nids), upTo, string(types))
+	rows, err := db.q().QueryContext(ctx, bumpStampsQuery, arrayArg(roomNIDs), upTo, arrayArg(BumpEventTypes))
 	if err != nil {
 		return nil, fmt.Errorf("reading bump stamps: %w", err)
 	}
@@ -49,18 +47,17 @@ type RoomFlags struct {
 	Type      string // m.room.create content.type ("" for plain rooms)
 }
 
+var roomFlagsQuery = `SELECT c.room_nid, c.type, COALESCE(` + jsonText("e.json", "content", "type") + `, '')
+	FROM current_state c JOIN events e ON e.event_nid = c.event_nid
+	WHERE ` + inArray("c.room_nid", 1) + ` AND c.type IN ('m.room.create', 'm.room.encryption') AND c.state_key = ''`
+
 // RoomFlagsOf reads the current encryption and room type of rooms.
 func (db *DB) RoomFlagsOf(ctx context.Context, roomNIDs []int64) (map[int64]RoomFlags, error) {
 	out := map[int64]RoomFlags{}
 	if len(roomNIDs) == 0 {
 		return out, nil
 	}
-	nids, _ := json.Marshal(roomNIDs)
-	rows, err := db.q().QueryContext(ctx, `SELECT c.room_nid, c.type,
-			CASE json_type(e.json, '$.content.type') WHEN 'text' THEN json_extract(e.json, '$.content.type') ELSE '' END
-		FROM current_state c JOIN events e ON e.event_nid = c.event_nid
-		WHERE c.room_nid IN (SELECT value FROM json_each($1)) AND c.type IN ('m.room.create', 'm.room.encryption') AND c.state_key = ''`,
-		string(nids))
+	rows, err := db.q().QueryContext(ctx, roomFlagsQuery, arrayArg(roomNIDs))
 	if err != nil {
 		return nil, fmt.Errorf("reading room flags: %w", err)
 	}

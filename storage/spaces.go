@@ -23,10 +23,7 @@ type RoomPreview struct {
 
 // stateJSONArray is stateString for an array field: its JSON text, or NULL.
 func stateJSONArray(typ, field string) string {
-	path := `'$.content.` + field + `'`
-	return `(SELECT CASE WHEN json_type(e.json, ` + path + `) = 'array' THEN json_extract(e.json, ` + path + `) END
-		FROM current_state c JOIN events e ON e.event_nid = c.event_nid
-		WHERE c.room_nid = r.room_nid AND c.type = '` + typ + `' AND c.state_key = '')`
+	return currentStateSubquery(typ, jsonArray("e.json", "content", field))
 }
 
 // roomPreviewQuery reads one room's preview; like publishedRoomsQuery every
@@ -38,8 +35,8 @@ var roomPreviewQuery = `SELECT r.room_nid, r.room_id, r.room_version,
 		` + stateString("m.room.topic", "topic") + `,
 		` + stateString("m.room.avatar", "url") + `,
 		` + stateString("m.room.canonical_alias", "alias") + `,
-		` + stateString("m.room.join_rules", "join_rule") + `,
-		` + stateString("m.room.history_visibility", "history_visibility") + `,
+		` + stateValueOf("m.room.join_rules") + `,
+		` + stateValueOf("m.room.history_visibility") + `,
 		` + stateString("m.room.guest_access", "guest_access") + `,
 		` + stateString("m.room.create", "type") + `,
 		` + stateString("m.room.encryption", "algorithm") + `,

@@ -88,13 +88,6 @@ func (c *stmtCache) close() {
 	c.stmts = map[string]*sql.Stmt{}
 }
 
-// noReprepare: a parameter compared for equality with a column that a
-// partial index restricts to a constant (events.type and current_state.type,
-// indexed WHERE type = 'm.room.member') is written +$n. SQLite otherwise
-// checks the bound value against the index's constant and marks the
-// statement to be re-prepared on every new binding, which more than doubles
-// the query's cost; the unary plus keeps the column's other indexes usable.
-
 // readQuerier runs queries on the read pool through the cache.
 type readQuerier struct{ c *stmtCache }
 

@@ -10,11 +10,13 @@ import (
 	"time"
 )
 
-// Guards noReprepare: no query compares a bare parameter with a type
-// column (only events and current_state need it, but one rule is simpler
-// to keep than a list of tables).
+// Guards noReprepare (dialect.go): no query compares a bare parameter with
+// a type column (only events and current_state need it, but one rule is
+// simpler to keep than a list of tables), and none spells the trick out
+// instead of naming it.
 func TestNoBareTypeParameters(t *testing.T) {
 	bare := regexp.MustCompile(`\btype\s*=\s*\$[0-9]`)
+	spelled := regexp.MustCompile(`\+\$[0-9]`)
 	files, err := filepath.Glob("*.go")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("listing sources: %v", err)
@@ -28,7 +30,10 @@ func TestNoBareTypeParameters(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, loc := range bare.FindAllIndex(src, -1) {
-			t.Errorf("%s: bare parameter compared with a type column: %q (write +$n, see noReprepare)", f, src[loc[0]:loc[1]])
+			t.Errorf("%s: bare parameter compared with a type column: %q (use noReprepare)", f, src[loc[0]:loc[1]])
+		}
+		for _, loc := range spelled.FindAllIndex(src, -1) {
+			t.Errorf("%s: %q spells out the re-prepare trick (use noReprepare)", f, src[loc[0]:loc[1]])
 		}
 	}
 }

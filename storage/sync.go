@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -60,7 +59,7 @@ func (db *DB) MembershipsAt(ctx context.Context, userID string, upTo int64) ([]R
 
 // membershipHistoryAt is MembershipsAt from the user's member events.
 func (db *DB) membershipHistoryAt(ctx context.Context, userID string, upTo int64) ([]RoomMembership, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT e.room_nid, r.room_id, e.json, e.stream_pos, e.event_nid
+	rows, err := db.q().QueryContext(ctx, `SELECT e.room_nid, r.room_id, COALESCE(e.state_value, ''), e.stream_pos, e.event_nid
 		FROM events e JOIN rooms r ON r.room_nid = e.room_nid
 		WHERE e.type = 'm.room.member' AND e.state_key = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos <= $2
 		  AND e.stream_pos = (SELECT MAX(x.stream_pos) FROM events x WHERE x.type = 'm.room.member' AND x.state_key = $1
@@ -73,17 +72,9 @@ func (db *DB) membershipHistoryAt(ctx context.Context, userID string, upTo int64
 	var out []RoomMembership
 	for rows.Next() {
 		var m RoomMembership
-		var js string
-		if err := rows.Scan(&m.RoomNID, &m.RoomID, &js, &m.StreamPos, &m.EventNID); err != nil {
+		if err := rows.Scan(&m.RoomNID, &m.RoomID, &m.Membership, &m.StreamPos, &m.EventNID); err != nil {
 			return nil, err
 		}
-		var ev struct {
-			Content struct {
-				Membership string `json:"membership"`
-			} `json:"content"`
-		}
-		json.Unmarshal([]byte(js), &ev)
-		m.Membership = ev.Content.Membership
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
@@ -172,6 +163,10 @@ func (db *DB) RoomsChangedSince(ctx context.Context, from, to int64) (RoomChange
 	return out, rows.Err()
 }
 
+var newlyJoinedQuery = `SELECT DISTINCT state_key FROM current_state
+	WHERE type = 'm.room.member' AND membership = 'join' AND ` + inArray("room_nid", 1) + `
+	  AND (stream_pos > $2 OR ` + inArray("room_nid", 3) + `)`
+
 // NewlyJoined lists the users joined to the rooms in changed whose join
 // became current after since, and every joined member of the rooms in all
 // (rooms the reader joined since): whose presence an incremental sync sends
@@ -180,11 +175,7 @@ func (db *DB) NewlyJoined(ctx context.Context, changed, all []int64, since int64
 	if len(changed) == 0 && len(all) == 0 {
 		return nil, nil
 	}
-	changedJSON, _ := json.Marshal(append(changed, all...))
-	allJSON, _ := json.Marshal(append([]int64{}, all...))
-	out, err := queryStrings(ctx, db.q(), `SELECT DISTINCT state_key FROM current_state
-		WHERE type = 'm.room.member' AND membership = 'join' AND room_nid IN (SELECT value FROM json_each($1))
-		  AND (stream_pos > $2 OR room_nid IN (SELECT value FROM json_each($3)))`, string(changedJSON), since, string(allJSON))
+	out, err := queryStrings(ctx, db.q(), newlyJoinedQuery, arrayArg(append(changed, all...)), since, arrayArg(all))
 	if err != nil {
 		return nil, fmt.Errorf("listing newly joined members: %w", err)
 	}

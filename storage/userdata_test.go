@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -128,4 +129,76 @@ func TestRegistrationTokens(t *testing.T) {
 	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteRegistrationToken(ctx, "free") }); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete err = %v", err)
 	}
+}
+
+// Room account data of some rooms as of a position: rooms not asked for
+// and entries written after the position are left out.
+func TestRoomAccountData(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	var upTo int64
+	mustWrite(t, db, func(tx *Tx) error {
+		for _, e := range [][3]string{{"!a:x", "m.tag", `{"a":1}`}, {"!b:x", "m.tag", `{"b":1}`}, {"!c:x", "m.tag", `{"c":1}`}, {"", "m.direct", `{}`}} {
+			pos, err := tx.PutAccountData(ctx, "@u:x", e[0], e[1], []byte(e[2]))
+			if err != nil {
+				return err
+			}
+			upTo = max(upTo, pos)
+		}
+		_, err := tx.PutAccountData(ctx, "@other:x", "!a:x", "m.tag", []byte(`{"o":1}`))
+		return err
+	})
+	mustWrite(t, db, func(tx *Tx) error {
+		_, err := tx.PutAccountData(ctx, "@u:x", "!a:x", "m.fully_read", []byte(`{}`))
+		return err
+	})
+	got, err := db.RoomAccountData(ctx, "@u:x", []string{"!a:x", "!c:x"}, upTo)
+	var rooms []string
+	for _, a := range got {
+		rooms = append(rooms, a.RoomID+" "+a.Type+" "+string(a.Content))
+	}
+	slices.Sort(rooms)
+	if err != nil || !slices.Equal(rooms, []string{`!a:x m.tag {"a":1}`, `!c:x m.tag {"c":1}`}) {
+		t.Fatalf("RoomAccountData = %v, %v", rooms, err)
+	}
+	if got, err := db.RoomAccountData(ctx, "@u:x", nil, upTo); err != nil || len(got) != 0 {
+		t.Fatalf("RoomAccountData of no rooms = %v, %v", got, err)
+	}
+}
+
+// A token's limits are replaced (0 lifts them); unknown tokens are not found.
+func TestRegistrationTokenLimits(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	mustWrite(t, db, func(tx *Tx) error {
+		return tx.InsertRegistrationToken(ctx, RegistrationToken{Token: "t", UsesAllowed: 1, ExpiryTS: 100, CreatedTS: 1})
+	})
+	for _, lim := range [][2]int64{{5, 500}, {0, 0}} {
+		mustWrite(t, db, func(tx *Tx) error { return tx.SetRegistrationTokenLimits(ctx, "t", lim[0], lim[1]) })
+		tok, err := db.RegistrationToken(ctx, "t")
+		if err != nil || tok.UsesAllowed != lim[0] || tok.ExpiryTS != lim[1] {
+			t.Fatalf("after SetRegistrationTokenLimits(%v): %+v, %v", lim, tok, err)
+		}
+	}
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.SetRegistrationTokenLimits(ctx, "nope", 1, 1) }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("limits of an unknown token: %v", err)
+	}
+}
+
+// Push rules read inside a write see the write's own change.
+func TestTxPushRules(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	mustWrite(t, db, func(tx *Tx) error {
+		if raw, err := tx.PushRules(ctx, "@u:x"); err != nil || raw != nil {
+			t.Errorf("push rules before any = %s, %v", raw, err)
+		}
+		if _, err := tx.PutPushRules(ctx, "@u:x", []byte(`{"r":1}`)); err != nil {
+			return err
+		}
+		if raw, err := tx.PushRules(ctx, "@u:x"); err != nil || string(raw) != `{"r":1}` {
+			t.Errorf("push rules in the write = %s, %v", raw, err)
+		}
+		return nil
+	})
 }

@@ -23,27 +23,27 @@ type DirectoryUser struct {
 // left out), and the member event's for others. A user in several rooms
 // comes once per room. The searcher finds themself only through a public
 // room, as on Synapse (sharing a private room is between two users).
-// CROSS JOIN keeps SQLite going room by room (each step a primary-key
+// joinInOrder keeps SQLite going room by room (each step a primary-key
 // lookup), whatever its estimates.
-const userDirectoryCandidates = `WITH visible_rooms AS (
+var userDirectoryCandidates = `WITH visible_rooms AS (
 	SELECT room_nid, 0 AS public FROM current_state WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'join'
 	UNION
 	SELECT r.room_nid, 1 FROM rooms r
-		CROSS JOIN current_state c ON c.room_nid = r.room_nid AND c.type = 'm.room.join_rules' AND c.state_key = ''
-		CROSS JOIN events je ON je.event_nid = c.event_nid
-	WHERE json_extract(je.json, '$.content.join_rule') = 'public'
+		` + joinInOrder + ` current_state c ON c.room_nid = r.room_nid AND c.type = 'm.room.join_rules' AND c.state_key = ''
+		` + joinInOrder + ` events je ON je.event_nid = c.event_nid
+	WHERE je.state_value = 'public'
 	UNION
 	SELECT r.room_nid, 1 FROM rooms r
-		CROSS JOIN current_state c ON c.room_nid = r.room_nid AND c.type = 'm.room.history_visibility' AND c.state_key = ''
-		CROSS JOIN events he ON he.event_nid = c.event_nid
-	WHERE json_extract(he.json, '$.content.history_visibility') = 'world_readable'
+		` + joinInOrder + ` current_state c ON c.room_nid = r.room_nid AND c.type = 'm.room.history_visibility' AND c.state_key = ''
+		` + joinInOrder + ` events he ON he.event_nid = c.event_nid
+	WHERE he.state_value = 'world_readable'
 )
 SELECT m.state_key, a.user_id IS NOT NULL, COALESCE(a.displayname, ''), COALESCE(a.avatar_url, ''),
-	CASE WHEN json_type(e.json, '$.content.displayname') = 'text' THEN json_extract(e.json, '$.content.displayname') END,
-	CASE WHEN json_type(e.json, '$.content.avatar_url') = 'text' THEN json_extract(e.json, '$.content.avatar_url') END
+	` + jsonText("e.json", "content", "displayname") + `,
+	` + jsonText("e.json", "content", "avatar_url") + `
 FROM visible_rooms v
-	CROSS JOIN current_state m ON m.room_nid = v.room_nid AND m.type = 'm.room.member' AND m.membership = 'join'
-	CROSS JOIN events e ON e.event_nid = m.event_nid
+	` + joinInOrder + ` current_state m ON m.room_nid = v.room_nid AND m.type = 'm.room.member' AND m.membership = 'join'
+	` + joinInOrder + ` events e ON e.event_nid = m.event_nid
 	LEFT JOIN accounts a ON a.user_id = m.state_key
 WHERE COALESCE(a.deactivated, 0) = 0 AND (v.public = 1 OR m.state_key != $1)`
 

@@ -15,6 +15,8 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+
+	"matrixhs/internal/racedetect"
 )
 
 // TestRoomConcurrentSenders: 6 users send 500 messages each into one room at
@@ -33,7 +35,7 @@ func TestRoomConcurrentSenders(t *testing.T) {
 		join(t, c, roomID)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), racedetect.Scale(2*time.Minute))
 	defer cancel()
 	began := time.Now()
 	sentIDs := make([][]string, senders)

@@ -132,6 +132,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			AutoJoin: n.AutoJoin, RoomVersion: cfg.Rooms.DefaultRoomVersion,
 		},
 	})
+	// Room federation (transactions, history, backfill) goes through the roomserver.
+	s.Federation.AttachRooms(s.Rooms)
 	// The notices user's account reserves its name before anyone registers it.
 	if err := s.Rooms.EnsureNoticesUser(ctx); err != nil {
 		db.Close()

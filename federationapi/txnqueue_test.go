@@ -1,0 +1,76 @@
+package federationapi
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestTxnQueueOrdersEachOrigin: an origin's transactions take turns in
+// arrival order, a waiter that gives up is passed over, and other origins
+// never wait.
+func TestTxnQueueOrdersEachOrigin(t *testing.T) {
+	q := newTxnQueue()
+	ctx := context.Background()
+	release, err := q.acquire(ctx, "a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other, err := q.acquire(ctx, "b.test"); err != nil {
+		t.Fatal(err)
+	} else {
+		other()
+	}
+	order := make(chan int, 3)
+	queued := func(i int, ctx context.Context) chan error {
+		done := make(chan error, 1)
+		go func() {
+			rel, err := q.acquire(ctx, "a.test")
+			if err == nil {
+				order <- i
+				rel()
+			}
+			done <- err
+		}()
+		waitFor(t, func() bool {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return len(q.origins["a.test"].waiters) == i
+		})
+		return done
+	}
+	first := queued(1, ctx)
+	gaveUpCtx, giveUp := context.WithCancel(ctx)
+	gaveUp := queued(2, gaveUpCtx)
+	third := queued(3, ctx)
+	giveUp()
+	if err := <-gaveUp; err == nil {
+		t.Fatal("a cancelled waiter got the turn")
+	}
+	release()
+	for _, done := range []chan error{first, third} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := <-order, <-order; a != 1 || b != 3 {
+		t.Fatalf("turns taken in order %d, %d", a, b)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.origins) != 0 {
+		t.Fatalf("turns left behind: %v", q.origins)
+	}
+}
+
+// waitFor polls cond until it holds (a deadline fails the test).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition never held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

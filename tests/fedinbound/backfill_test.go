@@ -1,0 +1,88 @@
+package fedinbound
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+)
+
+type messagesPage struct {
+	Chunk []syncEvent `json:"chunk"`
+	End   string      `json:"end"`
+}
+
+func (u *user) messages(t testing.TB, roomID, from string, limit int) messagesPage {
+	t.Helper()
+	path := fmt.Sprintf("/rooms/%s/messages?dir=b&limit=%d", url.PathEscape(roomID), limit)
+	if from != "" {
+		path += "&from=" + url.QueryEscape(from)
+	}
+	var page messagesPage
+	u.mustDo(t, "GET", path, nil, &page)
+	return page
+}
+
+// TestMessagesBackfillsFromOtherServers: hs2 joined late (it holds the
+// state and bob's join, not the history before); bob paging back past the
+// join has hs2 backfill from hs1, and pages on through alice's history in
+// order, down to the room's creation. The backfilled events never reach
+// /sync. When no other server answers, the page ends where hs2's history
+// does.
+func TestMessagesBackfillsFromOtherServers(t *testing.T) {
+	s := newPair(t)
+	s.roomID = s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	var history []string
+	for i := 1; i <= 12; i++ {
+		history = append(history, s.alice.send(t, s.roomID, fmt.Sprintf("history %d", i)))
+	}
+	since := s.bob.since(t)
+	s.bobJoin = joinLateFromHS2(t, s.hs1, s.hs2, s.roomID, s.bob)
+	if statusOn(t, s.hs2, history[0]) != -1 {
+		t.Fatal("hs2 holds history before the join")
+	}
+
+	var seen []string
+	page := s.bob.messages(t, s.roomID, "", 5)
+	seen = append(seen, ids(page.Chunk)...)
+	for page.End != "" && len(seen) < 100 {
+		page = s.bob.messages(t, s.roomID, page.End, 5)
+		seen = append(seen, ids(page.Chunk)...)
+	}
+	want := []string{s.bobJoin.EventID()}
+	for i := len(history) - 1; i >= 0; i-- {
+		want = append(want, history[i])
+	}
+	if len(seen) < len(want) || !slices.Equal(seen[:len(want)], want) {
+		t.Fatalf("bob paged %v\nwant it to start %v", seen, want)
+	}
+	create := stateID(t, s.hs1, s.roomID, "m.room.create", "")
+	if seen[len(seen)-1] != create {
+		t.Fatalf("paging ended at %s, not the room's creation (%s)", seen[len(seen)-1], create)
+	}
+	for _, id := range history {
+		if e, err := s.hs2.DB.EventByID(context.Background(), id); err != nil || e.StreamPos >= 0 {
+			t.Fatalf("backfilled %s: %+v, %v", id, e, err)
+		}
+	}
+	// /sync delivers bob's join and nothing of the backfilled history.
+	for _, e := range s.bob.syncUntil(t, since, s.roomID, s.bobJoin.EventID()) {
+		if slices.Contains(history, e.EventID) {
+			t.Fatalf("backfilled %s reached /sync", e.EventID)
+		}
+	}
+
+	// A second late room, whose only other server is gone: the page stops
+	// at the join, at once and without an error, and again after that.
+	other := s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	s.alice.send(t, other, "unreachable history")
+	join := joinLateFromHS2(t, s.hs1, s.hs2, other, s.bob)
+	s.hs1.Stop()
+	for i := 0; i < 2; i++ {
+		page := s.bob.messages(t, other, "", 10)
+		if got := ids(page.Chunk); !slices.Equal(got, []string{join.EventID()}) {
+			t.Fatalf("page with hs1 gone: %v", got)
+		}
+	}
+}
