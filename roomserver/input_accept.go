@@ -22,7 +22,7 @@ import (
 
 func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before stateMap, linear, promote bool, batch *inputBatch) (InputResult, *eventWrite, error) {
 	pdu := in.Event
-	w := &eventWrite{pdu: pdu, promote: promote}
+	w := &eventWrite{pdu: pdu, promote: promote, sentByResident: in.remoteJoin}
 	if sk := pdu.StateKey(); sk != nil {
 		if old := before[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *sk}]; old != nil {
 			w.extra = replacesStateOf(old)

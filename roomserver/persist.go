@@ -36,6 +36,9 @@ type eventWrite struct {
 	pendingRedactions []gomatrixserverlib.PDU
 	// promote turns an outlier already stored into this placement.
 	promote bool
+	// sentByResident: a local user's join from send_join, which the
+	// resident server sends on (never this server's federation sender).
+	sentByResident bool
 
 	stored storage.StoredEvent // filled in by persist
 }
@@ -102,7 +105,7 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *e
 			RoomNID: r.nid.Load(), EventID: pdu.EventID(), Type: pdu.Type(), StateKey: pdu.StateKey(), Sender: string(pdu.SenderID()),
 			Depth: pdu.Depth(), OriginTS: int64(pdu.OriginServerTS()), RelatesTo: relTarget, RelType: relType,
 			SenderDevice: w.meta.senderDevice, TxnID: w.meta.txnID, UnsignedExtra: w.extra, JSON: pdu.JSON(),
-			PrevEvents: pdu.PrevEventIDs(), Redacts: pdu.Redacts(),
+			PrevEvents: pdu.PrevEventIDs(), Redacts: pdu.Redacts(), SentByResident: w.sentByResident,
 		},
 		Placement: w.placement,
 		RoomID:    r.id,

@@ -64,6 +64,10 @@ type NewEvent struct {
 	PrevEvents    []string
 	// Redacts is a redaction's target event ID.
 	Redacts string
+	// SentByResident marks a local user's join made through another
+	// server's send_join: that server distributes it, the federation sender
+	// does not (see StreamEventsAfter).
+	SentByResident bool
 }
 
 // InsertEvent stores an event row at the timeline's end (accepted events

@@ -220,13 +220,13 @@ func (tx *Tx) insertEvent(ctx context.Context, e NewEvent, p Placement, currentA
 	}
 	err = tx.q().QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_server_ts,
 			stream_pos, state_before, status, relates_to, rel_type, sender_device, txn_id, unsigned_extra, json, state_value, redacts,
-			current_after)
+			current_after, sent_by_resident)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''), NULLIF($14, ''), $15, $16,
-			$17, NULLIF($18, ''), $19)
+			$17, NULLIF($18, ''), $19, $20)
 		RETURNING event_nid`,
 		e.EventID, e.RoomNID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, streamPos, e.StateBefore, e.Status,
 		e.RelatesTo, e.RelType, e.SenderDevice, e.TxnID, nullBytes(e.UnsignedExtra), string(e.JSON),
-		stateValue(e.Type, e.StateKey, e.JSON), e.Redacts, currentAfter).Scan(&nid)
+		stateValue(e.Type, e.StateKey, e.JSON), e.Redacts, currentAfter, boolInt(e.SentByResident)).Scan(&nid)
 	if err != nil {
 		if isUniqueViolation(err, "events.event_id") {
 			return 0, 0, ErrExists
@@ -261,9 +261,9 @@ func (tx *Tx) promoteOutlier(ctx context.Context, e NewEvent, p Placement, curre
 		streamPos = pos
 	}
 	err = tx.q().QueryRowContext(ctx, `UPDATE events SET status = $2, stream_pos = $3, state_before = $4,
-			unsigned_extra = COALESCE($5, unsigned_extra), current_after = $6
+			unsigned_extra = COALESCE($5, unsigned_extra), current_after = $6, sent_by_resident = $7
 		WHERE event_id = $1 AND status = 1 RETURNING event_nid`,
-		e.EventID, e.Status, streamPos, e.StateBefore, nullBytes(e.UnsignedExtra), currentAfter).Scan(&nid)
+		e.EventID, e.Status, streamPos, e.StateBefore, nullBytes(e.UnsignedExtra), currentAfter, boolInt(e.SentByResident)).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, fmt.Errorf("promoting %s: %w", e.EventID, ErrNotFound)
 	}
@@ -430,4 +430,12 @@ func (tx *Tx) updateRoomHead(ctx context.Context, roomNID, snapshot int64, head 
 		return nil
 	}
 	return tx.UpdateRoomHead(ctx, roomNID, snapshot, head.Extremities, head.MaxDepth)
+}
+
+// boolInt is a boolean column's value (booleans are stored as 0/1).
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -51,10 +51,11 @@ func (tx *Tx) SetFederationCursor(ctx context.Context, pos int64) error {
 }
 
 // StreamEventsAfter lists the accepted timeline events with a stream
-// position in (after, upTo], in stream order, at most limit.
+// position in (after, upTo], in stream order, at most limit; events another
+// server distributes (NewEvent.SentByResident) are left out.
 func (db *DB) StreamEventsAfter(ctx context.Context, after, upTo int64, limit int) ([]StreamEventMeta, error) {
 	rows, err := db.q().QueryContext(ctx, `SELECT event_nid, stream_pos, room_nid, type, state_key, sender, state_before FROM events
-		WHERE stream_pos > $1 AND stream_pos <= $2 AND status = 0 ORDER BY stream_pos LIMIT $3`, after, upTo, limit)
+		WHERE stream_pos > $1 AND stream_pos <= $2 AND status = 0 AND sent_by_resident = 0 ORDER BY stream_pos LIMIT $3`, after, upTo, limit)
 	if err != nil {
 		return nil, fmt.Errorf("listing events after %d: %w", after, err)
 	}
