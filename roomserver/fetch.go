@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/storage"
 )
 
 // Fetcher gets what the pipeline reports missing from another server: the
@@ -41,19 +45,42 @@ const missingEventsLimit = 20
 // maxFetchRounds bounds how often one event is retried after fetching.
 const maxFetchRounds = 4
 
+// ErrPrevEventsWithheld: a pushed event whose prev events stay unknown
+// after /get_missing_events. As Synapse, its state is not fetched instead:
+// the event could become the room's only forward extremity and that state
+// would then be trusted for the whole room.
+var ErrPrevEventsWithheld = errors.New("the sending server did not divulge the prev events of this event")
+
+// ErrAuthEventsUnavailable: an event's auth events could be found neither
+// here nor through /event_auth.
+var ErrAuthEventsUnavailable = errors.New("auth events could not be found")
+
+// The gaps are filled as Synapse does. A *pushed* event (a transaction's
+// PDU) that lacks prev events gets them through /get_missing_events; the
+// events that returns are *pulled*, and so is backfilled history: a pulled
+// event whose prev events are still unknown gets the state after each
+// missing prev event from its origin (/state_ids at that event, plus the
+// event itself), resolved with the state after the prev events held. An
+// event's place in the DAG is settled before its auth events are fetched
+// (/event_auth, once).
+
 // InputFetching is Input that fills the gaps the pipeline reports by
-// fetching from the events' origins: auth chains become outliers, missing
-// prev events are fetched and input first, and where the DAG cannot be
-// closed the state before the event is fetched and trusted.
+// fetching from the events' origins. KindNew events are treated as pushed
+// (from a transaction), KindBackfill ones as pulled.
 func (rs *Roomserver) InputFetching(ctx context.Context, f Fetcher, events []InputEvent) ([]InputResult, error) {
 	return rs.inputFetching(ctx, f, events, true)
 }
 
-// inputFetching is InputFetching; withMissing says whether missing prev
-// events may be fetched (not for events that were themselves fetched as
-// missing: their gaps are closed with the state before them, as fetching
-// further back could go on and on).
-func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []InputEvent, withMissing bool) ([]InputResult, error) {
+// gapFill is what was already tried for one event.
+type gapFill struct {
+	pushed      bool
+	missingDone bool // /get_missing_events was asked
+	authFetched bool // /event_auth was asked
+}
+
+// inputFetching is InputFetching; pushed says whether KindNew events were
+// pushed (false for the events /get_missing_events returned).
+func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []InputEvent, pushed bool) ([]InputResult, error) {
 	results, err := rs.Input(ctx, events)
 	if err != nil {
 		return nil, err
@@ -70,8 +97,9 @@ func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []Inp
 			}
 			results[i] = res[0]
 		}
+		g := &gapFill{pushed: pushed && events[i].Kind == KindNew}
 		for round := 0; results[i].Err != nil && round < maxFetchRounds; round++ {
-			in, err := rs.fillGap(ctx, f, events[i], results[i].Err, withMissing)
+			in, err := rs.fillGap(ctx, f, events[i], results[i].Err, g)
 			if err != nil {
 				results[i].Err = err
 				break
@@ -89,33 +117,91 @@ func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []Inp
 
 // fillGap fetches what err says is missing and returns the event to input
 // again (with a trusted state when that is what it took).
-func (rs *Roomserver) fillGap(ctx context.Context, f Fetcher, in InputEvent, cause error, withMissing bool) (InputEvent, error) {
-	pdu := in.Event
-	roomID := pdu.RoomID().String()
+func (rs *Roomserver) fillGap(ctx context.Context, f Fetcher, in InputEvent, cause error, g *gapFill) (InputEvent, error) {
 	var ma *MissingAuthEventsError
 	var mp *MissingPrevEventsError
 	var ms *MissingStateError
 	switch {
 	case errors.As(cause, &ma):
-		raw, err := f.EventAuth(ctx, in.Origin, roomID, pdu.EventID())
-		if err != nil {
-			return in, fmt.Errorf("fetching auth chain of %s: %w", pdu.EventID(), err)
+		if in.Kind != KindOutlier && in.StateBefore == nil {
+			missing, err := rs.prevsOutsideTimeline(ctx, in.Event)
+			if err != nil {
+				return in, err
+			}
+			if len(missing) > 0 {
+				return rs.fillPrevs(ctx, f, in, missing, g)
+			}
 		}
-		return in, rs.inputOutliers(ctx, in.Origin, pdu, raw)
-	case errors.As(cause, &mp) && in.Kind == KindNew && withMissing:
-		if filled, err := rs.fetchMissingPrevs(ctx, f, in, mp.Missing); err != nil || filled {
-			return in, err
-		}
-		return rs.fetchStateBefore(ctx, f, in)
-	case errors.As(cause, &mp), errors.As(cause, &ms):
-		return rs.fetchStateBefore(ctx, f, in)
+		return in, rs.fetchAuthChain(ctx, f, in, ma, g)
+	case errors.As(cause, &mp):
+		return rs.fillPrevs(ctx, f, in, mp.Missing, g)
+	case errors.As(cause, &ms) && in.StateBefore == nil:
+		return rs.fillPrevs(ctx, f, in, ms.Events, g)
 	}
 	return in, cause
 }
 
+// fillPrevs closes the gap before an event whose prev events (missing) are
+// unknown or held without state: through /get_missing_events for a pushed
+// event, through the state at the missing prev events for a pulled one.
+func (rs *Roomserver) fillPrevs(ctx context.Context, f Fetcher, in InputEvent, missing []string, g *gapFill) (InputEvent, error) {
+	if !g.pushed {
+		state, err := rs.stateAtMissingPrevs(ctx, f, in)
+		if err != nil {
+			return in, fmt.Errorf("no valid state history for %s: %w", in.Event.EventID(), err)
+		}
+		in.StateBefore = state
+		return in, nil
+	}
+	if g.missingDone {
+		return in, fmt.Errorf("%w (%s)", ErrPrevEventsWithheld, strings.Join(missing, ", "))
+	}
+	g.missingDone = true
+	filled, err := rs.fetchMissingPrevs(ctx, f, in, missing)
+	if err != nil {
+		return in, fmt.Errorf("%w (%s): %w", ErrPrevEventsWithheld, strings.Join(missing, ", "), err)
+	}
+	if !filled {
+		return in, fmt.Errorf("%w (%s)", ErrPrevEventsWithheld, strings.Join(missing, ", "))
+	}
+	return in, nil
+}
+
+// fetchAuthChain fetches an event's auth chain (once) and stores what it
+// can of it as outliers.
+func (rs *Roomserver) fetchAuthChain(ctx context.Context, f Fetcher, in InputEvent, cause *MissingAuthEventsError, g *gapFill) error {
+	if g.authFetched {
+		return fmt.Errorf("%w: %s", ErrAuthEventsUnavailable, strings.Join(cause.Missing, ", "))
+	}
+	g.authFetched = true
+	raw, err := f.EventAuth(ctx, in.Origin, in.Event.RoomID().String(), in.Event.EventID())
+	if err != nil {
+		return fmt.Errorf("%w: %s (fetching the auth chain: %w)", ErrAuthEventsUnavailable, strings.Join(cause.Missing, ", "), err)
+	}
+	return rs.inputOutliers(ctx, in.Origin, in.Event, raw)
+}
+
+// prevsOutsideTimeline lists an event's prev events the room does not hold
+// in its timeline (unknown, or outliers).
+func (rs *Roomserver) prevsOutsideTimeline(ctx context.Context, pdu gomatrixserverlib.PDU) ([]string, error) {
+	var out []string
+	for _, id := range dedupe(pdu.PrevEventIDs()) {
+		e, err := rs.db.EventByID(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != pdu.RoomID().String() || e.Status == storage.EventOutlier)) {
+			out = append(out, id)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // fetchMissingPrevs fetches the events between the room's forward
-// extremities and the event and inputs them oldest first; it reports
-// whether every missing prev event is now held.
+// extremities and the event and inputs them, oldest first, as pulled
+// events; it reports whether every missing prev event is now held in the
+// timeline.
 func (rs *Roomserver) fetchMissingPrevs(ctx context.Context, f Fetcher, in InputEvent, missing []string) (bool, error) {
 	r, err := rs.room(ctx, in.Event.RoomID().String())
 	if err != nil {
@@ -124,6 +210,16 @@ func (rs *Roomserver) fetchMissingPrevs(ctx context.Context, f Fetcher, in Input
 	r.mu.Lock()
 	earliest := append([]string(nil), r.extremities...)
 	r.mu.Unlock()
+	// The prev events held are no news to us either (as Synapse).
+	missingSet := map[string]bool{}
+	for _, id := range missing {
+		missingSet[id] = true
+	}
+	for _, id := range in.Event.PrevEventIDs() {
+		if !missingSet[id] && !slices.Contains(earliest, id) {
+			earliest = append(earliest, id)
+		}
+	}
 	raw, err := f.MissingEvents(ctx, in.Origin, r.id, earliest, []string{in.Event.EventID()}, missingEventsLimit)
 	if err != nil {
 		return false, fmt.Errorf("fetching missing events before %s: %w", in.Event.EventID(), err)
@@ -135,70 +231,15 @@ func (rs *Roomserver) fetchMissingPrevs(ctx context.Context, f Fetcher, in Input
 	sort.SliceStable(pdus, func(i, j int) bool { return pdus[i].Depth() < pdus[j].Depth() })
 	batch := make([]InputEvent, 0, len(pdus))
 	for _, p := range pdus {
-		batch = append(batch, InputEvent{Kind: KindNew, Event: p, Origin: in.Origin})
+		if p.RoomID().String() == r.id {
+			batch = append(batch, InputEvent{Kind: KindNew, Event: p, Origin: in.Origin})
+		}
 	}
 	if _, err := rs.inputFetching(ctx, f, batch, false); err != nil {
 		return false, err
 	}
-	for _, id := range missing {
-		if _, _, err := rs.eventOfRoom(ctx, r, id); err != nil {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-// fetchStateBefore fetches the state before the event (and its auth chain)
-// from the origin, stores what is not held as outliers, and returns the
-// event with that state as trusted.
-func (rs *Roomserver) fetchStateBefore(ctx context.Context, f Fetcher, in InputEvent) (InputEvent, error) {
-	roomID := in.Event.RoomID().String()
-	state, chain, err := f.StateIDs(ctx, in.Origin, roomID, in.Event.EventID())
-	if err != nil {
-		return in, fmt.Errorf("fetching state before %s: %w", in.Event.EventID(), err)
-	}
-	r, err := rs.room(ctx, roomID)
-	if err != nil {
-		return in, err
-	}
-	all := dedupe(append(append([]string{}, chain...), state...))
-	var missing []string
-	for _, id := range all {
-		if _, _, err := rs.eventOfRoom(ctx, r, id); err != nil {
-			missing = append(missing, id)
-		}
-	}
-	// Many events missing (a tenth or more, as Synapse reckons): one /state
-	// request rather than an /event request each.
-	if sf, ok := f.(StateFetcher); ok && len(missing) > 1 && len(missing)*10 >= len(all) {
-		stateRaw, chainRaw, err := sf.State(ctx, in.Origin, roomID, in.Event.EventID())
-		if err == nil {
-			if err := rs.inputFetchedOutliers(ctx, in.Origin, in.Event, append(chainRaw, stateRaw...), missing); err != nil {
-				return in, err
-			}
-			// What the answer lacked is fetched one by one.
-			still := missing[:0]
-			for _, id := range missing {
-				if _, _, err := rs.eventOfRoom(ctx, r, id); err != nil {
-					still = append(still, id)
-				}
-			}
-			missing = still
-		}
-	}
-	var raw []json.RawMessage
-	for _, id := range missing {
-		ev, err := f.Event(ctx, in.Origin, roomID, id)
-		if err != nil {
-			return in, fmt.Errorf("fetching state event %s: %w", id, err)
-		}
-		raw = append(raw, ev)
-	}
-	if err := rs.inputOutliers(ctx, in.Origin, in.Event, raw); err != nil {
-		return in, err
-	}
-	in.StateBefore = state
-	return in, nil
+	still, err := rs.prevsOutsideTimeline(ctx, in.Event)
+	return len(still) == 0, err
 }
 
 // inputOutliers parses fetched events and stores them as outliers, each
@@ -208,7 +249,9 @@ func (rs *Roomserver) inputOutliers(ctx context.Context, origin spec.ServerName,
 }
 
 // inputFetchedOutliers is inputOutliers keeping only the events named in
-// want (all of them when want is nil).
+// want (all of them when want is nil). An event that cannot be stored (its
+// signatures fail, its own auth events are missing) is dropped, as Synapse
+// does: the events that need it fail in their turn.
 func (rs *Roomserver) inputFetchedOutliers(ctx context.Context, origin spec.ServerName, of gomatrixserverlib.PDU, raw []json.RawMessage, want []string) error {
 	ver, err := gomatrixserverlib.GetRoomVersion(of.Version())
 	if err != nil {
@@ -229,30 +272,36 @@ func (rs *Roomserver) inputFetchedOutliers(ctx context.Context, origin spec.Serv
 		}
 		batch = append(batch, InputEvent{Kind: KindOutlier, Event: p, Origin: origin})
 	}
-	res, err := rs.Input(ctx, batch)
-	if err != nil {
-		return err
-	}
-	for _, r := range res {
-		if r.Err != nil && !errors.Is(r.Err, errUnverified) {
-			return fmt.Errorf("storing fetched event %s: %w", r.EventID, r.Err)
-		}
-	}
-	return nil
+	_, err = rs.Input(ctx, batch)
+	return err
 }
 
-// parseRemote parses events from another server with the room's version:
-// an event whose content hash does not match is redacted.
+// parseRemote parses events from another server with the room's version
+// (ParseRemoteEvent); events that do not parse are dropped (step 1).
 func (rs *Roomserver) parseRemote(ver gomatrixserverlib.IRoomVersion, raw []json.RawMessage) ([]gomatrixserverlib.PDU, error) {
 	out := make([]gomatrixserverlib.PDU, 0, len(raw))
 	for _, js := range raw {
-		pdu, err := ver.NewEventFromUntrustedJSON(js)
+		pdu, err := ParseRemoteEvent(ver, js)
 		if err != nil {
-			continue // not a valid event: dropped (step 1)
+			continue
 		}
 		out = append(out, pdu)
 	}
 	return out, nil
+}
+
+// ParseRemoteEvent parses an event from another server with the room's
+// version: an event whose content hash does not match is redacted. An
+// event over the byte limits of a type or state key that room versions
+// before 11 did not enforce is kept (Input stores it rejected, as Synapse
+// does, so that the rooms it is in do not break).
+func ParseRemoteEvent(ver gomatrixserverlib.IRoomVersion, raw []byte) (gomatrixserverlib.PDU, error) {
+	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	var ve gomatrixserverlib.EventValidationError
+	if err != nil && errors.As(err, &ve) && ve.Persistable && pdu != nil {
+		return pdu, nil
+	}
+	return pdu, err
 }
 
 // authOrder sorts events so each comes after the auth events among them

@@ -281,6 +281,9 @@ func (rs *Roomserver) inputOne(ctx context.Context, r *room, in InputEvent, batc
 	if err := rs.verifySignatures(ctx, pdu); err != nil {
 		return InputResult{Err: err}, nil, nil
 	}
+	if err := byteLimits(pdu); err != nil {
+		return rs.reject(pdu, err, promote)
+	}
 	// 4. Authorised by its own auth events?
 	rejectedBy, err := rs.checkAuthEvents(ctx, r, pdu, batch)
 	if err != nil {
@@ -313,7 +316,7 @@ func missingOr(err error) (InputResult, *eventWrite, error) {
 	var ma *MissingAuthEventsError
 	var mp *MissingPrevEventsError
 	var ms *MissingStateError
-	if errors.As(err, &ma) || errors.As(err, &mp) || errors.As(err, &ms) || errors.Is(err, errUnverified) {
+	if errors.As(err, &ma) || errors.As(err, &mp) || errors.As(err, &ms) || errors.Is(err, ErrUnverified) {
 		return InputResult{Err: err}, nil, nil
 	}
 	return InputResult{}, nil, err
@@ -328,6 +331,23 @@ func (rs *Roomserver) reject(pdu gomatrixserverlib.PDU, reason error, promote bo
 		return InputResult{Status: StatusRejected, Reason: reason.Error()}, nil, nil
 	}
 	return InputResult{Status: StatusRejected, Reason: reason.Error()}, &eventWrite{pdu: pdu, placement: storage.Rejected}, nil
+}
+
+// maxIDBytes is the spec's limit on an event's type and state key.
+const maxIDBytes = 255
+
+// byteLimits rejects an event whose type or state key is over the spec's
+// byte limit: room versions before 11 did not enforce it when parsing (it
+// was counted in codepoints), so such events are stored rejected rather
+// than dropped, as Synapse does.
+func byteLimits(pdu gomatrixserverlib.PDU) error {
+	if len(pdu.Type()) > maxIDBytes {
+		return fmt.Errorf("event type is longer than %d bytes", maxIDBytes)
+	}
+	if sk := pdu.StateKey(); sk != nil && len(*sk) > maxIDBytes {
+		return fmt.Errorf("state key is longer than %d bytes", maxIDBytes)
+	}
+	return nil
 }
 
 func allowedBy(pdu gomatrixserverlib.PDU, state stateMap) error {

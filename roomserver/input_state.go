@@ -55,11 +55,16 @@ func (rs *Roomserver) stateBefore(ctx context.Context, r *room, in InputEvent, b
 		if err != nil {
 			return nil, false, err
 		}
-		if e.Status == storage.EventOutlier || e.Status == storage.EventRejected {
+		if e.Status == storage.EventOutlier {
 			stateless = append(stateless, id)
 			continue
 		}
-		st, err := rs.stateAfter(ctx, r, e)
+		st, err := rs.stateAfterHeld(ctx, r, e, 0)
+		var ms *MissingStateError
+		if errors.As(err, &ms) {
+			stateless = append(stateless, id)
+			continue
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -145,6 +150,52 @@ func (rs *Roomserver) stateAfter(ctx context.Context, r *room, e *storage.Event)
 		st[gomatrixserverlib.StateKeyTuple{EventType: e.Type, StateKey: *e.StateKey}] = pdu
 	}
 	return st, nil
+}
+
+// maxRejectedChain bounds how many rejected events stateAfterHeld walks
+// back through.
+const maxRejectedChain = 16
+
+// stateAfterHeld is the state after a stored timeline event. A rejected
+// event changes no state, and is stored without one: the state after it is
+// the state before it, the (resolved) state after its own prev events, as
+// Synapse keeps it. Prev events held without state make it a
+// MissingStateError.
+func (rs *Roomserver) stateAfterHeld(ctx context.Context, r *room, e *storage.Event, depth int) (stateMap, error) {
+	if e.Status != storage.EventRejected {
+		return rs.stateAfter(ctx, r, e)
+	}
+	pdu, err := rs.loadEvent(ctx, r, e.EventID)
+	if err != nil {
+		return nil, err
+	}
+	stateless := &MissingStateError{EventID: e.EventID}
+	if depth >= maxRejectedChain {
+		return nil, stateless
+	}
+	var sets []stateMap
+	for _, id := range dedupe(pdu.PrevEventIDs()) {
+		prev, err := rs.db.EventByID(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && (prev.RoomID != r.id || prev.Status == storage.EventOutlier)) {
+			stateless.Events = append(stateless.Events, id)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, err := rs.stateAfterHeld(ctx, r, prev, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, st)
+	}
+	if len(stateless.Events) > 0 || len(sets) == 0 {
+		return nil, stateless
+	}
+	if len(sets) == 1 {
+		return sets[0], nil
+	}
+	return rs.resolve(ctx, r, sets)
 }
 
 // snapshotState loads the events of a stored state snapshot.

@@ -15,15 +15,15 @@ import (
 // signatures: of the sending server and, for events of a user of another
 // server, of that user's server too.
 
-// errUnverified marks events whose signatures do not check out: dropped.
-var errUnverified = errors.New("signature check failed")
+// ErrUnverified marks events whose signatures do not check out: dropped.
+var ErrUnverified = errors.New("signature check failed")
 
 func (rs *Roomserver) verifySignatures(ctx context.Context, pdu gomatrixserverlib.PDU) error {
 	if rs.verifier == nil {
 		return nil // the caller vouches for the events (tests, trusted input)
 	}
 	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, rs.verifier, userIDForSender); err != nil {
-		return fmt.Errorf("%w: event %s: %v", errUnverified, pdu.EventID(), err)
+		return fmt.Errorf("%w: event %s: %v", ErrUnverified, pdu.EventID(), err)
 	}
 	return nil
 }

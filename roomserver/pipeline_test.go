@@ -19,6 +19,8 @@ import (
 type fakeFetcher struct {
 	d     *dag
 	calls map[string]int
+	// stateAt lists the events /state_ids was asked about, in order.
+	stateAt []string
 }
 
 func newFakeFetcher(d *dag) *fakeFetcher { return &fakeFetcher{d: d, calls: map[string]int{}} }
@@ -88,6 +90,7 @@ func (f *fakeFetcher) MissingEvents(_ context.Context, _ spec.ServerName, _ stri
 
 func (f *fakeFetcher) StateIDs(_ context.Context, _ spec.ServerName, _, id string) ([]string, []string, error) {
 	f.calls["state_ids"]++
+	f.stateAt = append(f.stateAt, id)
 	var state []string
 	chain := map[string]bool{}
 	for _, ev := range f.d.beforeOf[id] {

@@ -318,7 +318,7 @@ func sentOf(res InputResult) (Sent, error) {
 	var mp *MissingPrevEventsError
 	var ms *MissingStateError
 	switch {
-	case errors.Is(res.Err, errUnverified):
+	case errors.Is(res.Err, ErrUnverified):
 		return Sent{}, forbidden("%v", res.Err)
 	case errors.As(res.Err, &ma), errors.As(res.Err, &mp), errors.As(res.Err, &ms):
 		return Sent{}, badRequest("%v", res.Err)
