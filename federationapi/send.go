@@ -13,6 +13,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/sirupsen/logrus"
 
 	"matrixhs/federationapi/fedauth"
 	"matrixhs/internal/httputil"
@@ -185,7 +186,7 @@ func (f *API) processPDUs(ctx context.Context, origin spec.ServerName, raws []js
 			}
 			continue
 		}
-		pdu, err := fr.Version.NewEventFromUntrustedJSON(raw)
+		pdu, err := roomserver.ParseRemoteEvent(fr.Version, raw)
 		if err != nil {
 			if id, ok := eventIDIn(fr.Version, raw); ok {
 				results[id] = pduResult{Error: "Invalid event: " + err.Error()}
@@ -260,11 +261,21 @@ func (f *API) processRoom(ctx context.Context, origin spec.ServerName, fr *rooms
 	}
 	for i, r := range res {
 		id := in[i].Event.EventID()
-		if r.Err != nil {
-			out[id] = pduResult{Error: r.Err.Error()}
-		} else {
+		switch {
+		case r.Err == nil:
 			// Rejected and soft-failed events were handled: as Synapse,
 			// no error (they are stored, and kept from clients).
+			out[id] = pduResult{}
+		case errors.Is(r.Err, roomserver.ErrUnverified):
+			out[id] = pduResult{Error: r.Err.Error()}
+		default:
+			// An event whose gaps could not be filled (prev events the
+			// origin withheld, auth events nowhere to be had) is dropped
+			// with a log line and no error in the answer, as Synapse
+			// answers a transaction before it processes the PDUs: the
+			// sender cannot act on such errors anyway.
+			f.opts.Log.WithError(r.Err).WithFields(logrus.Fields{"origin": origin, "event_id": id, "room_id": fr.ID}).
+				Info("federation: event from a transaction dropped")
 			out[id] = pduResult{}
 		}
 	}

@@ -218,7 +218,7 @@ func checkJoinState(ver gomatrixserverlib.IRoomVersion, roomID string, join goma
 	parse := func(list []json.RawMessage) []gomatrixserverlib.PDU {
 		out := make([]gomatrixserverlib.PDU, 0, len(list))
 		for _, js := range list {
-			if pdu, err := ver.NewEventFromUntrustedJSON(js); err == nil && pdu.RoomID().String() == roomID {
+			if pdu, err := roomserver.ParseRemoteEvent(ver, js); err == nil && pdu.RoomID().String() == roomID {
 				out = append(out, pdu)
 			}
 		}

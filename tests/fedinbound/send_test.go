@@ -94,6 +94,26 @@ func TestSendFillsLongGapWithState(t *testing.T) {
 	}
 }
 
+// TestSendWithWithheldPrevEventsAnswersWithoutError: a PDU whose prev
+// events its origin does not give (hs3 passes on hs1's message but is not
+// in the room, so its /get_missing_events answers nothing) is dropped: no
+// state is fetched for it and, as Synapse answers a transaction before it
+// processes the PDUs, the answer carries no error for it.
+func TestSendWithWithheldPrevEventsAnswersWithoutError(t *testing.T) {
+	s := newShared(t, nil)
+	hs3 := s.n.Start("hs3")
+	s.alice.send(t, s.roomID, "not passed on")
+	m := s.alice.send(t, s.roomID, "passed on by hs3")
+	status, ans := sendTxn(t, hs3, s.hs2.Name, "withheld", s.fromHS1(t, m), nil)
+	if status != 200 {
+		t.Fatalf("send: %d %s", status, ans.raw)
+	}
+	ans.ok(t, m)
+	if got := statusOn(t, s.hs2, m); got != -1 {
+		t.Fatalf("%s stored with status %d", m, got)
+	}
+}
+
 // TestSendIsIdempotent: a transaction ID seen before from the same origin
 // is answered as the first time and its PDUs are not processed again; the
 // same ID from another origin is another transaction.
