@@ -72,6 +72,11 @@ func (a *API) putState(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	typ, key := pathVar(r, "eventType"), pathVar(r, "stateKey")
+	if typ == spec.MRoomMember {
+		if content, err = withoutAuthorisingUser(content); err != nil {
+			return nil, err
+		}
+	}
 	if typ == "m.room.canonical_alias" {
 		if err := a.checkCanonicalAlias(r, roomID, content); err != nil {
 			return nil, err
@@ -89,6 +94,23 @@ func (a *API) putState(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"event_id": sent.EventID}, nil
+}
+
+// withoutAuthorisingUser drops join_authorised_via_users_server from member
+// content a client sends (a display name change copies it from the current
+// event): only the server sets it, for restricted joins, and the event
+// would need the named user's server's signature, so every other server
+// would refuse it (as Synapse, which strips it unconditionally).
+func withoutAuthorisingUser(content json.RawMessage) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(content, &obj); err != nil {
+		return nil, httputil.BadJSON("content must be an object")
+	}
+	if _, ok := obj["join_authorised_via_users_server"]; !ok {
+		return content, nil
+	}
+	delete(obj, "join_authorised_via_users_server")
+	return json.Marshal(obj)
 }
 
 // checkCanonicalAlias requires local aliases in m.room.canonical_alias to

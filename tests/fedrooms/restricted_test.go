@@ -66,3 +66,37 @@ func TestRestrictedJoinThroughSpace(t *testing.T) {
 	// Bob2, in no allowed room, cannot join through anyone.
 	bob2.join(roomID, "hs1").want(t, http.StatusForbidden, "M_FORBIDDEN")
 }
+
+// TestProfileChangeAfterRestrictedJoinReachesResident: a member event a
+// client sends itself (a display name change, which copies the content of
+// the restricted join and with it join_authorised_via_users_server) is
+// sent without that key: with it, the event would need the named user's
+// server's signature and every other server would drop it (as Synapse, the
+// server strips it).
+func TestProfileChangeAfterRestrictedJoinReachesResident(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	alice := newUser(t, hs1, "alice")
+	bob := newUser(t, hs2, "bob")
+	space := alice.createRoom(map[string]any{"preset": "public_chat"})
+	roomID := alice.createRoom(map[string]any{
+		"preset": "public_chat", "room_version": "10",
+		"initial_state": []map[string]any{{
+			"type": spec.MRoomJoinRules, "state_key": "",
+			"content": map[string]any{"join_rule": "restricted", "allow": []map[string]any{{"type": "m.room_membership", "room_id": space, "via": []string{"hs1"}}}},
+		}},
+	})
+	bob.mustJoin(space, "hs1")
+	bob.mustJoin(roomID, "hs1")
+	bob.putState(roomID, spec.MRoomMember, bob.ID, map[string]any{
+		"membership": "join", "displayname": "Bobby", "join_authorised_via_users_server": "unused",
+	})
+	alice.syncUntil("bob's new name", func(s map[string]any) bool {
+		for _, e := range list(get(s, "rooms", "join", roomID, "timeline", "events")) {
+			if get(e, "state_key") == bob.ID && get(e, "content", "displayname") == "Bobby" {
+				return get(e, "content", "join_authorised_via_users_server") == nil
+			}
+		}
+		return false
+	})
+}
