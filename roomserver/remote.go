@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -116,7 +117,12 @@ func (rs *Roomserver) setRemoteMembership(ctx context.Context, req MembershipReq
 		// invite has not reached the room here yet, joins through the
 		// inviter's server.
 		if p.participating && !(oob != nil && oob.Membership == spec.Invite && headMembership(r, req.Target) != spec.Invite) {
-			return Sent{}, false, nil
+			authorisers, err := rs.restrictedJoinAuthorisers(ctx, r, req.Target)
+			if err != nil || len(authorisers) == 0 {
+				return Sent{}, err != nil, err
+			}
+			sent, err := rs.remote.Join(ctx, RemoteMembership{RoomID: req.RoomID, UserID: req.Target, Servers: authorisers, Content: content})
+			return sent, true, err
 		}
 	case spec.Knock:
 		if p.participating {
@@ -160,6 +166,56 @@ func (rs *Roomserver) setRemoteMembership(ctx context.Context, req MembershipReq
 		}
 	}
 	return sent, true, err
+}
+
+// restrictedJoinAuthorisers: a local user's join to a restricted room this
+// server is in goes through another server when no member of this one may
+// authorise it (invite), as Synapse decides: the servers whose joined
+// members may invite are returned, and nil when the join is local (the
+// room is not restricted, the user is invited or joined, a local member
+// may invite, or no other server can).
+func (rs *Roomserver) restrictedJoinAuthorisers(ctx context.Context, r *room, userID string) ([]spec.ServerName, error) {
+	if r.version.CheckRestrictedJoinsAllowed() != nil {
+		return nil, nil
+	}
+	if m := headMembership(r, userID); m == spec.Join || m == spec.Invite {
+		return nil, nil
+	}
+	jr, err := rs.currentEvent(ctx, r, spec.MRoomJoinRules, "")
+	if err != nil || jr == nil {
+		return nil, err
+	}
+	var rules struct {
+		JoinRule string `json:"join_rule"`
+	}
+	if json.Unmarshal(jr.Content(), &rules) != nil || (rules.JoinRule != spec.Restricted && rules.JoinRule != spec.KnockRestricted) {
+		return nil, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pl, err := rs.powerLevels(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	mayInvite := func(u string) bool { return pl.UserLevel(spec.SenderID(u)) >= pl.Invite || r.isCreator(u) }
+	for u := range r.local {
+		if mayInvite(u) {
+			return nil, nil
+		}
+	}
+	var servers []spec.ServerName
+	seen := map[spec.ServerName]bool{rs.origin: true}
+	for t, ref := range r.state {
+		if t.EventType != spec.MRoomMember || ref.value != spec.Join || !mayInvite(t.StateKey) {
+			continue
+		}
+		if s := spec.ServerName(serverOfID(t.StateKey)); s != "" && !seen[s] {
+			seen[s] = true
+			servers = append(servers, s)
+		}
+	}
+	sort.Slice(servers, func(i, j int) bool { return servers[i] < servers[j] })
+	return servers, nil
 }
 
 func headMembership(r *room, userID string) string {

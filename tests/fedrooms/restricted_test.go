@@ -100,3 +100,47 @@ func TestProfileChangeAfterRestrictedJoinReachesResident(t *testing.T) {
 		return false
 	})
 }
+
+// TestRestrictedJoinThroughAuthorisingServer: hs1 is in a restricted room
+// but none of its members may invite, so it cannot authorise bob's join;
+// as Synapse, it joins him through the server whose member may (hs2),
+// even though hs1 is in the room already.
+func TestRestrictedJoinThroughAuthorisingServer(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	carol := newUser(t, hs2, "carol")
+	alice := newUser(t, hs1, "alice")
+	bob := newUser(t, hs1, "bob")
+	space := carol.createRoom(map[string]any{"preset": "public_chat"})
+	roomID := carol.createRoom(map[string]any{
+		"preset": "public_chat", "room_version": "10",
+		"power_level_content_override": map[string]any{"invite": 50},
+		"initial_state": []map[string]any{{
+			"type": spec.MRoomJoinRules, "state_key": "",
+			"content": map[string]any{"join_rule": "restricted", "allow": []map[string]any{{"type": "m.room_membership", "room_id": space, "via": []string{"hs2"}}}},
+		}},
+	})
+	carol.invite(roomID, alice.ID).want(t, http.StatusOK, "")
+	alice.invitedTo(roomID)
+	alice.mustJoin(roomID, "hs2")
+	alice.invite(roomID, bob.ID).want(t, http.StatusForbidden, "M_FORBIDDEN")
+
+	bob.join(roomID, "hs1").want(t, http.StatusForbidden, "M_FORBIDDEN")
+	bob.mustJoin(space, "hs2")
+	bob.mustJoin(roomID, "hs1")
+	for _, hs := range []*fedtest.Server{hs1, hs2} {
+		if m := membershipOn(t, hs, roomID, bob.ID); m != spec.Join {
+			t.Fatalf("%s has bob as %q", hs.Name, m)
+		}
+	}
+	join := eventOn(t, hs2, stateEventID(t, hs2, roomID, spec.MRoomMember, bob.ID))
+	var c struct {
+		Content struct {
+			Via string `json:"join_authorised_via_users_server"`
+		} `json:"content"`
+	}
+	json.Unmarshal(join.JSON, &c)
+	if c.Content.Via != carol.ID || !signedBy(join.JSON, "hs2") {
+		t.Fatalf("bob's join: %s", join.JSON)
+	}
+}
