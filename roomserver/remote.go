@@ -226,8 +226,9 @@ func headMembership(r *room, userID string) string {
 
 // candidateServers lists the servers to reach a room through: those the
 // client named, the inviter's (as Synapse), the senders of the invite's
-// stripped state, and the servers joined in the state this server holds;
-// never this server. As in Synapse, a room ID's domain is no candidate.
+// stripped state, or, when there are none of those, the servers joined in
+// the state this server holds; never this server. As in Synapse, a room
+// ID's domain is no candidate.
 func (rs *Roomserver) candidateServers(ctx context.Context, req MembershipRequest, p roomPresence, oob *storage.OutOfBand) ([]spec.ServerName, error) {
 	var out []spec.ServerName
 	seen := map[spec.ServerName]bool{rs.origin: true}
@@ -252,7 +253,10 @@ func (rs *Roomserver) candidateServers(ctx context.Context, req MembershipReques
 			add(serverOfID(e.Sender))
 		}
 	}
-	if p.hasState {
+	// The servers the held state names are asked only when there is no
+	// other: Synapse asks only the named ones (so a client can pick the
+	// server it trusts to authorise a restricted join).
+	if p.hasState && len(out) == 0 {
 		info, err := rs.db.Room(ctx, req.RoomID)
 		if err != nil {
 			return nil, err

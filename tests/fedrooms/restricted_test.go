@@ -144,3 +144,39 @@ func TestRestrictedJoinThroughAuthorisingServer(t *testing.T) {
 		t.Fatalf("bob's join: %s", join.JSON)
 	}
 }
+
+// TestRejoinAsksOnlyTheNamedServers: a user who left a room (her server
+// still holds its state) and joins again naming a server asks only that
+// server, as Synapse: hs2, which cannot authorise a restricted join, is
+// not rescued by hs1 from the held state.
+func TestRejoinAsksOnlyTheNamedServers(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2, hs3 := n.Start("hs1"), n.Start("hs2"), n.Start("hs3")
+	alice := newUser(t, hs1, "alice")
+	bob := newUser(t, hs2, "bob")
+	carol := newUser(t, hs3, "carol")
+	space := alice.createRoom(map[string]any{"preset": "public_chat"})
+	roomID := alice.createRoom(map[string]any{
+		"preset": "public_chat", "room_version": "10",
+		"power_level_content_override": map[string]any{"invite": 100},
+		"initial_state": []map[string]any{{
+			"type": spec.MRoomJoinRules, "state_key": "",
+			"content": map[string]any{"join_rule": "restricted", "allow": []map[string]any{{"type": "m.room_membership", "room_id": space, "via": []string{"hs1"}}}},
+		}},
+	})
+	bob.mustJoin(space, "hs1")
+	bob.mustJoin(roomID, "hs1")
+	carol.mustJoin(space, "hs1")
+	carol.mustJoin(roomID, "hs1")
+	carol.leave(roomID).want(t, http.StatusOK, "")
+	carol.leftFrom(roomID)
+	bob.syncUntil("carol's leave", func(s map[string]any) bool {
+		return hasMember(get(s, "rooms", "join", roomID, "timeline", "events"), carol.ID, spec.Leave)
+	})
+
+	carol.join(roomID, "hs2").want(t, http.StatusBadRequest, "M_UNABLE_TO_AUTHORISE_JOIN")
+	if m := membershipOn(t, hs3, roomID, carol.ID); m != spec.Leave {
+		t.Fatalf("hs3 has carol as %q", m)
+	}
+	carol.mustJoin(roomID, "hs2", "hs1")
+}
