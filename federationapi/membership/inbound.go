@@ -210,6 +210,15 @@ func (s *Service) sendJoin(r *http.Request, origin spec.ServerName) (any, error)
 	return resp, nil
 }
 
+// sendJoinV1 serves PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}:
+// send_join v2's answer with the whole state (v1 has no omit_members).
+func (s *Service) sendJoinV1(r *http.Request, origin spec.ServerName) (any, error) {
+	q := r.URL.Query()
+	q.Del("omit_members")
+	r.URL.RawQuery = q.Encode()
+	return s.sendJoin(r, origin)
+}
+
 // maxHeroes is how many members a partial state keeps for rooms without a
 // name (as Synapse's room summary).
 const maxHeroes = 5

@@ -88,12 +88,27 @@ func (s *Service) Register(rt *httputil.Router) {
 	get, put := http.MethodGet, http.MethodPut
 	rt.Exact(get, v1+"/make_join/{roomId}/{userId}", h(s.makeJoin))
 	rt.Exact(put, v2+"/send_join/{roomId}/{eventId}", h(s.sendJoin))
+	rt.Exact(put, v1+"/send_join/{roomId}/{eventId}", h(v1Answer(s.sendJoinV1)))
 	rt.Exact(get, v1+"/make_leave/{roomId}/{userId}", h(s.makeLeave))
 	rt.Exact(put, v2+"/send_leave/{roomId}/{eventId}", h(s.sendLeave))
+	rt.Exact(put, v1+"/send_leave/{roomId}/{eventId}", h(v1Answer(s.sendLeave)))
 	rt.Exact(get, v1+"/make_knock/{roomId}/{userId}", h(s.makeKnock))
 	rt.Exact(put, v1+"/send_knock/{roomId}/{eventId}", h(s.sendKnock))
 	rt.Exact(put, v2+"/invite/{roomId}/{eventId}", h(s.invite))
 	rt.Exact(get, v1+"/query/directory", h(s.queryDirectory))
+}
+
+// v1Answer wraps a handler's answer as the v1 send_join and send_leave
+// give it, [200, answer] (a historical quirk the spec keeps; servers that
+// predate v2, and Synapse, still serve them).
+func v1Answer(h func(*http.Request, spec.ServerName) (any, error)) func(*http.Request, spec.ServerName) (any, error) {
+	return func(r *http.Request, origin spec.ServerName) (any, error) {
+		out, err := h(r, origin)
+		if err != nil {
+			return nil, err
+		}
+		return []any{http.StatusOK, out}, nil
+	}
 }
 
 // pathVar is a path parameter, unescaped.

@@ -355,3 +355,43 @@ func TestInviteWithWrongVersionDoesNotStickToRoom(t *testing.T) {
 	}
 	bob.send(roomID, "hello")
 }
+
+// TestSendJoinAndLeaveV1: the v1 send_join and send_leave (still served by
+// Synapse, and used by servers that predate v2) take the same events as
+// v2, answer [200, answer], and refuse any other event with 400.
+func TestSendJoinAndLeaveV1(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	alice := newUser(t, hs1, "alice")
+	roomID := alice.createRoom(map[string]any{"preset": "public_chat", "room_version": "10"})
+
+	leaveNotJoin := template(t, hs2, "hs1", "make_join", roomID, "@c1:hs2", func(p *gomatrixserverlib.ProtoEvent) {
+		p.Content = spec.RawJSON(`{"membership":"leave"}`)
+	})
+	r := fed(t, hs2, "PUT", "hs1", sendPath("v1", "send_join", roomID, leaveNotJoin.EventID()), json.RawMessage(leaveNotJoin.JSON()))
+	r.want(t, http.StatusBadRequest, "")
+
+	join := template(t, hs2, "hs1", "make_join", roomID, "@c1:hs2", nil)
+	r = fed(t, hs2, "PUT", "hs1", sendPath("v1", "send_join", roomID, join.EventID()), json.RawMessage(join.JSON()))
+	var v1 []json.RawMessage
+	if r.Status != http.StatusOK || json.Unmarshal(r.Raw, &v1) != nil || len(v1) != 2 || string(v1[0]) != "200" {
+		t.Fatalf("v1 send_join: %d %s", r.Status, r.Raw)
+	}
+	var answer map[string]any
+	json.Unmarshal(v1[1], &answer)
+	if keys := memberKeys(answer["state"]); !contains(anys(keys), alice.ID) || answer["members_omitted"] == true {
+		t.Fatalf("v1 send_join answer: %s", v1[1])
+	}
+	if m := membershipOn(t, hs1, roomID, "@c1:hs2"); m != spec.Join {
+		t.Fatalf("hs1 has @c1:hs2 as %q", m)
+	}
+
+	leave := template(t, hs2, "hs1", "make_leave", roomID, "@c1:hs2", nil)
+	r = fed(t, hs2, "PUT", "hs1", sendPath("v1", "send_leave", roomID, leave.EventID()), json.RawMessage(leave.JSON()))
+	if r.Status != http.StatusOK || string(r.Raw) != "[200,{}]" {
+		t.Fatalf("v1 send_leave: %d %s", r.Status, r.Raw)
+	}
+	if m := membershipOn(t, hs1, roomID, "@c1:hs2"); m != spec.Leave {
+		t.Fatalf("hs1 has @c1:hs2 as %q after the leave", m)
+	}
+}
