@@ -3,6 +3,7 @@
 package clientapi
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"time"
@@ -51,6 +52,8 @@ type API struct {
 	// authn authenticates requests (the server's one middleware).
 	authn *auth.Auth
 	log   logrus.FieldLogger
+	// profiles reads other servers' users' profiles (nil: no federation).
+	profiles RemoteProfiles
 	// delayedWake nudges the delayed-event sender (delayed.go) after a change;
 	// delayedDone is closed when it has stopped (nil: never started).
 	delayedWake chan struct{}
@@ -68,7 +71,16 @@ type Deps struct {
 	Ephemeral *ephemeral.Service
 	Keys      *e2ee.Service
 	Notifier  *notifier.Notifier
-	Log       logrus.FieldLogger
+	// Profiles asks other servers for their users' profiles (nil without
+	// federation: those profiles are not found).
+	Profiles RemoteProfiles
+	Log      logrus.FieldLogger
+}
+
+// RemoteProfiles asks a user's server for the user's profile (field "" for
+// display name and avatar): federationapi's QueryProfile.
+type RemoteProfiles interface {
+	QueryProfile(ctx context.Context, userID, field string) (map[string]string, error)
 }
 
 // New builds the client API.
@@ -81,6 +93,7 @@ func New(d Deps) *API {
 			Burst: cfg.Registration.RCRegistration.BurstCount, Interval: cfg.Registration.RCRegistration.Interval(), MaxKeys: maxRegistrationAddresses,
 		}),
 		log:         log,
+		profiles:    d.Profiles,
 		delayedWake: make(chan struct{}, 1)}
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)

@@ -3,9 +3,11 @@ package clientapi
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/ids"
 	"matrixhs/storage"
 )
 
@@ -19,8 +21,29 @@ func (a *API) lookupProfile(r *http.Request) (*storage.Account, error) {
 	return acc, err
 }
 
+// remoteProfile asks another server for its user's profile, when the user
+// is of another server and federation is on; ok is false for local users.
+func (a *API) remoteProfile(r *http.Request, field string) (profile map[string]string, ok bool, err error) {
+	userID := pathVar(r, "userId")
+	_, server, found := strings.Cut(userID, ":")
+	if !found || server == a.cfg.Server.Name {
+		return nil, false, nil
+	}
+	if err := ids.UserID(userID); err != nil {
+		return nil, true, httputil.InvalidParam("%v", err)
+	}
+	if a.profiles == nil {
+		return nil, true, httputil.NotFound("Profile not found")
+	}
+	profile, err = a.profiles.QueryProfile(r.Context(), userID, field)
+	return profile, true, err
+}
+
 // getProfile serves GET /_matrix/client/v3/profile/{userId}.
 func (a *API) getProfile(r *http.Request) (any, error) {
+	if profile, remote, err := a.remoteProfile(r, ""); remote {
+		return profile, err
+	}
 	acc, err := a.lookupProfile(r)
 	if err != nil {
 		return nil, err
@@ -37,11 +60,20 @@ func (a *API) getProfile(r *http.Request) (any, error) {
 
 // getProfileField serves GET /_matrix/client/v3/profile/{userId}/{displayname|avatar_url}.
 func (a *API) getProfileField(r *http.Request) (any, error) {
+	field := pathVar(r, "field")
+	if profile, remote, err := a.remoteProfile(r, field); remote {
+		if err != nil {
+			return nil, err
+		}
+		if profile[field] == "" {
+			return nil, httputil.NotFound("No %s set for this user", field)
+		}
+		return map[string]string{field: profile[field]}, nil
+	}
 	acc, err := a.lookupProfile(r)
 	if err != nil {
 		return nil, err
 	}
-	field := pathVar(r, "field")
 	value := acc.DisplayName
 	if field == "avatar_url" {
 		value = acc.AvatarURL

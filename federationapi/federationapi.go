@@ -171,6 +171,9 @@ func (f *API) Register(rt *httputil.Router) {
 	rt.Exact(http.MethodPost, "/_matrix/key/v2/query", auth.Public(f.queryKeysBatch))
 	rt.Exact(get, "/_matrix/key/v2/query/{serverName}", auth.Public(f.queryKeys))
 	rt.Exact(get, "/_matrix/key/v2/query/{serverName}/{keyId}", auth.Public(f.queryKeys))
+	if !f.opts.Disabled {
+		rt.Exact(get, "/_matrix/federation/v1/query/profile", f.Auth.Handler(f.queryProfile))
+	}
 	if f.opts.ExtraRoutes != nil {
 		f.opts.ExtraRoutes(rt, f)
 	}

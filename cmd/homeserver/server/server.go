@@ -168,8 +168,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	})
 	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
 	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
+	var profiles clientapi.RemoteProfiles
+	if !s.Federation.Options().Disabled {
+		profiles = s.Federation
+	}
 	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
-		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log})
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Profiles: profiles, Log: s.Log})
 	handler := s.routes()
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
