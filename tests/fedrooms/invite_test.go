@@ -235,6 +235,11 @@ func TestRemoteInviteWhenParticipating(t *testing.T) {
 	alice.invite(roomID, bob3.ID).want(t, http.StatusOK, "")
 	bob3.invitedTo(roomID)
 	bob3.mustJoin(roomID)
+	// If the invite reached hs2's room meanwhile, the join was local and
+	// reaches hs1 through the sender: wait for it there.
+	alice.syncUntil("bob3's join", func(s map[string]any) bool {
+		return hasMember(get(s, "rooms", "join", roomID, "timeline", "events"), bob3.ID, spec.Join)
+	})
 	for _, hs := range []*fedtest.Server{hs1, hs2} {
 		if m := membershipOn(t, hs, roomID, bob3.ID); m != spec.Join {
 			t.Fatalf("%s has bob3 as %q", hs.Name, m)
