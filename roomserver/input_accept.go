@@ -2,6 +2,7 @@ package roomserver
 
 import (
 	"context"
+	"errors"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -61,6 +62,12 @@ func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before
 		}
 	}
 	w.placement = storage.Timeline
+	if in.StateBefore != nil && !in.remoteJoin {
+		// Its state came from elsewhere: a gap before it in the timeline?
+		if w.gap, err = rs.opensGap(ctx, pdu, batch); err != nil {
+			return InputResult{}, nil, err
+		}
+	}
 	if linear {
 		w.extends = pdu.StateKey() != nil
 		rs.applyToHead(r, pdu)
@@ -113,4 +120,26 @@ func (rs *Roomserver) acceptFork(ctx context.Context, r *room, pdu gomatrixserve
 	rs.replaceHeadState(r, current)
 	r.extremities = append(extremities, pdu.EventID())
 	return nil
+}
+
+// opensGap reports whether an event's prev events are not all in the
+// timeline (held as outliers, or not at all; events of this batch count as
+// held): the timeline has a gap before it.
+func (rs *Roomserver) opensGap(ctx context.Context, pdu gomatrixserverlib.PDU, batch *inputBatch) (bool, error) {
+	for _, id := range pdu.PrevEventIDs() {
+		if st, ok := batch.status[id]; ok {
+			if st == StatusOutlier {
+				return true, nil
+			}
+			continue
+		}
+		e, err := rs.db.EventByID(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != pdu.RoomID().String() || e.Status == storage.EventOutlier)) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return false, nil
 }

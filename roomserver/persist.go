@@ -39,6 +39,8 @@ type eventWrite struct {
 	// sentByResident: a local user's join from send_join, which the
 	// resident server sends on (never this server's federation sender).
 	sentByResident bool
+	// gap: a timeline event whose prev events are not all in the timeline.
+	gap bool
 
 	stored storage.StoredEvent // filled in by persist
 }
@@ -113,6 +115,7 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *e
 		Head:      w.head,
 		Push:      w.push,
 		Promote:   w.promote,
+		Gap:       w.gap,
 	}
 	if w.stateBefore != nil {
 		ew.StateBeforeIDs = stateIDs(w.stateBefore)

@@ -76,6 +76,9 @@ type EventWrite struct {
 	// Promote turns an event stored as an outlier into this placement
 	// instead of inserting it.
 	Promote bool
+	// Gap marks a timeline event whose prev events are not all in the
+	// timeline (see LatestTimelineGap).
+	Gap bool
 }
 
 // RoomHead is a room's forward extremities and greatest depth.
@@ -143,6 +146,11 @@ func (tx *Tx) StoreEvent(ctx context.Context, w EventWrite) (StoredEvent, error)
 	}
 	if w.Placement == Backfill {
 		return out, nil
+	}
+	if w.Gap && w.Placement == Timeline && pos > 0 {
+		if _, err := tx.exec(ctx, `INSERT INTO timeline_gaps (room_nid, stream_pos) VALUES ($1, $2) ON CONFLICT DO NOTHING`, e.RoomNID, pos); err != nil {
+			return out, fmt.Errorf("recording a timeline gap: %w", err)
+		}
 	}
 	tx.WakeRooms(e.RoomNID)
 	if e.Type == "m.room.member" && e.StateKey != nil {

@@ -59,3 +59,16 @@ func (db *DB) TopoAtStream(ctx context.Context, roomNID, pos int64) (TopoPos, er
 	}
 	return p, nil
 }
+
+// LatestTimelineGap is the stream position of the newest gap in a room's
+// timeline in (after, upTo] (0: none): a timeline event stored with prev
+// events the server does not hold (EventWrite.Gap).
+func (db *DB) LatestTimelineGap(ctx context.Context, roomNID, after, upTo int64) (int64, error) {
+	var pos sql.NullInt64
+	err := db.q().QueryRowContext(ctx, `SELECT MAX(stream_pos) FROM timeline_gaps WHERE room_nid = $1 AND stream_pos > $2 AND stream_pos <= $3`,
+		roomNID, after, upTo).Scan(&pos)
+	if err != nil {
+		return 0, fmt.Errorf("reading timeline gaps: %w", err)
+	}
+	return pos.Int64, nil
+}

@@ -15,7 +15,11 @@ import (
 
 // timeline returns the visible events of (from, to], at most limit of the
 // newest, oldest first, and whether older ones may have been left out
-// (more than limit, or more than one page could look at).
+// (more than limit, or more than one page could look at). When the range
+// holds a gap in the room's timeline (events stored without their prev
+// events, storage.LatestTimelineGap), only the events from the newest gap
+// on are returned, limited, as Synapse does: the client pages back rather
+// than take the history for complete.
 func (a *API) timeline(ctx context.Context, acc *roomview.Access, f *filter.RoomEventFilter, from, to int64, limit int) ([]storage.Event, bool, error) {
 	events, next, err := a.view.Page(ctx, acc, f, to, from, true, limit+1)
 	if err != nil {
@@ -24,6 +28,19 @@ func (a *API) timeline(ctx context.Context, acc *roomview.Access, f *filter.Room
 	limited := next >= 0
 	if len(events) > limit {
 		events = events[:limit]
+	}
+	gap, err := a.db.LatestTimelineGap(ctx, acc.Info.NID, from, to)
+	if err != nil {
+		return nil, false, err
+	}
+	if gap > 0 {
+		kept := events[:0]
+		for _, e := range events {
+			if e.StreamPos >= gap {
+				kept = append(kept, e)
+			}
+		}
+		events, limited = kept, true
 	}
 	for i, j := 0, len(events)-1; i < j; i, j = i+1, j-1 {
 		events[i], events[j] = events[j], events[i]

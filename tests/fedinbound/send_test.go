@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -111,6 +112,42 @@ func TestSendWithWithheldPrevEventsAnswersWithoutError(t *testing.T) {
 	ans.ok(t, m)
 	if got := statusOn(t, s.hs2, m); got != -1 {
 		t.Fatalf("%s stored with status %d", m, got)
+	}
+}
+
+// TestSyncShowsGapAsLimited: when a gap in the timeline stays open (more
+// missing events than one request brings, the oldest taken with the state
+// its origin gives), an incremental /sync across it is limited and starts
+// at the gap: bob's message from before is not shown as if the history in
+// between were complete (as Synapse, so clients page back).
+func TestSyncShowsGapAsLimited(t *testing.T) {
+	s := newShared(t, nil)
+	since := s.bob.since(t)
+	before := s.bob.send(t, s.roomID, "before the gap")
+	for i := 0; i < 30; i++ {
+		s.alice.send(t, s.roomID, fmt.Sprintf("never sent to hs2 %d", i))
+	}
+	last := s.alice.send(t, s.roomID, "after the gap")
+	_, ans := sendTxn(t, s.hs1, s.hs2.Name, "gap", s.fromHS1(t, last), nil)
+	ans.ok(t, last)
+
+	var out struct {
+		Rooms struct {
+			Join map[string]struct {
+				Timeline struct {
+					Events    []syncEvent `json:"events"`
+					Limited   bool        `json:"limited"`
+					PrevBatch string      `json:"prev_batch"`
+				} `json:"timeline"`
+			} `json:"join"`
+		} `json:"rooms"`
+	}
+	filter := url.QueryEscape(`{"room":{"timeline":{"limit":50}}}`)
+	s.bob.mustDo(t, "GET", "/sync?timeout=0&filter="+filter+"&since="+url.QueryEscape(since), nil, &out)
+	tl := out.Rooms.Join[s.roomID].Timeline
+	got := ids(tl.Events)
+	if !tl.Limited || len(got) == 0 || got[len(got)-1] != last || slices.Contains(got, before) || tl.PrevBatch == "" {
+		t.Fatalf("timeline across the gap: limited=%v prev_batch=%q events=%v (before the gap: %s)", tl.Limited, tl.PrevBatch, got, before)
 	}
 }
 
