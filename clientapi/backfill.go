@@ -12,6 +12,20 @@ import (
 // servers for (at least).
 const backfillAsk = 20
 
+// backfillGapScan is how many events below a backwards page's start, beyond
+// the page itself, are looked at for gaps in the history.
+const backfillGapScan = 20
+
+// backfillGapsBelow fills, before a backwards page is read, the gaps in the
+// middle of the history the page goes through (or is about to: the events
+// just below it are looked at too), as Synapse backfills from the backward
+// extremities near the page: after a room was left and joined again, or an
+// outage, the events in between come from the room's other servers.
+func (a *API) backfillGapsBelow(ctx context.Context, acc *roomview.Access, from storage.TopoPos, limit int) error {
+	_, err := a.rooms.BackfillBelow(ctx, acc.Info.ID, from, limit+backfillGapScan, max(2*limit, backfillAsk))
+	return err
+}
+
 // pageBackfilled continues a backwards page of /messages that reached the
 // start of the history this server holds: the other servers of the room
 // are asked for older events (the roomserver bounds how long that takes

@@ -221,6 +221,11 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 	if !backwards && bound.Less(to) {
 		to = bound
 	}
+	if backwards && q.Get("to") == "" {
+		if err := a.backfillGapsBelow(ctx, acc, from, limit); err != nil {
+			return nil, err
+		}
+	}
 	events, next, done, err := a.view.TopoPage(ctx, acc, f, from, to, backwards, limit)
 	if err != nil {
 		return nil, err

@@ -73,6 +73,27 @@ func (rs *Roomserver) SetBackfiller(b Backfiller) { rs.backfiller = b }
 // are not errors; a call made while another is under way for the room
 // waits for that one.
 func (rs *Roomserver) Backfill(ctx context.Context, roomID string, limit int) (int, error) {
+	return rs.guardedBackfill(ctx, roomID, limit, func(ctx context.Context, nid int64) ([]string, error) {
+		return rs.db.HistoryGaps(ctx, nid, historyGapScan)
+	})
+}
+
+// BackfillBelow is Backfill for history missing in the middle of what a
+// backwards page goes through (a room left and joined again, an outage):
+// the gaps among the scan timeline events at or before a topological
+// position. It asks no server when there is no gap there.
+func (rs *Roomserver) BackfillBelow(ctx context.Context, roomID string, below storage.TopoPos, scan, limit int) (int, error) {
+	return rs.guardedBackfill(ctx, roomID, limit, func(ctx context.Context, nid int64) ([]string, error) {
+		return rs.db.HistoryGapsBelow(ctx, nid, below, scan)
+	})
+}
+
+// gapFinder lists the missing prev events to backfill from.
+type gapFinder func(ctx context.Context, roomNID int64) ([]string, error)
+
+// guardedBackfill runs one backfill per room at a time; a room whose
+// servers had nothing is left alone for backfillQuiet.
+func (rs *Roomserver) guardedBackfill(ctx context.Context, roomID string, limit int, gaps gapFinder) (int, error) {
 	if rs.backfiller == nil {
 		return 0, nil
 	}
@@ -100,11 +121,11 @@ func (rs *Roomserver) Backfill(ctx context.Context, roomID string, limit int) (i
 	g.inflight[roomID] = c
 	g.mu.Unlock()
 
-	n, err := rs.backfill(ctx, roomID, limit)
+	n, asked, err := rs.backfill(ctx, roomID, limit, gaps)
 
 	g.mu.Lock()
 	delete(g.inflight, roomID)
-	if n == 0 && err == nil {
+	if n == 0 && asked && err == nil {
 		for id, until := range g.quiet {
 			if now.After(until) {
 				delete(g.quiet, id)
@@ -118,24 +139,26 @@ func (rs *Roomserver) Backfill(ctx context.Context, roomID string, limit int) (i
 	return n, err
 }
 
-func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int) (int, error) {
+// backfill fills the gaps gaps finds; asked reports whether a server was
+// asked.
+func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int, gapsOf gapFinder) (n int, asked bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, backfillTimeout)
 	defer cancel()
 	fr, err := rs.FederationRoom(ctx, roomID)
 	if errors.Is(err, ErrRoomNotFound) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	gaps, err := rs.db.HistoryGaps(ctx, fr.NID, historyGapScan)
+	gaps, err := gapsOf(ctx, fr.NID)
 	if err != nil || len(gaps) == 0 {
-		return 0, err
+		return 0, false, err
 	}
 	gaps = gaps[:min(len(gaps), maxBackfillFrom)]
 	servers, err := rs.db.JoinedServers(ctx, fr.NID)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	tried := 0
 	for _, s := range servers {
@@ -149,13 +172,13 @@ func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int) (i
 		tried++
 		n, err := rs.backfillFrom(ctx, fr, server, gaps, limit)
 		if err != nil {
-			return n, err
+			return n, true, err
 		}
 		if n > 0 {
-			return n, nil
+			return n, true, nil
 		}
 	}
-	return 0, nil
+	return 0, tried > 0, nil
 }
 
 // backfillFrom asks one server; its failures (which the Backfiller logs)

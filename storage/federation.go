@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Queries for room federation: received transactions, what a state
@@ -120,6 +121,35 @@ func (db *DB) HistoryGaps(ctx context.Context, roomNID int64, oldest int) ([]str
 			return nil, err
 		}
 		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// HistoryGapsBelow is HistoryGaps for the `scan` timeline events at or
+// before a topological position (the newest of them): gaps in the middle
+// of the history, as a backwards page through them meets them (a room left
+// and joined again, an outage).
+func (db *DB) HistoryGapsBelow(ctx context.Context, roomNID int64, below TopoPos, scan int) ([]string, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT DISTINCT ed.prev_event_id, o.depth FROM
+		(SELECT event_nid, depth FROM events WHERE room_nid = $1 AND stream_pos IS NOT NULL
+			AND (depth < $2 OR (depth = $2 AND event_nid <= $3)) ORDER BY depth DESC, event_nid DESC LIMIT $4) o
+		JOIN event_edges ed ON ed.event_nid = o.event_nid
+		WHERE NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ed.prev_event_id AND (p.stream_pos IS NOT NULL OR p.status IN (2, 3)))
+		ORDER BY o.depth DESC, ed.prev_event_id`, roomNID, below.Depth, below.NID, scan)
+	if err != nil {
+		return nil, fmt.Errorf("finding history gaps: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		var depth int64
+		if err := rows.Scan(&id, &depth); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
 	}
 	return out, rows.Err()
 }
