@@ -322,7 +322,11 @@ func (rs *Roomserver) InputRemoteJoin(ctx context.Context, origin spec.ServerNam
 	if err != nil {
 		return Sent{}, err
 	}
-	return sentOf(res[0])
+	sent, err := sentOf(res[0])
+	if err == nil {
+		rs.afterJoiningSuccessor(context.WithoutCancel(ctx), roomID, nil)
+	}
+	return sent, err
 }
 
 // adoptVersion gives a room known only through out-of-band memberships

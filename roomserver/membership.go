@@ -91,10 +91,14 @@ func (rs *Roomserver) SetMembership(ctx context.Context, req MembershipRequest) 
 		return rs.inviteRemote(ctx, r, req, raw)
 	}
 	target := req.Target
-	return rs.Send(ctx, LocalEvent{
+	sent, err := rs.Send(ctx, LocalEvent{
 		RoomID: req.RoomID, Sender: req.Sender, DeviceID: req.DeviceID,
 		Type: spec.MRoomMember, StateKey: &target, Content: raw,
 	})
+	if err == nil && req.Membership == spec.Join && currentMembership != spec.Join && rs.isLocal(target) {
+		rs.afterJoiningSuccessor(context.WithoutCancel(ctx), req.RoomID, []string{target})
+	}
+	return sent, err
 }
 
 // memberContent is the content of a membership change: the client's extra

@@ -50,19 +50,23 @@ func (rs *Roomserver) afterTombstone(ctx context.Context, oldRoomID string, tomb
 
 // succeeds reports whether room newRoomID names oldRoomID as predecessor.
 func (rs *Roomserver) succeeds(ctx context.Context, newRoomID, oldRoomID string) (bool, error) {
-	r, err := rs.room(ctx, newRoomID)
+	pred, err := rs.predecessorOf(ctx, newRoomID)
+	return pred == oldRoomID, err
+}
+
+// predecessorOf is the room a room's create event names as its predecessor
+// ("" for none, or a room this server does not know).
+func (rs *Roomserver) predecessorOf(ctx context.Context, roomID string) (string, error) {
+	r, err := rs.room(ctx, roomID)
 	if errors.Is(err, ErrRoomNotFound) {
-		return false, nil
+		return "", nil
 	}
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	create, err := rs.currentEvent(ctx, r, spec.MRoomCreate, "")
-	if err != nil {
-		return false, err
-	}
-	if create == nil {
-		return false, nil
+	if err != nil || create == nil {
+		return "", err
 	}
 	var cc struct {
 		Predecessor struct {
@@ -70,7 +74,38 @@ func (rs *Roomserver) succeeds(ctx context.Context, newRoomID, oldRoomID string)
 		} `json:"predecessor"`
 	}
 	json.Unmarshal(create.Content(), &cc)
-	return cc.Predecessor.RoomID == oldRoomID, nil
+	return cc.Predecessor.RoomID, nil
+}
+
+// afterJoiningSuccessor carries users' push rules, tags and m.direct entry
+// from a room's predecessor when they join it: the joining local user, or,
+// when this server joins the room over federation (users nil), every local
+// member of the predecessor, as Synapse does (a remote server's upgrade
+// reaches this server only when its users join the new room). Failures are
+// logged: the join stands.
+func (rs *Roomserver) afterJoiningSuccessor(ctx context.Context, roomID string, users []string) {
+	log := httputil.Logger(ctx).WithField("room_id", roomID)
+	pred, err := rs.predecessorOf(ctx, roomID)
+	if err != nil {
+		log.WithError(err).Warn("reading the predecessor of a joined room")
+		return
+	}
+	if pred == "" || pred == roomID {
+		return
+	}
+	if users == nil {
+		old, err := rs.room(ctx, pred)
+		if err != nil {
+			if !errors.Is(err, ErrRoomNotFound) {
+				log.WithError(err).Warn("loading the predecessor of a joined room")
+			}
+			return
+		}
+		users = rs.localMembers(old)
+	}
+	if err := rs.copyUserState(ctx, users, pred, roomID); err != nil {
+		log.WithError(err).Warn("copying push rules, tags and m.direct to an upgraded room")
+	}
 }
 
 // localMembers are the users of this server joined to r.
