@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/httputil"
 )
 
 // contentSecurityPolicy is the spec's recommended policy for served media,
@@ -74,7 +75,11 @@ func (m *Media) download(w http.ResponseWriter, r *http.Request, s *accounts.Ses
 	if err != nil {
 		return err
 	}
-	med, err := m.lookup(r.Context(), pathVar(r, "serverName"), pathVar(r, "mediaId"), timeout)
+	serverName := pathVar(r, "serverName")
+	if err := checkAllowRemote(r, serverName, m.serverName); err != nil {
+		return err
+	}
+	med, err := m.lookup(r.Context(), serverName, pathVar(r, "mediaId"), timeout)
 	if err != nil {
 		return err
 	}
@@ -103,5 +108,14 @@ func (m *Media) serveFile(w http.ResponseWriter, r *http.Request, sha256, conten
 	}
 	setMediaHeaders(w.Header(), contentType, disposition, sha256, authenticated)
 	http.ServeContent(w, r, "", modTime, f)
+	return nil
+}
+
+// checkAllowRemote refuses another server's media when the request says
+// allow_remote=false (404, as for unknown media).
+func checkAllowRemote(r *http.Request, serverName, self string) error {
+	if serverName != self && r.URL.Query().Get("allow_remote") == "false" {
+		return httputil.NotFound("Remote media is not fetched for this request (allow_remote=false)")
+	}
 	return nil
 }

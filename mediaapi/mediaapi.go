@@ -41,6 +41,10 @@ const (
 type Options struct {
 	// Now replaces time.Now (tests).
 	Now func() time.Time
+	// Federation fetches other servers' media and authenticates their
+	// requests for ours (nil: no federation; other servers' media is not
+	// found).
+	Federation Federation
 }
 
 // Media is the content repository.
@@ -58,6 +62,8 @@ type Media struct {
 
 	waiters  waiters
 	thumbs   *thumbnailer
+	fed      Federation // nil without federation
+	fetching fetches
 	previews *previewer // nil when URL previews are off
 
 	// bg tracks background thumbnail generation, so Close can wait for it.
@@ -82,6 +88,7 @@ func New(cfg *config.Config, db *storage.DB, authn *auth.Auth, log logrus.FieldL
 		store:       store,
 		log:         log,
 		now:         opts.Now,
+		fed:         opts.Federation,
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -209,15 +216,24 @@ func (m *Media) mxc(mediaID string) string { return "mxc://" + m.serverName + "/
 // errNotFound is the answer for unknown, remote or malformed media.
 func errNotFound() error { return httputil.NotFound("Media not found") }
 
-// lookup resolves {serverName}/{mediaId} to local, uploaded media, waiting
-// up to timeout for a pending async upload. Remote media is not fetched (no
-// federation yet): it is 404 M_NOT_FOUND.
+// lookup resolves {serverName}/{mediaId}: local media once uploaded
+// (waiting up to timeout for a pending async upload), another server's
+// through this server's copy of it (fetched first when there is none).
 func (m *Media) lookup(ctx context.Context, serverName, mediaID string, timeout time.Duration) (*storage.Media, error) {
 	if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(serverName)); !ok || !validMediaID(mediaID) {
 		return nil, errNotFound()
 	}
 	if serverName != m.serverName {
-		return nil, httputil.NotFound("Remote media is not available on this server")
+		return m.remoteMedia(ctx, serverName, mediaID)
+	}
+	return m.lookupLocal(ctx, mediaID, timeout)
+}
+
+// lookupLocal resolves a local media ID to uploaded media, waiting up to
+// timeout for a pending async upload.
+func (m *Media) lookupLocal(ctx context.Context, mediaID string, timeout time.Duration) (*storage.Media, error) {
+	if !validMediaID(mediaID) {
+		return nil, errNotFound()
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()

@@ -401,13 +401,44 @@ func cannotThumbnail() error {
 // and the deprecated /_matrix/media/v3/thumbnail. Thumbnails are never
 // animated (animated=true is treated as false, as the spec allows).
 func (m *Media) thumbnail(w http.ResponseWriter, r *http.Request, s *accounts.Session) error {
-	width, err := dimParam(r, "width")
+	serverName := pathVar(r, "serverName")
+	if err := checkAllowRemote(r, serverName, m.serverName); err != nil {
+		return err
+	}
+	th, err := m.thumbnailOf(r, serverName, pathVar(r, "mediaId"))
 	if err != nil {
 		return err
 	}
+	return m.serveFile(w, r, th.SHA256, th.ContentType, th.disposition(), time.UnixMilli(th.CreatedTS), s != nil)
+}
+
+// servedThumbnail is a thumbnail to serve.
+type servedThumbnail struct {
+	SHA256, ContentType string
+	CreatedTS           int64
+}
+
+// disposition names the file thumbnail.<type>, inline.
+func (t servedThumbnail) disposition() string {
+	ext := strings.TrimPrefix(t.ContentType, "image/")
+	if ext == "jpeg" {
+		ext = "jpg"
+	}
+	return dispositionWithName("inline", "thumbnail."+ext)
+}
+
+// thumbnailOf reads a thumbnail request's parameters (width, height,
+// method, timeout_ms) and returns the thumbnail of the media, made when
+// there is none yet.
+func (m *Media) thumbnailOf(r *http.Request, serverName, mediaID string) (servedThumbnail, error) {
+	var none servedThumbnail
+	width, err := dimParam(r, "width")
+	if err != nil {
+		return none, err
+	}
 	height, err := dimParam(r, "height")
 	if err != nil {
-		return err
+		return none, err
 	}
 	method := r.URL.Query().Get("method")
 	switch method {
@@ -415,34 +446,29 @@ func (m *Media) thumbnail(w http.ResponseWriter, r *http.Request, s *accounts.Se
 		method = "scale"
 	case "crop", "scale":
 	default:
-		return httputil.InvalidParam("method must be crop or scale")
+		return none, httputil.InvalidParam("method must be crop or scale")
 	}
 	timeout, err := timeoutParam(r)
 	if err != nil {
-		return err
+		return none, err
 	}
-	med, err := m.lookup(r.Context(), pathVar(r, "serverName"), pathVar(r, "mediaId"), timeout)
+	med, err := m.lookup(r.Context(), serverName, mediaID, timeout)
 	if err != nil {
-		return err
+		return none, err
 	}
 	if !thumbnailable(med.ContentType) {
-		return cannotThumbnail()
+		return none, cannotThumbnail()
 	}
 	th, err := m.thumbs.get(r.Context(), med, thumbSize{width, height, method})
 	switch {
 	case errors.Is(err, errImageTooLarge), errors.Is(err, errThumbTooLarge), errors.Is(err, errCannotThumbnail):
 		// As Synapse answers for media it cannot thumbnail.
-		return cannotThumbnail()
+		return none, cannotThumbnail()
 	case errors.Is(err, fs.ErrNotExist):
 		m.log.WithField("sha256", med.SHA256).Error("media file missing from the store")
-		return errNotFound()
+		return none, errNotFound()
 	case err != nil:
-		return fmt.Errorf("thumbnail of %s: %w", med.MediaID, err)
+		return none, fmt.Errorf("thumbnail of %s: %w", med.MediaID, err)
 	}
-	ext := strings.TrimPrefix(th.ContentType, "image/")
-	if ext == "jpeg" {
-		ext = "jpg"
-	}
-	return m.serveFile(w, r, th.SHA256, th.ContentType, dispositionWithName("inline", "thumbnail."+ext),
-		time.UnixMilli(th.CreatedTS), s != nil)
+	return servedThumbnail{SHA256: th.SHA256, ContentType: th.ContentType, CreatedTS: th.CreatedTS}, nil
 }

@@ -141,7 +141,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.Auth = auth.New(s.Accounts)
-	media, err := mediaapi.New(cfg, db, s.Auth, s.Log, mediaapi.Options{})
+	var mediaOpts mediaapi.Options
+	if !s.Federation.Options().Disabled {
+		mediaOpts.Federation = s.Federation
+	}
+	media, err := mediaapi.New(cfg, db, s.Auth, s.Log, mediaOpts)
 	if err != nil {
 		db.Close()
 		s.closeLog()
@@ -192,6 +196,7 @@ func (s *Server) routes() http.Handler {
 	rt := httputil.NewRouter()
 	s.api.Register(rt)
 	s.Media.Register(rt)
+	s.Media.RegisterFederation(rt)
 	s.Federation.Register(rt)
 	if s.Membership != nil {
 		s.Membership.Register(rt)
@@ -271,7 +276,7 @@ func (s *Server) listenFederation() error {
 		return nil
 	}
 	hc := s.Config.Server.HTTP
-	var extra []func(*httputil.Router)
+	extra := []func(*httputil.Router){s.Media.RegisterFederation}
 	if s.Membership != nil {
 		extra = append(extra, s.Membership.Register)
 	}
