@@ -359,8 +359,11 @@ func TestMediaCORSPreflight(t *testing.T) {
 	}
 }
 
+// TestMediaRemoteAndUnknown: unknown and malformed media is 404, and so is
+// other servers' media on a server without federation (with federation it
+// is fetched: tests/fedmedia).
 func TestMediaRemoteAndUnknown(t *testing.T) {
-	s := start(t, nil)
+	s := start(t, map[string]string{"MATRIX_FEDERATION": "disabled"})
 	alice := newUser(t, s, "alice")
 	for _, p := range []string{
 		"/download/other.example/abcdef", "/download/other.example/abcdef/f.png", "/thumbnail/other.example/abcdef?width=32&height=32",
