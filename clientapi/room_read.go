@@ -204,6 +204,11 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 		if from, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
 			return nil, err
 		}
+		if backwards && roomview.IsStreamToken(tok) {
+			if acc.StreamBound, err = roomview.ParseToken(tok); err != nil {
+				return nil, err
+			}
+		}
 	} else if backwards {
 		from = storage.TopoEnd
 	}

@@ -126,3 +126,42 @@ func TestMessagesBackfillsGapAfterRejoin(t *testing.T) {
 		t.Fatalf("bob paged %v\nwant it to start %v", seen, want)
 	}
 }
+
+// TestMessagesFromSyncTokenLeavesOutLaterForks: a fork event that reached
+// hs2's stream after bob's own messages but sits beside the first of them
+// in the DAG came down /sync already; paging back from that sync's
+// prev_batch shows what came before the sync (bob's messages), not the
+// fork event again in their place, as Synapse bounds such a page by the
+// token's stream position.
+func TestMessagesFromSyncTokenLeavesOutLaterForks(t *testing.T) {
+	s := newShared(t, nil)
+	b1 := s.bob.send(t, s.roomID, "b1")
+	b2 := s.bob.send(t, s.roomID, "b2")
+	b3 := s.bob.send(t, s.roomID, "b3")
+	// alice's message builds on bob's join: it forks beside b1.
+	a1 := s.alice.send(t, s.roomID, "a1")
+	_, ans := sendTxn(t, s.hs1, s.hs2.Name, "fork", s.fromHS1(t, a1), nil)
+	ans.ok(t, a1)
+	b4 := s.bob.send(t, s.roomID, "b4")
+
+	var out struct {
+		Rooms struct {
+			Join map[string]struct {
+				Timeline struct {
+					Events    []syncEvent `json:"events"`
+					PrevBatch string      `json:"prev_batch"`
+				} `json:"timeline"`
+			} `json:"join"`
+		} `json:"rooms"`
+	}
+	filter := url.QueryEscape(`{"room":{"timeline":{"limit":2}}}`)
+	s.bob.mustDo(t, "GET", "/sync?timeout=0&filter="+filter, nil, &out)
+	tl := out.Rooms.Join[s.roomID].Timeline
+	if got := ids(tl.Events); !slices.Equal(got, []string{a1, b4}) {
+		t.Fatalf("sync timeline %v, want [a1 b4] (%s %s)", got, a1, b4)
+	}
+	page := s.bob.messages(t, s.roomID, tl.PrevBatch, 3)
+	if got := ids(page.Chunk); !slices.Equal(got, []string{b3, b2, b1}) {
+		t.Fatalf("page back from prev_batch: %v, want [b3 b2 b1] (a1 = %s)", got, a1)
+	}
+}

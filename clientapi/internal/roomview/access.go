@@ -26,6 +26,11 @@ type Access struct {
 	// Ignored are the senders whose non-state events the reader ignores
 	// (m.ignored_user_list, see ignore.go); pages leave them out.
 	Ignored map[string]bool
+	// StreamBound, when not 0, leaves out of pages the events that reached
+	// the stream after it: a backwards page from a sync token shows what
+	// came before that sync, not a fork's events it already delivered
+	// (as Synapse bounds such a page by the token's stream position).
+	StreamBound int64
 }
 
 // Access decides whether the user may read the room: members may, former

@@ -44,6 +44,12 @@ func (rv *Reader) TopoFromToken(ctx context.Context, roomNID int64, tok string) 
 	return rv.db.TopoAtStream(ctx, roomNID, pos)
 }
 
+// IsStreamToken reports whether a pagination token is a stream position
+// (a sync token or prev_batch) rather than a place in topological order.
+func IsStreamToken(tok string) bool {
+	return !(strings.HasPrefix(tok, "t") && strings.Contains(tok, "_"))
+}
+
 // StreamFromToken reads a token of any kind as a stream position, for the
 // endpoints that take a point in time (/members?at=): a topological
 // position stands for the room's last timeline event at or before it.
@@ -95,6 +101,9 @@ func (rv *Reader) TopoPage(ctx context.Context, acc *Access, f *filter.RoomEvent
 				next = storage.TopoBefore(e)
 			} else {
 				next = storage.TopoOf(e)
+			}
+			if acc.StreamBound != 0 && e.StreamPos > acc.StreamBound {
+				continue
 			}
 			if acc.Viewer.CanSee(e) && !acc.Ignores(e) && f.Matches(e.RoomID, e.Type, e.Sender, Content(e.JSON)) {
 				e.ViewerMembership = acc.Viewer.MembershipAt(e)
