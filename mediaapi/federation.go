@@ -10,6 +10,7 @@ package mediaapi
 // thumbnailed, like local media.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -295,16 +296,22 @@ func (m *Media) readMultipart(ctx context.Context, resp *http.Response, use func
 }
 
 // unrecognized reports whether an answer says the endpoint is not served
-// (a server from before authenticated media).
+// (a server from before authenticated media), as Synapse judges it: 404 or
+// 405 with M_UNRECOGNIZED or a body that is not JSON (older servers), or
+// 400 with M_UNRECOGNIZED (older Synapses).
 func unrecognized(resp *http.Response) bool {
-	switch resp.StatusCode {
-	case http.StatusMethodNotAllowed, http.StatusNotImplemented:
-		return true
-	case http.StatusNotFound, http.StatusBadRequest:
-		code := errcodeOf(resp)
-		return code == "M_UNRECOGNIZED" || (code == "" && resp.StatusCode == http.StatusNotFound)
+	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusBadRequest {
+		return false
 	}
-	return false
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes))
+	var e struct {
+		Errcode string `json:"errcode"`
+	}
+	isJSON := bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) && json.Unmarshal(raw, &e) == nil
+	if e.Errcode == "M_UNRECOGNIZED" {
+		return true
+	}
+	return resp.StatusCode != http.StatusBadRequest && !isJSON
 }
 
 // remoteStatus turns another server's refusal into the answer for the
@@ -314,16 +321,4 @@ func remoteStatus(resp *http.Response) error {
 		return httputil.NotFound("Remote media not found")
 	}
 	return fmt.Errorf("remote server answered %d", resp.StatusCode)
-}
-
-// errcodeOf reads the errcode of a Matrix error answer ("" for none).
-func errcodeOf(resp *http.Response) string {
-	var e struct {
-		Errcode string `json:"errcode"`
-	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes))
-	if json.Unmarshal(raw, &e) != nil {
-		return ""
-	}
-	return e.Errcode
 }

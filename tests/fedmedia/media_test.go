@@ -187,17 +187,40 @@ func TestFederationMediaEndpoints(t *testing.T) {
 }
 
 // TestRemoteMediaFromServerWithoutFederationMedia: a server that does not
-// serve the federation media endpoints (404 M_UNRECOGNIZED, as servers
-// from before authenticated media) is asked through the deprecated
-// /_matrix/media/v3/download.
+// serve the federation media endpoints (404 M_UNRECOGNIZED, or a 404 that
+// is not JSON, as servers from before authenticated media answer) is asked
+// through the deprecated /_matrix/media/v3/download; one that refuses the
+// request otherwise (400 without M_UNRECOGNIZED) is not, as Synapse judges.
 func TestRemoteMediaFromServerWithoutFederationMedia(t *testing.T) {
 	n := fedtest.NewNetwork(t)
 	old := []byte("from an older server")
-	hs1 := n.Start("hs1", fedtest.WithFederation(func(o *federationapi.Options) {
+	n.Start("hs1", olderServer(old, func(w http.ResponseWriter, r *http.Request) {
+		httputil.WriteError(w, r, httputil.Unrecognized("Unrecognized request"))
+	}))
+	n.Start("hs3", olderServer(old, http.NotFound))
+	n.Start("hs4", olderServer(old, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "bad request", http.StatusBadRequest)
+	}))
+	hs2 := n.Start("hs2")
+	bob := newUser(t, hs2, "bob")
+	for _, server := range []string{"hs1", "hs3"} {
+		resp, body := bob.do(t, "GET", "/_matrix/client/v1/media/download/"+server+"/oldmedia", "", nil)
+		if resp.StatusCode != 200 || !bytes.Equal(body, old) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("download from an older %s: %d %s %q", server, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	resp, body := bob.do(t, "GET", "/_matrix/client/v1/media/download/hs4/oldmedia", "", nil)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("download from a server that refused: %d %s", resp.StatusCode, body)
+	}
+}
+
+// olderServer is a server whose federation media download answers with
+// refuse, and which serves content at the deprecated download endpoint.
+func olderServer(content []byte, refuse http.HandlerFunc) fedtest.Option {
+	return fedtest.WithFederation(func(o *federationapi.Options) {
 		o.ExtraRoutes = func(rt *httputil.Router, _ *federationapi.API) {
-			rt.Exact("GET", "/_matrix/federation/v1/media/download/{mediaId}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				httputil.WriteError(w, r, httputil.Unrecognized("Unrecognized request"))
-			}))
+			rt.Exact("GET", "/_matrix/federation/v1/media/download/{mediaId}", refuse)
 			rt.Exact("GET", "/_matrix/media/v3/download/{serverName}/{mediaId}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Query().Get("allow_remote") != "false" || httputil.PathVar(r, "mediaId") != "oldmedia" {
 					http.NotFound(w, r)
@@ -205,17 +228,10 @@ func TestRemoteMediaFromServerWithoutFederationMedia(t *testing.T) {
 				}
 				w.Header().Set("Content-Type", "text/plain")
 				w.Header().Set("Content-Disposition", `attachment; filename="old.txt"`)
-				w.Write(old)
+				w.Write(content)
 			}))
 		}
-	}))
-	_ = hs1
-	hs2 := n.Start("hs2")
-	bob := newUser(t, hs2, "bob")
-	resp, body := bob.do(t, "GET", "/_matrix/client/v1/media/download/hs1/oldmedia", "", nil)
-	if resp.StatusCode != 200 || !bytes.Equal(body, old) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("download from an older server: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
-	}
+	})
 }
 
 type multipartPart struct {
