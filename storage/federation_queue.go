@@ -173,10 +173,14 @@ func (db *DB) FederationDestination(ctx context.Context, destination string) (De
 }
 
 // SetFederationBackoff records a destination's consecutive failures and
-// when to try it again (0, 0 resets its backoff).
+// when to try it again (0, 0 resets its backoff, and the failure times the
+// admin API shows; RecordFederationFailure records a failure with them).
 func (tx *Tx) SetFederationBackoff(ctx context.Context, destination string, failures int, retryAt int64) error {
 	_, err := tx.exec(ctx, `INSERT INTO federation_destinations (destination, failures, retry_at) VALUES ($1, $2, $3)
-		ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, retry_at = excluded.retry_at`,
+		ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, retry_at = excluded.retry_at,
+			failure_ts = CASE WHEN excluded.failures = 0 THEN NULL ELSE federation_destinations.failure_ts END,
+			retry_last_ts = CASE WHEN excluded.failures = 0 THEN 0 ELSE federation_destinations.retry_last_ts END,
+			retry_interval = CASE WHEN excluded.failures = 0 THEN 0 ELSE federation_destinations.retry_interval END`,
 		destination, failures, retryAt)
 	if err != nil {
 		return fmt.Errorf("saving the backoff of %s: %w", destination, err)
@@ -265,7 +269,8 @@ func (tx *Tx) FinishFederationTxn(ctx context.Context, destination, txnID string
 	if _, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE destination = $1 AND txn_id = $2`, destination, txnID); err != nil {
 		return fmt.Errorf("removing transaction %s to %s: %w", txnID, destination, err)
 	}
-	_, err := tx.exec(ctx, `UPDATE federation_destinations SET txn_id = '', failures = 0, retry_at = 0 WHERE destination = $1`, destination)
+	_, err := tx.exec(ctx, `UPDATE federation_destinations SET txn_id = '', failures = 0, retry_at = 0,
+		failure_ts = NULL, retry_last_ts = 0, retry_interval = 0 WHERE destination = $1`, destination)
 	if err != nil {
 		return fmt.Errorf("finishing transaction %s to %s: %w", txnID, destination, err)
 	}

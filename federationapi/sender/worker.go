@@ -149,7 +149,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	txn := s.transaction(w.dest, txnID, items)
 	if len(txn.PDUs) == 0 && len(txn.EDUs) == 0 {
 		// Its events are gone (a purged room): nothing to send.
-		return s.finishTxn(log, w.dest, txnID)
+		return s.finishTxn(log, w.dest, txnID, false)
 	}
 	resp, err := s.send(txn)
 	if err == nil {
@@ -158,7 +158,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 				log.WithFields(logrus.Fields{"event_id": id, "error": r.Error}).Warn("destination did not accept an event")
 			}
 		}
-		return s.finishTxn(log, w.dest, txnID)
+		return s.finishTxn(log, w.dest, txnID, true)
 	}
 	if s.ctx.Err() != nil {
 		return idle, time.Time{} // stopping: the transaction stays queued
@@ -166,12 +166,12 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	if code, ok := refused(err); ok {
 		log.WithError(err).WithFields(logrus.Fields{"status": code, "pdus": len(txn.PDUs), "edus": len(txn.EDUs)}).
 			Error("destination refused a transaction: dropping it")
-		return s.finishTxn(log, w.dest, txnID)
+		return s.finishTxn(log, w.dest, txnID, false)
 	}
 	failures := st.Failures + 1
 	retry := now.Add(s.backoff(failures))
 	if err := s.write(func(ctx context.Context, tx *storage.Tx) error {
-		return tx.SetFederationBackoff(ctx, w.dest, failures, retry.UnixMilli())
+		return tx.RecordFederationFailure(ctx, w.dest, failures, now.UnixMilli(), retry.UnixMilli())
 	}); err != nil {
 		log.WithError(err).Warn("saving destination backoff")
 	}
@@ -180,9 +180,18 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	return waiting, retry
 }
 
-// finishTxn removes an answered transaction from the queue.
-func (s *Sender) finishTxn(log logrus.FieldLogger, dest, txnID string) (outcome, time.Time) {
-	if err := s.write(func(ctx context.Context, tx *storage.Tx) error { return tx.FinishFederationTxn(ctx, dest, txnID) }); err != nil {
+// finishTxn removes an answered transaction from the queue; delivered
+// records its events as taken (for the admin API).
+func (s *Sender) finishTxn(log logrus.FieldLogger, dest, txnID string, delivered bool) (outcome, time.Time) {
+	err := s.write(func(ctx context.Context, tx *storage.Tx) error {
+		if delivered {
+			if err := tx.RecordFederationDelivered(ctx, dest, txnID); err != nil {
+				return err
+			}
+		}
+		return tx.FinishFederationTxn(ctx, dest, txnID)
+	})
+	if err != nil {
 		log.WithError(err).Warn("removing a sent transaction")
 		return waiting, s.now().Add(s.opts.InitialBackoff)
 	}
