@@ -85,10 +85,10 @@ func ValidDestinationOrder(orderBy string) bool {
 // Synapse order_by value, default destination; ties by name), backwards
 // when Backwards.
 type DestinationQuery struct {
-	Search        string
-	OrderBy       string
-	Backwards     bool
-	From, Limit   int
+	Search      string
+	OrderBy     string
+	Backwards   bool
+	From, Limit int
 }
 
 const destinationColumns = `destination, retry_last_ts, retry_interval, failure_ts, last_success_pos`
