@@ -47,6 +47,12 @@ import (
 // before asking again, when Options.KeyValidity is not set.
 const DefaultKeyValidity = 7 * 24 * time.Hour
 
+// DefaultInboundRate is each other server's request budget when
+// Options.InboundRate is not set: generous (a busy server sends one
+// transaction at a time, and a catch-up some hundreds of fetches), it
+// only stops a flood.
+var DefaultInboundRate = config.DefaultFederation().InboundRateLimit
+
 // Options configure federation. The zero value (with ServerName and
 // SigningKey, which the server fills in) serves federation on the client
 // port, reaches other servers through the system's DNS, roots and
@@ -76,6 +82,14 @@ type Options struct {
 	// leaf first, and its key; see LoadCertificate).
 	Listen      string
 	Certificate *tls.Certificate
+
+	// EDU tunes typing, receipts and presence across servers
+	// (AttachEphemeral).
+	EDU EDUOptions
+	// InboundRate limits the requests each other server may make: a
+	// token bucket per origin (zero: DefaultInboundRate); past it they
+	// are answered 429 M_LIMIT_EXCEEDED with retry_after_ms.
+	InboundRate config.RateLimit
 
 	// ExtraRoutes registers more federation endpoints wherever Register
 	// registers these (the client port and the federation listener):
@@ -148,10 +162,15 @@ func New(ctx context.Context, db *storage.DB, acc *accounts.Service, opts Option
 		Own: own, DB: db, Client: client, Notaries: opts.Notaries,
 		RefetchInterval: opts.KeyRefetchInterval, Log: opts.Log, Now: opts.Now,
 	})
+	if opts.InboundRate.PerSecond <= 0 || opts.InboundRate.BurstCount < 1 {
+		opts.InboundRate = DefaultInboundRate
+	}
+	authn := fedauth.New(opts.ServerName, ring, opts.Now)
+	authn.LimitOrigins(opts.InboundRate.PerSecond, opts.InboundRate.BurstCount)
 	return &API{
 		Client:      client,
 		KeyRing:     ring,
-		Auth:        fedauth.New(opts.ServerName, ring, opts.Now),
+		Auth:        authn,
 		Own:         own,
 		accounts:    acc,
 		db:          db,

@@ -41,7 +41,9 @@ func (f *API) roomRoutes(rt *httputil.Router) {
 	}
 	const v1 = "/_matrix/federation/v1"
 	a, get := f.Auth, http.MethodGet
-	rt.Exact(http.MethodPut, v1+"/send/{txnId}", a.Handler(f.sendTransaction))
+	// A transaction (50 PDUs of up to 64 KiB, 100 EDUs) may be larger than
+	// other requests: the server's body limit bounds it.
+	rt.Exact(http.MethodPut, v1+"/send/{txnId}", a.HandlerWithBody(f.sendTransaction, 0))
 	rt.Exact(get, v1+"/backfill/{roomId}", a.Handler(f.backfill))
 	rt.Exact(http.MethodPost, v1+"/get_missing_events/{roomId}", a.Handler(f.getMissingEvents))
 	rt.Exact(get, v1+"/state/{roomId}", a.Handler(f.roomState))

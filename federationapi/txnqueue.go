@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/internal/httputil"
 )
 
 // txnQueue orders the transactions of each origin: one is processed at a
@@ -18,6 +20,11 @@ type txnQueue struct {
 	// lastPrune is when old transaction answers were last deleted.
 	lastPrune time.Time
 }
+
+// maxTxnWaiters bounds the transactions of one origin waiting their turn
+// (each holds its body): a sender has one in flight, and retries of a slow
+// one add a few; past the bound the answer is 429, which a sender retries.
+const maxTxnWaiters = 8
 
 // originTurn is one origin's turn: a ticket queue so that waiters are
 // served in arrival order.
@@ -41,6 +48,10 @@ func (q *txnQueue) acquire(ctx context.Context, origin spec.ServerName) (release
 		t.busy = true
 		q.mu.Unlock()
 		return func() { q.release(origin) }, nil
+	}
+	if len(t.waiters) >= maxTxnWaiters {
+		q.mu.Unlock()
+		return nil, httputil.LimitExceeded(time.Second.Milliseconds(), "Too many transactions from %s waiting", origin)
 	}
 	ready := make(chan struct{})
 	t.waiters = append(t.waiters, ready)

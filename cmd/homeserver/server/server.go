@@ -62,7 +62,10 @@ type Server struct {
 	// Membership joins, leaves, knocks and invites across servers (nil
 	// when federation is disabled).
 	Membership *membership.Service
-	Log        *logrus.Logger
+	// EphemeralFederation carries typing, receipts and presence to and
+	// from other servers (nil when federation is disabled).
+	EphemeralFederation *federationapi.Ephemeral
+	Log                 *logrus.Logger
 
 	http     *http.Server
 	api      *clientapi.API
@@ -167,6 +170,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
 	})
 	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
+	s.Ephemeral.SetPresenceEnabled(cfg.Presence.Enabled)
+	if s.Sender != nil {
+		// Typing, receipts and presence go to and come from other servers.
+		if s.EphemeralFederation, err = s.Federation.AttachEphemeral(s.Ephemeral, s.Sender); err != nil {
+			db.Close()
+			s.closeLog()
+			return nil, err
+		}
+	}
 	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
 	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
 		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log})
@@ -327,6 +339,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	s.EphemeralFederation.Stop() // before the sender it queues for
 	if s.Sender != nil {
 		s.Sender.Stop()
 	}
