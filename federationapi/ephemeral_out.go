@@ -66,7 +66,7 @@ func newEphemeralOut(db *storage.DB, serverName string, eph *ephemeral.Service, 
 		typing: map[typingKey]bool{}, presence: map[string]bool{}, receipts: map[receiptKey]ephemeral.Receipt{},
 		wake:       make(chan struct{}, 1),
 		sentTyping: map[typingKey]time.Time{}, sentPresence: map[string]sentPresence{},
-		ctx:        ctx, cancel: cancel, done: make(chan struct{}),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 	go o.run()
 	return o
