@@ -69,6 +69,9 @@ type Deps struct {
 	Keys      *e2ee.Service
 	Notifier  *notifier.Notifier
 	Log       logrus.FieldLogger
+	// FederationSender retries federation destinations for the admin API
+	// (nil when federation is disabled).
+	FederationSender admin.DestinationWaker
 }
 
 // New builds the client API.
@@ -85,6 +88,9 @@ func New(d Deps) *API {
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)
 	a.admin = admin.New(cfg, db, acc, authn, rooms, a.users, log)
+	if d.FederationSender != nil {
+		a.admin.SetFederationSender(d.FederationSender)
+	}
 	a.sync = syncapi.New(syncapi.Deps{DB: db, Rooms: rooms, View: a.view, Users: a.users, Ephemeral: a.eph, Keys: a.keys,
 		Notifier: d.Notifier, Auth: authn, Log: log})
 	return a
