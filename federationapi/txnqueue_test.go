@@ -2,8 +2,12 @@ package federationapi
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"testing"
 	"time"
+
+	"matrixhs/internal/httputil"
 )
 
 // TestTxnQueueOrdersEachOrigin: an origin's transactions take turns in
@@ -72,5 +76,36 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition never held")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTxnQueueBoundsWaiters: past maxTxnWaiters an origin's transaction is
+// refused with 429 (each waiter holds its body); others still get turns.
+func TestTxnQueueBoundsWaiters(t *testing.T) {
+	q := newTxnQueue()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release, err := q.acquire(ctx, "a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for i := range maxTxnWaiters {
+		go q.acquire(ctx, "a.test")
+		waitFor(t, func() bool {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return len(q.origins["a.test"].waiters) == i+1
+		})
+	}
+	_, err = q.acquire(ctx, "a.test")
+	var he *httputil.Error
+	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.Code != "M_LIMIT_EXCEEDED" {
+		t.Fatalf("waiter past the bound: %v", err)
+	}
+	if other, err := q.acquire(ctx, "b.test"); err != nil {
+		t.Fatalf("another origin: %v", err)
+	} else {
+		other()
 	}
 }
