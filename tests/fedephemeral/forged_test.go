@@ -22,7 +22,7 @@ func TestForgedEDUsIgnored(t *testing.T) {
 	roomID := shareRoom(t, alice, bob, carol)
 	msg := alice.say(roomID, "read me")
 	elsewhere := newUser(t, hs2, "erin").createRoom() // a room of hs2 only
-	const stranger = "@stranger:hs2"                 // of hs2, not in the room
+	const stranger = "@stranger:hs2"                  // of hs2, not in the room
 
 	sendEDUs(t, hs2, "hs1",
 		typingEDU(roomID, alice.ID, true),  // hs1's own user
