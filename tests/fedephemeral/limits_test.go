@@ -1,12 +1,22 @@
 package fedephemeral
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/internal/safenet"
+	"matrixhs/tests/fednet"
 	"matrixhs/tests/fedtest"
 )
 
@@ -52,4 +62,34 @@ func TestFederationBodyLimits(t *testing.T) {
 		edus[i] = typingEDU("!r:hs1", "@bob:hs2", true)
 	}
 	sendEDUs(t, hs2, "hs1", edus...).want(t, http.StatusBadRequest, "M_BAD_JSON")
+}
+
+// TestEDUsKeepThePrivateAddressRule: EDUs go out through the federation
+// client, which refuses loopback and private addresses unless allowed:
+// hs1 (not allowed, no proxy) cannot deliver a typing notification to hs2,
+// which its DNS places on loopback; it records the failure and backs off.
+func TestEDUsKeepThePrivateAddressRule(t *testing.T) {
+	ctx := context.Background()
+	n := fedtest.NewNetwork(t)
+	n.Start("hs2")
+	hs1 := n.Start("hs1", fedtest.WithFederation(func(o *federationapi.Options) {
+		o.Client.AllowPrivate = false
+		o.Client.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
+		o.Client.HostResolver = fednet.Hosts{"hs2": {netip.MustParseAddr("127.0.0.1")}}
+	}))
+	edu := gomatrixserverlib.EDU{Type: "m.typing", Content: spec.RawJSON(`{"room_id":"!r:hs1","user_id":"@a:hs1","typing":true}`)}
+	if err := hs1.Sender.QueueEDU(ctx, []string{"hs2"}, edu); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "hs1 to fail reaching hs2", func() bool {
+		d, found, err := hs1.DB.FederationDestinationStatus(ctx, "hs2")
+		return err == nil && found && d.FailureTS != nil
+	})
+	_, err := hs1.Federation.Client.SendTransaction(ctx, gomatrixserverlib.Transaction{
+		TransactionID: "probe", Origin: "hs1", Destination: "hs2", PDUs: []json.RawMessage{},
+	})
+	var blocked *safenet.BlockedError
+	if !errors.As(err, &blocked) {
+		t.Fatalf("sending to hs2 failed with %v, want the private-address refusal", err)
+	}
 }
