@@ -158,7 +158,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 				log.WithFields(logrus.Fields{"event_id": id, "error": r.Error}).Warn("destination did not accept an event")
 			}
 		}
-		return s.finishTxn(log, w.dest, txnID, true)
+		return s.finishTxn(log, w.dest, txnID, len(txn.PDUs) > 0)
 	}
 	if s.ctx.Err() != nil {
 		return idle, time.Time{} // stopping: the transaction stays queued
@@ -181,7 +181,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 }
 
 // finishTxn removes an answered transaction from the queue; delivered
-// records its events as taken (for the admin API).
+// records its events as taken (for the admin API; false when it had none).
 func (s *Sender) finishTxn(log logrus.FieldLogger, dest, txnID string, delivered bool) (outcome, time.Time) {
 	err := s.write(func(ctx context.Context, tx *storage.Tx) error {
 		if delivered {
