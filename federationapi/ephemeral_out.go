@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ type ephemeralOut struct {
 	// Owned by the goroutine: what was last sent, for pings and decay.
 	sentTyping   map[typingKey]time.Time // local users typing, when last sent
 	sentPresence map[string]sentPresence
+	// checkedPos is the stream position when the servers sharing rooms
+	// with online users were last looked at (newcomers get their presence).
+	checkedPos int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -54,9 +58,25 @@ type typingKey struct{ roomID, userID string }
 type receiptKey struct{ roomID, userID, threadID string }
 
 type sentPresence struct {
-	p  ephemeral.Presence
-	at time.Time
+	p     ephemeral.Presence
+	at    time.Time
+	dests []string // the servers told, sorted
+	// newcomers are servers that came to share a room with the user
+	// since: told of the unchanged presence on newcomerSchedule.
+	newcomers map[string]newcomer
 }
+
+type newcomer struct {
+	seen time.Time
+	told int
+}
+
+// newcomerSchedule is when a server that came to share a room with an
+// online user is told of the user's presence, after it was first seen in
+// the room: the room's join completes on that server a moment after this
+// server took it, and presence for a room the server is not in yet is
+// refused there, so it is told again a few times.
+var newcomerSchedule = []time.Duration{0, 2 * time.Second, 10 * time.Second, 30 * time.Second}
 
 func newEphemeralOut(db *storage.DB, serverName string, eph *ephemeral.Service, queue EDUQueue, opts EDUOptions,
 	log logrus.FieldLogger, now func() time.Time) *ephemeralOut {
@@ -198,7 +218,8 @@ func (o *ephemeralOut) report(roomID string, err error) {
 }
 
 // periodic repeats ongoing typing, sends presence that decayed or is due a
-// repeat, and expires other servers' stale presence.
+// repeat (or to servers that came to share a room with the user since),
+// and expires other servers' stale presence.
 func (o *ephemeralOut) periodic(ctx context.Context) {
 	now := o.now()
 	for k, at := range o.sentTyping {
@@ -206,14 +227,60 @@ func (o *ephemeralOut) periodic(ctx context.Context) {
 			o.report(k.roomID, o.sendTyping(ctx, k, true))
 		}
 	}
+	// Rooms changed (joins among them): look for newcomers.
+	pos := o.db.StreamPosition()
+	checkNewcomers := pos != o.checkedPos
+	o.checkedPos = pos
 	for u, last := range o.sentPresence {
 		cur, _ := o.eph.Presence(u)
 		if cur.Presence != last.p.Presence || cur.CurrentlyActive != last.p.CurrentlyActive || cur.StatusMsg != last.p.StatusMsg ||
 			now.Sub(last.at) >= o.opts.PresencePing {
 			o.report("", o.sendPresence(ctx, u))
+		} else {
+			o.report("", o.presenceToNewcomers(ctx, u, last, cur, checkNewcomers))
 		}
 	}
 	o.eph.ExpireRemotePresence()
+}
+
+// presenceToNewcomers sends a user's unchanged presence to the servers
+// that came to share a room with the user since it was last sent (Synapse
+// sends it when a server joins); look: the rooms changed, so there may be
+// new ones.
+func (o *ephemeralOut) presenceToNewcomers(ctx context.Context, userID string, last sentPresence, cur ephemeral.Presence, look bool) error {
+	now := o.now()
+	if look {
+		servers, err := o.db.ServersSharingRooms(ctx, userID)
+		if err != nil {
+			return fmt.Errorf("presence of %s: %w", userID, err)
+		}
+		for _, s := range o.others(servers) {
+			if _, known := slices.BinarySearch(last.dests, s); !known {
+				if last.newcomers == nil {
+					last.newcomers = map[string]newcomer{}
+				}
+				last.newcomers[s] = newcomer{seen: now}
+			}
+		}
+		last.dests = o.others(servers)
+	}
+	var due []string
+	for s, nc := range last.newcomers {
+		if now.Sub(nc.seen) >= newcomerSchedule[nc.told] {
+			due = append(due, s)
+			if nc.told++; nc.told == len(newcomerSchedule) {
+				delete(last.newcomers, s)
+			} else {
+				last.newcomers[s] = nc
+			}
+		}
+	}
+	o.sentPresence[userID] = last
+	if len(due) == 0 {
+		return nil
+	}
+	slices.Sort(due)
+	return o.queueEDU(ctx, due, "m.presence", presenceContent(userID, cur))
 }
 
 // roomServers lists the servers joined to a room.
@@ -294,15 +361,22 @@ func (o *ephemeralOut) sendPresence(ctx context.Context, userID string) error {
 		return nil
 	}
 	p, _ := o.eph.Presence(userID)
-	if p.Presence == "offline" {
-		delete(o.sentPresence, userID)
-	} else {
-		o.sentPresence[userID] = sentPresence{p: p, at: o.now()}
-	}
 	servers, err := o.db.ServersSharingRooms(ctx, userID)
 	if err != nil {
 		return fmt.Errorf("presence of %s: %w", userID, err)
 	}
+	dests := o.others(servers)
+	if p.Presence == "offline" {
+		delete(o.sentPresence, userID)
+	} else {
+		// Newcomers not told often enough yet stay on their schedule.
+		o.sentPresence[userID] = sentPresence{p: p, at: o.now(), dests: dests, newcomers: o.sentPresence[userID].newcomers}
+	}
+	return o.queueEDU(ctx, dests, "m.presence", presenceContent(userID, p))
+}
+
+// presenceContent is an m.presence EDU of one user.
+func presenceContent(userID string, p ephemeral.Presence) map[string]any {
 	push := map[string]any{"user_id": userID, "presence": p.Presence, "last_active_ago": p.LastActiveAgo}
 	if p.StatusMsg != "" {
 		push["status_msg"] = p.StatusMsg
@@ -310,5 +384,5 @@ func (o *ephemeralOut) sendPresence(ctx context.Context, userID string) error {
 	if p.Presence == "online" {
 		push["currently_active"] = p.CurrentlyActive
 	}
-	return o.queueEDU(ctx, o.others(servers), "m.presence", map[string]any{"push": []any{push}})
+	return map[string]any{"push": []any{push}}
 }

@@ -114,11 +114,12 @@ func TestReceiptsAcrossServers(t *testing.T) {
 }
 
 // TestPresenceAcrossServers: a user's presence goes to the servers sharing
-// a room and shows in /sync there; a server with presence off neither
-// sends nor takes any.
+// a room and shows in /sync there, also to a server that joins later; a
+// server with presence off neither sends nor takes any.
 func TestPresenceAcrossServers(t *testing.T) {
 	n := fedtest.NewNetwork(t)
-	hs1, hs2, hs3 := n.Start("hs1"), n.Start("hs2"), n.Start("hs3")
+	hs1 := n.Start("hs1", fedtest.WithFederation(func(o *federationapi.Options) { o.EDU.Tick = 100 * time.Millisecond }))
+	hs2, hs3, hs4 := n.Start("hs2"), n.Start("hs3"), n.Start("hs4")
 	hs3.Ephemeral.SetPresenceEnabled(false)
 	alice, bob, carol := newUser(t, hs1, "alice"), newUser(t, hs2, "bob"), newUser(t, hs3, "carol")
 	roomID := shareRoom(t, alice, bob, carol)
@@ -150,5 +151,13 @@ func TestPresenceAcrossServers(t *testing.T) {
 	})
 	if p, v := hs3.Ephemeral.Presence(alice.ID); p.Presence != "offline" || v != 0 {
 		t.Fatalf("hs3 took alice's presence: %+v", p)
+	}
+
+	// A server that joins later hears of alice's unchanged presence.
+	dave := newUser(t, hs4, "dave")
+	dave.join(roomID, hs1.Name)
+	got = dave.syncUntil("alice's presence", func(s map[string]any) bool { return presenceOf(s, alice.ID) != nil })
+	if p := presenceOf(got, alice.ID); get(p, "content", "status_msg") != "at lunch" {
+		t.Fatalf("dave sees alice's presence as %v", p)
 	}
 }
