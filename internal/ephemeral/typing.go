@@ -76,7 +76,7 @@ func (s *Service) setTyping(roomNID int64, roomID, userID string, typing bool, t
 	if typing {
 		var timer *time.Timer
 		timer = time.AfterFunc(timeout, func() {
-			if s.typingTimedOut(rt, room, userID, timer) && local && s.fed != nil {
+			if s.typingTimedOut(rt, room, userID, &timer) && local && s.fed != nil {
 				s.fed.TypingChanged(roomID, userID)
 			}
 		})
@@ -94,11 +94,12 @@ func (s *Service) setTyping(roomNID int64, roomID, userID string, typing bool, t
 }
 
 // typingTimedOut ends a typing notification whose timer fired (unless a
-// newer one replaced it meanwhile).
-func (s *Service) typingTimedOut(rt *roomTyping, room notifier.Targets, userID string, timer *time.Timer) bool {
+// newer one replaced it meanwhile). timer is read under s.mu, which its
+// assignment happened under.
+func (s *Service) typingTimedOut(rt *roomTyping, room notifier.Targets, userID string, timer **time.Timer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rt.users[userID] != timer {
+	if rt.users[userID] != *timer {
 		return false
 	}
 	delete(rt.users, userID)
