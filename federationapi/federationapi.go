@@ -47,12 +47,6 @@ import (
 // before asking again, when Options.KeyValidity is not set.
 const DefaultKeyValidity = 7 * 24 * time.Hour
 
-// DefaultInboundRate is each other server's request budget when
-// Options.InboundRate is not set: generous (a busy server sends one
-// transaction at a time, and a catch-up some hundreds of fetches), it
-// only stops a flood.
-var DefaultInboundRate = config.DefaultFederation().InboundRateLimit
-
 // Options configure federation. The zero value (with ServerName and
 // SigningKey, which the server fills in) serves federation on the client
 // port, reaches other servers through the system's DNS, roots and
@@ -87,8 +81,9 @@ type Options struct {
 	// (AttachEphemeral).
 	EDU EDUOptions
 	// InboundRate limits the requests each other server may make: a
-	// token bucket per origin (zero: DefaultInboundRate); past it they
-	// are answered 429 M_LIMIT_EXCEEDED with retry_after_ms.
+	// token bucket per origin (zero: the config's default, generous: it
+	// only stops a flood); past it they are answered 429
+	// M_LIMIT_EXCEEDED with retry_after_ms.
 	InboundRate config.RateLimit
 
 	// ExtraRoutes registers more federation endpoints wherever Register
@@ -163,7 +158,7 @@ func New(ctx context.Context, db *storage.DB, acc *accounts.Service, opts Option
 		RefetchInterval: opts.KeyRefetchInterval, Log: opts.Log, Now: opts.Now,
 	})
 	if opts.InboundRate.PerSecond <= 0 || opts.InboundRate.BurstCount < 1 {
-		opts.InboundRate = DefaultInboundRate
+		opts.InboundRate = config.DefaultFederation().InboundRateLimit
 	}
 	authn := fedauth.New(opts.ServerName, ring, opts.Now)
 	authn.LimitOrigins(opts.InboundRate.PerSecond, opts.InboundRate.BurstCount)
