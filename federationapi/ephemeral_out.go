@@ -23,9 +23,9 @@ const maxPendingReceipts = 10_000
 
 // ephemeralOut sends local typing, receipts and presence to other
 // servers. The service tells it what changed (it never blocks the caller);
-// one goroutine reads the current state back and queues the EDUs, in the
-// order things changed, so a burst of changes costs one EDU and a stop is
-// never overtaken by the start before it.
+// one goroutine reads the current state back and queues the EDUs, so a
+// burst of changes costs one EDU and a stop is never overtaken by the
+// start before it.
 type ephemeralOut struct {
 	db         *storage.DB
 	serverName string
