@@ -54,7 +54,7 @@ func TestThreeServersOneRoom(t *testing.T) {
 	}
 	all := group{newWatcher(alice), newWatcher(bob), newWatcher(carol)}
 	// sent is every event since the room was made, in order.
-	sent := []string{stateEventID(t, carol, roomID, spec.MRoomMember, bob.ID), stateEventID(t, bob, roomID, spec.MRoomMember, carol.ID)}
+	sent := []string{stateEventID(t, bob, roomID, spec.MRoomMember, bob.ID), stateEventID(t, carol, roomID, spec.MRoomMember, carol.ID)}
 	all.waitFor(t, roomID, sent...)
 	// do takes the event of an action and waits until it reached every
 	// server.

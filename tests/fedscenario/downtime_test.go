@@ -1,0 +1,122 @@
+package fedscenario
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"matrixhs/tests/fedtest"
+)
+
+// threeInARoom starts hs1..hs3 with alice, bob and carol, and a public
+// room of alice's (with the alias #room:hs1) that bob and carol joined by
+// alias; it waits until all three servers hold both joins.
+func threeInARoom(t *testing.T) (hs []*fedtest.Server, users []*fedtest.User, roomID string) {
+	t.Helper()
+	n := fedtest.NewNetwork(t)
+	hs = n.StartN(3)
+	alice, bob, carol := hs[0].NewUser(t, "alice"), hs[1].NewUser(t, "bob"), hs[2].NewUser(t, "carol")
+	created, err := alice.CreateRoom(alice.Ctx(), &mautrix.ReqCreateRoom{
+		Preset: "public_chat", RoomAliasName: "room", Name: "Before",
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{id.UserID(alice.ID): 100, id.UserID(bob.ID): 100}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roomID = string(created.RoomID)
+	for _, u := range []*fedtest.User{bob, carol} {
+		if _, err := u.JoinRoom(u.Ctx(), "#room:hs1", nil); err != nil {
+			t.Fatalf("%s joining #room:hs1: %v", u.ID, err)
+		}
+	}
+	users = []*fedtest.User{alice, bob, carol}
+	group{newWatcher(alice), newWatcher(bob), newWatcher(carol)}.waitFor(t, roomID,
+		stateEventID(t, bob, roomID, spec.MRoomMember, bob.ID), stateEventID(t, carol, roomID, spec.MRoomMember, carol.ID))
+	return hs, users, roomID
+}
+
+// heardFrom has a user of hs make a federation request to each server of
+// others (resolving one of its aliases through /query/directory): a
+// server that was down makes itself known as it would by any request, so
+// the others retry it at once instead of after their backoff.
+func heardFrom(t *testing.T, u *fedtest.User, aliases ...string) {
+	t.Helper()
+	for _, alias := range aliases {
+		if _, err := u.ResolveAlias(u.Ctx(), id.RoomAlias(alias)); err != nil {
+			t.Fatalf("%s resolving %s: %v", u.ID, alias, err)
+		}
+	}
+}
+
+// TestDowntimeCatchUp: hs3 is down while hs1 and hs2 exchange 200
+// messages, rename the room, change its power levels and let a new member
+// in. When hs3 is back (and has been heard from), the others' queues
+// deliver what they hold (the newest events: the destination missed too
+// many), hs3 fills the gap before them with /get_missing_events and the
+// state before them, and its users' /messages backfills the rest: hs3
+// ends with the same current state, the same newest timeline in /sync
+// and the same history through /messages, back past the downtime and
+// without a gap, as hs1 and hs2.
+func TestDowntimeCatchUp(t *testing.T) {
+	hs, users, roomID := threeInARoom(t)
+	alice, bob, carol := users[0], users[1], users[2]
+	bob.Must("PUT", "/directory/room/"+url.PathEscape("#bobs:hs2"), map[string]any{"room_id": roomID})
+	all := group{newWatcher(alice), newWatcher(bob), newWatcher(carol)}
+	for _, u := range users {
+		all.waitFor(t, roomID, send(t, u, roomID, "before the downtime from "+string(u.HS.Name)))
+	}
+
+	hs[2].Stop()
+	up := group{all[0], all[1]}
+	dave := hs[1].NewUser(t, "dave")
+	var during []string
+	var rename, pl, join string
+	for round := 0; round < 10; round++ {
+		for _, u := range []*fedtest.User{alice, bob} {
+			for i := 0; i < 10; i++ {
+				during = append(during, send(t, u, roomID, fmt.Sprintf("round %d, %s's message %d", round, u.HS.Name, i)))
+			}
+			up.waitFor(t, roomID, during[len(during)-1])
+		}
+		switch round {
+		case 3:
+			rename = setState(t, bob, roomID, spec.MRoomName, "", map[string]any{"name": "During"})
+			during = append(during, rename)
+		case 5:
+			content := powerLevels(t, alice, roomID)
+			content["users"].(map[string]any)[dave.ID] = 50
+			pl = setState(t, alice, roomID, spec.MRoomPowerLevels, "", content)
+			during = append(during, pl)
+		case 7:
+			if _, err := dave.JoinRoom(dave.Ctx(), "#room:hs1", nil); err != nil {
+				t.Fatal(err)
+			}
+			join = stateEventID(t, bob, roomID, spec.MRoomMember, dave.ID)
+			during = append(during, join)
+		default:
+			continue
+		}
+		up.waitFor(t, roomID, during[len(during)-1])
+	}
+
+	hs[2].Restart()
+	carol.Follow()
+	heardFrom(t, carol, "#room:hs1", "#bobs:hs2")
+	newWatcher(carol).waitFor(t, roomID, during[len(during)-1])
+
+	state := agreeOnState(t, roomID, users)
+	if state[spec.MRoomMember+"|"+dave.ID] != join || state[spec.MRoomName+"|"] != rename || state[spec.MRoomPowerLevels+"|"] != pl {
+		t.Fatalf("state after the downtime: %v", state)
+	}
+	history := agreeOnRoom(t, roomID, 10, users)
+	ids := idsOf(history)
+	if len(ids) < len(during) || !slices.Equal(ids[len(ids)-len(during):], during) {
+		t.Fatalf("history has %d events; want it to end with the %d sent during the downtime", len(ids), len(during))
+	}
+}
