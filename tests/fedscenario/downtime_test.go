@@ -1,6 +1,7 @@
 package fedscenario
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"slices"
@@ -119,4 +120,44 @@ func TestDowntimeCatchUp(t *testing.T) {
 	if len(ids) < len(during) || !slices.Equal(ids[len(ids)-len(during):], during) {
 		t.Fatalf("history has %d events; want it to end with the %d sent during the downtime", len(ids), len(during))
 	}
+}
+
+// TestQueueSurvivesRestart: while hs3 is down, alice (hs1) sends messages
+// and changes the topic, and hs1 restarts before hs3 is back: what hs1
+// queued for hs3 is in its database, and once hs3 is back (and heard
+// from) it receives all of it, in order, without anyone sending anything
+// new.
+func TestQueueSurvivesRestart(t *testing.T) {
+	hs, users, roomID := threeInARoom(t)
+	alice, bob, carol := users[0], users[1], users[2]
+	hs[2].Stop()
+	var sent []string
+	for i := range 12 {
+		sent = append(sent, send(t, alice, roomID, fmt.Sprintf("while hs3 is down %d", i)))
+		if i == 5 {
+			sent = append(sent, setState(t, alice, roomID, spec.MRoomTopic, "", map[string]any{"topic": "while hs3 is down"}))
+		}
+	}
+	up := group{newWatcher(alice), newWatcher(bob)}
+	up.waitFor(t, roomID, sent[len(sent)-1])
+
+	hs[0].Restart()
+	alice.Follow()
+	if pdus, _, err := hs[0].DB.FederationQueueCounts(context.Background(), "hs3"); err != nil || pdus == 0 {
+		t.Fatalf("hs1's queue for hs3 after its restart: %d events, %v", pdus, err)
+	}
+	hs[2].Restart()
+	carol.Follow()
+	heardFrom(t, carol, "#room:hs1")
+	newWatcher(carol).waitFor(t, roomID, sent...)
+	agreeOnState(t, roomID, users)
+	tail := idsOf(syncTimeline(t, carol, roomID, len(sent)))
+	if !slices.Equal(tail, sent) {
+		t.Fatalf("hs3's timeline ends with %v\nwant %v", tail, sent)
+	}
+	// hs1 records hs3's answer just after hs3 took the events.
+	waitUntil(t, "hs1's queue for hs3 to empty", func() bool {
+		pdus, edus, err := hs[0].DB.FederationQueueCounts(context.Background(), "hs3")
+		return err == nil && pdus+edus == 0
+	})
 }

@@ -71,6 +71,19 @@ func (w *watcher) waitFor(t *testing.T, roomID string, ids ...string) {
 	}
 }
 
+// waitUntil polls cond (for what no request can wait on) until it holds,
+// failing after the deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // group is one watcher per server, for waiting until an event reached all.
 type group []*watcher
 
