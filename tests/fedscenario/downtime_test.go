@@ -69,8 +69,10 @@ func TestDowntimeCatchUp(t *testing.T) {
 	alice, bob, carol := users[0], users[1], users[2]
 	bob.Must("PUT", "/directory/room/"+url.PathEscape("#bobs:hs2"), map[string]any{"room_id": roomID})
 	all := group{newWatcher(alice), newWatcher(bob), newWatcher(carol)}
+	var lastBefore string
 	for _, u := range users {
-		all.waitFor(t, roomID, send(t, u, roomID, "before the downtime from "+string(u.HS.Name)))
+		lastBefore = send(t, u, roomID, "before the downtime from "+string(u.HS.Name))
+		all.waitFor(t, roomID, lastBefore)
 	}
 
 	hs[2].Stop()
@@ -111,6 +113,22 @@ func TestDowntimeCatchUp(t *testing.T) {
 	heardFrom(t, carol, "#room:hs1", "#bobs:hs2")
 	newWatcher(carol).waitFor(t, roomID, during[len(during)-1])
 
+	// carol's client syncs on from before the downtime: the newest events
+	// come with a gap (limited), and it pages back through the gap to
+	// where it was, seeing everything it missed in order.
+	res := carol.Sync(all[2].since, `{"room":{"timeline":{"limit":10}}}`, 0)
+	timeline := fedtest.Get(res, "rooms", "join", roomID, "timeline")
+	prevBatch, _ := fedtest.Get(timeline, "prev_batch").(string)
+	if fedtest.Get(timeline, "limited") != true || prevBatch == "" {
+		t.Fatalf("carol's sync after the downtime: %v", timeline)
+	}
+	missed := messagesBackTo(t, carol, roomID, prevBatch, lastBefore)
+	slices.Reverse(missed)
+	missed = append(missed, idsOf(evs(t, fedtest.List(fedtest.Get(timeline, "events"))))...)
+	if !slices.Equal(missed, during) {
+		t.Fatalf("carol's client saw %d events after the downtime; want the %d sent:\n%v\n%v", len(missed), len(during), missed, during)
+	}
+
 	state := agreeOnState(t, roomID, users)
 	if state[spec.MRoomMember+"|"+dave.ID] != join || state[spec.MRoomName+"|"] != rename || state[spec.MRoomPowerLevels+"|"] != pl {
 		t.Fatalf("state after the downtime: %v", state)
@@ -120,6 +138,27 @@ func TestDowntimeCatchUp(t *testing.T) {
 	if len(ids) < len(during) || !slices.Equal(ids[len(ids)-len(during):], during) {
 		t.Fatalf("history has %d events; want it to end with the %d sent during the downtime", len(ids), len(during))
 	}
+}
+
+// messagesBackTo pages /messages backwards from a token until the event
+// stop, and returns the IDs of the events before it (newest first).
+func messagesBackTo(t *testing.T, u *fedtest.User, roomID, from, stop string) []string {
+	t.Helper()
+	var out []string
+	for page := 0; page < 100; page++ {
+		res := u.Must("GET", fedtest.RoomPath(roomID, "/messages?"+url.Values{"dir": {"b"}, "limit": {"30"}, "from": {from}}.Encode()), nil)
+		for _, e := range evs(t, fedtest.List(res["chunk"])) {
+			if e.ID == stop {
+				return out
+			}
+			out = append(out, e.ID)
+		}
+		if from, _ = res["end"].(string); from == "" {
+			break
+		}
+	}
+	t.Fatalf("%s: /messages never reached %s (saw %d events)", u.HS.Name, stop, len(out))
+	return nil
 }
 
 // TestQueueSurvivesRestart: while hs3 is down, alice (hs1) sends messages
