@@ -191,11 +191,24 @@ func idsOf(list []ev) []string {
 }
 
 // syncTimeline is the room's timeline in an initial /sync of u (the
-// newest limit events).
+// newest limit events). It fails unless the state the sync gives (its
+// state section, then the timeline's state events) is the room's current
+// state on u's server.
 func syncTimeline(t *testing.T, u *fedtest.User, roomID string, limit int) []ev {
 	t.Helper()
 	res := u.Sync("", fmt.Sprintf(`{"room":{"timeline":{"limit":%d}}}`, limit), 0)
-	return evs(t, fedtest.List(fedtest.Get(res, "rooms", "join", roomID, "timeline", "events")))
+	room := fedtest.Get(res, "rooms", "join", roomID)
+	timeline := evs(t, fedtest.List(fedtest.Get(room, "timeline", "events")))
+	state := map[string]string{}
+	for _, e := range append(evs(t, fedtest.List(fedtest.Get(room, "state", "events"))), timeline...) {
+		if e.StateKey != nil {
+			state[e.Type+"|"+*e.StateKey] = e.ID
+		}
+	}
+	if current := stateOf(t, u, roomID); !maps.Equal(state, current) {
+		t.Fatalf("%s: the state /sync gives is not the room's state:\n%v\n%v", u.HS.Name, state, current)
+	}
+	return timeline
 }
 
 // messages pages /messages in one direction (b from the newest event, f
