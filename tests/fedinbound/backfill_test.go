@@ -86,3 +86,39 @@ func TestMessagesBackfillsFromOtherServers(t *testing.T) {
 		}
 	}
 }
+
+// TestMessagesBackfillsAGapInTheMiddle: hs2 held the room's whole history,
+// then missed 40 messages; the newest reaches it, and it fetches the 20
+// before it (/get_missing_events) and the state before those, which
+// leaves a gap in the middle of its history. Bob paging back through it
+// has hs2 backfill the gap from hs1: he sees every message, in order,
+// down to the room's creation.
+func TestMessagesBackfillsAGapInTheMiddle(t *testing.T) {
+	s := newShared(t, nil)
+	var missed []string
+	for i := 1; i <= 40; i++ {
+		missed = append(missed, s.alice.send(t, s.roomID, fmt.Sprintf("missed %d", i)))
+	}
+	newest := missed[len(missed)-1]
+	_, ans := sendTxn(t, s.hs1, s.hs2.Name, "newest", s.fromHS1(t, newest), nil)
+	ans.ok(t, newest)
+	if statusOn(t, s.hs2, missed[0]) != -1 || statusOn(t, s.hs2, missed[len(missed)-2]) == -1 {
+		t.Fatal("hs2 should hold the newest messages and not the first")
+	}
+
+	var seen []string
+	page := s.bob.messages(t, s.roomID, "", 7)
+	seen = append(seen, ids(page.Chunk)...)
+	for page.End != "" && len(seen) < 200 {
+		page = s.bob.messages(t, s.roomID, page.End, 7)
+		seen = append(seen, ids(page.Chunk)...)
+	}
+	var want []string
+	for _, e := range timeline(t, s.hs1, s.roomID) {
+		want = append(want, e.EventID)
+	}
+	slices.Reverse(want)
+	if !slices.Equal(seen, want) {
+		t.Fatalf("bob paged %d events:\n%v\nwant the %d hs1 holds:\n%v", len(seen), seen, len(want), want)
+	}
+}
