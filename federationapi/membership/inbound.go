@@ -99,7 +99,10 @@ func (s *Service) receiveMembership(r *http.Request, origin spec.ServerName, mem
 			return nil, httputil.BadJSON("the authorising user %s is not a user of this server", c.Via)
 		}
 	}
-	signed := pdu.Sign(string(s.origin), s.keyID, s.key)
+	signed, err := s.sign(ver, pdu)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := s.rs.InputRemoteMembership(ctx, origin, signed); err != nil {
 		return nil, fedErr(err)
 	}
