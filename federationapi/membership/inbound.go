@@ -45,6 +45,11 @@ func (s *Service) makeMembership(r *http.Request, origin spec.ServerName, member
 	if err != nil {
 		return nil, fedErr(err)
 	}
+	// The ACL first (as Synapse): a denied server learns nothing of the
+	// room, its version included.
+	if err := s.checkACL(ctx, roomID, origin); err != nil {
+		return nil, err
+	}
 	if membership != spec.Leave {
 		supported := r.URL.Query()["ver"]
 		if len(supported) == 0 {
@@ -53,9 +58,6 @@ func (s *Service) makeMembership(r *http.Request, origin spec.ServerName, member
 		if !slices.Contains(supported, string(ver.Version())) {
 			return nil, incompatibleVersion(ver.Version())
 		}
-	}
-	if err := s.checkACL(ctx, roomID, origin); err != nil {
-		return nil, err
 	}
 	template, ver, err := s.rs.MembershipTemplate(ctx, roomID, userID, membership)
 	if err != nil {
