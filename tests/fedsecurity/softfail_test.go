@@ -1,0 +1,63 @@
+package fedsecurity
+
+import (
+	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/storage"
+	"matrixhs/tests/fedtest"
+)
+
+// TestSoftFailedEventsStayHidden: alice bans dave (both of hs1) while dave,
+// on a branch from before the ban, changes his display name and speaks;
+// hs1 passes his events on to hs2 through /send once hs2 holds the ban.
+// They are valid against their auth events and the state before them, but
+// not against hs2's current state: soft-failed, so stored (others may build
+// on them) without an error, but never shown to bob (/sync, /messages,
+// /state), never moving the state (dave stays banned) and never among the
+// prev events of hs2's next event or its forward extremities.
+func TestSoftFailedEventsStayHidden(t *testing.T) {
+	nw := newNetwork(t)
+	for _, version := range []string{"11", "12"} {
+		t.Run("v"+version, func(t *testing.T) {
+			v := newVictim(t, nw, version)
+			hs2 := nw.hs2
+			// The state dave's branch builds on: from before the ban.
+			auth := []string{hs2.StateID(t, v.roomID, spec.MRoomPowerLevels, ""), hs2.StateID(t, v.roomID, spec.MRoomMember, v.dave.ID)}
+			if version != "12" {
+				auth = append(auth, hs2.StateID(t, v.roomID, spec.MRoomCreate, ""))
+			}
+			memberAuth := append([]string{hs2.StateID(t, v.roomID, spec.MRoomJoinRules, "")}, auth...)
+
+			ban := member(t, v.alice, v.roomID, v.dave.ID, "ban")
+			waitHeld(t, v.roomID, []string{ban}, hs2)
+
+			hs1 := nw.hs1.Signer()
+			rename := v.build(t, hs1, fedtest.Proto{Sender: v.dave.ID, Type: spec.MRoomMember, StateKey: fedtest.SK(v.dave.ID),
+				Content: map[string]any{"membership": "join", "displayname": "dave, unbanned"}, Prevs: []string{v.checkpoint}, Auth: memberAuth})
+			says := v.build(t, hs1, fedtest.Proto{Sender: v.dave.ID, Type: "m.room.message",
+				Content: map[string]any{"msgtype": "m.text", "body": "from before my ban"}, Prevs: []string{rename.EventID()}, Depth: rename.Depth() + 1, Auth: auth})
+			status, ans := fedtest.SendTxn(t, nw.hs1, hs2.Name, "soft-fail-v"+version, fedtest.JSONs(rename, says), nil)
+			if status != 200 {
+				t.Fatalf("send: %d %s", status, ans.Raw)
+			}
+			ans.OK(t, rename.EventID(), says.EventID())
+			for _, p := range []gomatrixserverlib.PDU{rename, says} {
+				if st := hs2.Status(p.EventID()); st != storage.EventSoftFailed {
+					t.Errorf("%s stored with status %d, want soft-failed", p.EventID(), st)
+				}
+			}
+			if id := hs2.StateID(t, v.roomID, spec.MRoomMember, v.dave.ID); id != ban {
+				t.Errorf("dave's membership on hs2 is %s, want the ban %s", id, ban)
+			}
+			for _, id := range hs2.Room(t, v.roomID).Extremities {
+				if id == rename.EventID() || id == says.EventID() {
+					t.Errorf("soft-failed %s is a forward extremity", id)
+				}
+			}
+			v.checkInvisible(t, []gomatrixserverlib.PDU{rename, says}, []gomatrixserverlib.PDU{hs2.PDU(t, ban)})
+		})
+	}
+}
