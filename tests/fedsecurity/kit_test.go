@@ -134,6 +134,24 @@ func waitHeld(t *testing.T, roomID string, events []string, servers ...*fedtest.
 	})
 }
 
+// powerOf is a user's power level in the room as u's server serves it.
+func powerOf(t *testing.T, u *fedtest.User, roomID, userID string) float64 {
+	t.Helper()
+	users, _ := stateContent(t, u, roomID, "m.room.power_levels", "")["users"].(map[string]any)
+	level, _ := users[userID].(float64)
+	return level
+}
+
+// wantMembers checks memberships in the room as u's server serves them.
+func wantMembers(t *testing.T, u *fedtest.User, roomID string, want map[*fedtest.User]string) {
+	t.Helper()
+	for who, m := range want {
+		if got := stateContent(t, u, roomID, "m.room.member", who.ID)["membership"]; got != m {
+			t.Errorf("%s: %s is %v, want %s", u.S.Name, who.ID, got, m)
+		}
+	}
+}
+
 // stateKey names a state entry in failure messages and maps.
 func stateKey(e fedtest.ClientEvent) string {
 	key := ""
