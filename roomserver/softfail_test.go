@@ -30,3 +30,27 @@ func TestEventsOnASoftFailedJoin(t *testing.T) {
 		})
 	}
 }
+
+// TestLateEventSoftFailed: an event that arrives after another naming it
+// as a prev event (that one taken with the state its sender gave) is still
+// checked against the current state: carol's message from before her ban
+// is soft-failed, not stored as history that /messages would show.
+func TestLateEventSoftFailed(t *testing.T) {
+	f := buildRoom(t, "11")
+	d := f.d
+	carol := "@carol:c.test"
+	join := d.event(f.c, carol, spec.MRoomMember, sk(carol), map[string]any{"membership": "join"}, d.after(f.head), f.head)
+	mustInput(t, f.rs, join, StatusAccepted)
+	ban := d.event(f.b, f.alice, spec.MRoomMember, sk(carol), map[string]any{"membership": "ban"}, d.after(join), join)
+	mustInput(t, f.rs, ban, StatusAccepted)
+	said := d.event(f.c, carol, "m.room.message", nil, map[string]any{"body": "before my ban"}, d.after(join), join)
+	next := d.event(f.b, f.alice, "m.room.message", nil, map[string]any{"body": "after carol's"}, d.after(said), said)
+	var stateIDs []string
+	for _, ev := range d.after(said) {
+		stateIDs = append(stateIDs, ev.EventID())
+	}
+	if res := inputOne(t, f.rs, InputEvent{Kind: KindNew, Event: next, StateBefore: stateIDs}); res.Err != nil || res.Status != StatusAccepted {
+		t.Fatalf("next: %+v", res)
+	}
+	mustInput(t, f.rs, said, StatusSoftFailed)
+}
