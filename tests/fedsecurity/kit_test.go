@@ -13,13 +13,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/federationapi"
 	"matrixhs/federationapi/sender"
+	"matrixhs/internal/httputil"
 	"matrixhs/internal/racedetect"
 	"matrixhs/storage"
 	"matrixhs/tests/fedtest"
@@ -247,4 +253,49 @@ func sortedKeys(set map[string]bool) []string {
 	out := slices.Collect(maps.Keys(set))
 	sort.Strings(out)
 	return out
+}
+
+// liar stands in for hs1's /get_missing_events and /state_ids, as a
+// malicious server answers them: from what the test sets (404 for events
+// it set nothing for; no missing events ever).
+type liar struct {
+	mu       sync.Mutex
+	stateIDs map[string]any // answers by event ID
+}
+
+// routes installs the stand-ins (fedtest.WithFederation(l.routes)).
+func (l *liar) routes(o *federationapi.Options) {
+	o.ExtraRoutes = func(rt *httputil.Router, api *federationapi.API) {
+		rt.Handle("/_matrix/federation/v1/get_missing_events/{roomId}", api.Auth.Handler(func(*http.Request, spec.ServerName) (any, error) {
+			return map[string]any{"events": []any{}}, nil
+		}), http.MethodPost)
+		rt.Handle("/_matrix/federation/v1/state_ids/{roomId}", api.Auth.Handler(func(r *http.Request, _ spec.ServerName) (any, error) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if ans, ok := l.stateIDs[r.URL.Query().Get("event_id")]; ok {
+				return ans, nil
+			}
+			return nil, httputil.NotFound("no such event")
+		}), http.MethodGet)
+	}
+}
+
+// answerStateIDs makes the liar answer /state_ids for eventID with what
+// s serves as the state before the event before.
+func (l *liar) answerStateIDs(t *testing.T, s *fedtest.Server, roomID, eventID, before string) {
+	t.Helper()
+	fr, err := s.Rooms.FederationRoom(t.Context(), roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, chain, err := s.Rooms.StateBeforeEvent(t.Context(), fr, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stateIDs == nil {
+		l.stateIDs = map[string]any{}
+	}
+	l.stateIDs[eventID] = map[string]any{"pdu_ids": state, "auth_chain_ids": chain}
 }

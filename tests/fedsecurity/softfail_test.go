@@ -61,3 +61,46 @@ func TestSoftFailedEventsStayHidden(t *testing.T) {
 		})
 	}
 }
+
+// TestLateEventStillSoftFailed: hs1, lying, first sends an event of alice
+// built on one of dave's it withholds (it answers /get_missing_events with
+// nothing and /state_ids with the state it claims), then dave's event: by
+// then hs2 holds an event naming it as a prev event. Dave was banned
+// before: his event arriving late through /send must still be checked
+// against the current state and soft-failed, never shown to bob.
+func TestLateEventStillSoftFailed(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	lie := &liar{}
+	nw := &network{n: n, hs1: n.Start("hs1", quickRetry, fedtest.WithFederation(lie.routes)),
+		hs2: n.Start("hs2", quickRetry), hs3: n.Start("hs3", quickRetry)}
+	v := newVictim(t, nw, "11")
+	hs2 := nw.hs2
+	create := hs2.StateID(t, v.roomID, spec.MRoomCreate, "")
+	pl := hs2.StateID(t, v.roomID, spec.MRoomPowerLevels, "")
+	daveJoin, aliceJoin := hs2.StateID(t, v.roomID, spec.MRoomMember, v.dave.ID), hs2.StateID(t, v.roomID, spec.MRoomMember, v.alice.ID)
+	ban := member(t, v.alice, v.roomID, v.dave.ID, "ban")
+	waitHeld(t, v.roomID, []string{ban}, hs2)
+
+	hs1 := nw.hs1.Signer()
+	withheld := v.build(t, hs1, fedtest.Proto{Sender: v.dave.ID, Type: "m.room.message",
+		Content: map[string]any{"msgtype": "m.text", "body": "from before my ban, late"}, Prevs: []string{v.checkpoint},
+		Auth: []string{create, pl, daveJoin}})
+	next := v.build(t, hs1, fedtest.Proto{Sender: v.alice.ID, Type: "m.room.message",
+		Content: map[string]any{"msgtype": "m.text", "body": "after dave's"}, Prevs: []string{withheld.EventID()},
+		Depth: withheld.Depth() + 1, Auth: []string{create, pl, aliceJoin}})
+	// The state before next is the one before the checkpoint (a message,
+	// as is the withheld event).
+	lie.answerStateIDs(t, nw.hs1, v.roomID, next.EventID(), v.checkpoint)
+
+	_, ans := fedtest.SendTxn(t, nw.hs1, hs2.Name, "next", fedtest.JSONs(next), nil)
+	ans.OK(t, next.EventID())
+	if st := hs2.Status(withheld.EventID()); st != -1 {
+		t.Fatalf("hs2 got the withheld event (status %d)", st)
+	}
+	_, ans = fedtest.SendTxn(t, nw.hs1, hs2.Name, "late", fedtest.JSONs(withheld), nil)
+	ans.OK(t, withheld.EventID())
+	if st := hs2.Status(withheld.EventID()); st != storage.EventSoftFailed {
+		t.Errorf("dave's late event stored with status %d, want soft-failed", st)
+	}
+	v.checkInvisible(t, []gomatrixserverlib.PDU{withheld}, []gomatrixserverlib.PDU{hs2.PDU(t, ban), next})
+}
