@@ -257,17 +257,20 @@ func sortedKeys(set map[string]bool) []string {
 
 // liar stands in for hs1's /get_missing_events and /state_ids, as a
 // malicious server answers them: from what the test sets (404 for events
-// it set nothing for; no missing events ever).
+// it set nothing for; the missing events it was given, else none).
 type liar struct {
 	mu       sync.Mutex
 	stateIDs map[string]any // answers by event ID
+	missing  []json.RawMessage
 }
 
 // routes installs the stand-ins (fedtest.WithFederation(l.routes)).
 func (l *liar) routes(o *federationapi.Options) {
 	o.ExtraRoutes = func(rt *httputil.Router, api *federationapi.API) {
 		rt.Handle("/_matrix/federation/v1/get_missing_events/{roomId}", api.Auth.Handler(func(*http.Request, spec.ServerName) (any, error) {
-			return map[string]any{"events": []any{}}, nil
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return map[string]any{"events": append([]json.RawMessage{}, l.missing...)}, nil
 		}), http.MethodPost)
 		rt.Handle("/_matrix/federation/v1/state_ids/{roomId}", api.Auth.Handler(func(r *http.Request, _ spec.ServerName) (any, error) {
 			l.mu.Lock()

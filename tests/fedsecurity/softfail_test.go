@@ -62,13 +62,19 @@ func TestSoftFailedEventsStayHidden(t *testing.T) {
 	}
 }
 
-// TestLateEventStillSoftFailed: hs1, lying, first sends an event of alice
-// built on one of dave's it withholds (it answers /get_missing_events with
-// nothing and /state_ids with the state it claims), then dave's event: by
-// then hs2 holds an event naming it as a prev event. Dave was banned
-// before: his event arriving late through /send must still be checked
-// against the current state and soft-failed, never shown to bob.
-func TestLateEventStillSoftFailed(t *testing.T) {
+// TestLyingServer: hs1 lies about the room's DAG when hs2 fills gaps from
+// it (/get_missing_events, /state_ids answered as it pleases).
+//
+// A late event: hs1 first sends an event of alice built on one of dave's
+// that it withholds, then dave's: by then hs2 holds an event naming it as
+// a prev event. Dave was banned before: his event, arriving late through
+// /send, must still be checked against the current state and soft-failed,
+// never shown to bob.
+//
+// A forged gap: hs1 answers /get_missing_events with a prev event whose
+// signature is forged: it is dropped, and the event after it is taken on
+// the state hs1 gives (which hs2's own checks bound).
+func TestLyingServer(t *testing.T) {
 	n := fedtest.NewNetwork(t)
 	lie := &liar{}
 	nw := &network{n: n, hs1: n.Start("hs1", quickRetry, fedtest.WithFederation(lie.routes)),
@@ -80,18 +86,22 @@ func TestLateEventStillSoftFailed(t *testing.T) {
 	daveJoin, aliceJoin := hs2.StateID(t, v.roomID, spec.MRoomMember, v.dave.ID), hs2.StateID(t, v.roomID, spec.MRoomMember, v.alice.ID)
 	ban := member(t, v.alice, v.roomID, v.dave.ID, "ban")
 	waitHeld(t, v.roomID, []string{ban}, hs2)
-
 	hs1 := nw.hs1.Signer()
+	// after builds alice's message on prev (a message after the
+	// checkpoint), and has hs1 answer /state_ids for it with the state
+	// before the checkpoint, which is the state after prev.
+	after := func(prev gomatrixserverlib.PDU, body string) gomatrixserverlib.PDU {
+		next := v.build(t, hs1, fedtest.Proto{Sender: v.alice.ID, Type: "m.room.message",
+			Content: map[string]any{"msgtype": "m.text", "body": body}, Prevs: []string{prev.EventID()},
+			Depth: prev.Depth() + 1, Auth: []string{create, pl, aliceJoin}})
+		lie.answerStateIDs(t, nw.hs1, v.roomID, next.EventID(), v.checkpoint)
+		return next
+	}
+
 	withheld := v.build(t, hs1, fedtest.Proto{Sender: v.dave.ID, Type: "m.room.message",
 		Content: map[string]any{"msgtype": "m.text", "body": "from before my ban, late"}, Prevs: []string{v.checkpoint},
 		Auth: []string{create, pl, daveJoin}})
-	next := v.build(t, hs1, fedtest.Proto{Sender: v.alice.ID, Type: "m.room.message",
-		Content: map[string]any{"msgtype": "m.text", "body": "after dave's"}, Prevs: []string{withheld.EventID()},
-		Depth: withheld.Depth() + 1, Auth: []string{create, pl, aliceJoin}})
-	// The state before next is the one before the checkpoint (a message,
-	// as is the withheld event).
-	lie.answerStateIDs(t, nw.hs1, v.roomID, next.EventID(), v.checkpoint)
-
+	next := after(withheld, "after dave's")
 	_, ans := fedtest.SendTxn(t, nw.hs1, hs2.Name, "next", fedtest.JSONs(next), nil)
 	ans.OK(t, next.EventID())
 	if st := hs2.Status(withheld.EventID()); st != -1 {
@@ -102,5 +112,17 @@ func TestLateEventStillSoftFailed(t *testing.T) {
 	if st := hs2.Status(withheld.EventID()); st != storage.EventSoftFailed {
 		t.Errorf("dave's late event stored with status %d, want soft-failed", st)
 	}
-	v.checkInvisible(t, []gomatrixserverlib.PDU{withheld}, []gomatrixserverlib.PDU{hs2.PDU(t, ban), next})
+
+	forged := v.build(t, nw.hs1.ForgedSigner(), fedtest.Proto{Sender: v.alice.ID, Type: "m.room.message",
+		Content: map[string]any{"msgtype": "m.text", "body": "forged, in a gap"}, Prevs: []string{v.checkpoint}})
+	lie.mu.Lock()
+	lie.missing = fedtest.JSONs(forged)
+	lie.mu.Unlock()
+	onForged := after(forged, "after the forged one")
+	_, ans = fedtest.SendTxn(t, nw.hs1, hs2.Name, "gap", fedtest.JSONs(onForged), nil)
+	ans.OK(t, onForged.EventID())
+	if st := hs2.Status(forged.EventID()); st != -1 {
+		t.Errorf("the forged gap event was stored with status %d", st)
+	}
+	v.checkInvisible(t, []gomatrixserverlib.PDU{withheld, forged}, []gomatrixserverlib.PDU{hs2.PDU(t, ban), next, onForged})
 }
