@@ -29,8 +29,8 @@ type victim struct {
 	since, checkpoint string        // bob's sync token and the last event before the forgeries
 }
 
-// newVictim starts the three servers (hs1's key valid for keyValidity) and
-// the room of the version.
+// newVictim makes the room of the version and waits until every server
+// holds all of it.
 func newVictim(t *testing.T, nw *network, version string) *victim {
 	t.Helper()
 	v := &victim{nw: nw}
@@ -45,15 +45,6 @@ func newVictim(t *testing.T, nw *network, version string) *victim {
 	quiesce(t, v.roomID, v.checkpoint, nw.servers()...)
 	v.since = v.bob.Since(t)
 	return v
-}
-
-// forgingNetwork is hs1, whose key is valid for keyValidity only, hs2 and
-// hs3.
-func forgingNetwork(t *testing.T) *network {
-	t.Helper()
-	n := fedtest.NewNetwork(t)
-	shortKey := fedtest.WithFederation(func(o *federationapi.Options) { o.KeyValidity = keyValidity })
-	return &network{n: n, hs1: n.Start("hs1", quickRetry, shortKey), hs2: n.Start("hs2", quickRetry), hs3: n.Start("hs3", quickRetry)}
 }
 
 // build is an event of the room on top of hs2's head, signed by.
@@ -85,7 +76,7 @@ func unsigned(t *testing.T, pdu gomatrixserverlib.PDU) json.RawMessage {
 // ones reaches bob's /sync, /messages or /state, nor becomes a prev event
 // of hs2's next event; the good ones do reach him.
 func TestForgedPDUsRefused(t *testing.T) {
-	nw := forgingNetwork(t)
+	nw := newNetwork(t, fedtest.WithFederation(func(o *federationapi.Options) { o.KeyValidity = keyValidity }))
 	for _, version := range []string{"11", "12"} {
 		t.Run("v"+version, func(t *testing.T) {
 			v := newVictim(t, nw, version)

@@ -45,11 +45,13 @@ type network struct {
 	users         map[string]*fedtest.User
 }
 
-func newNetwork(t *testing.T) *network {
+// newNetwork starts the servers, hs1 with the options given (the forger
+// of the forgery tests).
+func newNetwork(t *testing.T, hs1 ...fedtest.Option) *network {
 	t.Helper()
 	n := fedtest.NewNetwork(t)
-	s := n.StartN(3, quickRetry)
-	return &network{n: n, hs1: s[0], hs2: s[1], hs3: s[2]}
+	return &network{n: n, hs1: n.Start("hs1", append([]fedtest.Option{quickRetry}, hs1...)...),
+		hs2: n.Start("hs2", quickRetry), hs3: n.Start("hs3", quickRetry)}
 }
 
 // user registers localpart on s the first time it is asked for.

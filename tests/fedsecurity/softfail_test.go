@@ -75,10 +75,8 @@ func TestSoftFailedEventsStayHidden(t *testing.T) {
 // signature is forged: it is dropped, and the event after it is taken on
 // the state hs1 gives (which hs2's own checks bound).
 func TestLyingServer(t *testing.T) {
-	n := fedtest.NewNetwork(t)
 	lie := &liar{}
-	nw := &network{n: n, hs1: n.Start("hs1", quickRetry, fedtest.WithFederation(lie.routes)),
-		hs2: n.Start("hs2", quickRetry), hs3: n.Start("hs3", quickRetry)}
+	nw := newNetwork(t, fedtest.WithFederation(lie.routes))
 	v := newVictim(t, nw, "11")
 	hs2 := nw.hs2
 	create := hs2.StateID(t, v.roomID, spec.MRoomCreate, "")
