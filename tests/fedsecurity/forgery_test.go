@@ -71,7 +71,8 @@ func unsigned(t *testing.T, pdu gomatrixserverlib.PDU) json.RawMessage {
 // hs3 that hs3 did not sign, a timestamp past the valid_until_ts of hs1's
 // key) get an error and are not stored; those the auth rules refuse (a
 // non-member speaking, a member without power changing the power levels
-// or the name) are stored rejected; those whose content does not match
+// or the name; in v12 a moderator kicking the room's creator, power levels
+// that name the creator) are stored rejected; those whose content does not match
 // their hash are taken redacted (kept and served so). None of the refused
 // ones reaches bob's /sync, /messages or /state, nor becomes a prev event
 // of hs2's next event; the good ones do reach him.
@@ -80,6 +81,10 @@ func TestForgedPDUsRefused(t *testing.T) {
 	for _, version := range []string{"11", "12"} {
 		t.Run("v"+version, func(t *testing.T) {
 			v := newVictim(t, nw, version)
+			var creatorRules []gomatrixserverlib.PDU
+			if version == "12" {
+				creatorRules = v.againstCreators(t)
+			}
 			hs1 := nw.hs1.Signer()
 			msg := fedtest.Message
 			badSig := v.build(t, nw.hs1.ForgedSigner(), msg(v.alice.ID, "a forged signature"))
@@ -97,9 +102,10 @@ func TestForgedPDUsRefused(t *testing.T) {
 			tamperedName := v.build(t, hs1, fedtest.Proto{Sender: v.alice.ID, Type: spec.MRoomName, StateKey: fedtest.SK(""),
 				Content: map[string]any{"name": "the original name"}})
 			good := v.build(t, hs1, msg(v.alice.ID, "a good one"))
+			rejected := append([]gomatrixserverlib.PDU{nonMember, powerGrab, rename}, creatorRules...)
 
 			pdus := append(fedtest.JSONs(badSig), unsigned(t, noSig))
-			pdus = append(pdus, fedtest.JSONs(otherServer, lateKey, nonMember, powerGrab, rename)...)
+			pdus = append(pdus, fedtest.JSONs(append([]gomatrixserverlib.PDU{otherServer, lateKey}, rejected...)...)...)
 			pdus = append(pdus,
 				fedtest.WithContent(t, tampered.JSON(), map[string]any{"msgtype": "m.text", "body": "words put in alice's mouth"}),
 				fedtest.WithContent(t, tamperedName.JSON(), map[string]any{"name": "a name alice never gave"}),
@@ -109,7 +115,6 @@ func TestForgedPDUsRefused(t *testing.T) {
 				t.Fatalf("send: %d %s", status, ans.Raw)
 			}
 			dropped := []gomatrixserverlib.PDU{badSig, noSig, otherServer, lateKey}
-			rejected := []gomatrixserverlib.PDU{nonMember, powerGrab, rename}
 			for _, p := range dropped {
 				ans.Refused(t, p.EventID(), "signature")
 				if st := nw.hs2.Status(p.EventID()); st != -1 {
@@ -149,6 +154,25 @@ func TestForgedPDUsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// againstCreators are v12 events the auth rules refuse because alice
+// created the room (MSC4289): her moderator, at the highest power level a
+// user can be given, kicking her; her power levels naming her in users.
+func (v *victim) againstCreators(t *testing.T) []gomatrixserverlib.PDU {
+	t.Helper()
+	mod := v.nw.user(t, v.nw.hs1, "mod")
+	mod.Join(t, v.roomID, v.nw.hs1)
+	promoted := setPower(t, v.alice, v.roomID, mod.ID, 100)
+	waitHeld(t, v.roomID, []string{promoted}, v.nw.hs2)
+	hs1 := v.nw.hs1.Signer()
+	kick := v.build(t, hs1, fedtest.Proto{Sender: mod.ID, Type: spec.MRoomMember, StateKey: fedtest.SK(v.alice.ID),
+		Content: map[string]any{"membership": "leave"}})
+	var pl map[string]any
+	v.alice.MustDo(t, "GET", fedtest.RoomPath(v.roomID, "/state/m.room.power_levels/"), nil, &pl)
+	pl["users"].(map[string]any)[v.alice.ID] = 100
+	listed := v.build(t, hs1, fedtest.Proto{Sender: v.alice.ID, Type: spec.MRoomPowerLevels, StateKey: fedtest.SK(""), Content: pl})
+	return []gomatrixserverlib.PDU{kick, listed}
 }
 
 // checkInvisible checks that none of refused reaches bob's /sync,
