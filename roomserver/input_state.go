@@ -131,13 +131,16 @@ func (rs *Roomserver) trustedState(ctx context.Context, r *room, eventID string,
 	return st, nil
 }
 
-// stateAfter loads the state after a stored event of the timeline.
+// stateAfter loads the state after a stored event of the DAG. A
+// soft-failed event is part of it like any other: the state after it
+// includes it (events that build on it are judged at their place in the
+// DAG, and their own soft-fail check keeps the current state safe).
 func (rs *Roomserver) stateAfter(ctx context.Context, r *room, e *storage.Event) (stateMap, error) {
 	st, err := rs.snapshotState(ctx, r, e.StateBefore)
 	if err != nil {
 		return nil, err
 	}
-	if e.StateKey != nil && e.Status == storage.EventAccepted {
+	if e.StateKey != nil && (e.Status == storage.EventAccepted || e.Status == storage.EventSoftFailed) {
 		pdu, err := rs.loadEvent(ctx, r, e.EventID)
 		if err != nil {
 			return nil, err

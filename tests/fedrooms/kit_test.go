@@ -25,14 +25,14 @@ import (
 // user is a logged-in user of one server, talking to its client API
 // (fedtest.User with the helpers these tests name their own way).
 type user struct {
-	*fedtest.User
+	*fedtest.MautrixUser
 	t  *testing.T
 	hs *fedtest.Server
 }
 
 func newUser(t *testing.T, hs *fedtest.Server, localpart string) *user {
 	t.Helper()
-	return &user{User: hs.NewUser(t, localpart), t: t, hs: hs}
+	return &user{MautrixUser: hs.NewUser(t, localpart), t: t, hs: hs}
 }
 
 // response is a client API answer.

@@ -18,7 +18,7 @@ import (
 // threeInARoom starts hs1..hs3 with alice, bob and carol, and a public
 // room of alice's (with the alias #room:hs1) that bob and carol joined by
 // alias; it waits until all three servers hold both joins.
-func threeInARoom(t *testing.T) (hs []*fedtest.Server, users []*fedtest.User, roomID string) {
+func threeInARoom(t *testing.T) (hs []*fedtest.Server, users []*fedtest.MautrixUser, roomID string) {
 	t.Helper()
 	n := fedtest.NewNetwork(t)
 	hs = n.StartN(3)
@@ -31,12 +31,12 @@ func threeInARoom(t *testing.T) (hs []*fedtest.Server, users []*fedtest.User, ro
 		t.Fatal(err)
 	}
 	roomID = string(created.RoomID)
-	for _, u := range []*fedtest.User{bob, carol} {
+	for _, u := range []*fedtest.MautrixUser{bob, carol} {
 		if _, err := u.JoinRoom(u.Ctx(), "#room:hs1", nil); err != nil {
 			t.Fatalf("%s joining #room:hs1: %v", u.ID, err)
 		}
 	}
-	users = []*fedtest.User{alice, bob, carol}
+	users = []*fedtest.MautrixUser{alice, bob, carol}
 	group{newWatcher(alice), newWatcher(bob), newWatcher(carol)}.waitFor(t, roomID,
 		stateEventID(t, bob, roomID, spec.MRoomMember, bob.ID), stateEventID(t, carol, roomID, spec.MRoomMember, carol.ID))
 	return hs, users, roomID
@@ -46,7 +46,7 @@ func threeInARoom(t *testing.T) (hs []*fedtest.Server, users []*fedtest.User, ro
 // others (resolving one of its aliases through /query/directory): a
 // server that was down makes itself known as it would by any request, so
 // the others retry it at once instead of after their backoff.
-func heardFrom(t *testing.T, u *fedtest.User, aliases ...string) {
+func heardFrom(t *testing.T, u *fedtest.MautrixUser, aliases ...string) {
 	t.Helper()
 	for _, alias := range aliases {
 		if _, err := u.ResolveAlias(u.Ctx(), id.RoomAlias(alias)); err != nil {
@@ -81,7 +81,7 @@ func TestDowntimeCatchUp(t *testing.T) {
 	var during []string
 	var rename, pl, join string
 	for round := 0; round < 10; round++ {
-		for _, u := range []*fedtest.User{alice, bob} {
+		for _, u := range []*fedtest.MautrixUser{alice, bob} {
 			for i := 0; i < 10; i++ {
 				during = append(during, send(t, u, roomID, fmt.Sprintf("round %d, %s's message %d", round, u.HS.Name, i)))
 			}
@@ -142,7 +142,7 @@ func TestDowntimeCatchUp(t *testing.T) {
 
 // messagesBackTo pages /messages backwards from a token until the event
 // stop, and returns the IDs of the events before it (newest first).
-func messagesBackTo(t *testing.T, u *fedtest.User, roomID, from, stop string) []string {
+func messagesBackTo(t *testing.T, u *fedtest.MautrixUser, roomID, from, stop string) []string {
 	t.Helper()
 	var out []string
 	for page := 0; page < 100; page++ {

@@ -32,12 +32,12 @@ const timelineFilter = `{"room":{"timeline":{"limit":100}}}`
 // watcher follows one user's /sync and remembers the timeline events it
 // delivered: it is how the tests wait for an event to reach a server.
 type watcher struct {
-	u     *fedtest.User
+	u     *fedtest.MautrixUser
 	since string
 	seen  map[string]bool
 }
 
-func newWatcher(u *fedtest.User) *watcher {
+func newWatcher(u *fedtest.MautrixUser) *watcher {
 	return &watcher{u: u, seen: map[string]bool{}}
 }
 
@@ -194,7 +194,7 @@ func idsOf(list []ev) []string {
 // newest limit events). It fails unless the state the sync gives (its
 // state section, then the timeline's state events) is the room's current
 // state on u's server.
-func syncTimeline(t *testing.T, u *fedtest.User, roomID string, limit int) []ev {
+func syncTimeline(t *testing.T, u *fedtest.MautrixUser, roomID string, limit int) []ev {
 	t.Helper()
 	res := u.Sync("", fmt.Sprintf(`{"room":{"timeline":{"limit":%d}}}`, limit), 0)
 	room := fedtest.Get(res, "rooms", "join", roomID)
@@ -214,7 +214,7 @@ func syncTimeline(t *testing.T, u *fedtest.User, roomID string, limit int) []ev 
 // messages pages /messages in one direction (b from the newest event, f
 // from the room's start) until the server says there is no more, and
 // returns every event in the order served.
-func messages(t *testing.T, u *fedtest.User, roomID, dir string) []ev {
+func messages(t *testing.T, u *fedtest.MautrixUser, roomID, dir string) []ev {
 	t.Helper()
 	var out []ev
 	from := ""
@@ -239,7 +239,7 @@ func messages(t *testing.T, u *fedtest.User, roomID, dir string) []ev {
 
 // stateOf is the room's current state on u's server: (type, state key) to
 // event ID.
-func stateOf(t *testing.T, u *fedtest.User, roomID string) map[string]string {
+func stateOf(t *testing.T, u *fedtest.MautrixUser, roomID string) map[string]string {
 	t.Helper()
 	r := u.Do("GET", fedtest.RoomPath(roomID, "/state"), nil)
 	var list []map[string]any
@@ -293,7 +293,7 @@ func diff(a, b []ev) string {
 }
 
 // agreeOnState fails unless every server holds the same current state.
-func agreeOnState(t *testing.T, roomID string, users []*fedtest.User) map[string]string {
+func agreeOnState(t *testing.T, roomID string, users []*fedtest.MautrixUser) map[string]string {
 	t.Helper()
 	first := stateOf(t, users[0], roomID)
 	for _, u := range users[1:] {
@@ -319,7 +319,7 @@ func agreeOnState(t *testing.T, roomID string, users []*fedtest.User) map[string
 // newest tail events of /sync's timeline, /messages backwards to the
 // room's creation and forwards from it, and the current state. It
 // returns the history (oldest first).
-func agreeOnRoom(t *testing.T, roomID string, tail int, users []*fedtest.User) []ev {
+func agreeOnRoom(t *testing.T, roomID string, tail int, users []*fedtest.MautrixUser) []ev {
 	t.Helper()
 	names := make([]string, len(users))
 	var syncs, backs, fwds [][]ev
@@ -349,7 +349,7 @@ func agreeOnRoom(t *testing.T, roomID string, tail int, users []*fedtest.User) [
 
 // Client actions through mautrix, failing the test on error.
 
-func send(t *testing.T, u *fedtest.User, roomID, body string) string {
+func send(t *testing.T, u *fedtest.MautrixUser, roomID, body string) string {
 	t.Helper()
 	resp, err := u.SendText(u.Ctx(), id.RoomID(roomID), body)
 	if err != nil {
@@ -358,7 +358,7 @@ func send(t *testing.T, u *fedtest.User, roomID, body string) string {
 	return string(resp.EventID)
 }
 
-func edit(t *testing.T, u *fedtest.User, roomID, original, body string) string {
+func edit(t *testing.T, u *fedtest.MautrixUser, roomID, original, body string) string {
 	t.Helper()
 	content := &event.MessageEventContent{MsgType: event.MsgText, Body: body}
 	content.SetEdit(id.EventID(original))
@@ -369,7 +369,7 @@ func edit(t *testing.T, u *fedtest.User, roomID, original, body string) string {
 	return string(resp.EventID)
 }
 
-func react(t *testing.T, u *fedtest.User, roomID, target, key string) string {
+func react(t *testing.T, u *fedtest.MautrixUser, roomID, target, key string) string {
 	t.Helper()
 	resp, err := u.SendReaction(u.Ctx(), id.RoomID(roomID), id.EventID(target), key)
 	if err != nil {
@@ -378,7 +378,7 @@ func react(t *testing.T, u *fedtest.User, roomID, target, key string) string {
 	return string(resp.EventID)
 }
 
-func redact(t *testing.T, u *fedtest.User, roomID, target string) string {
+func redact(t *testing.T, u *fedtest.MautrixUser, roomID, target string) string {
 	t.Helper()
 	resp, err := u.RedactEvent(u.Ctx(), id.RoomID(roomID), id.EventID(target))
 	if err != nil {
@@ -387,7 +387,7 @@ func redact(t *testing.T, u *fedtest.User, roomID, target string) string {
 	return string(resp.EventID)
 }
 
-func setState(t *testing.T, u *fedtest.User, roomID, typ, key string, content any) string {
+func setState(t *testing.T, u *fedtest.MautrixUser, roomID, typ, key string, content any) string {
 	t.Helper()
 	resp, err := u.SendStateEvent(u.Ctx(), id.RoomID(roomID), event.NewEventType(typ), key, content)
 	if err != nil {
@@ -397,14 +397,14 @@ func setState(t *testing.T, u *fedtest.User, roomID, typ, key string, content an
 }
 
 // powerLevels is the room's current power levels as u's server has them.
-func powerLevels(t *testing.T, u *fedtest.User, roomID string) map[string]any {
+func powerLevels(t *testing.T, u *fedtest.MautrixUser, roomID string) map[string]any {
 	t.Helper()
 	return u.Must("GET", fedtest.RoomPath(roomID, "/state/m.room.power_levels/"), nil)
 }
 
 // stateEventID is the ID of the current state event (typ, key) on u's
 // server.
-func stateEventID(t *testing.T, u *fedtest.User, roomID, typ, key string) string {
+func stateEventID(t *testing.T, u *fedtest.MautrixUser, roomID, typ, key string) string {
 	t.Helper()
 	id, ok := stateOf(t, u, roomID)[typ+"|"+key]
 	if !ok {

@@ -31,7 +31,7 @@ func TestThreeServersOneRoom(t *testing.T) {
 	n := fedtest.NewNetwork(t)
 	hs := n.StartN(3)
 	alice, bob, carol := hs[0].NewUser(t, "alice"), hs[1].NewUser(t, "bob"), hs[2].NewUser(t, "carol")
-	users := []*fedtest.User{alice, bob, carol}
+	users := []*fedtest.MautrixUser{alice, bob, carol}
 
 	created, err := alice.CreateRoom(alice.Ctx(), &mautrix.ReqCreateRoom{
 		Preset: "public_chat", Visibility: "public", RoomAliasName: "scenario", Name: "Scenario", Topic: "three servers",
@@ -43,7 +43,7 @@ func TestThreeServersOneRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	roomID := string(created.RoomID)
-	for _, u := range []*fedtest.User{bob, carol} {
+	for _, u := range []*fedtest.MautrixUser{bob, carol} {
 		joined, err := u.JoinRoom(u.Ctx(), "#scenario:hs1", nil)
 		if err != nil {
 			t.Fatalf("%s joining #scenario:hs1: %v", u.ID, err)
@@ -174,7 +174,7 @@ func TestThreeServersOneRoom(t *testing.T) {
 }
 
 // wantMember fails unless every user's server has userID's membership.
-func wantMember(t *testing.T, users []*fedtest.User, roomID, userID, membership string) {
+func wantMember(t *testing.T, users []*fedtest.MautrixUser, roomID, userID, membership string) {
 	t.Helper()
 	for _, u := range users {
 		var c struct {
@@ -188,7 +188,7 @@ func wantMember(t *testing.T, users []*fedtest.User, roomID, userID, membership 
 
 // checkContent spot-checks what the servers agreed on: the edits replaced
 // the messages' text for clients, and the redacted reaction is empty.
-func checkContent(t *testing.T, users []*fedtest.User, roomID string, msgs, reactions []string) {
+func checkContent(t *testing.T, users []*fedtest.MautrixUser, roomID string, msgs, reactions []string) {
 	t.Helper()
 	for _, u := range users {
 		for i, m := range msgs {
@@ -216,7 +216,7 @@ func checkContent(t *testing.T, users []*fedtest.User, roomID string, msgs, reac
 // allowed room yet, is refused; once in the space she joins through hs2,
 // which authorises her as a server with a member who may invite. The
 // three servers then agree on the room.
-func restrictedRoom(t *testing.T, alice, bob, carol *fedtest.User) {
+func restrictedRoom(t *testing.T, alice, bob, carol *fedtest.MautrixUser) {
 	t.Helper()
 	space, err := alice.CreateRoom(alice.Ctx(), &mautrix.ReqCreateRoom{
 		Preset: "public_chat", RoomAliasName: "space", Name: "Space", CreationContent: map[string]any{"type": "m.space"},
@@ -253,7 +253,7 @@ func restrictedRoom(t *testing.T, alice, bob, carol *fedtest.User) {
 	if _, err := carol.JoinRoom(carol.Ctx(), roomID, &mautrix.ReqJoinRoom{Via: []string{"hs2"}}); err != nil {
 		t.Fatalf("carol joining the restricted room through hs2: %v", err)
 	}
-	users := []*fedtest.User{alice, bob, carol}
+	users := []*fedtest.MautrixUser{alice, bob, carol}
 	all := group{newWatcher(alice), newWatcher(bob), newWatcher(carol)}
 	join := stateEventID(t, carol, roomID, spec.MRoomMember, carol.ID)
 	all.waitFor(t, roomID, join)

@@ -17,10 +17,10 @@ import (
 	"matrixhs/internal/accounts"
 )
 
-// User is a logged-in user of one server of the network: its mautrix
+// MautrixUser is a logged-in user of one server of the network: its mautrix
 // client does what a client would, Do and the sync helpers make the raw
 // client-API requests that checks need.
-type User struct {
+type MautrixUser struct {
 	*mautrix.Client
 	HS    *Server
 	ID    string
@@ -30,7 +30,7 @@ type User struct {
 
 // NewUser registers localpart on s (through the accounts service, as the
 // admin CLI does) and logs it in.
-func (s *Server) NewUser(t testing.TB, localpart string) *User {
+func (s *Server) NewUser(t testing.TB, localpart string) *MautrixUser {
 	t.Helper()
 	login, err := s.Accounts.Register(context.Background(), accounts.Registration{Localpart: localpart, Password: "correct horse battery staple"})
 	if err != nil {
@@ -40,17 +40,17 @@ func (s *Server) NewUser(t testing.TB, localpart string) *User {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &User{Client: cli, HS: s, ID: login.UserID, Token: login.AccessToken, t: t}
+	return &MautrixUser{Client: cli, HS: s, ID: login.UserID, Token: login.AccessToken, t: t}
 }
 
 // Follow points the user's client at its server again after a restart
 // (which moves the client port).
-func (u *User) Follow() {
+func (u *MautrixUser) Follow() {
 	u.Client.HomeserverURL, _ = url.Parse(u.HS.URL())
 }
 
 // Ctx is a context for one client request.
-func (u *User) Ctx() context.Context {
+func (u *MautrixUser) Ctx() context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	u.t.Cleanup(cancel)
 	return ctx
@@ -73,7 +73,7 @@ func (r Response) Want(t testing.TB, status int, errcode string) {
 
 // Do sends a client-API request (path under /_matrix/client/v3) with a
 // JSON body (nil for none).
-func (u *User) Do(method, path string, body any) Response {
+func (u *MautrixUser) Do(method, path string, body any) Response {
 	u.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -100,7 +100,7 @@ func (u *User) Do(method, path string, body any) Response {
 }
 
 // Must is Do expecting 200.
-func (u *User) Must(method, path string, body any) map[string]any {
+func (u *MautrixUser) Must(method, path string, body any) map[string]any {
 	u.t.Helper()
 	r := u.Do(method, path, body)
 	if r.Status != http.StatusOK {
@@ -111,7 +111,7 @@ func (u *User) Must(method, path string, body any) map[string]any {
 
 // Sync runs one /sync (a long-poll when since is set) with a filter (""
 // for none).
-func (u *User) Sync(since, filter string, timeout time.Duration) map[string]any {
+func (u *MautrixUser) Sync(since, filter string, timeout time.Duration) map[string]any {
 	u.t.Helper()
 	q := url.Values{"timeout": {fmt.Sprint(timeout.Milliseconds())}}
 	if since != "" {
@@ -125,7 +125,7 @@ func (u *User) Sync(since, filter string, timeout time.Duration) map[string]any 
 
 // SyncUntil long-polls /sync with a filter until check accepts a response
 // (each sync waits on the server for news), failing after the deadline.
-func (u *User) SyncUntil(filter string, deadline time.Duration, what string, check func(sync map[string]any) bool) map[string]any {
+func (u *MautrixUser) SyncUntil(filter string, deadline time.Duration, what string, check func(sync map[string]any) bool) map[string]any {
 	u.t.Helper()
 	end := time.Now().Add(deadline)
 	since := ""
@@ -140,8 +140,6 @@ func (u *User) SyncUntil(filter string, deadline time.Duration, what string, che
 	return nil
 }
 
-// RoomPath is /rooms/{roomId} followed by rest.
-func RoomPath(roomID, rest string) string { return "/rooms/" + url.PathEscape(roomID) + rest }
 
 // Get walks a decoded JSON value along keys.
 func Get(v any, keys ...string) any {
