@@ -140,7 +140,6 @@ func (u *MautrixUser) SyncUntil(filter string, deadline time.Duration, what stri
 	return nil
 }
 
-
 // Get walks a decoded JSON value along keys.
 func Get(v any, keys ...string) any {
 	for _, k := range keys {
