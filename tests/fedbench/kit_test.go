@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -275,4 +276,26 @@ func parallel(n, workers int, fn func(i int)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// profileTimed writes a CPU profile of the measured part of one iteration
+// to $FEDBENCH_CPUPROFILE.<i> when that variable is set (go test's
+// -cpuprofile covers the heavy setup too); it returns the function that
+// ends it.
+func profileTimed(b testing.TB, i int) func() {
+	path := os.Getenv("FEDBENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, i))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
