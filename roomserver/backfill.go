@@ -73,6 +73,14 @@ func (rs *Roomserver) SetBackfiller(b Backfiller) { rs.backfiller = b }
 // are not errors; a call made while another is under way for the room
 // waits for that one.
 func (rs *Roomserver) Backfill(ctx context.Context, roomID string, limit int) (int, error) {
+	return rs.BackfillGaps(ctx, roomID, nil, limit)
+}
+
+// BackfillGaps is Backfill from the given gaps (prev events this server
+// does not hold, where a page of history ran into a hole; at most
+// maxBackfillFrom are used): the history older than them is fetched. With
+// no gaps it is Backfill.
+func (rs *Roomserver) BackfillGaps(ctx context.Context, roomID string, gaps []string, limit int) (int, error) {
 	if rs.backfiller == nil {
 		return 0, nil
 	}
@@ -100,7 +108,7 @@ func (rs *Roomserver) Backfill(ctx context.Context, roomID string, limit int) (i
 	g.inflight[roomID] = c
 	g.mu.Unlock()
 
-	n, err := rs.backfill(ctx, roomID, limit)
+	n, err := rs.backfill(ctx, roomID, gaps, limit)
 
 	g.mu.Lock()
 	delete(g.inflight, roomID)
@@ -118,7 +126,7 @@ func (rs *Roomserver) Backfill(ctx context.Context, roomID string, limit int) (i
 	return n, err
 }
 
-func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int) (int, error) {
+func (rs *Roomserver) backfill(ctx context.Context, roomID string, gaps []string, limit int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, backfillTimeout)
 	defer cancel()
 	fr, err := rs.FederationRoom(ctx, roomID)
@@ -128,9 +136,10 @@ func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int) (i
 	if err != nil {
 		return 0, err
 	}
-	gaps, err := rs.db.HistoryGaps(ctx, fr.NID, historyGapScan)
-	if err != nil || len(gaps) == 0 {
-		return 0, err
+	if len(gaps) == 0 {
+		if gaps, err = rs.db.HistoryGaps(ctx, fr.NID, historyGapScan); err != nil || len(gaps) == 0 {
+			return 0, err
+		}
 	}
 	gaps = gaps[:min(len(gaps), maxBackfillFrom)]
 	servers, err := rs.db.JoinedServers(ctx, fr.NID)
