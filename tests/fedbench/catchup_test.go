@@ -27,14 +27,16 @@ const (
 // runs out (or at once when hs2 asks it something): the newest events of
 // the room only, as it missed many; hs2 closes the gap before them with
 // /get_missing_events and /state_ids, and backfills the rest of the hole
-// in its history as bob pages into it. Reported per catch-up:
+// in its history as bob pages into it.
+//
+//	go test -tags goolm ./tests/fedbench -run x -bench CatchUp1000 -benchtime 3x
+//
+// Reported per catch-up:
 //   - catchup-s: restart to all 1,000 seen by bob;
 //   - first-s: restart to bob's /sync showing the newest message (mostly
 //     the wait for hs1's backoff to run out, which depends on when in it
 //     hs2 comes back: up to the 8 s step here);
 //   - cpu-s: process CPU over catchup-s (both servers).
-//
-//	go test -tags goolm ./tests/fedbench -run x -bench CatchUp1000 -benchtime 3x
 func BenchmarkCatchUp1000(b *testing.B) {
 	n := fedtest.NewNetwork(b)
 	hs1, hs2 := startServer(n, "hs1"), startServer(n, "hs2")
