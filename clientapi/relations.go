@@ -57,31 +57,12 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		resp["recursion_depth"] = depth
 	}
-	bound, err := a.view.TopoLimit(ctx, acc)
+	from, to, err := a.view.PageRange(ctx, acc, q.Get("from"), q.Get("to"), backwards)
 	if err != nil {
 		return nil, err
 	}
-	var from, to storage.TopoPos
 	if tok := q.Get("from"); tok != "" {
-		if from, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
-			return nil, err
-		}
 		resp["prev_batch"] = tok
-	} else if backwards {
-		from = storage.TopoEnd
-	}
-	if tok := q.Get("to"); tok != "" {
-		if to, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
-			return nil, err
-		}
-	} else if !backwards {
-		to = storage.TopoEnd
-	}
-	if backwards && bound.Less(from) {
-		from = bound
-	}
-	if !backwards && bound.Less(to) {
-		to = bound
 	}
 	f := storage.RelationFilter{RoomNID: acc.Info.NID, EventID: parent.EventID, RelType: pathVar(r, "relType"),
 		EventType: pathVar(r, "eventType"), Depth: depth}
@@ -143,10 +124,17 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 	if limit < 1 {
 		return nil, httputil.InvalidParam("limit must be greater than zero")
 	}
-	pos := a.db.StreamPosition()
+	pos, err := a.view.TopoLimit(ctx, acc)
+	if err != nil {
+		return nil, err
+	}
 	if tok := q.Get("from"); tok != "" {
-		if pos, err = roomview.ParseToken(tok); err != nil {
+		from, err := a.view.TopoFromToken(ctx, acc.Info.NID, tok)
+		if err != nil {
 			return nil, err
+		}
+		if from.Less(pos) {
+			pos = from
 		}
 	}
 	ignored := a.view.IgnoredUsers(ctx, s.UserID)
@@ -170,7 +158,7 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 				root.Event.ViewerMembership = acc.Viewer.MembershipAt(&root.Event)
 				chunk = append(chunk, root.Event)
 			}
-			pos = root.LatestPos - 1
+			pos = storage.TopoPos{Depth: root.Latest.Depth, NID: root.Latest.NID - 1}
 		}
 		if len(roots) < relationsBatch {
 			break
@@ -178,7 +166,7 @@ func (a *API) getThreads(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	resp := map[string]any{"chunk": a.view.ClientEvents(ctx, chunk, s.DeviceID)}
 	if more {
-		resp["next_batch"] = roomview.MakeToken(pos)
+		resp["next_batch"] = roomview.TopoToken(pos)
 	}
 	return resp, nil
 }

@@ -107,6 +107,8 @@ type API struct {
 
 	// rooms serves room federation once attached (rooms.go).
 	rooms *roomFederation
+	// edus are the handlers of inbound EDUs by type (edus.go).
+	edus eduHandlers
 }
 
 // New records the server's signing key (a changed key turns the previous

@@ -8,6 +8,7 @@ package federationapi
 //	go test -tags goolm ./federationapi -run x -fuzz FuzzPDU -fuzztime 10m
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -46,8 +47,14 @@ func FuzzTransactionBody(f *testing.F) {
 			}
 			return
 		}
-		if valid := checkEDUs(txn.EDUs); valid > len(txn.EDUs) {
-			t.Fatalf("%d valid EDUs of %d", valid, len(txn.EDUs))
+		edus, malformed := parseEDUs(txn.EDUs)
+		if len(edus)+malformed != len(txn.EDUs) {
+			t.Fatalf("%d EDUs and %d malformed of %d", len(edus), malformed, len(txn.EDUs))
+		}
+		for _, edu := range edus {
+			if edu.Type == "" || !bytes.HasPrefix(bytes.TrimSpace(edu.Content), []byte("{")) {
+				t.Fatalf("EDU %+v passed", edu)
+			}
 		}
 		for _, raw := range txn.PDUs {
 			if id, ok := pduRoomID(raw); ok && (len(id) > 255 || id[0] != '!') {

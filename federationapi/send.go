@@ -1,7 +1,6 @@
 package federationapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,9 +93,7 @@ func (f *API) sendTransaction(r *http.Request, origin spec.ServerName) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if valid := checkEDUs(body.EDUs); valid < len(body.EDUs) {
-		httputil.Logger(r.Context()).WithField("origin", origin).Debugf("%d malformed EDUs ignored", len(body.EDUs)-valid)
-	}
+	f.processEDUs(ctx, httputil.Logger(r.Context()), origin, body.EDUs)
 	resp, err := json.Marshal(sendResponse{PDUs: results})
 	if err != nil {
 		return nil, err
@@ -120,27 +117,6 @@ func (f *API) recordTxn(ctx context.Context, origin spec.ServerName, txnID strin
 		}
 		return tx.StoreFederationTxn(ctx, string(origin), txnID, resp, now.UnixMilli())
 	})
-}
-
-// checkEDUs reads the EDUs defensively and counts the well-formed ones.
-// They are accepted and not acted on yet (typing, receipts, presence,
-// device lists and to-device messages come with the second part of
-// federation).
-func checkEDUs(edus []json.RawMessage) (valid int) {
-	for _, raw := range edus {
-		var edu struct {
-			Type    string          `json:"edu_type"`
-			Content json.RawMessage `json:"content"`
-		}
-		if json.Unmarshal(raw, &edu) != nil || edu.Type == "" {
-			continue
-		}
-		if c := bytes.TrimSpace(edu.Content); len(c) > 0 && c[0] != '{' {
-			continue
-		}
-		valid++
-	}
-	return valid
 }
 
 // txnPDU is one PDU of a transaction, parsed.

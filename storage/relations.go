@@ -59,36 +59,43 @@ func (db *DB) Relations(ctx context.Context, f RelationFilter, from, to TopoPos,
 		f.EventID, f.RoomNID, f.RelType, f.EventType, depth, lo.Depth, lo.NID, hi.Depth, hi.NID, limit))
 }
 
-// ThreadRoot is a thread root with the position of its latest reply.
+// ThreadRoot is a thread root with the place of its latest reply.
 type ThreadRoot struct {
 	Event
-	LatestPos int64
+	Latest TopoPos
 }
 
 // ThreadRoots returns up to limit thread roots of a room (timeline events
-// of the room with m.thread children) whose latest reply is at or before
-// stream position before, most recently active first. With participant set,
-// only threads the user started or replied in.
-func (db *DB) ThreadRoots(ctx context.Context, roomNID, before int64, participant string, limit int) ([]ThreadRoot, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT `+eventColumns+`, t.latest FROM (
-			SELECT relates_to, MAX(stream_pos) AS latest, MAX(sender = $3) AS mine FROM events
-			WHERE room_nid = $1 AND rel_type = 'm.thread' AND stream_pos IS NOT NULL AND redacted_by IS NULL
-			GROUP BY relates_to
+// of the room with m.thread children) whose latest reply, in topological
+// order, is at or before before; most recently active first, as Synapse
+// orders them (a backfilled reply counts where it sits in the DAG, not when
+// it arrived). With participant set, only threads the user started or
+// replied in.
+func (db *DB) ThreadRoots(ctx context.Context, roomNID int64, before TopoPos, participant string, limit int) ([]ThreadRoot, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT `+eventColumns+`, t.depth, t.event_nid FROM (
+			SELECT relates_to, depth, event_nid, mine FROM (
+				SELECT relates_to, depth, event_nid,
+					ROW_NUMBER() OVER (PARTITION BY relates_to ORDER BY depth DESC, event_nid DESC) AS rn,
+					MAX(CASE WHEN sender = $4 THEN 1 ELSE 0 END) OVER (PARTITION BY relates_to) AS mine
+				FROM events
+				WHERE room_nid = $1 AND rel_type = 'm.thread' AND stream_pos IS NOT NULL AND redacted_by IS NULL
+			) replies WHERE rn = 1
 		) t JOIN events e ON e.event_id = t.relates_to JOIN rooms r ON r.room_nid = e.room_nid
-		WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL AND t.latest <= $2 AND ($3 = '' OR t.mine OR e.sender = $3)
-		ORDER BY t.latest DESC LIMIT $4`, roomNID, before, participant, limit)
+		WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL AND (t.depth, t.event_nid) <= ($2, $3)
+			AND ($4 = '' OR t.mine = 1 OR e.sender = $4)
+		ORDER BY t.depth DESC, t.event_nid DESC LIMIT $5`, roomNID, before.Depth, before.NID, participant, limit)
 	if err != nil {
 		return nil, fmt.Errorf("querying thread roots: %w", err)
 	}
 	defer rows.Close()
 	var out []ThreadRoot
 	for rows.Next() {
-		var latest int64
-		e, err := scanEvent(scanPlus{rows, &latest})
+		var latest TopoPos
+		e, err := scanEvent(scanPlus{rows, []any{&latest.Depth, &latest.NID}})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ThreadRoot{Event: *e, LatestPos: latest})
+		out = append(out, ThreadRoot{Event: *e, Latest: latest})
 	}
 	return out, rows.Err()
 }
@@ -96,10 +103,10 @@ func (db *DB) ThreadRoots(ctx context.Context, roomNID, before int64, participan
 // scanPlus scans an event row followed by extra columns.
 type scanPlus struct {
 	row   interface{ Scan(...any) error }
-	extra any
+	extra []any
 }
 
-func (s scanPlus) Scan(dest ...any) error { return s.row.Scan(append(dest, s.extra)...) }
+func (s scanPlus) Scan(dest ...any) error { return s.row.Scan(append(dest, s.extra...)...) }
 
 // AggregationRow is one line of what the server bundles with parent events
 // (spec "Aggregations of child events"). For m.thread it summarises one

@@ -48,7 +48,7 @@ func (f *relFixture) add(room, eventID, typ, sender, relTo, relType string, cont
 			}
 			f.rooms[room] = nid
 		}
-		_, pos, err := tx.InsertEvent(ctx, NewEvent{RoomNID: nid, EventID: eventID, Type: typ, Sender: sender, OriginTS: f.ts,
+		_, pos, err := tx.InsertEvent(ctx, NewEvent{RoomNID: nid, EventID: eventID, Type: typ, Sender: sender, OriginTS: f.ts, Depth: f.ts,
 			RelatesTo: relTo, RelType: relType, JSON: raw})
 		f.pos[eventID] = pos
 		return err
@@ -181,7 +181,16 @@ func TestThreadRoots(t *testing.T) {
 	f.add("!b:x", "$elsewhere", "m.room.message", "@u:x", "$rootB", "m.thread", nil)
 	f.redact("$c2gone")
 	room := f.rooms["!a:x"]
-	roots := func(before int64, participant string, limit int) []string {
+	at := func(eventID string) TopoPos {
+		t.Helper()
+		p, err := f.db.TopoAtStream(ctx, room, f.pos[eventID])
+		if err != nil {
+			t.Fatalf("TopoAtStream: %v", err)
+		}
+		return p
+	}
+	before := func(eventID string) TopoPos { p := at(eventID); p.NID--; return p }
+	roots := func(before TopoPos, participant string, limit int) []string {
 		t.Helper()
 		rs, err := f.db.ThreadRoots(ctx, room, before, participant, limit)
 		if err != nil {
@@ -190,21 +199,38 @@ func TestThreadRoots(t *testing.T) {
 		ids := []string{}
 		for _, r := range rs {
 			ids = append(ids, r.EventID)
-			if r.LatestPos <= r.StreamPos || r.LatestPos > before {
-				t.Fatalf("root %s latest %d (root at %d, before %d)", r.EventID, r.LatestPos, r.StreamPos, before)
+			if !TopoOf(&r.Event).Less(r.Latest) || before.Less(r.Latest) {
+				t.Fatalf("root %s latest %v (root at %v, before %v)", r.EventID, r.Latest, TopoOf(&r.Event), before)
 			}
 		}
 		return ids
 	}
-	now := f.db.StreamPosition()
-	wantIDs(t, "all", roots(now, "", 10), "$rootA", "$rootC", "$rootB")
-	wantIDs(t, "limit", roots(now, "", 1), "$rootA")
+	wantIDs(t, "all", roots(TopoEnd, "", 10), "$rootA", "$rootC", "$rootB")
+	wantIDs(t, "limit", roots(TopoEnd, "", 1), "$rootA")
 	// Roots are paged by their latest reply: rootA's is a2, so it belongs before a2.
-	wantIDs(t, "before a2", roots(f.pos["$a2"]-1, "", 10), "$rootC", "$rootB")
-	wantIDs(t, "before c1", roots(f.pos["$c1"]-1, "", 10), "$rootB")
-	wantIDs(t, "participant u (root sender)", roots(now, "@u:x", 10), "$rootA")
-	wantIDs(t, "participant w (replier and root sender)", roots(now, "@w:x", 10), "$rootC", "$rootB")
-	wantIDs(t, "participant x (redacted reply only)", roots(now, "@x:x", 10))
+	wantIDs(t, "before a2", roots(before("$a2"), "", 10), "$rootC", "$rootB")
+	wantIDs(t, "before c1", roots(before("$c1"), "", 10), "$rootB")
+	wantIDs(t, "participant u (root sender)", roots(TopoEnd, "@u:x", 10), "$rootA")
+	wantIDs(t, "participant w (replier and root sender)", roots(TopoEnd, "@w:x", 10), "$rootC", "$rootB")
+	wantIDs(t, "participant x (redacted reply only)", roots(TopoEnd, "@x:x", 10))
+
+	// A reply that arrives last but sits early in the DAG (backfilled, or
+	// late from another server) does not make its thread the most active.
+	mustWrite(t, f.db, func(tx *Tx) error {
+		raw := []byte(`{"type":"m.room.message","content":{"m.relates_to":{"rel_type":"m.thread","event_id":"$rootB"}}}`)
+		_, _, err := tx.InsertEvent(ctx, NewEvent{RoomNID: room, EventID: "$b0late", Type: "m.room.message", Sender: "@v:x",
+			RelatesTo: "$rootB", RelType: "m.thread", JSON: raw, Depth: at("$b1").Depth})
+		return err
+	})
+	wantIDs(t, "late early reply", roots(TopoEnd, "", 10), "$rootA", "$rootC", "$rootB")
+	// One that sits later in the DAG does.
+	mustWrite(t, f.db, func(tx *Tx) error {
+		raw := []byte(`{"type":"m.room.message","content":{"m.relates_to":{"rel_type":"m.thread","event_id":"$rootB"}}}`)
+		_, _, err := tx.InsertEvent(ctx, NewEvent{RoomNID: room, EventID: "$b9", Type: "m.room.message", Sender: "@v:x",
+			RelatesTo: "$rootB", RelType: "m.thread", JSON: raw, Depth: 100})
+		return err
+	})
+	wantIDs(t, "deeper reply", roots(TopoEnd, "", 10), "$rootB", "$rootA", "$rootC")
 }
 
 func TestAggregations(t *testing.T) {
