@@ -21,9 +21,10 @@ import (
 //     extremities it does not name in place, and the room's current state
 //     becomes the resolution of the current state and the state after it.
 
-func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before stateMap, linear, promote bool, batch *inputBatch) (InputResult, *eventWrite, error) {
+func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, prior priorState, promote bool, batch *inputBatch) (InputResult, *eventWrite, error) {
 	pdu := in.Event
-	w := &eventWrite{pdu: pdu, promote: promote}
+	before, linear := prior.state, prior.linear
+	w := &eventWrite{pdu: pdu, promote: promote, base: prior.base}
 	if sk := pdu.StateKey(); sk != nil {
 		if old := before[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *sk}]; old != nil {
 			w.extra = replacesStateOf(old)

@@ -128,6 +128,36 @@ func (db *DB) HistoryGaps(ctx context.Context, roomNID int64, lo, hi TopoPos, sc
 	return out, rows.Err()
 }
 
+// GapsBetween lists the prev events, not held in the room's timeline, of
+// the room's timeline events in the topological range (after, upTo]: the
+// gaps a page of history there runs into (a server that missed events and
+// fetched only the newest has such a gap in the middle of its history).
+// The gaps nearest upTo come first; outliers count as missing, rejected and
+// soft-failed events do not, as in HistoryGaps.
+func (db *DB) GapsBetween(ctx context.Context, roomNID int64, after, upTo TopoPos, limit int) ([]string, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT ed.prev_event_id, MAX(e.depth) AS d FROM events e
+		JOIN event_edges ed ON ed.event_nid = e.event_nid
+		WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL
+			AND (e.depth, e.event_nid) > ($2, $3) AND (e.depth, e.event_nid) <= ($4, $5)
+			AND NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ed.prev_event_id AND (p.stream_pos IS NOT NULL OR p.status IN (2, 3)))
+		GROUP BY ed.prev_event_id ORDER BY d DESC, ed.prev_event_id LIMIT $6`,
+		roomNID, after.Depth, after.NID, upTo.Depth, upTo.NID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding gaps in history: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		var depth int64
+		if err := rows.Scan(&id, &depth); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 // JoinedServers lists the servers with joined members in a room's current
 // state, those whose first current member joined earliest first (they are
 // likeliest to hold the room's history).

@@ -124,3 +124,59 @@ func TestMessagesBackfillsAGapInTheMiddle(t *testing.T) {
 		t.Fatalf("bob paged %d events:\n%v\nwant the %d hs1 holds:\n%v", len(seen), seen, len(want), want)
 	}
 }
+
+// TestMessagesBackfillsGapInHistory: hs2 holds the room's history, then
+// misses many messages (as a server that was down, which hs1 sends only
+// the newest): the transaction's gap is closed with the newest missing
+// events and the state, leaving a hole in the middle of hs2's history.
+// Bob paging back runs into the hole, and hs2 backfills it from hs1: he
+// pages through every message, in order, down to the room's creation.
+func TestMessagesBackfillsGapInHistory(t *testing.T) {
+	s := newShared(t, nil)
+	var sent []string
+	for i := 0; i < 30; i++ {
+		sent = append(sent, s.alice.Send(t, s.roomID, fmt.Sprintf("held %d", i)))
+	}
+	status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "held", s.fromHS1(t, sent...), nil)
+	if status != 200 {
+		t.Fatalf("send: %d %s", status, ans.Raw)
+	}
+	ans.OK(t, sent...)
+	for i := 0; i < 60; i++ {
+		sent = append(sent, s.alice.Send(t, s.roomID, fmt.Sprintf("missed %d", i)))
+	}
+	last := sent[len(sent)-1]
+	if status, ans = fedtest.SendTxn(t, s.hs1, s.hs2.Name, "newest", s.fromHS1(t, last), nil); status != 200 {
+		t.Fatalf("send: %d %s", status, ans.Raw)
+	}
+	ans.OK(t, last)
+	hole := sent[40]
+	if s.hs2.Status(hole) != -1 {
+		t.Fatalf("hs2 already holds %s: no hole in its history", hole)
+	}
+
+	var seen []string
+	page := messages(t, s.bob, s.roomID, "", 10)
+	seen = append(seen, fedtest.IDs(page.Chunk)...)
+	for page.End != "" && len(seen) < 200 {
+		page = messages(t, s.bob, s.roomID, page.End, 10)
+		seen = append(seen, fedtest.IDs(page.Chunk)...)
+	}
+	var msgs []string
+	for _, id := range seen {
+		if slices.Contains(sent, id) {
+			msgs = append(msgs, id)
+		}
+	}
+	want := slices.Clone(sent)
+	slices.Reverse(want)
+	if !slices.Equal(msgs, want) {
+		t.Fatalf("bob paged %d of the %d messages (want all, newest first)", len(msgs), len(sent))
+	}
+	if create := s.hs1.StateID(t, s.roomID, "m.room.create", ""); seen[len(seen)-1] != create {
+		t.Fatalf("paging ended at %s, not the room's creation (%s)", seen[len(seen)-1], create)
+	}
+	if e, err := s.hs2.DB.EventByID(context.Background(), hole); err != nil || e.StreamPos >= 0 {
+		t.Fatalf("%s in the hole: %+v, %v (want it backfilled)", hole, e, err)
+	}
+}
