@@ -154,7 +154,6 @@ func TestDeviceListsLeftAcrossServers(t *testing.T) {
 	if r := alice.query(0, bob.ID); !hasDevice(r, bob.ID, "BOB1") {
 		t.Fatalf("alice's view of bob after leaving: %s", r.Raw)
 	}
-	_ = hs2
 }
 
 // waitFor polls cond (a cheap local read) until it holds, for up to 30 s.
@@ -223,4 +222,30 @@ func TestDeviceListUpdatesAfterDowntime(t *testing.T) {
 	if st, err := hs1.DB.RemoteDeviceListState(context.Background(), bob.ID); err != nil || !st.Cached || st.Stale {
 		t.Fatalf("hs1's cache of bob after the downtime: %+v %v", st, err)
 	}
+}
+
+// A local user joining a room whose servers shared no room with them sends
+// those servers their devices (an m.device_list_update without prev_id,
+// so the servers fetch the whole list): hs2 tracks alice's devices at
+// once, before anyone there asks for them.
+func TestDeviceListSentOnJoin(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	alice := newUser(t, hs1, "alice", "ALICE1")
+	bob := newUser(t, hs2, "bob", "BOB1")
+	alice.uploadKeys(1)
+	roomID := bob.createRoom(map[string]any{"preset": "public_chat"})
+	ctx := context.Background()
+	if st, _ := hs2.DB.RemoteDeviceListState(ctx, alice.ID); st.Cached {
+		t.Fatal("hs2 tracks alice before she joined")
+	}
+	alice.join(roomID, "hs2")
+	waitFor(t, "hs2 to track alice's devices", func() bool {
+		st, err := hs2.DB.RemoteDeviceListState(ctx, alice.ID)
+		if err != nil || !st.Cached || st.Stale {
+			return false
+		}
+		devs, err := hs2.DB.RemoteDevices(ctx, alice.ID, nil)
+		return err == nil && len(devs) == 1 && devs[0].DeviceID == "ALICE1" && devs[0].KeyJSON != nil
+	})
 }
