@@ -220,14 +220,15 @@ func (s *Service) planDeviceChanges(ctx context.Context, changes []storage.Devic
 			if last > 0 {
 				prev = []int64{last}
 			}
+			last = c.StreamPos
+			if len(dests) == 0 {
+				continue // the chain moves on: a server that joins later fetches the list
+			}
 			content, err := s.deviceListUpdate(ctx, userID, c.DeviceID, c.StreamPos, prev)
 			if err != nil {
 				return nil, nil, err
 			}
-			last = c.StreamPos
-			if len(dests) > 0 {
-				out = append(out, outboundEDU{dests, EDUDeviceListUpdate, content})
-			}
+			out = append(out, outboundEDU{dests, EDUDeviceListUpdate, content})
 		}
 		published[userID] = last
 	}
