@@ -37,6 +37,10 @@ const (
 	resyncQueue = 256
 	// staleBatch bounds the stale lists retried per round.
 	staleBatch = 100
+	// cursorEvery is how far the publisher may move past its saved cursor
+	// without writing anything else before it saves it again (a restart
+	// rereads at most that much).
+	cursorEvery = 1000
 )
 
 // background is the state of Start/Stop.
@@ -46,6 +50,8 @@ type background struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	resync  chan string
+	// The publisher's cursor, and the last saved (owned by publishLoop).
+	cursor, saved int64
 }
 
 // Start starts publishing local device list changes to other servers and
@@ -86,10 +92,20 @@ func (s *Service) resyncSoon(userID string) {
 // publishLoop publishes as the stream advances.
 func (s *Service) publishLoop() {
 	ctx := s.bg.ctx
+	defer s.saveCursor()
+	loaded := false
 	for {
 		changed, upTo := s.db.Changes()
+		var err error
+		if !loaded {
+			s.bg.cursor, err = s.db.DeviceListCursor(ctx)
+			s.bg.saved, loaded = s.bg.cursor, err == nil
+		}
+		if err == nil {
+			err = s.publish(ctx, upTo)
+		}
 		var retry <-chan time.Time
-		if err := s.publish(ctx, upTo); err != nil {
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -112,13 +128,25 @@ type outboundEDU struct {
 	content []byte
 }
 
-// publish handles the stream up to upTo, a batch at a time.
-func (s *Service) publish(ctx context.Context, upTo int64) error {
-	cursor, err := s.db.DeviceListCursor(ctx)
-	if err != nil {
-		return err
+// saveCursor records how far the publisher got when it stops (what it read
+// since it last saved wrote nothing).
+func (s *Service) saveCursor() {
+	if s.bg.cursor <= s.bg.saved {
+		return
 	}
-	for cursor < upTo {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pos := s.bg.cursor
+	if err := s.db.Write(ctx, func(tx *storage.Tx) error { return tx.SetDeviceListCursor(ctx, pos) }); err != nil {
+		s.log.WithError(err).Warn("saving the device list cursor")
+	}
+}
+
+// publish handles the stream up to upTo, a batch at a time; the cursor is
+// saved with what a batch queues (or every cursorEvery positions).
+func (s *Service) publish(ctx context.Context, upTo int64) error {
+	for s.bg.cursor < upTo {
+		cursor := s.bg.cursor
 		members, err := s.db.MemberChangesAfter(ctx, cursor, upTo, publishBatch)
 		if err != nil {
 			return err
@@ -143,6 +171,10 @@ func (s *Service) publish(ctx context.Context, upTo int64) error {
 			return err
 		}
 		edus = append(edus, joins...)
+		if len(edus) == 0 && len(changes) == 0 && next-s.bg.saved < cursorEvery {
+			s.bg.cursor = next
+			continue
+		}
 		err = s.db.Write(ctx, func(tx *storage.Tx) error {
 			for _, e := range edus {
 				if err := s.remote.QueueEDU(ctx, tx, e.dests, e.typ, e.content); err != nil {
@@ -162,7 +194,7 @@ func (s *Service) publish(ctx context.Context, upTo int64) error {
 		if err != nil {
 			return err
 		}
-		cursor = next
+		s.bg.cursor, s.bg.saved = next, next
 	}
 	return nil
 }

@@ -222,6 +222,14 @@ func TestDeviceListUpdatesAfterDowntime(t *testing.T) {
 	if st, err := hs1.DB.RemoteDeviceListState(context.Background(), bob.ID); err != nil || !st.Cached || st.Stale {
 		t.Fatalf("hs1's cache of bob after the downtime: %+v %v", st, err)
 	}
+
+	// hs2 stopping right after a change (published or not yet) still
+	// delivers it once it is back.
+	bob.must("PUT", "/devices/BOB2", map[string]any{"display_name": "renamed before hs2 stopped"})
+	hs2.Restart()
+	alice.queryUntil("BOB2's name from before hs2's restart", func(r response) bool {
+		return deviceName(r, bob.ID, "BOB2") == "renamed before hs2 stopped"
+	}, bob.ID)
 }
 
 // A local user joining a room whose servers shared no room with them sends
