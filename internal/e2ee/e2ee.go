@@ -1,10 +1,15 @@
 // Package e2ee is the end-to-end encryption key service: device, one-time
 // and fallback keys, cross-signing keys and signatures, device-list and
 // key-count changes, and to-device messages. The client API's handlers
-// parse requests and call it; sync reads what it delivers through it; the
-// federation API will answer other servers' /user/keys/query, /keys/claim
-// and /user/devices with the same methods (a requester of "" is another
-// server), and reach other servers' users through a Remote.
+// parse requests and call it; sync reads what it delivers through it.
+//
+// Across servers (through a Remote, federationapi/e2eefed): other servers'
+// queries and claims about local users are answered (QueryKeysForServer,
+// ClaimKeysForServer, UserDevices); local clients' queries and claims of
+// other servers' users go to those servers (remote.go), whose users'
+// device lists are cached while a room is shared (devicelists.go); local
+// device changes are published to the servers sharing a room with their
+// user (publish.go); to-device messages go both ways (todevice.go).
 //
 // The service knows nothing of HTTP: its refusals are *Error values of the
 // kinds below, which internal/matrixerr maps to Matrix errors.
