@@ -57,31 +57,12 @@ func (a *API) getRelations(r *http.Request, s *accounts.Session) (any, error) {
 		}
 		resp["recursion_depth"] = depth
 	}
-	bound, err := a.view.TopoLimit(ctx, acc)
+	from, to, err := a.view.PageRange(ctx, acc, q.Get("from"), q.Get("to"), backwards)
 	if err != nil {
 		return nil, err
 	}
-	var from, to storage.TopoPos
 	if tok := q.Get("from"); tok != "" {
-		if from, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
-			return nil, err
-		}
 		resp["prev_batch"] = tok
-	} else if backwards {
-		from = storage.TopoEnd
-	}
-	if tok := q.Get("to"); tok != "" {
-		if to, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
-			return nil, err
-		}
-	} else if !backwards {
-		to = storage.TopoEnd
-	}
-	if backwards && bound.Less(from) {
-		from = bound
-	}
-	if !backwards && bound.Less(to) {
-		to = bound
 	}
 	f := storage.RelationFilter{RoomNID: acc.Info.NID, EventID: parent.EventID, RelType: pathVar(r, "relType"),
 		EventType: pathVar(r, "eventType"), Depth: depth}

@@ -195,31 +195,9 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, err
 	}
 	ctx := r.Context()
-	bound, err := a.view.TopoLimit(ctx, acc)
+	from, to, err := a.view.PageRange(ctx, acc, q.Get("from"), q.Get("to"), backwards)
 	if err != nil {
 		return nil, err
-	}
-	var from, to storage.TopoPos
-	if tok := q.Get("from"); tok != "" {
-		if from, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
-			return nil, err
-		}
-	} else if backwards {
-		from = storage.TopoEnd
-	}
-	if tok := q.Get("to"); tok != "" {
-		if to, err = a.view.TopoFromToken(ctx, acc.Info.NID, tok); err != nil {
-			return nil, err
-		}
-	} else if !backwards {
-		to = storage.TopoEnd
-	}
-	// A user who left reads up to their departure.
-	if backwards && bound.Less(from) {
-		from = bound
-	}
-	if !backwards && bound.Less(to) {
-		to = bound
 	}
 	events, next, done, err := a.view.TopoPage(ctx, acc, f, from, to, backwards, limit)
 	if err != nil {

@@ -76,6 +76,38 @@ func (rv *Reader) TopoLimit(ctx context.Context, acc *Access) (storage.TopoPos, 
 	return rv.db.TopoAtStream(ctx, acc.Info.NID, acc.UpTo)
 }
 
+// PageRange reads a page request's from and to tokens (either may be
+// empty) as the topological range to page through in the given direction,
+// clipped to what the user may read (TopoLimit).
+func (rv *Reader) PageRange(ctx context.Context, acc *Access, fromTok, toTok string, backwards bool) (from, to storage.TopoPos, err error) {
+	bound, err := rv.TopoLimit(ctx, acc)
+	if err != nil {
+		return from, to, err
+	}
+	if fromTok != "" {
+		if from, err = rv.TopoFromToken(ctx, acc.Info.NID, fromTok); err != nil {
+			return from, to, err
+		}
+	} else if backwards {
+		from = storage.TopoEnd
+	}
+	if toTok != "" {
+		if to, err = rv.TopoFromToken(ctx, acc.Info.NID, toTok); err != nil {
+			return from, to, err
+		}
+	} else if !backwards {
+		to = storage.TopoEnd
+	}
+	// A user who left reads up to their departure.
+	if backwards && bound.Less(from) {
+		from = bound
+	}
+	if !backwards && bound.Less(to) {
+		to = bound
+	}
+	return from, to, nil
+}
+
 // TopoPage collects up to limit visible events matching f between from
 // and to, in the given direction (to is the lower end going backwards).
 // next is where a following page starts; done reports that nothing more
