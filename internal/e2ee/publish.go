@@ -327,13 +327,13 @@ func (s *Service) planJoins(ctx context.Context, members []storage.MemberChange)
 		if err != nil {
 			return nil, err
 		}
-		keys, err := s.userKeys(ctx, "", m.UserID, nil)
+		devices, err := s.db.Devices(ctx, m.UserID)
 		if err != nil {
 			return nil, err
 		}
-		for _, deviceID := range sortedKeys(keys.devices) {
+		for _, d := range devices {
 			// No prev_id: the servers fetch the whole list.
-			content, err := s.deviceListUpdate(ctx, m.UserID, deviceID, streamID, nil)
+			content, err := s.deviceListUpdate(ctx, m.UserID, d.DeviceID, streamID, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -256,4 +256,14 @@ func TestDeviceListSentOnJoin(t *testing.T) {
 		devs, err := hs2.DB.RemoteDevices(ctx, alice.ID, nil)
 		return err == nil && len(devs) == 1 && devs[0].DeviceID == "ALICE1" && devs[0].KeyJSON != nil
 	})
+
+	// Also for a device without keys (a fresh login): carol's server tells
+	// hs2 of it too.
+	carol := newUser(t, hs1, "carol", "CAROL1")
+	other := bob.createRoom(map[string]any{"preset": "public_chat"})
+	carol.join(other, "hs2")
+	waitFor(t, "hs2 to track carol's devices", func() bool {
+		st, err := hs2.DB.RemoteDeviceListState(ctx, carol.ID)
+		return err == nil && st.Cached && !st.Stale
+	})
 }

@@ -180,3 +180,30 @@ func TestToDeviceAcrossServers(t *testing.T) {
 		t.Fatalf("BOB2 got more: %v", s["to_device"])
 	}
 }
+
+// A to-device message for a server that is down is delivered once it is
+// back, also when the sending server restarted meanwhile (as Complement's
+// TestToDeviceMessagesOverFederation).
+func TestToDeviceWhileServerDown(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	alice := newUser(t, hs1, "alice", "ALICE1")
+	bob := newUser(t, hs2, "bob", "BOB1")
+	bobSince := bob.since()
+
+	hs2.Stop()
+	alice.must("PUT", "/sendToDevice/my.test.type/t1", map[string]any{"messages": map[string]any{bob.ID: map[string]any{"BOB1": map[string]any{"my_key": "my_value"}}}})
+	hs1.Restart()
+	hs2.Restart()
+	// Any request from hs2 makes hs1 retry at once.
+	bob.must("PUT", "/sendToDevice/m.ping/p1", map[string]any{"messages": map[string]any{alice.ID: map[string]any{"*": map[string]any{}}}})
+	var got []any
+	bob.syncUntil(bobSince, "alice's message", func(s map[string]any) bool {
+		evs, _ := get(s, "to_device", "events").([]any)
+		got = append(got, evs...)
+		return len(got) > 0
+	})
+	if len(got) != 1 || get(got[0], "type") != "my.test.type" || get(got[0], "content", "my_key") != "my_value" || get(got[0], "sender") != alice.ID {
+		t.Fatalf("bob got %v", got)
+	}
+}
