@@ -376,16 +376,17 @@ type UserDevices struct {
 	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
 }
 
-// UserDevice is one device of a UserDevices answer.
+// UserDevice is one device of a UserDevices answer (without keys before
+// it uploads them, as Synapse answers).
 type UserDevice struct {
 	DeviceID    string          `json:"device_id"`
 	DisplayName string          `json:"device_display_name,omitempty"`
-	Keys        json.RawMessage `json:"keys"`
+	Keys        json.RawMessage `json:"keys,omitempty"`
 }
 
-// UserDevices lists a local user's devices that have keys, with their keys
-// (signed by the owner's self-signing key where they are) and the user's
-// public cross-signing keys.
+// UserDevices lists a local user's devices with their keys (signed by the
+// owner's self-signing key where they are) and the user's public
+// cross-signing keys.
 func (s *Service) UserDevices(ctx context.Context, userID string) (*UserDevices, error) {
 	if !s.isLocalUser(userID) {
 		return nil, refuse(ErrNotLocal, "User %s is not hosted on this homeserver", userID)
@@ -399,16 +400,14 @@ func (s *Service) UserDevices(ctx context.Context, userID string) (*UserDevices,
 	if err != nil {
 		return nil, err
 	}
-	stored, err := s.db.QueryDeviceKeys(ctx, userID, nil)
+	devices, err := s.db.Devices(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
 	out := &UserDevices{UserID: userID, StreamID: streamID, Devices: []UserDevice{},
 		MasterKey: keys.master, SelfSigningKey: keys.selfSigning}
-	for _, d := range stored { // ordered by device ID
-		if raw, ok := keys.devices[d.DeviceID]; ok {
-			out.Devices = append(out.Devices, UserDevice{DeviceID: d.DeviceID, DisplayName: d.DisplayName, Keys: raw})
-		}
+	for _, d := range devices { // ordered by device ID
+		out.Devices = append(out.Devices, UserDevice{DeviceID: d.DeviceID, DisplayName: d.DisplayName, Keys: keys.devices[d.DeviceID]})
 	}
 	return out, nil
 }

@@ -363,8 +363,8 @@ func (s *Service) resync(ctx context.Context, userID string) error {
 }
 
 // storeDeviceList checks a server's /user/devices answer and caches it
-// whole; the user's device list changes for local users when anything
-// differs from what was cached.
+// whole. The user's device list changes for local users: a list that was
+// not known up to date may have missed anything.
 func (s *Service) storeDeviceList(ctx context.Context, server, userID string, res *RemoteDeviceList) error {
 	if res.UserID != userID {
 		return fmt.Errorf("answer for %q, not %s", res.UserID, userID)
@@ -390,21 +390,13 @@ func (s *Service) storeDeviceList(ctx context.Context, server, userID string, re
 		return err
 	}
 	return s.db.Write(ctx, func(tx *storage.Tx) error {
-		old, err := tx.RemoteDevices(ctx, userID, nil)
-		if err != nil {
-			return err
-		}
-		changed := !sameDevices(old, devices)
 		if err := tx.ReplaceRemoteDevices(ctx, userID, devices, streamID); err != nil {
 			return err
 		}
-		csChanged, err := applyRemoteCrossSigning(ctx, tx, userID, cs, true)
-		if err != nil {
+		if _, err := applyRemoteCrossSigning(ctx, tx, userID, cs, true); err != nil {
 			return err
 		}
-		if changed || csChanged {
-			_, err = tx.MarkDeviceListChanged(ctx, userID, "")
-		}
+		_, err := tx.MarkDeviceListChanged(ctx, userID, "")
 		return err
 	})
 }
@@ -429,20 +421,6 @@ func parseRemoteDevice(raw json.RawMessage, userID string) (storage.RemoteDevice
 		out.KeyJSON = keys
 	}
 	return out, nil
-}
-
-// sameDevices compares two cached device lists (both ordered by ID).
-func sameDevices(a, b []storage.RemoteDevice) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	sort.Slice(b, func(i, j int) bool { return b[i].DeviceID < b[j].DeviceID })
-	for i := range a {
-		if a[i].DeviceID != b[i].DeviceID || a[i].DisplayName != b[i].DisplayName || string(a[i].KeyJSON) != string(b[i].KeyJSON) {
-			return false
-		}
-	}
-	return true
 }
 
 // remoteCrossSigning is a remote user's checked cross-signing keys (nil:

@@ -41,12 +41,17 @@ func TestInboundKeyEndpoints(t *testing.T) {
 		t.Fatalf("/user/keys/query: user-signing keys or an unknown user's devices: %s", r.Raw)
 	}
 
+	// A device without keys yet is listed without them (as Synapse).
+	alice.login("ALICE2")
 	r = fed(t, hs2, "GET", "hs1", "/_matrix/federation/v1/user/devices/"+url.PathEscape(alice.ID), nil)
 	r.want(t, http.StatusOK, "")
 	devices, _ := r.Body["devices"].([]any)
-	if r.Body["user_id"] != alice.ID || len(devices) != 1 || get(devices[0], "device_id") != "ALICE1" ||
+	if r.Body["user_id"] != alice.ID || len(devices) != 2 || get(devices[0], "device_id") != "ALICE1" ||
 		get(devices[0], "device_display_name") != "Device ALICE1" || get(devices[0], "keys", "keys", alice.keyID()) != alice.key.pub {
 		t.Fatalf("/user/devices: %s", r.Raw)
+	}
+	if get(devices[1], "device_id") != "ALICE2" || get(devices[1], "keys") != nil {
+		t.Fatalf("/user/devices, a device without keys: %s", r.Raw)
 	}
 	if id, ok := r.Body["stream_id"].(float64); !ok || id <= 0 {
 		t.Fatalf("/user/devices stream_id: %s", r.Raw)
