@@ -285,6 +285,15 @@ func remoteDevices(ctx context.Context, q querier, userID string, deviceIDs []st
 	return out, rows.Err()
 }
 
+// CountRemoteDevices counts a remote user's cached devices.
+func (db *DB) CountRemoteDevices(ctx context.Context, userID string) (int, error) {
+	var n int
+	if err := db.q().QueryRowContext(ctx, `SELECT COUNT(*) FROM e2e_remote_devices WHERE user_id = $1`, userID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting the devices of %s: %w", userID, err)
+	}
+	return n, nil
+}
+
 // ReplaceRemoteDevices caches a remote user's whole device list as of the
 // stream ID, fresh.
 func (tx *Tx) ReplaceRemoteDevices(ctx context.Context, userID string, devices []RemoteDevice, streamID int64) error {

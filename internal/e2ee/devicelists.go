@@ -37,8 +37,8 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, co
 	if err := remoteUserOf(u.UserID, origin); err != nil {
 		return fmt.Errorf("m.device_list_update: %w", err)
 	}
-	if u.DeviceID == "" {
-		return fmt.Errorf("m.device_list_update for %s without a device_id", u.UserID)
+	if u.DeviceID == "" || len(u.DeviceID) > 255 {
+		return fmt.Errorf("m.device_list_update for %s without a valid device_id", u.UserID)
 	}
 	streamID, ok := parseStreamID(u.StreamID)
 	if !ok {
@@ -83,6 +83,11 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, co
 		s.resyncSoon(u.UserID)
 		return nil
 	}
+	if !u.Deleted {
+		if err := s.roomForDevice(ctx, u.UserID, u.DeviceID); err != nil {
+			return err
+		}
+	}
 	return s.db.Write(ctx, func(tx *storage.Tx) error {
 		var err error
 		if u.Deleted {
@@ -99,6 +104,23 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, co
 		_, err = tx.MarkDeviceListChanged(ctx, u.UserID, "")
 		return err
 	})
+}
+
+// roomForDevice refuses a new device beyond maxRemoteDevices for a user
+// (a server adding devices without end).
+func (s *Service) roomForDevice(ctx context.Context, userID, deviceID string) error {
+	known, err := s.db.RemoteDevices(ctx, userID, []string{deviceID})
+	if err != nil || len(known) > 0 {
+		return err
+	}
+	n, err := s.db.CountRemoteDevices(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if n >= maxRemoteDevices {
+		return fmt.Errorf("m.device_list_update: %s has %d devices cached already", userID, n)
+	}
+	return nil
 }
 
 // follows reports whether an update with these prev_ids applies on top of

@@ -2,6 +2,7 @@ package fede2ee
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"matrixhs/tests/fedtest"
@@ -205,5 +206,42 @@ func TestToDeviceWhileServerDown(t *testing.T) {
 	})
 	if len(got) != 1 || get(got[0], "type") != "my.test.type" || get(got[0], "content", "my_key") != "my_value" || get(got[0], "sender") != alice.ID {
 		t.Fatalf("bob got %v", got)
+	}
+}
+
+// A server cannot grow its user's cached device list without end: new
+// devices past 1,000 are dropped.
+func TestDeviceListUpdateBound(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	ctx := context.Background()
+	alice := newUser(t, hs1, "alice", "ALICE1")
+	bob := newUser(t, hs2, "bob", "BOB1")
+	bob.uploadKeys(1)
+	sharedRoom(t, alice, bob)
+	alice.query(0, bob.ID)
+	st, err := hs1.DB.RemoteDeviceListState(ctx, bob.ID)
+	if err != nil || !st.Cached || st.Stale {
+		t.Fatalf("hs1's cache of bob: %+v %v", st, err)
+	}
+	last := st.StreamID
+	for batch := range 10 {
+		var edus []map[string]any
+		for i := range 100 {
+			if batch == 9 && i == 99 {
+				break // 999 new devices: 1,000 with BOB1
+			}
+			edus = append(edus, deviceListEDU(map[string]any{"user_id": bob.ID, "device_id": fmt.Sprintf("D%d-%d", batch, i),
+				"stream_id": last + 1, "prev_id": []int64{last}}))
+			last++
+		}
+		sendEDUs(t, hs2, hs1, edus...)
+	}
+	sendEDUs(t, hs2, hs1, deviceListEDU(map[string]any{"user_id": bob.ID, "device_id": "ONE-TOO-MANY", "stream_id": last + 1, "prev_id": []int64{last}}))
+	if n, _ := hs1.DB.CountRemoteDevices(ctx, bob.ID); n != 1000 {
+		t.Fatalf("%d devices cached, want 1000", n)
+	}
+	if st, _ := hs1.DB.RemoteDeviceListState(ctx, bob.ID); st.StreamID != last || st.Stale {
+		t.Fatalf("after the bound: %+v, want stream %d", st, last)
 	}
 }
