@@ -9,6 +9,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,8 +58,12 @@ func newDevice(t *testing.T, s *Service, acc *accounts.Service, name, display st
 // fakeRemote answers for example.org and fails for everyone else; bob's
 // device keys are signed by bobKey.
 type fakeRemote struct {
+	mu      sync.Mutex // servers are asked concurrently
 	queried []string
 	edus    []queuedEDU
+	// hang, when set, holds every request to hang.example until closed
+	// (a server that ignores the request's end).
+	hang chan struct{}
 }
 
 type queuedEDU struct {
@@ -85,7 +90,13 @@ func signedDeviceKeys(t testing.TB, userID, deviceID string, key ed25519.Private
 }
 
 func (f *fakeRemote) QueryKeys(_ context.Context, server string, users map[string][]string) (*RemoteKeys, error) {
+	if server == "hang.example" && f.hang != nil {
+		<-f.hang
+		return nil, errors.New("too late")
+	}
+	f.mu.Lock()
 	f.queried = append(f.queried, server)
+	f.mu.Unlock()
 	if server != "example.org" {
 		return nil, errors.New("connection refused")
 	}
@@ -169,6 +180,27 @@ func TestQueryKeysLocalAndRemote(t *testing.T) {
 	}
 	if f := res.Failures["example.org"]; f.Status != 503 || f.Message == "" {
 		t.Errorf("without federation: failures = %v", res.Failures)
+	}
+}
+
+// A server that never answers is a failure once the timeout passes; the
+// others' answers are there.
+func TestQueryKeysTimeout(t *testing.T) {
+	remote := &fakeRemote{hang: make(chan struct{})}
+	defer close(remote.hang)
+	s, acc := testService(t, remote)
+	alice := newDevice(t, s, acc, "alice", "")
+	res, err := s.QueryKeys(context.Background(), alice.UserID, map[string][]string{
+		"@bob:example.org": nil, "@hung:hang.example": nil,
+	}, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.DeviceKeys["@bob:example.org"]["BOBDEV"]; !ok {
+		t.Errorf("the answering server's keys are missing: %v", res.DeviceKeys)
+	}
+	if f := res.Failures["hang.example"]; f.Status != 504 {
+		t.Errorf("failures = %v", res.Failures)
 	}
 }
 
