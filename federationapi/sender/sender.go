@@ -367,6 +367,17 @@ func (s *Sender) joinedServers(snapshot int64) ([]string, error) {
 // are skipped); it is sent with the destination's next transaction. The
 // EDU's origin and destination are set when it is sent.
 func (s *Sender) QueueEDU(ctx context.Context, destinations []string, edu gomatrixserverlib.EDU) error {
+	err := s.db.Write(ctx, func(tx *storage.Tx) error { return s.QueueEDUTx(ctx, tx, destinations, edu) })
+	if err != nil {
+		return fmt.Errorf("queueing a %s EDU: %w", edu.Type, err)
+	}
+	return nil
+}
+
+// QueueEDUTx is QueueEDU as part of the write tx: the EDU is queued (and
+// its destinations woken) only if the write commits, so it goes out
+// exactly when what it reports happened.
+func (s *Sender) QueueEDUTx(ctx context.Context, tx *storage.Tx, destinations []string, edu gomatrixserverlib.EDU) error {
 	if edu.Type == "" {
 		return errors.New("queueing an EDU: no type")
 	}
@@ -384,22 +395,17 @@ func (s *Sender) QueueEDU(ctx context.Context, destinations []string, edu gomatr
 			dests = append(dests, d)
 		}
 	}
-	if len(dests) == 0 {
-		return nil
-	}
-	err := s.db.Write(ctx, func(tx *storage.Tx) error {
-		for _, d := range dests {
-			if err := tx.QueueFederationEDU(ctx, storage.QueuedEDU{Destination: d, Type: edu.Type, Key: key, Content: content}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("queueing a %s EDU: %w", edu.Type, err)
-	}
 	for _, d := range dests {
-		s.poke(d)
+		if err := tx.QueueFederationEDU(ctx, storage.QueuedEDU{Destination: d, Type: edu.Type, Key: key, Content: content}); err != nil {
+			return err
+		}
+	}
+	if len(dests) > 0 {
+		tx.OnCommit(func() {
+			for _, d := range dests {
+				s.poke(d)
+			}
+		})
 	}
 	return nil
 }

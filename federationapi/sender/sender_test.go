@@ -3,6 +3,7 @@ package sender
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"github.com/matrix-org/gomatrix"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/storage"
 )
 
 const alice = "@alice:a.test"
@@ -413,6 +416,43 @@ func TestCatchUpDropsAnEmptiedTransactionInBackoff(t *testing.T) {
 	if got := k.tr.events("b.test"); !slices.Equal(got, sent[4:]) {
 		t.Fatalf("b.test got %v, want the newest two %v", got, sent[4:])
 	}
+}
+
+// QueueEDUTx queues an EDU as part of a write: a write that fails queues
+// nothing, one that commits sends it.
+func TestQueueEDUTx(t *testing.T) {
+	k := newKit(t, Options{})
+	ctx := context.Background()
+	failed := errors.New("the write fails after queueing")
+	err := k.db.Write(ctx, func(tx *storage.Tx) error {
+		if err := k.s.QueueEDUTx(ctx, tx, []string{"b.test"}, gomatrixserverlib.EDU{Type: "org.example.lost", Content: []byte(`{}`)}); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatal(err)
+	}
+	err = k.db.Write(ctx, func(tx *storage.Tx) error {
+		return k.s.QueueEDUTx(ctx, tx, []string{"b.test", local}, gomatrixserverlib.EDU{Type: "org.example.kept", Content: []byte(`{"n":1}`)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b.test's EDU", func() bool {
+		var n int
+		k.tr.with("b.test", func(d *fakeDest) { n = len(d.edus) })
+		return n == 1
+	})
+	k.tr.with("b.test", func(d *fakeDest) {
+		if d.edus[0].Type != "org.example.kept" {
+			t.Fatalf("EDUs = %+v", d.edus)
+		}
+	})
+	waitFor(t, "an empty queue", func() bool {
+		pdus, edus, err := k.db.FederationQueueCounts(ctx, "b.test")
+		return err == nil && pdus+edus == 0
+	})
 }
 
 // EDUs go to each named server once (never this one) with origin and

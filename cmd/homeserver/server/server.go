@@ -21,6 +21,7 @@ import (
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/federationapi/e2eefed"
 	"matrixhs/federationapi/membership"
 	"matrixhs/federationapi/sender"
 	"matrixhs/internal/accounts"
@@ -62,7 +63,10 @@ type Server struct {
 	// Membership joins, leaves, knocks and invites across servers (nil
 	// when federation is disabled).
 	Membership *membership.Service
-	Log        *logrus.Logger
+	// FedKeys carries end-to-end encryption to and from other servers (nil
+	// when federation is disabled).
+	FedKeys *e2eefed.Service
+	Log     *logrus.Logger
 
 	http     *http.Server
 	api      *clientapi.API
@@ -168,6 +172,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	})
 	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
 	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
+	if s.Sender != nil {
+		// Keys, device lists and to-device messages across servers.
+		s.FedKeys = e2eefed.New(s.Federation, s.Keys, s.Sender)
+		s.Keys.SetRemote(s.FedKeys)
+	}
 	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
 		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log})
 	handler := s.routes()
@@ -191,6 +200,9 @@ func (s *Server) routes() http.Handler {
 	s.Federation.Register(rt)
 	if s.Membership != nil {
 		s.Membership.Register(rt)
+	}
+	if s.FedKeys != nil {
+		s.FedKeys.Register(rt)
 	}
 	outer := httputil.Outer(rt, s.Log, s.Config.Server.MaxRequestBodyBytes)
 	return httputil.WithClientAddress(outer, httputil.NewTrustedProxies(s.Config.TrustedProxyPrefixes()))
@@ -244,6 +256,7 @@ func (s *Server) Listen(addr string) error {
 	if s.Sender != nil {
 		s.Sender.Start()
 	}
+	s.Keys.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
 	if unreachableName(s.Config.Server.Name) {
@@ -270,6 +283,9 @@ func (s *Server) listenFederation() error {
 	var extra []func(*httputil.Router)
 	if s.Membership != nil {
 		extra = append(extra, s.Membership.Register)
+	}
+	if s.FedKeys != nil {
+		extra = append(extra, s.FedKeys.Register)
 	}
 	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.Server.MaxRequestBodyBytes, extra...), federationapi.TLSListenerOptions{
 		Addr: fo.Listen, Certificate: fo.Certificate,
@@ -327,6 +343,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	// The key service queues EDUs on the sender: stop it first.
+	s.Keys.Stop()
 	if s.Sender != nil {
 		s.Sender.Stop()
 	}
