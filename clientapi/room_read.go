@@ -203,8 +203,8 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if backwards && done && len(events) < limit && q.Get("to") == "" {
-		if events, next, done, err = a.pageBackfilled(ctx, acc, f, events, next, limit); err != nil {
+	if backwards && q.Get("to") == "" {
+		if events, next, done, err = a.pageBackfilled(ctx, acc, f, from, events, next, done, limit); err != nil {
 			return nil, err
 		}
 	}

@@ -19,6 +19,7 @@ type roomFederation struct {
 	rs      *roomserver.Roomserver
 	fetcher *Fetcher
 	txns    *txnQueue
+	turns   *roomTurns
 }
 
 // AttachRooms makes the API serve room federation through rs: inbound
@@ -27,7 +28,7 @@ type roomFederation struct {
 // rs backfill history from other servers through the API's client. Call
 // it before Routes. With federation disabled none of this is served.
 func (f *API) AttachRooms(rs *roomserver.Roomserver) {
-	f.rooms = &roomFederation{rs: rs, fetcher: f.Fetcher(), txns: newTxnQueue()}
+	f.rooms = &roomFederation{rs: rs, fetcher: f.Fetcher(), txns: newTxnQueue(), turns: newRoomTurns()}
 	if !f.opts.Disabled {
 		rs.SetBackfiller(f.rooms.fetcher)
 	}

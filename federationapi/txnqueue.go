@@ -102,3 +102,50 @@ func (q *txnQueue) dueForPrune(now time.Time) bool {
 	q.lastPrune = now
 	return true
 }
+
+// roomTurns lets one transaction at a time work on a room, whatever its
+// origin (as Synapse's per-room inbound lock): the events two servers send
+// of a room are checked, their gaps filled and stored in turn, so the
+// events fetched for one never interleave with another's in the room's
+// timeline (which then holds them in DAG order), and the same missing
+// events are not fetched twice at once.
+type roomTurns struct {
+	mu    sync.Mutex
+	rooms map[string]*roomTurn
+}
+
+// roomTurn is one room's turn: a slot, and how many hold or wait for it.
+type roomTurn struct {
+	slot chan struct{}
+	refs int
+}
+
+func newRoomTurns() *roomTurns { return &roomTurns{rooms: map[string]*roomTurn{}} }
+
+// acquire waits for the room's turn (or for ctx to end) and returns the
+// function that ends it.
+func (q *roomTurns) acquire(ctx context.Context, roomID string) (release func(), err error) {
+	q.mu.Lock()
+	t := q.rooms[roomID]
+	if t == nil {
+		t = &roomTurn{slot: make(chan struct{}, 1)}
+		q.rooms[roomID] = t
+	}
+	t.refs++
+	q.mu.Unlock()
+	select {
+	case t.slot <- struct{}{}:
+		return func() { <-t.slot; q.unref(roomID, t) }, nil
+	case <-ctx.Done():
+		q.unref(roomID, t)
+		return nil, ctx.Err()
+	}
+}
+
+func (q *roomTurns) unref(roomID string, t *roomTurn) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.refs--; t.refs == 0 {
+		delete(q.rooms, roomID)
+	}
+}

@@ -109,3 +109,57 @@ func TestTxnQueueBoundsWaiters(t *testing.T) {
 		other()
 	}
 }
+
+// TestRoomTurnsOneAtATime: a room is worked on by one transaction at a
+// time whatever its origin, a waiter that gives up leaves, other rooms
+// never wait, and nothing is left behind.
+func TestRoomTurnsOneAtATime(t *testing.T) {
+	q := newRoomTurns()
+	ctx := context.Background()
+	release, err := q.acquire(ctx, "!a:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other, err := q.acquire(ctx, "!b:x"); err != nil {
+		t.Fatal(err)
+	} else {
+		other()
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		rel, err := q.acquire(ctx, "!a:x")
+		if err == nil {
+			rel()
+		}
+		waiting <- err
+	}()
+	gaveUpCtx, giveUp := context.WithCancel(ctx)
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := q.acquire(gaveUpCtx, "!a:x")
+		gaveUp <- err
+	}()
+	waitFor(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.rooms["!a:x"].refs == 3
+	})
+	giveUp()
+	if err := <-gaveUp; err == nil {
+		t.Fatal("a cancelled waiter got the turn while it was held")
+	}
+	select {
+	case err := <-waiting:
+		t.Fatalf("a second transaction got the room while it was held (%v)", err)
+	default:
+	}
+	release()
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.rooms) != 0 {
+		t.Fatalf("turns left behind: %v", q.rooms)
+	}
+}

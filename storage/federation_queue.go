@@ -277,6 +277,20 @@ func (tx *Tx) FinishFederationTxn(ctx context.Context, destination, txnID string
 	return nil
 }
 
+// DropFederationTxn removes a transaction that has nothing left to send
+// (catch-up dropped its events, or they were purged) without touching the
+// destination's backoff: it was never answered.
+func (tx *Tx) DropFederationTxn(ctx context.Context, destination, txnID string) error {
+	if _, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE destination = $1 AND txn_id = $2`, destination, txnID); err != nil {
+		return fmt.Errorf("dropping transaction %s to %s: %w", txnID, destination, err)
+	}
+	_, err := tx.exec(ctx, `UPDATE federation_destinations SET txn_id = '' WHERE destination = $1 AND txn_id = $2`, destination, txnID)
+	if err != nil {
+		return fmt.Errorf("dropping transaction %s to %s: %w", txnID, destination, err)
+	}
+	return nil
+}
+
 // FederationQueueCounts counts a destination's queued PDUs and EDUs, those
 // in the transaction in flight included.
 func (db *DB) FederationQueueCounts(ctx context.Context, destination string) (pdus, edus int, err error) {
@@ -301,15 +315,17 @@ func (db *DB) QueuedFederationPDUs(ctx context.Context, destination string) (int
 }
 
 // CollapseFederationQueue shrinks the queue of a destination that missed
-// many events: of the PDUs not yet in a transaction it keeps the newest
-// keepPerRoom of each room (the destination fetches the rest from us, as
-// it would any gap), and it drops the queued EDUs of the given types. It
-// returns how many rows it removed.
+// events: of its PDUs, those of the transaction in flight included, it
+// keeps the newest keepPerRoom of each room (the destination fetches the
+// rest from us, as it would any gap), and it drops the queued EDUs of the
+// given types that are not in a transaction. The transaction in flight
+// keeps its ID and its other rows: a destination that took it before
+// answers it as it did then. It returns how many rows it removed.
 func (tx *Tx) CollapseFederationQueue(ctx context.Context, destination string, keepPerRoom int, dropEDUTypes []string) (int64, error) {
 	res, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE queue_nid IN (
 			SELECT queue_nid FROM (
 				SELECT queue_nid, ROW_NUMBER() OVER (PARTITION BY room_nid ORDER BY queue_nid DESC) AS rn
-				FROM federation_queue WHERE destination = $1 AND kind = 0 AND txn_id IS NULL)
+				FROM federation_queue WHERE destination = $1 AND kind = 0)
 			WHERE rn > $2)`, destination, keepPerRoom)
 	if err != nil {
 		return 0, fmt.Errorf("collapsing the queued events of %s: %w", destination, err)

@@ -148,8 +148,13 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	}
 	txn := s.transaction(w.dest, txnID, items)
 	if len(txn.PDUs) == 0 && len(txn.EDUs) == 0 {
-		// Its events are gone (a purged room): nothing to send.
-		return s.finishTxn(log, w.dest, txnID, false)
+		// Its events are gone (catch-up dropped them, or a purged room):
+		// nothing to send, and nothing learnt of the destination.
+		if err := s.write(func(ctx context.Context, tx *storage.Tx) error { return tx.DropFederationTxn(ctx, w.dest, txnID) }); err != nil {
+			log.WithError(err).Warn("dropping an empty transaction")
+			return waiting, now.Add(s.opts.InitialBackoff)
+		}
+		return progress, time.Time{}
 	}
 	resp, err := s.send(txn)
 	if err == nil {
@@ -198,22 +203,28 @@ func (s *Sender) finishTxn(log logrus.FieldLogger, dest, txnID string, delivered
 	return progress, time.Time{}
 }
 
-// catchUp collapses the queue of a destination in backoff once it has
-// missed more events than are worth replaying one by one.
+// catchUp collapses the queue of a destination coming out of backoff (as
+// Synapse does): it gets the newest events of each room, those of the
+// transaction it had in flight included, and fetches what came before
+// them as it would any gap. Replaying old events instead, or the stale
+// ones of the transaction in flight, would make them the newest there:
+// other servers of the room may have delivered newer events already.
 func (s *Sender) catchUp(log logrus.FieldLogger, dest string) {
 	if s.opts.CatchUpThreshold < 0 {
 		return
 	}
-	n, err := s.db.QueuedFederationPDUs(s.ctx, dest)
-	if err != nil {
-		log.WithError(err).Warn("counting queued events")
-		return
-	}
-	if n <= s.opts.CatchUpThreshold {
-		return
+	if s.opts.CatchUpThreshold > 0 {
+		n, _, err := s.db.FederationQueueCounts(s.ctx, dest)
+		if err != nil {
+			log.WithError(err).Warn("counting queued events")
+			return
+		}
+		if n <= s.opts.CatchUpThreshold {
+			return
+		}
 	}
 	var removed int64
-	err = s.write(func(ctx context.Context, tx *storage.Tx) (err error) {
+	err := s.write(func(ctx context.Context, tx *storage.Tx) (err error) {
 		removed, err = tx.CollapseFederationQueue(ctx, dest, s.opts.CatchUpPerRoom, staleEDUTypes)
 		return err
 	})
@@ -221,8 +232,9 @@ func (s *Sender) catchUp(log logrus.FieldLogger, dest string) {
 		log.WithError(err).Warn("collapsing the queue")
 		return
 	}
-	log.WithFields(logrus.Fields{"queued_events": n, "removed": removed}).
-		Info("destination missed many events: sending the newest of each room")
+	if removed > 0 {
+		log.WithField("removed", removed).Info("destination missed events: sending the newest of each room")
+	}
 }
 
 // transaction builds the request for a transaction's rows.

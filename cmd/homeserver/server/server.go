@@ -21,6 +21,7 @@ import (
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/federationapi/e2eefed"
 	"matrixhs/federationapi/membership"
 	"matrixhs/federationapi/sender"
 	"matrixhs/internal/accounts"
@@ -65,7 +66,10 @@ type Server struct {
 	// EphemeralFederation carries typing, receipts and presence to and
 	// from other servers (nil when federation is disabled).
 	EphemeralFederation *federationapi.Ephemeral
-	Log                 *logrus.Logger
+	// FedKeys carries end-to-end encryption to and from other servers (nil
+	// when federation is disabled).
+	FedKeys *e2eefed.Service
+	Log     *logrus.Logger
 
 	http     *http.Server
 	api      *clientapi.API
@@ -180,6 +184,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		}
 	}
 	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
+	if s.Sender != nil {
+		// Keys, device lists and to-device messages across servers.
+		s.FedKeys = e2eefed.New(s.Federation, s.Keys, s.Sender)
+		s.Keys.SetRemote(s.FedKeys)
+	}
 	deps := clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
 		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log}
 	if s.Sender != nil {
@@ -207,6 +216,9 @@ func (s *Server) routes() http.Handler {
 	s.Federation.Register(rt)
 	if s.Membership != nil {
 		s.Membership.Register(rt)
+	}
+	if s.FedKeys != nil {
+		s.FedKeys.Register(rt)
 	}
 	outer := httputil.Outer(rt, s.Log, s.Config.Server.MaxRequestBodyBytes)
 	return httputil.WithClientAddress(outer, httputil.NewTrustedProxies(s.Config.TrustedProxyPrefixes()))
@@ -260,6 +272,7 @@ func (s *Server) Listen(addr string) error {
 	if s.Sender != nil {
 		s.Sender.Start()
 	}
+	s.Keys.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
 	if unreachableName(s.Config.Server.Name) {
@@ -286,6 +299,9 @@ func (s *Server) listenFederation() error {
 	var extra []func(*httputil.Router)
 	if s.Membership != nil {
 		extra = append(extra, s.Membership.Register)
+	}
+	if s.FedKeys != nil {
+		extra = append(extra, s.FedKeys.Register)
 	}
 	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.Server.MaxRequestBodyBytes, extra...), federationapi.TLSListenerOptions{
 		Addr: fo.Listen, Certificate: fo.Certificate,
@@ -343,7 +359,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
-	s.EphemeralFederation.Stop() // before the sender it queues for
+	// Both queue EDUs on the sender: stop them first.
+	s.EphemeralFederation.Stop()
+	s.Keys.Stop()
 	if s.Sender != nil {
 		s.Sender.Stop()
 	}
