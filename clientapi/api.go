@@ -75,6 +75,9 @@ type Deps struct {
 	// federation: those profiles are not found).
 	Profiles RemoteProfiles
 	Log      logrus.FieldLogger
+	// FederationSender retries federation destinations for the admin API
+	// (nil when federation is disabled).
+	FederationSender admin.DestinationWaker
 }
 
 // RemoteProfiles asks a user's server for the user's profile (field "" for
@@ -98,6 +101,9 @@ func New(d Deps) *API {
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)
 	a.admin = admin.New(cfg, db, acc, authn, rooms, a.users, log)
+	if d.FederationSender != nil {
+		a.admin.SetFederationSender(d.FederationSender)
+	}
 	a.sync = syncapi.New(syncapi.Deps{DB: db, Rooms: rooms, View: a.view, Users: a.users, Ephemeral: a.eph, Keys: a.keys,
 		Notifier: d.Notifier, Auth: authn, Log: log})
 	return a

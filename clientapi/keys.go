@@ -3,6 +3,8 @@ package clientapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"time"
 
 	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
@@ -35,6 +37,7 @@ func (a *API) uploadKeys(r *http.Request, s *accounts.Session) (any, error) {
 func (a *API) queryKeys(r *http.Request, s *accounts.Session) (any, error) {
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
+		Timeout    *int64              `json:"timeout"`
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -42,13 +45,18 @@ func (a *API) queryKeys(r *http.Request, s *accounts.Session) (any, error) {
 	if req.DeviceKeys == nil {
 		return nil, httputil.MissingParam("device_keys is required")
 	}
-	return a.keys.QueryKeys(r.Context(), s.UserID, req.DeviceKeys)
+	timeout, err := remoteTimeout(r, req.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return a.keys.QueryKeys(r.Context(), s.UserID, req.DeviceKeys, timeout)
 }
 
 // claimKeys serves POST /_matrix/client/v3/keys/claim.
 func (a *API) claimKeys(r *http.Request, _ *accounts.Session) (any, error) {
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
+		Timeout     *int64                       `json:"timeout"`
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -56,7 +64,35 @@ func (a *API) claimKeys(r *http.Request, _ *accounts.Session) (any, error) {
 	if req.OneTimeKeys == nil {
 		return nil, httputil.MissingParam("one_time_keys is required")
 	}
-	return a.keys.ClaimKeys(r.Context(), req.OneTimeKeys)
+	timeout, err := remoteTimeout(r, req.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return a.keys.ClaimKeys(r.Context(), req.OneTimeKeys, timeout)
+}
+
+// remoteTimeout is how long a query or claim waits for other servers: the
+// body's timeout in milliseconds (the spec's place), else the query
+// parameter's (Synapse's), else e2ee.DefaultRemoteTimeout; at most
+// e2ee.MaxRemoteTimeout. A negative or malformed one is 400.
+func remoteTimeout(r *http.Request, body *int64) (time.Duration, error) {
+	ms := int64(-1)
+	switch q := r.URL.Query().Get("timeout"); {
+	case body != nil:
+		ms = *body
+	case q != "":
+		n, err := strconv.ParseInt(q, 10, 64)
+		if err != nil {
+			return 0, httputil.InvalidParam("timeout must be an integer")
+		}
+		ms = n
+	default:
+		return e2ee.DefaultRemoteTimeout, nil
+	}
+	if ms < 0 {
+		return 0, httputil.InvalidParam("timeout must not be negative")
+	}
+	return min(time.Duration(ms)*time.Millisecond, e2ee.MaxRemoteTimeout), nil
 }
 
 // keyChanges serves GET /_matrix/client/v3/keys/changes.

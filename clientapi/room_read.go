@@ -206,18 +206,13 @@ func (a *API) getMessages(r *http.Request, s *accounts.Session) (any, error) {
 				return nil, err
 			}
 		}
-		if q.Get("to") == "" {
-			if err := a.backfillGapsBelow(ctx, acc, from, limit); err != nil {
-				return nil, err
-			}
-		}
 	}
 	events, next, done, err := a.view.TopoPage(ctx, acc, f, from, to, backwards, limit)
 	if err != nil {
 		return nil, err
 	}
-	if backwards && done && len(events) < limit && q.Get("to") == "" {
-		if events, next, done, err = a.pageBackfilled(ctx, acc, f, events, next, limit); err != nil {
+	if backwards && q.Get("to") == "" {
+		if events, next, done, err = a.pageBackfilled(ctx, acc, f, from, events, next, done, limit); err != nil {
 			return nil, err
 		}
 	}

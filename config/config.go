@@ -58,6 +58,7 @@ type Config struct {
 	Push         PushConfig         `yaml:"push"`
 	VoIP         VoIPConfig         `yaml:"voip"`
 	Federation   FederationConfig   `yaml:"federation"`
+	Presence     PresenceConfig     `yaml:"presence"`
 	Logging      LoggingConfig      `yaml:"logging"`
 	// ServerNotices configures messages from the server to its users
 	// (Synapse's server_notices block and key names).
@@ -180,6 +181,14 @@ type VoIPConfig struct {
 	TURNUserLifetime time.Duration `yaml:"turn_user_lifetime"`
 }
 
+// PresenceConfig is Synapse's "presence" section.
+type PresenceConfig struct {
+	// Enabled false turns presence off: updates are accepted and ignored,
+	// everyone shows offline, and no presence goes to or comes from other
+	// servers.
+	Enabled bool `yaml:"enabled"`
+}
+
 // LoggingConfig is the "logging" section. MaxSizeMB and MaxFiles bound the
 // rotated log files under Dir.
 type LoggingConfig struct {
@@ -256,6 +265,7 @@ func Default() Config {
 		},
 		VoIP:       VoIPConfig{TURNUserLifetime: time.Hour},
 		Federation: DefaultFederation(),
+		Presence:   PresenceConfig{Enabled: true},
 		Logging:    LoggingConfig{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		ServerNotices: ServerNotices{
 			SystemMXIDLocalpart:   "_server",

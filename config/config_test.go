@@ -101,6 +101,8 @@ federation:
   allow_private_addresses: "1"
   key_notaries: [matrix.org, "notary.example:8448"]
   key_validity_period: 24h
+  inbound_rate_limit: {per_second: 5, burst_count: 20}
+presence: {enabled: false}
 logging: {level: debug, dir: /var/log/mhs, max_size_mb: 7, max_files: 3}
 server_notices: {system_mxid_localpart: notices, auto_join: Enabled}
 support: {support_page: https://example.org/help}
@@ -128,7 +130,9 @@ app_service_config_files: [appservices/bridge.yaml, /etc/matrix/irc.yaml]
 	want.Push = PushConfig{IPRangeBlacklist: []string{"10.7.0.0/16"}, IPRangeWhitelist: []string{"10.6.0.0/16"}}
 	want.VoIP = VoIPConfig{TURNURIs: []string{"turn:turn.example.org"}, TURNSharedSecret: "ts", TURNUserLifetime: 2 * time.Hour}
 	want.Federation = FederationConfig{Enabled: false, AllowPrivateAddresses: true,
-		KeyNotaries: []string{"matrix.org", "notary.example:8448"}, KeyValidityPeriod: 24 * time.Hour}
+		KeyNotaries: []string{"matrix.org", "notary.example:8448"}, KeyValidityPeriod: 24 * time.Hour,
+		InboundRateLimit: RateLimit{PerSecond: 5, BurstCount: 20}}
+	want.Presence.Enabled = false
 	want.Logging = LoggingConfig{Level: "debug", Dir: "/var/log/mhs", MaxSizeMB: 7, MaxFiles: 3}
 	want.ServerNotices.SystemMXIDLocalpart = "notices"
 	want.ServerNotices.AutoJoin = true
@@ -252,6 +256,9 @@ func TestValidationMessages(t *testing.T) {
 		{"server_notices: {room_avatar_url: 'https://x/a.png'}\n", "room_avatar_url"},
 		{"federation: {key_notaries: ['not a server']}\n", "federation.key_notaries"},
 		{"federation: {key_validity_period: 1m}\n", "federation.key_validity_period"},
+		{"federation: {inbound_rate_limit: {per_second: 0}}\n", "federation.inbound_rate_limit"},
+		{"federation: {inbound_rate_limit: {burst_count: 0}}\n", "federation.inbound_rate_limit"},
+		{"presence: {enabled: maybe}\n", "presence"},
 		{"app_service_config_files: ['  ']\n", "app_service_config_files"},
 		{"app_service_config_files: [a.yaml, a.yaml]\n", "twice"},
 		{"app_service_config_files: [bridges/]\n", "directory"},
@@ -329,7 +336,7 @@ func TestGeneratedFileRoundTrips(t *testing.T) {
 		t.Fatalf("generated file parses to\n%+v\nwant\n%+v", cfg, want)
 	}
 	for _, section := range []string{"\nserver:\n", "\ndatabase:\n", "\nregistration:\n", "\nrooms:\n", "\nmedia:\n",
-		"\npush:\n", "\nvoip:\n", "\nfederation:\n", "\nlogging:\n", "\nserver_notices:\n"} {
+		"\npush:\n", "\nvoip:\n", "\nfederation:\n", "\npresence:\n", "\nlogging:\n", "\nserver_notices:\n"} {
 		if !strings.Contains(string(raw), section) {
 			t.Errorf("generated file lacks section %q", strings.TrimSpace(section))
 		}

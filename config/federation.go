@@ -38,11 +38,18 @@ type FederationConfig struct {
 	// KeyValidityPeriod is how long the signing key this server publishes
 	// stays valid (its valid_until_ts).
 	KeyValidityPeriod time.Duration `yaml:"key_validity_period"`
+	// InboundRateLimit is each other server's request budget (a token
+	// bucket per origin): burst_count requests at once, then per_second on
+	// average; past it requests are answered 429 M_LIMIT_EXCEEDED.
+	InboundRateLimit RateLimit `yaml:"inbound_rate_limit"`
 }
 
-// DefaultFederation is the federation section's defaults.
+// DefaultFederation is the federation section's defaults. The inbound rate
+// is generous: a normal server sends one transaction at a time and, when
+// it catches up on a room, some hundreds of fetches; only a flood meets it.
 func DefaultFederation() FederationConfig {
-	return FederationConfig{Enabled: true, KeyValidityPeriod: 7 * 24 * time.Hour}
+	return FederationConfig{Enabled: true, KeyValidityPeriod: 7 * 24 * time.Hour,
+		InboundRateLimit: RateLimit{PerSecond: 100, BurstCount: 1000}}
 }
 
 // validate checks the federation section, loading the TLS and CA files so a
@@ -78,6 +85,9 @@ func (f *FederationConfig) validate(clientListen string, bad func(string, ...any
 	}
 	if f.KeyValidityPeriod < time.Hour {
 		bad("federation.key_validity_period %s must be at least 1h", f.KeyValidityPeriod)
+	}
+	if err := f.InboundRateLimit.validate("federation.inbound_rate_limit"); err != nil {
+		bad("%v", err)
 	}
 }
 

@@ -129,9 +129,7 @@ voip:
   # turn_shared_secret: ""
   turn_user_lifetime: {{dur .VoIP.TURNUserLifetime}}
 
-# Federation with other Matrix servers. Not served yet beyond this server's
-# signing key: these settings are read and checked (the TLS files must load)
-# so deployments can prepare them.
+# Federation with other Matrix servers (rooms, typing, receipts, presence).
 federation:
   # MATRIX_FEDERATION=disabled turns federation off.
   enabled: {{.Federation.Enabled}}
@@ -152,6 +150,17 @@ federation:
   key_notaries: []
   # How long the signing key this server publishes stays valid.
   key_validity_period: {{dur .Federation.KeyValidityPeriod}}
+  # Requests each other server may make: burst_count at once, then per_second
+  # on average; past it they are answered 429 M_LIMIT_EXCEEDED. Generous: only
+  # a flood meets it.
+  inbound_rate_limit:
+    per_second: {{.Federation.InboundRateLimit.PerSecond}}
+    burst_count: {{.Federation.InboundRateLimit.BurstCount}}
+
+# Presence (online, unavailable, offline), Synapse's key. Off: updates are
+# ignored, everyone shows offline, and none goes to or comes from other servers.
+presence:
+  enabled: {{.Presence.Enabled}}
 
 logging:
   # trace | debug | info | warn | error. Logs go to stdout and to rotated files

@@ -77,6 +77,15 @@ type Options struct {
 	Listen      string
 	Certificate *tls.Certificate
 
+	// EDU tunes typing, receipts and presence across servers
+	// (AttachEphemeral).
+	EDU EDUOptions
+	// InboundRate limits the requests each other server may make: a
+	// token bucket per origin (zero: the config's default, generous: it
+	// only stops a flood); past it they are answered 429
+	// M_LIMIT_EXCEEDED with retry_after_ms.
+	InboundRate config.RateLimit
+
 	// ExtraRoutes registers more federation endpoints wherever Register
 	// registers these (the client port and the federation listener):
 	// endpoints built elsewhere on this API, or tests' (which may stand in
@@ -148,10 +157,15 @@ func New(ctx context.Context, db *storage.DB, acc *accounts.Service, opts Option
 		Own: own, DB: db, Client: client, Notaries: opts.Notaries,
 		RefetchInterval: opts.KeyRefetchInterval, Log: opts.Log, Now: opts.Now,
 	})
+	if opts.InboundRate.PerSecond <= 0 || opts.InboundRate.BurstCount < 1 {
+		opts.InboundRate = config.DefaultFederation().InboundRateLimit
+	}
+	authn := fedauth.New(opts.ServerName, ring, opts.Now)
+	authn.LimitOrigins(opts.InboundRate.PerSecond, opts.InboundRate.BurstCount)
 	return &API{
 		Client:      client,
 		KeyRing:     ring,
-		Auth:        fedauth.New(opts.ServerName, ring, opts.Now),
+		Auth:        authn,
 		Own:         own,
 		accounts:    acc,
 		db:          db,

@@ -19,6 +19,7 @@ type roomFederation struct {
 	rs      *roomserver.Roomserver
 	fetcher *Fetcher
 	txns    *txnQueue
+	turns   *roomTurns
 }
 
 // AttachRooms makes the API serve room federation through rs: inbound
@@ -27,7 +28,7 @@ type roomFederation struct {
 // rs backfill history from other servers through the API's client. Call
 // it before Routes. With federation disabled none of this is served.
 func (f *API) AttachRooms(rs *roomserver.Roomserver) {
-	f.rooms = &roomFederation{rs: rs, fetcher: f.Fetcher(), txns: newTxnQueue()}
+	f.rooms = &roomFederation{rs: rs, fetcher: f.Fetcher(), txns: newTxnQueue(), turns: newRoomTurns()}
 	if !f.opts.Disabled {
 		rs.SetBackfiller(f.rooms.fetcher)
 	}
@@ -41,7 +42,9 @@ func (f *API) roomRoutes(rt *httputil.Router) {
 	}
 	const v1 = "/_matrix/federation/v1"
 	a, get := f.Auth, http.MethodGet
-	rt.Exact(http.MethodPut, v1+"/send/{txnId}", a.Handler(f.sendTransaction))
+	// A transaction (50 PDUs of up to 64 KiB, 100 EDUs) may be larger than
+	// other requests: the server's body limit bounds it.
+	rt.Exact(http.MethodPut, v1+"/send/{txnId}", a.HandlerWithBody(f.sendTransaction, 0))
 	rt.Exact(get, v1+"/backfill/{roomId}", a.Handler(f.backfill))
 	rt.Exact(http.MethodPost, v1+"/get_missing_events/{roomId}", a.Handler(f.getMissingEvents))
 	rt.Exact(get, v1+"/state/{roomId}", a.Handler(f.roomState))

@@ -24,7 +24,8 @@ import (
 // events) and EDUs from another server. Transactions of one origin are
 // processed one at a time, in the order they arrive (txnqueue.go); within
 // one, the rooms proceed independently, so a room that needs events
-// fetched from elsewhere holds up no other. The answer lists each PDU's
+// fetched from elsewhere holds up no other; a room takes the events of one
+// transaction at a time, whatever their origin. The answer lists each PDU's
 // outcome and is kept for a day: a retried transaction gets it again
 // without its PDUs being processed twice.
 
@@ -231,7 +232,12 @@ func (f *API) processRoom(ctx context.Context, origin spec.ServerName, fr *rooms
 	if len(in) == 0 {
 		return out, nil
 	}
+	release, err := f.rooms.turns.acquire(ctx, fr.ID)
+	if err != nil {
+		return nil, err
+	}
 	res, err := f.rooms.rs.InputFetching(ctx, f.rooms.fetcher, in)
+	release()
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/internal/httputil"
 )
 
 // txnQueue orders the transactions of each origin: one is processed at a
@@ -18,6 +20,11 @@ type txnQueue struct {
 	// lastPrune is when old transaction answers were last deleted.
 	lastPrune time.Time
 }
+
+// maxTxnWaiters bounds the transactions of one origin waiting their turn
+// (each holds its body): a sender has one in flight, and retries of a slow
+// one add a few; past the bound the answer is 429, which a sender retries.
+const maxTxnWaiters = 8
 
 // originTurn is one origin's turn: a ticket queue so that waiters are
 // served in arrival order.
@@ -41,6 +48,10 @@ func (q *txnQueue) acquire(ctx context.Context, origin spec.ServerName) (release
 		t.busy = true
 		q.mu.Unlock()
 		return func() { q.release(origin) }, nil
+	}
+	if len(t.waiters) >= maxTxnWaiters {
+		q.mu.Unlock()
+		return nil, httputil.LimitExceeded(time.Second.Milliseconds(), "Too many transactions from %s waiting", origin)
 	}
 	ready := make(chan struct{})
 	t.waiters = append(t.waiters, ready)
@@ -90,4 +101,51 @@ func (q *txnQueue) dueForPrune(now time.Time) bool {
 	}
 	q.lastPrune = now
 	return true
+}
+
+// roomTurns lets one transaction at a time work on a room, whatever its
+// origin (as Synapse's per-room inbound lock): the events two servers send
+// of a room are checked, their gaps filled and stored in turn, so the
+// events fetched for one never interleave with another's in the room's
+// timeline (which then holds them in DAG order), and the same missing
+// events are not fetched twice at once.
+type roomTurns struct {
+	mu    sync.Mutex
+	rooms map[string]*roomTurn
+}
+
+// roomTurn is one room's turn: a slot, and how many hold or wait for it.
+type roomTurn struct {
+	slot chan struct{}
+	refs int
+}
+
+func newRoomTurns() *roomTurns { return &roomTurns{rooms: map[string]*roomTurn{}} }
+
+// acquire waits for the room's turn (or for ctx to end) and returns the
+// function that ends it.
+func (q *roomTurns) acquire(ctx context.Context, roomID string) (release func(), err error) {
+	q.mu.Lock()
+	t := q.rooms[roomID]
+	if t == nil {
+		t = &roomTurn{slot: make(chan struct{}, 1)}
+		q.rooms[roomID] = t
+	}
+	t.refs++
+	q.mu.Unlock()
+	select {
+	case t.slot <- struct{}{}:
+		return func() { <-t.slot; q.unref(roomID, t) }, nil
+	case <-ctx.Done():
+		q.unref(roomID, t)
+		return nil, ctx.Err()
+	}
+}
+
+func (q *roomTurns) unref(roomID string, t *roomTurn) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.refs--; t.refs == 0 {
+		delete(q.rooms, roomID)
+	}
 }

@@ -2,8 +2,12 @@ package federationapi
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"testing"
 	"time"
+
+	"matrixhs/internal/httputil"
 )
 
 // TestTxnQueueOrdersEachOrigin: an origin's transactions take turns in
@@ -72,5 +76,90 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition never held")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTxnQueueBoundsWaiters: past maxTxnWaiters an origin's transaction is
+// refused with 429 (each waiter holds its body); others still get turns.
+func TestTxnQueueBoundsWaiters(t *testing.T) {
+	q := newTxnQueue()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release, err := q.acquire(ctx, "a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for i := range maxTxnWaiters {
+		go q.acquire(ctx, "a.test")
+		waitFor(t, func() bool {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return len(q.origins["a.test"].waiters) == i+1
+		})
+	}
+	_, err = q.acquire(ctx, "a.test")
+	var he *httputil.Error
+	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.Code != "M_LIMIT_EXCEEDED" {
+		t.Fatalf("waiter past the bound: %v", err)
+	}
+	if other, err := q.acquire(ctx, "b.test"); err != nil {
+		t.Fatalf("another origin: %v", err)
+	} else {
+		other()
+	}
+}
+
+// TestRoomTurnsOneAtATime: a room is worked on by one transaction at a
+// time whatever its origin, a waiter that gives up leaves, other rooms
+// never wait, and nothing is left behind.
+func TestRoomTurnsOneAtATime(t *testing.T) {
+	q := newRoomTurns()
+	ctx := context.Background()
+	release, err := q.acquire(ctx, "!a:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other, err := q.acquire(ctx, "!b:x"); err != nil {
+		t.Fatal(err)
+	} else {
+		other()
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		rel, err := q.acquire(ctx, "!a:x")
+		if err == nil {
+			rel()
+		}
+		waiting <- err
+	}()
+	gaveUpCtx, giveUp := context.WithCancel(ctx)
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := q.acquire(gaveUpCtx, "!a:x")
+		gaveUp <- err
+	}()
+	waitFor(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.rooms["!a:x"].refs == 3
+	})
+	giveUp()
+	if err := <-gaveUp; err == nil {
+		t.Fatal("a cancelled waiter got the turn while it was held")
+	}
+	select {
+	case err := <-waiting:
+		t.Fatalf("a second transaction got the room while it was held (%v)", err)
+	default:
+	}
+	release()
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.rooms) != 0 {
+		t.Fatalf("turns left behind: %v", q.rooms)
 	}
 }

@@ -14,9 +14,10 @@ import (
 	"matrixhs/storage"
 )
 
-// Backfill fetches history older than what this server holds of a room
-// (a room joined late, or a gap) from the other servers in the room, when
-// a client pages back to where the known history stops. It is bounded: a
+// Backfill fetches history this server lacks of a room (before a late
+// join, or a gap left by downtime) from the other servers in the room,
+// when a client pages back through where the known history breaks off. It
+// is bounded: a
 // call asks at most backfillServers servers, each under a deadline, and a
 // room whose servers had nothing is left alone for a while, so a client's
 // /messages never waits long on servers that do not answer.
@@ -40,10 +41,9 @@ const (
 	// backfillQuiet is how long a room whose servers had nothing to give
 	// is not asked again.
 	backfillQuiet = 30 * time.Second
-	// historyGapScan is how many of the room's oldest events are checked
-	// for prev events not held; maxBackfillFrom bounds the events a
-	// request starts from.
-	historyGapScan  = 20
+	// historyGapScan bounds the events of a range checked for prev events
+	// not held; maxBackfillFrom bounds the events a request starts from.
+	historyGapScan  = 1000
 	maxBackfillFrom = 5
 	// MaxBackfillLimit bounds the events one request asks for.
 	MaxBackfillLimit = 100
@@ -66,34 +66,14 @@ type backfillCall struct {
 // backfill). Set it before serving.
 func (rs *Roomserver) SetBackfiller(b Backfiller) { rs.backfiller = b }
 
-// Backfill asks other servers of the room for up to limit events older
-// than the oldest this server holds, and stores them as backfilled history
-// (KindBackfill: /messages pages through them, /sync never sees them). It
-// returns how many events were stored. Servers that fail or do not answer
-// are not errors; a call made while another is under way for the room
-// waits for that one.
-func (rs *Roomserver) Backfill(ctx context.Context, roomID string, limit int) (int, error) {
-	return rs.guardedBackfill(ctx, roomID, limit, func(ctx context.Context, nid int64) ([]string, error) {
-		return rs.db.HistoryGaps(ctx, nid, historyGapScan)
-	})
-}
-
-// BackfillBelow is Backfill for history missing in the middle of what a
-// backwards page goes through (a room left and joined again, an outage):
-// the gaps among the scan timeline events at or before a topological
-// position. It asks no server when there is no gap there.
-func (rs *Roomserver) BackfillBelow(ctx context.Context, roomID string, below storage.TopoPos, scan, limit int) (int, error) {
-	return rs.guardedBackfill(ctx, roomID, limit, func(ctx context.Context, nid int64) ([]string, error) {
-		return rs.db.HistoryGapsBelow(ctx, nid, below, scan)
-	})
-}
-
-// gapFinder lists the missing prev events to backfill from.
-type gapFinder func(ctx context.Context, roomNID int64) ([]string, error)
-
-// guardedBackfill runs one backfill per room at a time; a room whose
-// servers had nothing is left alone for backfillQuiet.
-func (rs *Roomserver) guardedBackfill(ctx context.Context, roomID string, limit int, gaps gapFinder) (int, error) {
+// Backfill asks other servers of the room for up to limit events of the
+// history missing behind its timeline events in (lo, hi] (topological
+// positions: the events a page of /messages covered), nearest hi first,
+// and stores them as backfilled history (KindBackfill: /messages pages
+// through them, /sync never sees them). It returns how many events were
+// stored. Servers that fail or do not answer are not errors; a call made
+// while another is under way for the room waits for that one.
+func (rs *Roomserver) Backfill(ctx context.Context, roomID string, lo, hi storage.TopoPos, limit int) (int, error) {
 	if rs.backfiller == nil {
 		return 0, nil
 	}
@@ -121,11 +101,11 @@ func (rs *Roomserver) guardedBackfill(ctx context.Context, roomID string, limit 
 	g.inflight[roomID] = c
 	g.mu.Unlock()
 
-	n, asked, err := rs.backfill(ctx, roomID, limit, gaps)
+	n, asked, err := rs.backfill(ctx, roomID, lo, hi, limit)
 
 	g.mu.Lock()
 	delete(g.inflight, roomID)
-	if n == 0 && asked && err == nil {
+	if asked && n == 0 && err == nil {
 		for id, until := range g.quiet {
 			if now.After(until) {
 				delete(g.quiet, id)
@@ -139,9 +119,9 @@ func (rs *Roomserver) guardedBackfill(ctx context.Context, roomID string, limit 
 	return n, err
 }
 
-// backfill fills the gaps gaps finds; asked reports whether a server was
-// asked.
-func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int, gapsOf gapFinder) (n int, asked bool, err error) {
+// backfill fills the gaps behind the events in (lo, hi]; asked reports
+// whether there were any and servers to ask.
+func (rs *Roomserver) backfill(ctx context.Context, roomID string, lo, hi storage.TopoPos, limit int) (n int, asked bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, backfillTimeout)
 	defer cancel()
 	fr, err := rs.FederationRoom(ctx, roomID)
@@ -151,7 +131,7 @@ func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int, ga
 	if err != nil {
 		return 0, false, err
 	}
-	gaps, err := gapsOf(ctx, fr.NID)
+	gaps, err := rs.db.HistoryGaps(ctx, fr.NID, lo, hi, historyGapScan)
 	if err != nil || len(gaps) == 0 {
 		return 0, false, err
 	}
@@ -171,11 +151,8 @@ func (rs *Roomserver) backfill(ctx context.Context, roomID string, limit int, ga
 		}
 		tried++
 		n, err := rs.backfillFrom(ctx, fr, server, gaps, limit)
-		if err != nil {
+		if err != nil || n > 0 {
 			return n, true, err
-		}
-		if n > 0 {
-			return n, true, nil
 		}
 	}
 	return 0, tried > 0, nil

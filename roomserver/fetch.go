@@ -89,13 +89,14 @@ func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []Inp
 	for i := range events {
 		if results[i].Err != nil && filled {
 			// A gap closed for an earlier event may have closed this
-			// one's too (a chain whose oldest event was missing a prev):
-			// try again before fetching anything.
-			res, err := rs.Input(ctx, []InputEvent{events[i]})
-			if err != nil {
+			// one's and the following ones' too (a chain whose oldest
+			// event was missing a prev): try them again, together (one
+			// hold of the room, one write to wait for), before fetching
+			// anything.
+			if err := rs.inputAgain(ctx, events, results, i); err != nil {
 				return nil, err
 			}
-			results[i] = res[0]
+			filled = false
 		}
 		g := &gapFill{pushed: pushed && events[i].Kind == KindNew}
 		for round := 0; results[i].Err != nil && round < maxFetchRounds; round++ {
@@ -105,6 +106,7 @@ func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []Inp
 				break
 			}
 			filled = true
+			in.verified = lacking(results[i].Err)
 			res, err := rs.Input(ctx, []InputEvent{in})
 			if err != nil {
 				return nil, err
@@ -113,6 +115,39 @@ func (rs *Roomserver) inputFetching(ctx context.Context, f Fetcher, events []Inp
 		}
 	}
 	return results, nil
+}
+
+// inputAgain inputs the events from the i-th on that lacked something,
+// again in one call, and updates their results.
+func (rs *Roomserver) inputAgain(ctx context.Context, events []InputEvent, results []InputResult, from int) error {
+	var idx []int
+	var again []InputEvent
+	for j := from; j < len(events); j++ {
+		if results[j].Err != nil && lacking(results[j].Err) {
+			events[j].verified = true
+			idx, again = append(idx, j), append(again, events[j])
+		}
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	res, err := rs.Input(ctx, again)
+	if err != nil {
+		return err
+	}
+	for k, j := range idx {
+		results[j] = res[k]
+	}
+	return nil
+}
+
+// lacking reports whether an input error says events were missing (which
+// the pipeline finds only after the signatures checked out).
+func lacking(err error) bool {
+	var ma *MissingAuthEventsError
+	var mp *MissingPrevEventsError
+	var ms *MissingStateError
+	return errors.As(err, &ma) || errors.As(err, &mp) || errors.As(err, &ms)
 }
 
 // fillGap fetches what err says is missing and returns the event to input

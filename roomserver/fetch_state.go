@@ -59,7 +59,7 @@ func (rs *Roomserver) stateAfterPrev(ctx context.Context, f Fetcher, origin spec
 		return nil, err
 	}
 	if err == nil && e.RoomID == r.id && e.Status != storage.EventOutlier {
-		st, err := rs.stateAfterHeld(ctx, r, e, 0)
+		st, _, err := rs.stateAfterHeld(ctx, r, e, nil, 0)
 		var ms *MissingStateError
 		if !errors.As(err, &ms) {
 			return st, err

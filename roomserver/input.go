@@ -56,6 +56,9 @@ type InputEvent struct {
 	// on without this server, so its current state here is no reason to
 	// soft-fail the join.
 	remoteJoin bool
+	// verified: an earlier pass checked its signatures (it then lacked
+	// events); InputFetching sets it when it inputs the event again.
+	verified bool
 }
 
 // EventStatus is what became of an input event.
@@ -159,6 +162,21 @@ func (rs *Roomserver) Input(ctx context.Context, events []InputEvent) ([]InputRe
 // a room: their writes are queued but not yet committed.
 type inputBatch struct {
 	status map[string]EventStatus
+	// writes are the queued writes by event ID: an event whose prev event
+	// is among them takes the state after it from its write (a chain of
+	// backfilled events does not wait for each write to read it back).
+	writes map[string]*eventWrite
+	// snapshots are the stored snapshots read in this hold (shared: read
+	// only).
+	snapshots map[int64]stateMap
+	// redacted is set once a write of the batch redacts an event: states
+	// held in memory may hold the event unredacted, so they are read
+	// afresh from then on.
+	redacted bool
+}
+
+func newInputBatch() *inputBatch {
+	return &inputBatch{status: map[string]EventStatus{}, writes: map[string]*eventWrite{}, snapshots: map[int64]stateMap{}}
 }
 
 func (rs *Roomserver) inputRoom(ctx context.Context, roomID string, events []InputEvent, idx []int, results []InputResult) error {
@@ -184,9 +202,8 @@ func (rs *Roomserver) inputRoom(ctx context.Context, roomID string, events []Inp
 			return err
 		}
 	}
-	batch := &inputBatch{status: map[string]EventStatus{}}
+	batch := newInputBatch()
 	var wait func() error
-	writes := map[string]*eventWrite{}
 	// Events of a room this server holds no state of (or rescinded
 	// invites of a room it is not in) are handled after the lock.
 	var outOfBand []int
@@ -204,8 +221,12 @@ func (rs *Roomserver) inputRoom(ctx context.Context, roomID string, events []Inp
 		results[i] = res
 		if w != nil {
 			wait = rs.enqueue(ctx, r, w)
-			writes[res.EventID] = w
+			batch.writes[res.EventID] = w
 			batch.status[res.EventID] = res.Status
+			if w.redacts != "" || len(w.pendingRedactions) > 0 {
+				batch.redacted = true
+				clear(batch.snapshots)
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -214,7 +235,7 @@ func (rs *Roomserver) inputRoom(ctx context.Context, roomID string, events []Inp
 			return err
 		}
 		for _, i := range idx {
-			if w, ok := writes[results[i].EventID]; ok {
+			if w, ok := batch.writes[results[i].EventID]; ok {
 				results[i].StreamPos = w.stored.StreamPos
 			}
 		}
@@ -278,8 +299,10 @@ func (rs *Roomserver) inputOne(ctx context.Context, r *room, in InputEvent, batc
 		return InputResult{}, nil, err
 	}
 	// Signatures (steps 1-3).
-	if err := rs.verifySignatures(ctx, pdu); err != nil {
-		return InputResult{Err: err}, nil, nil
+	if !in.verified {
+		if err := rs.verifySignatures(ctx, pdu); err != nil {
+			return InputResult{Err: err}, nil, nil
+		}
 	}
 	if err := byteLimits(pdu); err != nil {
 		return rs.reject(pdu, err, promote)
@@ -300,14 +323,14 @@ func (rs *Roomserver) inputOne(ctx context.Context, r *room, in InputEvent, batc
 		return InputResult{Status: StatusOutlier}, w, nil
 	}
 	// 5. Authorised by the state before it?
-	before, linear, err := rs.stateBefore(ctx, r, in, batch)
+	before, err := rs.stateBefore(ctx, r, in, batch)
 	if err != nil {
 		return missingOr(err)
 	}
-	if err := allowedBy(pdu, before); err != nil {
+	if err := allowedBy(pdu, before.state); err != nil {
 		return rs.reject(pdu, err, promote)
 	}
-	return rs.accept(ctx, r, in, before, linear, promote, batch)
+	return rs.accept(ctx, r, in, before, promote, batch)
 }
 
 // missingOr turns a missing-events error into a per-event outcome and

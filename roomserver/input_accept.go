@@ -11,19 +11,21 @@ import (
 )
 
 // An event that passed the checks is stored where its kind puts it:
-//   - backfilled history, and "late" events (one already named as a prev
-//     event by an event we hold), get backfill positions: /messages pages
-//     through them, /sync never sees them, and neither the forward
+//   - a new event that the current state refuses is soft-failed (step 6),
+//     also when it arrives late;
+//   - backfilled history, and "late" new events (one already named as a
+//     prev event by an event we hold), get backfill positions: /messages
+//     pages through them, /sync never sees them, and neither the forward
 //     extremities nor the current state move;
-//   - a new event that the current state refuses is soft-failed (step 6);
 //   - a new event that extends the forward extremities exactly moves the
 //     head as a local event does; any other new event (a fork) leaves the
 //     extremities it does not name in place, and the room's current state
 //     becomes the resolution of the current state and the state after it.
 
-func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before stateMap, linear, promote bool, batch *inputBatch) (InputResult, *eventWrite, error) {
+func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, prior priorState, promote bool, batch *inputBatch) (InputResult, *eventWrite, error) {
 	pdu := in.Event
-	w := &eventWrite{pdu: pdu, promote: promote, sentByResident: in.remoteJoin}
+	before, linear := prior.state, prior.linear
+	w := &eventWrite{pdu: pdu, promote: promote, base: prior.base, sentByResident: in.remoteJoin}
 	if sk := pdu.StateKey(); sk != nil {
 		if old := before[gomatrixserverlib.StateKeyTuple{EventType: pdu.Type(), StateKey: *sk}]; old != nil {
 			w.extra = replacesStateOf(old)
@@ -38,19 +40,11 @@ func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before
 	}
 	w.pendingRedactions = pending
 
-	late := false
-	if in.Kind == KindNew {
-		if late, err = rs.db.IsReferenced(ctx, pdu.EventID()); err != nil {
-			return InputResult{}, nil, err
-		}
-	}
-	if in.Kind == KindBackfill || late {
-		w.placement, w.stateBefore = storage.Backfill, before
-		return InputResult{Status: StatusAccepted}, w, nil
-	}
 	// A room with no current state yet (joined with a trusted state, as
-	// after send_join) has nothing to soft-fail against.
-	if _, hasState := r.ref(spec.MRoomCreate, ""); !linear && hasState && !in.remoteJoin {
+	// after send_join) has nothing to soft-fail against. A new event that
+	// arrives late (another already names it as a prev event) is checked
+	// too: how an event reaches us must not spare it the check.
+	if _, hasState := r.ref(spec.MRoomCreate, ""); in.Kind == KindNew && !linear && hasState && !in.remoteJoin {
 		refused, err := rs.softFailed(ctx, r, pdu)
 		if err != nil {
 			return InputResult{}, nil, err
@@ -60,6 +54,16 @@ func (rs *Roomserver) accept(ctx context.Context, r *room, in InputEvent, before
 			w.pendingRedactions, w.redacts = nil, ""
 			return InputResult{Status: StatusSoftFailed, Reason: refused.Error()}, w, nil
 		}
+	}
+	late := false
+	if in.Kind == KindNew {
+		if late, err = rs.db.IsReferenced(ctx, pdu.EventID()); err != nil {
+			return InputResult{}, nil, err
+		}
+	}
+	if in.Kind == KindBackfill || late {
+		w.placement, w.stateBefore = storage.Backfill, before
+		return InputResult{Status: StatusAccepted}, w, nil
 	}
 	w.placement = storage.Timeline
 	if in.StateBefore != nil && !in.remoteJoin {

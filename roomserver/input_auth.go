@@ -75,6 +75,12 @@ func (rs *Roomserver) eventOfRoom(ctx context.Context, r *room, id string) (goma
 	if pdu := r.pinnedEvent(id); pdu != nil {
 		return pdu, StatusAccepted, nil
 	}
+	if c, ok := rs.events.Get(id); ok {
+		if c.pdu.RoomID().String() != r.id {
+			return nil, 0, storage.ErrNotFound
+		}
+		return c.pdu, c.status, nil
+	}
 	e, err := rs.db.EventByID(ctx, id)
 	if err != nil {
 		return nil, 0, err
@@ -86,6 +92,7 @@ func (rs *Roomserver) eventOfRoom(ctx context.Context, r *room, id string) (goma
 	if err != nil {
 		return nil, 0, err
 	}
+	rs.events.Add(id, cachedEvent{pdu: pdu, status: EventStatus(e.Status)})
 	return pdu, EventStatus(e.Status), nil
 }
 

@@ -19,32 +19,75 @@ import (
 // state after each prev event, resolved with the room version's state
 // resolution when there are several.
 
-// stateBefore returns the state before the event and whether it is the
-// room's current state. For the linear case only the entries the checks
-// read are loaded (auth events, power levels, the key the event replaces):
-// the head, not the map, is what moves on.
-func (rs *Roomserver) stateBefore(ctx context.Context, r *room, in InputEvent, batch *inputBatch) (stateMap, bool, error) {
+// priorState is the state before an event as the checks found it.
+type priorState struct {
+	state stateMap
+	// linear: it is the room's current state, and only the entries the
+	// checks read are loaded (the head, not the map, is what moves on).
+	linear bool
+	// base, when not nil, is how state derives from a stored snapshot.
+	base *stateBase
+}
+
+// stateBase is a state as a stored snapshot, with at most one state event
+// on top: the state after a prev event, for storing the state before the
+// event as that snapshot or a delta over it (not a copy of the room's
+// whole state per event).
+type stateBase struct {
+	// snapshot is a stored snapshot; when write is set, it is instead the
+	// snapshot that write (of an earlier event of the same hold) stores as
+	// its state before, known once it ran.
+	snapshot int64
+	write    *eventWrite
+	// added is a state event on top of it (nil: none).
+	added gomatrixserverlib.PDU
+}
+
+// stored is the snapshot and the entries changed over it; it runs on the
+// storage writer goroutine, after the writes queued before.
+func (b *stateBase) stored() (int64, map[storage.StateKey]string) {
+	snap := b.snapshot
+	if b.write != nil {
+		snap = b.write.stored.StateBefore
+	}
+	if b.added == nil {
+		return snap, nil
+	}
+	return snap, map[storage.StateKey]string{{Type: b.added.Type(), StateKey: *b.added.StateKey()}: b.added.EventID()}
+}
+
+// stateBefore returns the state before the event. The map may be shared
+// with other events of the batch: callers must not change it.
+func (rs *Roomserver) stateBefore(ctx context.Context, r *room, in InputEvent, batch *inputBatch) (priorState, error) {
 	pdu := in.Event
 	if in.StateBefore != nil {
 		st, err := rs.trustedState(ctx, r, pdu.EventID(), in.StateBefore)
-		return st, false, err
+		return priorState{state: st}, err
 	}
 	prevs := pdu.PrevEventIDs()
 	if in.Kind == KindNew && len(prevs) > 0 && sameSet(prevs, r.extremities) {
 		st, err := rs.currentStateFor(ctx, r, pdu)
-		return st, true, err
+		return priorState{state: st, linear: true}, err
 	}
 	if len(prevs) == 0 {
-		return stateMap{}, false, nil // only a create event has no prev events
+		return priorState{state: stateMap{}}, nil // only a create event has no prev events
 	}
 	var sets []stateMap
+	var bases []*stateBase
 	var missing, stateless []string
 	for _, id := range dedupe(prevs) {
+		if w, ok := batch.writes[id]; ok && w.stateBefore != nil && !batch.redacted {
+			// A prev event of this batch stored with its full state
+			// before (backfill, a fork): the state after it is at hand.
+			st, base := stateAfterWrite(w, batch.status[id])
+			sets, bases = append(sets, st), append(bases, base)
+			continue
+		}
 		if _, ok := batch.status[id]; ok && r.pending != nil {
-			// A prev event of this batch: its state is read back once its
-			// write is in (forks inside one batch are rare).
+			// Another prev event of this batch: its state is read back
+			// once its write is in.
 			if err := r.pending(); err != nil {
-				return nil, false, err
+				return priorState{}, err
 			}
 		}
 		e, err := rs.db.EventByID(ctx, id)
@@ -53,34 +96,49 @@ func (rs *Roomserver) stateBefore(ctx context.Context, r *room, in InputEvent, b
 			continue
 		}
 		if err != nil {
-			return nil, false, err
+			return priorState{}, err
 		}
 		if e.Status == storage.EventOutlier {
 			stateless = append(stateless, id)
 			continue
 		}
-		st, err := rs.stateAfterHeld(ctx, r, e, 0)
+		st, base, err := rs.stateAfterHeld(ctx, r, e, batch, 0)
 		var ms *MissingStateError
 		if errors.As(err, &ms) {
 			stateless = append(stateless, id)
 			continue
 		}
 		if err != nil {
-			return nil, false, err
+			return priorState{}, err
 		}
-		sets = append(sets, st)
+		sets, bases = append(sets, st), append(bases, base)
 	}
 	if len(missing) > 0 {
-		return nil, false, &MissingPrevEventsError{EventID: pdu.EventID(), Missing: missing}
+		return priorState{}, &MissingPrevEventsError{EventID: pdu.EventID(), Missing: missing}
 	}
 	if len(stateless) > 0 {
-		return nil, false, &MissingStateError{EventID: pdu.EventID(), Events: stateless}
+		return priorState{}, &MissingStateError{EventID: pdu.EventID(), Events: stateless}
 	}
 	if len(sets) == 1 {
-		return sets[0], false, nil
+		return priorState{state: sets[0], base: bases[0]}, nil
 	}
 	resolved, err := rs.resolve(ctx, r, sets)
-	return resolved, false, err
+	return priorState{state: resolved}, err
+}
+
+// stateAfterWrite is the state after an event queued in this batch with
+// its state before: that state, and the event itself when it is accepted
+// or soft-failed state (as stateAfter).
+func stateAfterWrite(w *eventWrite, status EventStatus) (stateMap, *stateBase) {
+	base := &stateBase{write: w}
+	sk := w.pdu.StateKey()
+	if sk == nil || (status != StatusAccepted && status != StatusSoftFailed) {
+		return w.stateBefore, base
+	}
+	st := cloneState(w.stateBefore)
+	st[gomatrixserverlib.StateKeyTuple{EventType: w.pdu.Type(), StateKey: *sk}] = w.pdu
+	base.added = w.pdu
+	return st, base
 }
 
 // currentStateFor loads the part of the current state that checking and
@@ -136,20 +194,37 @@ func (rs *Roomserver) trustedState(ctx context.Context, r *room, eventID string,
 	return st, nil
 }
 
-// stateAfter loads the state after a stored event of the timeline.
-func (rs *Roomserver) stateAfter(ctx context.Context, r *room, e *storage.Event) (stateMap, error) {
-	st, err := rs.snapshotState(ctx, r, e.StateBefore)
-	if err != nil {
-		return nil, err
+// stateAfter loads the state after a stored event of the DAG (the map may
+// be shared within the batch). A soft-failed event is part of it like any
+// other: the state after it includes it (events that build on it are judged
+// at their place in the DAG, and their own soft-fail check keeps the current
+// state safe).
+func (rs *Roomserver) stateAfter(ctx context.Context, r *room, e *storage.Event, batch *inputBatch) (stateMap, *stateBase, error) {
+	var st stateMap
+	ok := false
+	if batch != nil {
+		st, ok = batch.snapshots[e.StateBefore]
 	}
-	if e.StateKey != nil && e.Status == storage.EventAccepted {
+	if !ok {
+		var err error
+		if st, err = rs.snapshotState(ctx, r, e.StateBefore); err != nil {
+			return nil, nil, err
+		}
+		if batch != nil && !batch.redacted {
+			batch.snapshots[e.StateBefore] = st
+		}
+	}
+	base := &stateBase{snapshot: e.StateBefore}
+	if e.StateKey != nil && (e.Status == storage.EventAccepted || e.Status == storage.EventSoftFailed) {
 		pdu, err := rs.loadEvent(ctx, r, e.EventID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		st = cloneState(st)
 		st[gomatrixserverlib.StateKeyTuple{EventType: e.Type, StateKey: *e.StateKey}] = pdu
+		base.added = pdu
 	}
-	return st, nil
+	return st, base, nil
 }
 
 // maxRejectedChain bounds how many rejected events stateAfterHeld walks
@@ -161,19 +236,20 @@ const maxRejectedChain = 16
 // the state before it, the (resolved) state after its own prev events, as
 // Synapse keeps it. Prev events held without state make it a
 // MissingStateError.
-func (rs *Roomserver) stateAfterHeld(ctx context.Context, r *room, e *storage.Event, depth int) (stateMap, error) {
+func (rs *Roomserver) stateAfterHeld(ctx context.Context, r *room, e *storage.Event, batch *inputBatch, depth int) (stateMap, *stateBase, error) {
 	if e.Status != storage.EventRejected {
-		return rs.stateAfter(ctx, r, e)
+		return rs.stateAfter(ctx, r, e, batch)
 	}
 	pdu, err := rs.loadEvent(ctx, r, e.EventID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stateless := &MissingStateError{EventID: e.EventID}
 	if depth >= maxRejectedChain {
-		return nil, stateless
+		return nil, nil, stateless
 	}
 	var sets []stateMap
+	var bases []*stateBase
 	for _, id := range dedupe(pdu.PrevEventIDs()) {
 		prev, err := rs.db.EventByID(ctx, id)
 		if errors.Is(err, storage.ErrNotFound) || (err == nil && (prev.RoomID != r.id || prev.Status == storage.EventOutlier)) {
@@ -181,21 +257,22 @@ func (rs *Roomserver) stateAfterHeld(ctx context.Context, r *room, e *storage.Ev
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		st, err := rs.stateAfterHeld(ctx, r, prev, depth+1)
+		st, base, err := rs.stateAfterHeld(ctx, r, prev, batch, depth+1)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		sets = append(sets, st)
+		sets, bases = append(sets, st), append(bases, base)
 	}
 	if len(stateless.Events) > 0 || len(sets) == 0 {
-		return nil, stateless
+		return nil, nil, stateless
 	}
 	if len(sets) == 1 {
-		return sets[0], nil
+		return sets[0], bases[0], nil
 	}
-	return rs.resolve(ctx, r, sets)
+	st, err := rs.resolve(ctx, r, sets)
+	return st, nil, err
 }
 
 // snapshotState loads the events of a stored state snapshot.

@@ -22,6 +22,9 @@ type eventWrite struct {
 	// current state (a fork, backfill, a trusted state); nil means the
 	// current state.
 	stateBefore stateMap
+	// base, when not nil, says how stateBefore derives from a stored
+	// snapshot: it is stored as that snapshot or a delta over it.
+	base *stateBase
 	// extends is set for a state event that simply extends the current
 	// state; resolved is the room's new current state after a fork.
 	extends  bool
@@ -62,7 +65,9 @@ func (rs *Roomserver) enqueue(ctx context.Context, r *room, w *eventWrite) (wait
 		}
 		tx.OnAbort(func() { rs.evict(r) })
 		tx.OnCommit(func() {
-			rs.events.Add(w.pdu.EventID(), w.pdu)
+			if len(w.pendingRedactions) == 0 { // else it is stored redacted: read it back when needed
+				rs.events.Add(w.pdu.EventID(), cachedEvent{pdu: w.pdu, status: EventStatus(w.placement.Status())})
+			}
 			r.unpin(w.pdu.EventID())
 			if w.redacts != "" {
 				rs.events.Remove(w.redacts, nil)
@@ -117,7 +122,13 @@ func (rs *Roomserver) persist(ctx context.Context, tx *storage.Tx, r *room, w *e
 		Promote:   w.promote,
 		Gap:       w.gap,
 	}
-	if w.stateBefore != nil {
+	switch {
+	case w.stateBefore != nil && w.base != nil:
+		ew.StateBefore, ew.StateBeforeDelta = w.base.stored()
+		if ew.StateBefore == 0 { // the state before a create event: nothing to build on
+			ew.StateBefore, ew.StateBeforeDelta, ew.StateBeforeIDs = 0, nil, stateIDs(w.stateBefore)
+		}
+	case w.stateBefore != nil:
 		ew.StateBeforeIDs = stateIDs(w.stateBefore)
 	}
 	if w.resolved != nil {

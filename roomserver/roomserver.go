@@ -47,7 +47,7 @@ type Roomserver struct {
 	// flight is never dropped.
 	rooms *lru.Cache[string, *room]
 	// events are parsed events of any room, by event ID.
-	events *lru.Cache[string, gomatrixserverlib.PDU]
+	events *lru.Cache[string, cachedEvent]
 	// chains caches auth chains for state resolution.
 	chains *authChainCache
 	// views caches what state snapshots say for history visibility.
@@ -105,7 +105,7 @@ func New(db *storage.DB, opts Options) *Roomserver {
 		key:      opts.PrivateKey,
 		now:      time.Now,
 		rooms:    lru.New[string, *room](opts.RoomCacheSize),
-		events:   lru.New[string, gomatrixserverlib.PDU](opts.EventCacheSize),
+		events:   lru.New[string, cachedEvent](opts.EventCacheSize),
 		chains:   newAuthChainCache(opts.EventCacheSize),
 		views:    lru.New[snapViewKey, snapView](opts.EventCacheSize),
 		verifier: opts.Verifier,
@@ -211,8 +211,8 @@ func (rs *Roomserver) loadEvent(ctx context.Context, r *room, id string) (gomatr
 	if pdu := r.pinnedEvent(id); pdu != nil {
 		return pdu, nil
 	}
-	if pdu, ok := rs.events.Get(id); ok {
-		return pdu, nil
+	if c, ok := rs.events.Get(id); ok {
+		return c.pdu, nil
 	}
 	e, err := rs.db.EventByID(ctx, id)
 	if err != nil {
@@ -222,8 +222,16 @@ func (rs *Roomserver) loadEvent(ctx context.Context, r *room, id string) (gomatr
 	if err != nil {
 		return nil, err
 	}
-	rs.events.Add(id, pdu)
+	rs.events.Add(id, cachedEvent{pdu: pdu, status: EventStatus(e.Status)})
 	return pdu, nil
+}
+
+// cachedEvent is a stored event, parsed, with its status when it was
+// cached (an outlier may have been promoted since; a rejected event stays
+// rejected, and an event not rejected is never rejected later).
+type cachedEvent struct {
+	pdu    gomatrixserverlib.PDU
+	status EventStatus
 }
 
 // stateEvent returns the room's current state event for (type, key), nil

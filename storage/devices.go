@@ -74,7 +74,7 @@ func (tx *Tx) UpsertDevice(ctx context.Context, d Device, t DeviceTokens) error 
 		return fmt.Errorf("saving device: %w", err)
 	}
 	if isNew {
-		if _, err := tx.MarkDeviceListChanged(ctx, d.UserID, ""); err != nil {
+		if _, err := tx.MarkDevicesChanged(ctx, d.UserID, d.DeviceID); err != nil {
 			return err
 		}
 	}
@@ -166,7 +166,7 @@ func (tx *Tx) SetDeviceDisplayName(ctx context.Context, userID, deviceID, name s
 		userID, deviceID, name); err != nil {
 		return fmt.Errorf("renaming device: %w", err)
 	}
-	_, err = tx.MarkDeviceListChanged(ctx, userID, "")
+	_, err = tx.MarkDevicesChanged(ctx, userID, deviceID)
 	return err
 }
 

@@ -93,7 +93,7 @@ func (tx *Tx) SetDeviceKeys(ctx context.Context, userID, deviceID string, keyJSO
 		ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json`, userID, deviceID, string(keyJSON)); err != nil {
 		return false, fmt.Errorf("saving device keys: %w", err)
 	}
-	if _, err := tx.MarkDeviceListChanged(ctx, userID, ""); err != nil {
+	if _, err := tx.MarkDevicesChanged(ctx, userID, deviceID); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -420,7 +420,7 @@ func (tx *Tx) deleteDevicesE2EE(ctx context.Context, userID string, deviceIDs []
 			}
 		}
 	}
-	_, err := tx.MarkDeviceListChanged(ctx, userID, "")
+	_, err := tx.MarkDevicesChanged(ctx, userID, deviceIDs...)
 	return err
 }
 

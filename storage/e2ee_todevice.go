@@ -44,7 +44,33 @@ func (tx *Tx) QueueToDevice(ctx context.Context, sender, senderDevice, txnID, ty
 		sender, senderDevice, nowMS-toDeviceTxnLifetime); err != nil {
 		return 0, false, fmt.Errorf("pruning to-device transactions: %w", err)
 	}
+	n, err := tx.deliverToDevice(ctx, sender, typ, msgs)
+	return n, false, err
+}
 
+// QueueRemoteToDevice stores the messages of an m.direct_to_device EDU from
+// another server under one stream position, as QueueToDevice does. dup
+// reports a message ID the origin already used (nothing is stored again).
+func (tx *Tx) QueueRemoteToDevice(ctx context.Context, origin, messageID, sender, typ string, msgs []ToDeviceMessage, nowMS int64) (queued int, dup bool, err error) {
+	res, err := tx.exec(ctx, `INSERT INTO e2e_to_device_inbound (origin, message_id, ts) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, origin, messageID, nowMS)
+	if err != nil {
+		return 0, false, fmt.Errorf("saving to-device message ID: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return 0, true, nil
+	}
+	if _, err := tx.exec(ctx, `DELETE FROM e2e_to_device_inbound WHERE origin = $1 AND ts < $2`,
+		origin, nowMS-toDeviceTxnLifetime); err != nil {
+		return 0, false, fmt.Errorf("pruning to-device message IDs: %w", err)
+	}
+	n, err := tx.deliverToDevice(ctx, sender, typ, msgs)
+	return n, false, err
+}
+
+// deliverToDevice queues messages for their devices under one stream
+// position and returns how many were queued.
+func (tx *Tx) deliverToDevice(ctx context.Context, sender, typ string, msgs []ToDeviceMessage) (int, error) {
 	// Resolve the targets: explicit device IDs first, then "*".
 	type target struct{ user, device string }
 	content := map[target][]byte{}
@@ -59,7 +85,7 @@ func (tx *Tx) QueueToDevice(ctx context.Context, sender, senderDevice, txnID, ty
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
-			return 0, false, err
+			return 0, err
 		}
 		if _, seen := content[t]; !seen {
 			order = append(order, t)
@@ -73,7 +99,7 @@ func (tx *Tx) QueueToDevice(ctx context.Context, sender, senderDevice, txnID, ty
 		}
 		ids, err := tx.deviceIDs(ctx, m.UserID)
 		if err != nil {
-			return 0, false, err
+			return 0, err
 		}
 		for _, id := range ids {
 			t := target{m.UserID, id}
@@ -87,17 +113,17 @@ func (tx *Tx) QueueToDevice(ctx context.Context, sender, senderDevice, txnID, ty
 		}
 	}
 	if len(order) == 0 {
-		return 0, false, nil
+		return 0, nil
 	}
 	pos := tx.NextStreamPos()
 	for _, t := range order {
 		tx.WakeUsers(t.user)
 		if _, err := tx.exec(ctx, `INSERT INTO e2e_to_device (user_id, device_id, stream_pos, sender, type, content)
 			VALUES ($1, $2, $3, $4, $5, $6)`, t.user, t.device, pos, sender, typ, string(content[t])); err != nil {
-			return 0, false, fmt.Errorf("queueing to-device message: %w", err)
+			return 0, fmt.Errorf("queueing to-device message: %w", err)
 		}
 	}
-	return len(order), false, nil
+	return len(order), nil
 }
 
 func (tx *Tx) deviceIDs(ctx context.Context, userID string) ([]string, error) {

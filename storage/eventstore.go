@@ -33,6 +33,9 @@ const (
 	SoftFailed
 )
 
+// Status is the status an event stored with this placement has.
+func (p Placement) Status() int { return p.status() }
+
 func (p Placement) status() int {
 	switch p {
 	case Outlier:
@@ -56,9 +59,13 @@ type EventWrite struct {
 	// State before the event, for timeline, backfilled and soft-failed
 	// events: an existing snapshot, or (when StateBeforeIDs is not nil) the
 	// state as event IDs, stored as a new full snapshot. Zero with nil IDs
-	// means the room's current state.
-	StateBefore    int64
-	StateBeforeIDs map[StateKey]string
+	// means the room's current state. StateBeforeDelta, with StateBefore,
+	// is a state that differs from that snapshot in these entries (the
+	// state after a prev event that is a state event): stored as a delta
+	// over it, so a chain of events does not copy the room's state each.
+	StateBefore      int64
+	StateBeforeIDs   map[StateKey]string
+	StateBeforeDelta map[StateKey]string
 
 	// How a timeline event changes the room's current state: a state event
 	// that extends the current state replaces its own key (Extends); after
@@ -120,6 +127,10 @@ func (tx *Tx) StoreEvent(ctx context.Context, w EventWrite) (StoredEvent, error)
 			return out, err
 		}
 		if e.StateBefore, err = tx.InsertSnapshot(ctx, e.RoomNID, 0, 0, nids); err != nil {
+			return out, err
+		}
+	case w.StateBefore != 0 && len(w.StateBeforeDelta) > 0:
+		if e.StateBefore, err = tx.deltaSnapshot(ctx, e.RoomNID, w.StateBefore, w.StateBeforeDelta); err != nil {
 			return out, err
 		}
 	case w.StateBefore != 0:
@@ -350,6 +361,30 @@ func (tx *Tx) extendCurrentState(ctx context.Context, roomNID int64, room roomSn
 		return 0, err
 	}
 	return snap, nil
+}
+
+// deltaSnapshot stores the state of snapshot parent with the given entries
+// changed: a delta over it, or a full copy once its chain is long.
+func (tx *Tx) deltaSnapshot(ctx context.Context, roomNID, parent int64, changed map[StateKey]string) (int64, error) {
+	nids, err := tx.eventNIDs(ctx, changed, "", 0)
+	if err != nil {
+		return 0, err
+	}
+	var chainLen int
+	if err := tx.q().QueryRowContext(ctx, `SELECT chain_len FROM state_snapshots WHERE snapshot_nid = $1`, parent).Scan(&chainLen); err != nil {
+		return 0, fmt.Errorf("reading snapshot %d: %w", parent, err)
+	}
+	if chainLen >= maxChainLen {
+		full, err := readSnapshot(ctx, tx.q(), parent)
+		if err != nil {
+			return 0, err
+		}
+		for k, nid := range nids {
+			full[k] = nid
+		}
+		return tx.InsertSnapshot(ctx, roomNID, 0, 0, full)
+	}
+	return tx.InsertSnapshot(ctx, roomNID, parent, chainLen+1, nids)
 }
 
 // replaceCurrentState stores a resolved current state as a full snapshot

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -391,4 +392,75 @@ func idOf(k *roomKit, nid int64) string {
 	}
 	k.t.Fatalf("no event %d", nid)
 	return ""
+}
+
+// A state before given as a snapshot with changed entries is stored as a
+// delta over that snapshot (one chain step more), or as a full copy once
+// the chain is at its cap; each reads back the whole state.
+func TestStoreEventStateBeforeDelta(t *testing.T) {
+	db, _ := openTest(t)
+	k := newRoomKit(t, db, "!delta:x")
+	k.create("@alice:x", "public", "shared")
+	baseMsg, _ := k.message("@alice:x", "base")
+	base := k.row(baseMsg.EventID).StateBefore
+	want := maps.Clone(k.state)
+	snap := base
+	_, parentChain := k.snapshotShape(base)
+	for i := 1; i <= maxChainLen+2; i++ {
+		topic := k.event("m.room.topic", ptr(""), "@alice:x", map[string]any{"topic": i})
+		tout := k.store(EventWrite{Event: topic, Placement: Backfill, StateBefore: snap})
+		e := k.event("m.room.message", nil, "@alice:x", map[string]any{"body": i})
+		out := k.store(EventWrite{Event: e, Placement: Backfill, StateBefore: snap,
+			StateBeforeDelta: map[StateKey]string{{Type: "m.room.topic"}: topic.EventID}})
+		want[StateKey{Type: "m.room.topic"}] = tout.NID
+		k.wantSnapshot(fmt.Sprint("state before message ", i), out.StateBefore, want)
+		parent, chain := k.snapshotShape(out.StateBefore)
+		switch {
+		case parentChain >= maxChainLen && (parent != 0 || chain != 0):
+			t.Fatalf("message %d: snapshot over %d (chain %d) after a chain of %d; want a full copy", i, parent, chain, parentChain)
+		case parentChain < maxChainLen && (parent != snap || chain != parentChain+1):
+			t.Fatalf("message %d: snapshot over %d (chain %d); want a delta over %d (chain %d)", i, parent, chain, snap, parentChain+1)
+		}
+		snap, parentChain = out.StateBefore, chain
+	}
+	k.wantCurrent("after the backfilled chain")
+}
+
+// GapsBetween lists the prev events not held of the timeline events in a
+// range of the topological order, nearest its upper end first; held,
+// rejected and soft-failed prev events are no gap, outliers are.
+func TestGapsBetween(t *testing.T) {
+	db, _ := openTest(t)
+	k := newRoomKit(t, db, "!gaps:x")
+	k.create("@alice:x", "public", "shared")
+	withPrevs := func(body string, prevs ...string) NewEvent {
+		e := k.event("m.room.message", nil, "@alice:x", map[string]any{"body": body})
+		e.PrevEvents = prevs
+		k.store(EventWrite{Event: e, Placement: Timeline})
+		return e
+	}
+	outlier := k.event("m.room.member", ptr("@bob:x"), "@bob:x", map[string]any{"membership": "join"})
+	k.store(EventWrite{Event: outlier, Placement: Outlier})
+	rejected := k.event("m.room.message", nil, "@eve:x", map[string]any{"body": "no"})
+	k.store(EventWrite{Event: rejected, Placement: Rejected})
+	low := withPrevs("low", "$missing-low", rejected.EventID)
+	mid := withPrevs("mid", low.EventID, outlier.EventID)
+	high := withPrevs("high", "$missing-high", mid.EventID)
+	pos := func(e NewEvent) TopoPos { return TopoPos{Depth: e.Depth, NID: k.ids[e.EventID]} }
+	for _, c := range []struct {
+		what        string
+		after, upTo TopoPos
+		limit       int
+		want        []string
+	}{
+		{"everything", TopoPos{}, TopoEnd, 10, []string{"$missing-high", outlier.EventID, "$missing-low"}},
+		{"limited", TopoPos{}, TopoEnd, 2, []string{"$missing-high", outlier.EventID}},
+		{"the middle", TopoBefore(&Event{Depth: mid.Depth, NID: k.ids[mid.EventID]}), pos(mid), 10, []string{outlier.EventID}},
+		{"below high", TopoPos{}, TopoBefore(&Event{Depth: high.Depth, NID: k.ids[high.EventID]}), 10, []string{outlier.EventID, "$missing-low"}},
+	} {
+		got, err := db.GapsBetween(k.ctx, k.nid, c.after, c.upTo, c.limit)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, %v; want %v", c.what, got, err, c.want)
+		}
+	}
 }

@@ -99,17 +99,20 @@ func (db *DB) EventsNearTimestamp(ctx context.Context, roomNID, ts int64, forwar
 	return scanEvents(db.q().QueryContext(ctx, q, roomNID, ts, limit))
 }
 
-// HistoryGaps lists the prev events of a room's oldest timeline events
-// (the first `oldest` in topological order) that the room does not hold
-// in its timeline: where the history this server knows stops. Events held
-// as outliers count as missing (backfill promotes them); rejected and
-// soft-failed ones do not.
-func (db *DB) HistoryGaps(ctx context.Context, roomNID int64, oldest int) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT DISTINCT ed.prev_event_id FROM
-		(SELECT event_nid, depth FROM events WHERE room_nid = $1 AND stream_pos IS NOT NULL ORDER BY depth, event_nid LIMIT $2) o
+// HistoryGaps lists the prev events that the room does not hold in its
+// timeline of its timeline events in (lo, hi] (topological positions; the
+// newest scan of them): where the history this server knows stops, at the
+// room's start after a late join or in the middle after downtime. The
+// events nearest hi come first. Events held as outliers count as missing
+// (backfill promotes them); rejected and soft-failed ones do not.
+func (db *DB) HistoryGaps(ctx context.Context, roomNID int64, lo, hi TopoPos, scan int) ([]string, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT ed.prev_event_id, MAX(o.depth) AS d FROM
+		(SELECT event_nid, depth FROM events WHERE room_nid = $1 AND stream_pos IS NOT NULL
+			AND (depth, event_nid) > ($2, $3) AND (depth, event_nid) <= ($4, $5)
+			ORDER BY depth DESC, event_nid DESC LIMIT $6) o
 		JOIN event_edges ed ON ed.event_nid = o.event_nid
 		WHERE NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ed.prev_event_id AND (p.stream_pos IS NOT NULL OR p.status IN (2, 3)))
-		ORDER BY o.depth, ed.prev_event_id`, roomNID, oldest)
+		GROUP BY ed.prev_event_id ORDER BY d DESC, ed.prev_event_id`, roomNID, lo.Depth, lo.NID, hi.Depth, hi.NID, scan)
 	if err != nil {
 		return nil, fmt.Errorf("finding history gaps: %w", err)
 	}
@@ -117,7 +120,38 @@ func (db *DB) HistoryGaps(ctx context.Context, roomNID int64, oldest int) ([]str
 	var out []string
 	for rows.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		var depth int64
+		if err := rows.Scan(&id, &depth); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// GapsBetween lists the prev events, not held in the room's timeline, of
+// the room's timeline events in the topological range (after, upTo]: the
+// gaps a page of history there runs into (a server that missed events and
+// fetched only the newest has such a gap in the middle of its history).
+// The gaps nearest upTo come first; outliers count as missing, rejected and
+// soft-failed events do not, as in HistoryGaps.
+func (db *DB) GapsBetween(ctx context.Context, roomNID int64, after, upTo TopoPos, limit int) ([]string, error) {
+	rows, err := db.q().QueryContext(ctx, `SELECT ed.prev_event_id, MAX(e.depth) AS d FROM events e
+		JOIN event_edges ed ON ed.event_nid = e.event_nid
+		WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL
+			AND (e.depth, e.event_nid) > ($2, $3) AND (e.depth, e.event_nid) <= ($4, $5)
+			AND NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ed.prev_event_id AND (p.stream_pos IS NOT NULL OR p.status IN (2, 3)))
+		GROUP BY ed.prev_event_id ORDER BY d DESC, ed.prev_event_id LIMIT $6`,
+		roomNID, after.Depth, after.NID, upTo.Depth, upTo.NID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding gaps in history: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		var depth int64
+		if err := rows.Scan(&id, &depth); err != nil {
 			return nil, err
 		}
 		out = append(out, id)

@@ -174,10 +174,14 @@ func (db *DB) FederationDestination(ctx context.Context, destination string) (De
 }
 
 // SetFederationBackoff records a destination's consecutive failures and
-// when to try it again (0, 0 resets its backoff).
+// when to try it again (0, 0 resets its backoff, and the failure times the
+// admin API shows; RecordFederationFailure records a failure with them).
 func (tx *Tx) SetFederationBackoff(ctx context.Context, destination string, failures int, retryAt int64) error {
 	_, err := tx.exec(ctx, `INSERT INTO federation_destinations (destination, failures, retry_at) VALUES ($1, $2, $3)
-		ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, retry_at = excluded.retry_at`,
+		ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, retry_at = excluded.retry_at,
+			failure_ts = CASE WHEN excluded.failures = 0 THEN NULL ELSE federation_destinations.failure_ts END,
+			retry_last_ts = CASE WHEN excluded.failures = 0 THEN 0 ELSE federation_destinations.retry_last_ts END,
+			retry_interval = CASE WHEN excluded.failures = 0 THEN 0 ELSE federation_destinations.retry_interval END`,
 		destination, failures, retryAt)
 	if err != nil {
 		return fmt.Errorf("saving the backoff of %s: %w", destination, err)
@@ -266,9 +270,24 @@ func (tx *Tx) FinishFederationTxn(ctx context.Context, destination, txnID string
 	if _, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE destination = $1 AND txn_id = $2`, destination, txnID); err != nil {
 		return fmt.Errorf("removing transaction %s to %s: %w", txnID, destination, err)
 	}
-	_, err := tx.exec(ctx, `UPDATE federation_destinations SET txn_id = '', failures = 0, retry_at = 0 WHERE destination = $1`, destination)
+	_, err := tx.exec(ctx, `UPDATE federation_destinations SET txn_id = '', failures = 0, retry_at = 0,
+		failure_ts = NULL, retry_last_ts = 0, retry_interval = 0 WHERE destination = $1`, destination)
 	if err != nil {
 		return fmt.Errorf("finishing transaction %s to %s: %w", txnID, destination, err)
+	}
+	return nil
+}
+
+// DropFederationTxn removes a transaction that has nothing left to send
+// (catch-up dropped its events, or they were purged) without touching the
+// destination's backoff: it was never answered.
+func (tx *Tx) DropFederationTxn(ctx context.Context, destination, txnID string) error {
+	if _, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE destination = $1 AND txn_id = $2`, destination, txnID); err != nil {
+		return fmt.Errorf("dropping transaction %s to %s: %w", txnID, destination, err)
+	}
+	_, err := tx.exec(ctx, `UPDATE federation_destinations SET txn_id = '' WHERE destination = $1 AND txn_id = $2`, destination, txnID)
+	if err != nil {
+		return fmt.Errorf("dropping transaction %s to %s: %w", txnID, destination, err)
 	}
 	return nil
 }
@@ -297,15 +316,17 @@ func (db *DB) QueuedFederationPDUs(ctx context.Context, destination string) (int
 }
 
 // CollapseFederationQueue shrinks the queue of a destination that missed
-// many events: of the PDUs not yet in a transaction it keeps the newest
-// keepPerRoom of each room (the destination fetches the rest from us, as
-// it would any gap), and it drops the queued EDUs of the given types. It
-// returns how many rows it removed.
+// events: of its PDUs, those of the transaction in flight included, it
+// keeps the newest keepPerRoom of each room (the destination fetches the
+// rest from us, as it would any gap), and it drops the queued EDUs of the
+// given types that are not in a transaction. The transaction in flight
+// keeps its ID and its other rows: a destination that took it before
+// answers it as it did then. It returns how many rows it removed.
 func (tx *Tx) CollapseFederationQueue(ctx context.Context, destination string, keepPerRoom int, dropEDUTypes []string) (int64, error) {
 	res, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE queue_nid IN (
 			SELECT queue_nid FROM (
 				SELECT queue_nid, ROW_NUMBER() OVER (PARTITION BY room_nid ORDER BY queue_nid DESC) AS rn
-				FROM federation_queue WHERE destination = $1 AND kind = 0 AND txn_id IS NULL)
+				FROM federation_queue WHERE destination = $1 AND kind = 0)
 			WHERE rn > $2)`, destination, keepPerRoom)
 	if err != nil {
 		return 0, fmt.Errorf("collapsing the queued events of %s: %w", destination, err)

@@ -241,10 +241,15 @@ func TestFederationKeyedEDUsReplace(t *testing.T) {
 	}
 }
 
+// The newest events of each room stay queued, those of the transaction in
+// flight included (it keeps its ID and EDUs); stale EDUs not in flight go.
 func TestCollapseFederationQueue(t *testing.T) {
 	ctx := context.Background()
 	f := newFedFixture(t)
-	first := f.queueMessages("y", 2)
+	f.queueMessages("y", 2)
+	mustWrite(t, f.db, func(tx *Tx) error {
+		return tx.QueueFederationEDU(ctx, QueuedEDU{Destination: "y", Type: "m.direct_to_device", Content: []byte(`{"in":"flight"}`)})
+	})
 	inFlight := startTxn(t, f.db, "y", 1)
 	room1 := f.queueMessages("y", 20)
 	var room2 int64
@@ -279,12 +284,15 @@ func TestCollapseFederationQueue(t *testing.T) {
 		removed, err = tx.CollapseFederationQueue(ctx, "y", 5, []string{"m.typing", "m.presence"})
 		return err
 	})
-	if removed != 15+2 {
-		t.Fatalf("removed %d rows, want 17", removed)
+	if removed != 2+15+2 {
+		t.Fatalf("removed %d rows, want 19", removed)
 	}
 	items, _ := f.db.FederationTxnItems(ctx, "y", inFlight)
-	if len(items) != 2 || items[0].EventID != "$e1" || items[1].EventID != "$e2" {
-		t.Fatalf("transaction in flight = %+v, want its two events kept (first %v)", items, first)
+	if len(items) != 1 || !items[0].IsEDU || string(items[0].EDUContent) != `{"in":"flight"}` {
+		t.Fatalf("transaction in flight = %+v, want its EDU alone", items)
+	}
+	if st, err := f.db.FederationDestination(ctx, "y"); err != nil || st.TxnID != inFlight {
+		t.Fatalf("destination after collapse: %+v, %v", st, err)
 	}
 	next := startTxn(t, f.db, "y", 1)
 	items, _ = f.db.FederationTxnItems(ctx, "y", next)
@@ -307,5 +315,30 @@ func TestCollapseFederationQueue(t *testing.T) {
 	}
 	if p, _, _ := f.db.FederationQueueCounts(ctx, "z"); p != 30 {
 		t.Fatalf("other destination's queue = %d, want 30", p)
+	}
+}
+
+// A transaction left with nothing to send is dropped without resetting
+// the destination's backoff (it was never answered); the next one takes
+// the queued rows.
+func TestDropFederationTxn(t *testing.T) {
+	ctx := context.Background()
+	f := newFedFixture(t)
+	f.queueMessages("y", 2)
+	id := startTxn(t, f.db, "y", 1)
+	later := f.queueMessages("y", 1)
+	mustWrite(t, f.db, func(tx *Tx) error { return tx.SetFederationBackoff(ctx, "y", 3, 12345) })
+	mustWrite(t, f.db, func(tx *Tx) error { return tx.DropFederationTxn(ctx, "y", id) })
+	st, err := f.db.FederationDestination(ctx, "y")
+	if err != nil || st.TxnID != "" || st.Failures != 3 || st.RetryAt != 12345 {
+		t.Fatalf("destination after the drop: %+v, %v", st, err)
+	}
+	next := startTxn(t, f.db, "y", 1)
+	items, _ := f.db.FederationTxnItems(ctx, "y", next)
+	if next == id || len(items) != 1 {
+		t.Fatalf("next transaction %s (dropped %s): %+v", next, id, items)
+	}
+	if ev, err := f.db.EventByID(ctx, items[0].EventID); err != nil || ev.NID != later[0] {
+		t.Fatalf("next transaction holds %+v, want event %d", items[0], later[0])
 	}
 }

@@ -135,3 +135,54 @@ func TestTopoAtStream(t *testing.T) {
 		}
 	}
 }
+
+// HistoryGaps finds the prev events missing behind a range of the
+// timeline, nearest the top first: at the room's start and in its middle
+// (a gap left by downtime); outliers count as missing, rejected events
+// as held.
+func TestHistoryGaps(t *testing.T) {
+	db, _ := openTest(t)
+	k := newRoomKit(t, db, "!gaps:x")
+	var stored []string
+	add := func(prevs ...string) NewEvent {
+		e := k.event("m.room.message", nil, "@alice:x", map[string]any{"body": "m"})
+		e.PrevEvents = prevs
+		k.store(EventWrite{Event: e, Placement: Timeline})
+		stored = append(stored, e.EventID)
+		return e
+	}
+	first := add("$before-the-join") // a late join's first event
+	add(first.EventID)
+	// Three events are missing here ($gap-1 is the newest of them).
+	after := add("$gap-1")
+	outlier := k.event("m.room.member", ptr("@bob:x"), "@bob:x", map[string]any{"membership": "join"})
+	k.store(EventWrite{Event: outlier, Placement: Outlier})
+	rejected := k.event("m.room.message", nil, "@eve:x", map[string]any{})
+	k.store(EventWrite{Event: rejected, Placement: Rejected})
+	add(after.EventID, outlier.EventID, rejected.EventID)
+
+	pos := func(i int) TopoPos {
+		e, err := db.EventByID(k.ctx, stored[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return TopoOf(e)
+	}
+	for _, c := range []struct {
+		name   string
+		lo, hi TopoPos
+		scan   int
+		want   []string
+	}{
+		{"everything", TopoPos{}, TopoEnd, 100, []string{outlier.EventID, "$gap-1", "$before-the-join"}},
+		{"the newest two events", TopoPos{}, TopoEnd, 2, []string{outlier.EventID, "$gap-1"}},
+		{"below the newest", TopoPos{}, pos(2), 100, []string{"$gap-1", "$before-the-join"}},
+		{"the start's range", TopoPos{}, pos(1), 100, []string{"$before-the-join"}},
+		{"a range without gaps", pos(0), pos(1), 100, nil},
+	} {
+		got, err := db.HistoryGaps(k.ctx, k.nid, c.lo, c.hi, c.scan)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Fatalf("%s: gaps %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
+}

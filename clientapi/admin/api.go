@@ -26,6 +26,8 @@ type API struct {
 	users    *users.Service
 	nonces   *nonceStore
 	log      logrus.FieldLogger
+	// fedSender retries federation destinations (admin_federation.go).
+	fedSender DestinationWaker
 }
 
 // New builds the admin API.

@@ -41,6 +41,11 @@ func (a *API) Register(rt *httputil.Router) {
 	rt.Exact(del, "/_synapse/admin/v1/rooms/{roomId}", a.authn.AdminJSON(a.adminShutdownRoom))
 	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomId}/block", a.authn.AdminJSON(a.adminRoomBlock))
 	rt.Exact(put, "/_synapse/admin/v1/rooms/{roomId}/block", a.authn.AdminJSON(a.adminRoomBlock))
+	rt.Exact(get, "/_synapse/admin/v1/federation/destinations", a.authn.AdminJSON(a.adminDestinations))
+	rt.Exact(get, "/_synapse/admin/v1/federation/destinations/{destination}", a.authn.AdminJSON(a.adminDestination))
+	rt.Exact(get, "/_synapse/admin/v1/federation/destinations/{destination}/rooms", a.authn.AdminJSON(a.adminDestinationRooms))
+	rt.Exact(post, "/_synapse/admin/v1/federation/destinations/{destination}/reset_connection",
+		a.authn.AdminJSON(a.adminResetDestination))
 	rt.Exact(post, "/_synapse/admin/v1/send_server_notice", a.authn.AdminJSON(a.adminSendServerNotice))
 	rt.Exact(put, "/_synapse/admin/v1/send_server_notice/{txnId}", a.authn.AdminJSON(a.adminSendServerNotice))
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/ratelimit"
 )
 
 // Authenticator checks X-Matrix signatures on requests to this server.
@@ -39,6 +40,8 @@ type Authenticator struct {
 	now        func() time.Time
 	// onAuthenticated is told each authenticated origin (may be unset).
 	onAuthenticated atomic.Pointer[func(spec.ServerName)]
+	// origins limits each origin's requests (nil: no limit; limits.go).
+	origins *ratelimit.Limiter
 }
 
 // New builds an Authenticator for requests to serverName, checking
@@ -68,9 +71,19 @@ func WithOrigin(ctx context.Context, origin spec.ServerName) context.Context {
 
 // Require serves next only for requests whose X-Matrix signature checks
 // out; others are answered 401 (or 400 for a malformed header) with
-// M_UNAUTHORIZED.
+// M_UNAUTHORIZED. Bodies larger than DefaultMaxBody are refused (413), and
+// origins past their request budget are answered 429 (limits.go).
 func (a *Authenticator) Require(next http.Handler) http.Handler {
+	return a.RequireWithBody(next, DefaultMaxBody)
+}
+
+// RequireWithBody is Require with its own body limit (0: only the
+// server's).
+func (a *Authenticator) RequireWithBody(next http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if maxBody > 0 && r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
 		origin, err := a.Authenticate(r)
 		if err != nil {
 			httputil.WriteError(w, r, err)
@@ -78,6 +91,10 @@ func (a *Authenticator) Require(next http.Handler) http.Handler {
 		}
 		if f := a.onAuthenticated.Load(); f != nil {
 			(*f)(origin)
+		}
+		if err := a.admit(r, origin); err != nil {
+			httputil.WriteError(w, r, err)
+			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithOrigin(r.Context(), origin)))
 	})
@@ -93,10 +110,16 @@ type HandlerFunc func(r *http.Request, origin spec.ServerName) (any, error)
 
 // Handler serves fn behind Require.
 func (a *Authenticator) Handler(fn HandlerFunc) http.Handler {
-	return a.Require(httputil.Handler(func(r *http.Request) (any, error) {
+	return a.HandlerWithBody(fn, DefaultMaxBody)
+}
+
+// HandlerWithBody serves fn behind RequireWithBody: for endpoints whose
+// bodies may be larger than DefaultMaxBody (transactions).
+func (a *Authenticator) HandlerWithBody(fn HandlerFunc, maxBody int64) http.Handler {
+	return a.RequireWithBody(httputil.Handler(func(r *http.Request) (any, error) {
 		origin, _ := Origin(r.Context())
 		return fn(r, origin)
-	}))
+	}), maxBody)
 }
 
 func unauthorized(status int, format string, args ...any) *httputil.Error {

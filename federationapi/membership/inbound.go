@@ -45,6 +45,11 @@ func (s *Service) makeMembership(r *http.Request, origin spec.ServerName, member
 	if err != nil {
 		return nil, fedErr(err)
 	}
+	// The ACL first (as Synapse): a denied server learns nothing of the
+	// room, its version included.
+	if err := s.checkACL(ctx, roomID, origin); err != nil {
+		return nil, err
+	}
 	if membership != spec.Leave {
 		supported := r.URL.Query()["ver"]
 		if len(supported) == 0 {
@@ -53,9 +58,6 @@ func (s *Service) makeMembership(r *http.Request, origin spec.ServerName, member
 		if !slices.Contains(supported, string(ver.Version())) {
 			return nil, incompatibleVersion(ver.Version())
 		}
-	}
-	if err := s.checkACL(ctx, roomID, origin); err != nil {
-		return nil, err
 	}
 	template, ver, err := s.rs.MembershipTemplate(ctx, roomID, userID, membership)
 	if err != nil {
@@ -99,7 +101,10 @@ func (s *Service) receiveMembership(r *http.Request, origin spec.ServerName, mem
 			return nil, httputil.BadJSON("the authorising user %s is not a user of this server", c.Via)
 		}
 	}
-	signed := pdu.Sign(string(s.origin), s.keyID, s.key)
+	signed, err := s.sign(ver, pdu)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := s.rs.InputRemoteMembership(ctx, origin, signed); err != nil {
 		return nil, fedErr(err)
 	}

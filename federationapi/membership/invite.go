@@ -52,7 +52,10 @@ func (s *Service) invite(r *http.Request, origin spec.ServerName) (any, error) {
 		return nil, httputil.Forbidden("the invite is not signed by %s: %v", origin, err)
 	}
 	stripped := s.strippedState(ctx, ver, roomID, body.InviteRoomState)
-	signed := pdu.Sign(string(s.origin), s.keyID, s.key)
+	signed, err := s.sign(ver, pdu)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := s.rs.ReceiveInvite(ctx, signed, stripped); err != nil {
 		return nil, fedErr(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -238,6 +239,25 @@ func fedErr(err error) error {
 		return httputil.TooLarge("event is larger than 65536 bytes")
 	}
 	return err
+}
+
+// sign adds this server's signature to an event of room version ver.
+func (s *Service) sign(ver gomatrixserverlib.IRoomVersion, pdu gomatrixserverlib.PDU) (gomatrixserverlib.PDU, error) {
+	return signEvent(ver, pdu, s.origin, s.keyID, s.key)
+}
+
+// signEvent signs pdu as origin. gomatrixserverlib's PDU.Sign hands a v12
+// event back in the shape of older versions, whose auth events lack the
+// create event a v12 room ID implies (state resolution and the auth rules
+// then miss it): the signed JSON is parsed again with the room version.
+func signEvent(ver gomatrixserverlib.IRoomVersion, pdu gomatrixserverlib.PDU, origin spec.ServerName,
+	keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey) (gomatrixserverlib.PDU, error) {
+	signed := pdu.Sign(string(origin), keyID, key)
+	out, err := ver.NewEventFromTrustedJSONWithEventID(pdu.EventID(), signed.JSON(), pdu.Redacted())
+	if err != nil {
+		return nil, fmt.Errorf("signing %s: %w", pdu.EventID(), err)
+	}
+	return out, nil
 }
 
 // forward hands an event accepted as the room's resident to the sender.

@@ -15,10 +15,10 @@
 //     state_key (invites, kicks, bans and leaves of remote users); never
 //     this server.
 //   - Transactions: up to 50 PDUs and 100 EDUs, oldest first. A
-//     transaction's rows are fixed when it starts and are sent again under
-//     the same ID until the destination answers, so the receiver's per-origin
-//     idempotency drops a retry whose first answer was lost (also across
-//     restarts).
+//     transaction's rows are fixed when it starts (only catch-up may drop
+//     its PDUs) and are sent again under the same ID until the destination
+//     answers, so the receiver's per-origin idempotency drops a retry
+//     whose first answer was lost (also across restarts).
 //   - Answers: 200 removes the rows (per-PDU errors in the answer are
 //     logged); 400, 403, 404 and 413 drop the transaction (sending the same
 //     one again cannot succeed; the destination fetches missing events
@@ -26,17 +26,19 @@
 //     more than 60 s, so a server that comes back is retried within a
 //     minute. ResetBackoff, which the inbound side calls on any
 //     authenticated request from a server, retries at once.
-//   - Catch-up: once a destination in backoff has more than
-//     Options.CatchUpThreshold events queued outside its transaction in
-//     flight, only the newest Options.CatchUpPerRoom of each room are kept
-//     (as Synapse, the destination fills the gap with /get_missing_events
-//     and /backfill), and queued typing and presence EDUs (stale by then)
-//     are dropped. Other EDUs are kept: to-device messages are delivered
-//     exactly once (never collapsed, never put in two transactions, retried
-//     under their transaction's ID; only a refusal drops them with their
-//     transaction); keyed EDUs (typing per room and user, receipts per room, type, user
-//     and thread, presence per user) replace their queued predecessor when
-//     queued, which bounds them.
+//   - Catch-up: a destination retried after failures gets only the
+//     newest Options.CatchUpPerRoom events of each room, those of its
+//     transaction in flight included (as Synapse, the destination fills
+//     the gap with /get_missing_events and /backfill; old events sent
+//     after newer ones from other servers would be the newest there), and
+//     queued typing and presence EDUs (stale by then) are dropped. The
+//     transaction in flight keeps its ID and EDUs. Other EDUs are kept:
+//     to-device messages are delivered exactly once (never collapsed,
+//     never put in two transactions, retried under their transaction's ID;
+//     only a refusal drops them with their transaction); keyed EDUs
+//     (typing per room and user, receipts per room, type, user and thread,
+//     presence per user) replace their queued predecessor when queued,
+//     which bounds them.
 package sender
 
 import (
@@ -85,10 +87,11 @@ type Options struct {
 	RequestTimeout time.Duration // default 60s
 	// MaxInFlight bounds transactions in flight across all destinations.
 	MaxInFlight int // default 16
-	// CatchUpThreshold is how many events may queue for a destination in
-	// backoff before its queue collapses to the newest CatchUpPerRoom
-	// events of each room; negative: never collapse.
-	CatchUpThreshold int // default 100
+	// CatchUpThreshold is how many events (in flight included) may queue
+	// for a destination in backoff before its queue collapses to the
+	// newest CatchUpPerRoom events of each room when it is retried; 0:
+	// always collapse (Synapse's catch-up); negative: never collapse.
+	CatchUpThreshold int // default 0
 	CatchUpPerRoom   int // default 5
 }
 
@@ -105,9 +108,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 16
-	}
-	if o.CatchUpThreshold == 0 {
-		o.CatchUpThreshold = 100
 	}
 	if o.CatchUpPerRoom <= 0 {
 		o.CatchUpPerRoom = 5
@@ -367,6 +367,17 @@ func (s *Sender) joinedServers(snapshot int64) ([]string, error) {
 // are skipped); it is sent with the destination's next transaction. The
 // EDU's origin and destination are set when it is sent.
 func (s *Sender) QueueEDU(ctx context.Context, destinations []string, edu gomatrixserverlib.EDU) error {
+	err := s.db.Write(ctx, func(tx *storage.Tx) error { return s.QueueEDUTx(ctx, tx, destinations, edu) })
+	if err != nil {
+		return fmt.Errorf("queueing a %s EDU: %w", edu.Type, err)
+	}
+	return nil
+}
+
+// QueueEDUTx is QueueEDU as part of the write tx: the EDU is queued (and
+// its destinations woken) only if the write commits, so it goes out
+// exactly when what it reports happened.
+func (s *Sender) QueueEDUTx(ctx context.Context, tx *storage.Tx, destinations []string, edu gomatrixserverlib.EDU) error {
 	if edu.Type == "" {
 		return errors.New("queueing an EDU: no type")
 	}
@@ -384,22 +395,17 @@ func (s *Sender) QueueEDU(ctx context.Context, destinations []string, edu gomatr
 			dests = append(dests, d)
 		}
 	}
-	if len(dests) == 0 {
-		return nil
-	}
-	err := s.db.Write(ctx, func(tx *storage.Tx) error {
-		for _, d := range dests {
-			if err := tx.QueueFederationEDU(ctx, storage.QueuedEDU{Destination: d, Type: edu.Type, Key: key, Content: content}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("queueing a %s EDU: %w", edu.Type, err)
-	}
 	for _, d := range dests {
-		s.poke(d)
+		if err := tx.QueueFederationEDU(ctx, storage.QueuedEDU{Destination: d, Type: edu.Type, Key: key, Content: content}); err != nil {
+			return err
+		}
+	}
+	if len(dests) > 0 {
+		tx.OnCommit(func() {
+			for _, d := range dests {
+				s.poke(d)
+			}
+		})
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package sender
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"github.com/matrix-org/gomatrix"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/storage"
 )
 
 const alice = "@alice:a.test"
@@ -314,18 +317,19 @@ func TestAnswerDuringShutdownIsRecorded(t *testing.T) {
 	}
 }
 
-// A destination that missed many events gets the transaction it had in
-// flight, then the newest events of each room; stale typing goes, to-device
-// messages stay.
+// A destination that missed events gets the newest events of each room,
+// not the older ones of the transaction it had in flight (other servers
+// may have given it newer events already: old ones would come after them);
+// stale typing goes, to-device messages stay.
 func TestCatchUpSendsTheNewestOfEachRoom(t *testing.T) {
-	k := newKit(t, Options{InitialBackoff: time.Minute, CatchUpThreshold: 100, CatchUpPerRoom: 3})
+	k := newKit(t, Options{InitialBackoff: time.Minute, CatchUpPerRoom: 3})
 	ctx := context.Background()
 	b := newRemote(t, "b.test")
 	room1, room2 := k.createRoom(alice), k.createRoom(alice)
 	k.join(b, room1, "@bob:b.test")
 	k.join(b, room2, "@bob:b.test")
 	k.tr.with("b.test", func(d *fakeDest) { d.down = errDown })
-	inFlight := k.send(room1, alice, "first")
+	k.send(room1, alice, "first") // in flight
 	waitFor(t, "the failure", func() bool {
 		st, _ := k.db.FederationDestination(ctx, "b.test")
 		return st.Failures == 1
@@ -352,8 +356,7 @@ func TestCatchUpSendsTheNewestOfEachRoom(t *testing.T) {
 	k.s.ResetBackoff("b.test")
 	k.waitDrained("b.test")
 
-	want := append([]string{inFlight}, r1[len(r1)-3:]...)
-	want = append(want, r2[len(r2)-3:]...)
+	want := append(slices.Clone(r1[len(r1)-3:]), r2[len(r2)-3:]...)
 	got := k.tr.events("b.test")
 	slices.Sort(want)
 	slices.Sort(got)
@@ -367,6 +370,88 @@ func TestCatchUpSendsTheNewestOfEachRoom(t *testing.T) {
 		if len(d.edus) != 1 || d.edus[0].Type != "m.direct_to_device" {
 			t.Fatalf("EDUs after catch-up: %+v", d.edus)
 		}
+	})
+}
+
+// A destination that failed has its queue collapsed when it is retried,
+// however few events it missed; a transaction in flight left with nothing
+// to send is dropped without resetting the backoff (the destination has
+// not answered yet).
+func TestCatchUpDropsAnEmptiedTransactionInBackoff(t *testing.T) {
+	k := newKit(t, Options{InitialBackoff: 20 * time.Millisecond, CatchUpPerRoom: 2})
+	ctx := context.Background()
+	b := newRemote(t, "b.test")
+	room := k.createRoom(alice)
+	k.join(b, room, "@bob:b.test")
+	gate := make(chan struct{})
+	k.tr.with("b.test", func(d *fakeDest) { d.down, d.gate = errDown, gate })
+	k.send(room, alice, "in flight")
+	attempts := func(n int) func() bool {
+		return func() bool {
+			var a, in int
+			k.tr.with("b.test", func(d *fakeDest) { a, in = d.attempts, d.inFlight })
+			return a == n && in == 1
+		}
+	}
+	waitFor(t, "the first attempt", attempts(1))
+	first, _ := k.db.FederationDestination(ctx, "b.test")
+	var sent []string
+	for i := range 6 {
+		sent = append(sent, k.send(room, alice, fmt.Sprint(i)))
+	}
+	waitFor(t, "the events to be queued", func() bool {
+		p, _, _ := k.db.FederationQueueCounts(ctx, "b.test")
+		return p == 7
+	})
+	gate <- struct{}{} // the first attempt fails
+	// The retry holds the newest two in a new transaction.
+	waitFor(t, "the retry", attempts(2))
+	st, _ := k.db.FederationDestination(ctx, "b.test")
+	if st.Failures != 1 || st.TxnID == first.TxnID {
+		t.Fatalf("destination during the retry: %+v (before: %+v)", st, first)
+	}
+	k.tr.with("b.test", func(d *fakeDest) { d.down = nil })
+	gate <- struct{}{}
+	k.waitDrained("b.test")
+	if got := k.tr.events("b.test"); !slices.Equal(got, sent[4:]) {
+		t.Fatalf("b.test got %v, want the newest two %v", got, sent[4:])
+	}
+}
+
+// QueueEDUTx queues an EDU as part of a write: a write that fails queues
+// nothing, one that commits sends it.
+func TestQueueEDUTx(t *testing.T) {
+	k := newKit(t, Options{})
+	ctx := context.Background()
+	failed := errors.New("the write fails after queueing")
+	err := k.db.Write(ctx, func(tx *storage.Tx) error {
+		if err := k.s.QueueEDUTx(ctx, tx, []string{"b.test"}, gomatrixserverlib.EDU{Type: "org.example.lost", Content: []byte(`{}`)}); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatal(err)
+	}
+	err = k.db.Write(ctx, func(tx *storage.Tx) error {
+		return k.s.QueueEDUTx(ctx, tx, []string{"b.test", local}, gomatrixserverlib.EDU{Type: "org.example.kept", Content: []byte(`{"n":1}`)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b.test's EDU", func() bool {
+		var n int
+		k.tr.with("b.test", func(d *fakeDest) { n = len(d.edus) })
+		return n == 1
+	})
+	k.tr.with("b.test", func(d *fakeDest) {
+		if d.edus[0].Type != "org.example.kept" {
+			t.Fatalf("EDUs = %+v", d.edus)
+		}
+	})
+	waitFor(t, "an empty queue", func() bool {
+		pdus, edus, err := k.db.FederationQueueCounts(ctx, "b.test")
+		return err == nil && pdus+edus == 0
 	})
 }
 

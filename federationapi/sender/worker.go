@@ -148,8 +148,13 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	}
 	txn := s.transaction(w.dest, txnID, items)
 	if len(txn.PDUs) == 0 && len(txn.EDUs) == 0 {
-		// Its events are gone (a purged room): nothing to send.
-		return s.finishTxn(log, w.dest, txnID)
+		// Its events are gone (catch-up dropped them, or a purged room):
+		// nothing to send, and nothing learnt of the destination.
+		if err := s.write(func(ctx context.Context, tx *storage.Tx) error { return tx.DropFederationTxn(ctx, w.dest, txnID) }); err != nil {
+			log.WithError(err).Warn("dropping an empty transaction")
+			return waiting, now.Add(s.opts.InitialBackoff)
+		}
+		return progress, time.Time{}
 	}
 	resp, err := s.send(txn)
 	if err == nil {
@@ -158,7 +163,7 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 				log.WithFields(logrus.Fields{"event_id": id, "error": r.Error}).Warn("destination did not accept an event")
 			}
 		}
-		return s.finishTxn(log, w.dest, txnID)
+		return s.finishTxn(log, w.dest, txnID, len(txn.PDUs) > 0)
 	}
 	if s.ctx.Err() != nil {
 		return idle, time.Time{} // stopping: the transaction stays queued
@@ -166,12 +171,12 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	if code, ok := refused(err); ok {
 		log.WithError(err).WithFields(logrus.Fields{"status": code, "pdus": len(txn.PDUs), "edus": len(txn.EDUs)}).
 			Error("destination refused a transaction: dropping it")
-		return s.finishTxn(log, w.dest, txnID)
+		return s.finishTxn(log, w.dest, txnID, false)
 	}
 	failures := st.Failures + 1
 	retry := now.Add(s.backoff(failures))
 	if err := s.write(func(ctx context.Context, tx *storage.Tx) error {
-		return tx.SetFederationBackoff(ctx, w.dest, failures, retry.UnixMilli())
+		return tx.RecordFederationFailure(ctx, w.dest, failures, now.UnixMilli(), retry.UnixMilli())
 	}); err != nil {
 		log.WithError(err).Warn("saving destination backoff")
 	}
@@ -180,31 +185,46 @@ func (s *Sender) step(w *worker) (outcome, time.Time) {
 	return waiting, retry
 }
 
-// finishTxn removes an answered transaction from the queue.
-func (s *Sender) finishTxn(log logrus.FieldLogger, dest, txnID string) (outcome, time.Time) {
-	if err := s.write(func(ctx context.Context, tx *storage.Tx) error { return tx.FinishFederationTxn(ctx, dest, txnID) }); err != nil {
+// finishTxn removes an answered transaction from the queue; delivered
+// records its events as taken (for the admin API; false when it had none).
+func (s *Sender) finishTxn(log logrus.FieldLogger, dest, txnID string, delivered bool) (outcome, time.Time) {
+	err := s.write(func(ctx context.Context, tx *storage.Tx) error {
+		if delivered {
+			if err := tx.RecordFederationDelivered(ctx, dest, txnID); err != nil {
+				return err
+			}
+		}
+		return tx.FinishFederationTxn(ctx, dest, txnID)
+	})
+	if err != nil {
 		log.WithError(err).Warn("removing a sent transaction")
 		return waiting, s.now().Add(s.opts.InitialBackoff)
 	}
 	return progress, time.Time{}
 }
 
-// catchUp collapses the queue of a destination in backoff once it has
-// missed more events than are worth replaying one by one.
+// catchUp collapses the queue of a destination coming out of backoff (as
+// Synapse does): it gets the newest events of each room, those of the
+// transaction it had in flight included, and fetches what came before
+// them as it would any gap. Replaying old events instead, or the stale
+// ones of the transaction in flight, would make them the newest there:
+// other servers of the room may have delivered newer events already.
 func (s *Sender) catchUp(log logrus.FieldLogger, dest string) {
 	if s.opts.CatchUpThreshold < 0 {
 		return
 	}
-	n, err := s.db.QueuedFederationPDUs(s.ctx, dest)
-	if err != nil {
-		log.WithError(err).Warn("counting queued events")
-		return
-	}
-	if n <= s.opts.CatchUpThreshold {
-		return
+	if s.opts.CatchUpThreshold > 0 {
+		n, _, err := s.db.FederationQueueCounts(s.ctx, dest)
+		if err != nil {
+			log.WithError(err).Warn("counting queued events")
+			return
+		}
+		if n <= s.opts.CatchUpThreshold {
+			return
+		}
 	}
 	var removed int64
-	err = s.write(func(ctx context.Context, tx *storage.Tx) (err error) {
+	err := s.write(func(ctx context.Context, tx *storage.Tx) (err error) {
 		removed, err = tx.CollapseFederationQueue(ctx, dest, s.opts.CatchUpPerRoom, staleEDUTypes)
 		return err
 	})
@@ -212,8 +232,9 @@ func (s *Sender) catchUp(log logrus.FieldLogger, dest string) {
 		log.WithError(err).Warn("collapsing the queue")
 		return
 	}
-	log.WithFields(logrus.Fields{"queued_events": n, "removed": removed}).
-		Info("destination missed many events: sending the newest of each room")
+	if removed > 0 {
+		log.WithField("removed", removed).Info("destination missed events: sending the newest of each room")
+	}
 }
 
 // transaction builds the request for a transaction's rows.

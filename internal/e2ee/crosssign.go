@@ -158,12 +158,13 @@ func (s *Service) storeCrossSigningKeys(ctx context.Context, userID string, chan
 			}
 			public = public || k.keyType != storage.KeyTypeUserSigning
 		}
-		// A new user-signing key concerns only its owner's devices.
-		onlyFor := userID
 		if public {
-			onlyFor = ""
+			// Other servers hear of it too (m.signing_key_update).
+			_, err = tx.MarkDevicesChanged(ctx, userID, "")
+		} else {
+			// A new user-signing key concerns only its owner's devices.
+			_, err = tx.MarkDeviceListChanged(ctx, userID, userID)
 		}
-		_, err = tx.MarkDeviceListChanged(ctx, userID, onlyFor)
 		return err
 	})
 }
@@ -271,7 +272,7 @@ func (s *Service) UploadSignatures(ctx context.Context, userID string, signed ma
 			}
 		}
 		if ownChanged {
-			if _, err := tx.MarkDeviceListChanged(ctx, userID, ""); err != nil {
+			if _, err := tx.MarkDevicesChanged(ctx, userID, ownTargets(sigs, userID, own)...); err != nil {
 				return err
 			}
 		}
@@ -286,6 +287,26 @@ func (s *Service) UploadSignatures(ctx context.Context, userID string, signed ma
 		return nil, err
 	}
 	return failures, nil
+}
+
+// ownTargets lists the devices of userID whose keys gained signatures
+// ("" for the master key: m.signing_key_update carries it).
+func ownTargets(sigs []storage.CrossSignature, userID string, own map[string][]byte) []string {
+	masterPub := crossSigningPub(own[storage.KeyTypeMaster])
+	var out []string
+	for _, sig := range sigs {
+		if sig.TargetUserID != userID {
+			continue
+		}
+		target := sig.TargetKeyID
+		if target == masterPub {
+			target = ""
+		}
+		if !slices.Contains(out, target) {
+			out = append(out, target)
+		}
+	}
+	return out
 }
 
 // signaturesBy returns the signatures signer made in a signed object.
@@ -374,15 +395,17 @@ func (s *Service) checkMasterSignedByDevices(ctx context.Context, userID, keyID 
 // checkOtherSignature handles another user's master key signed by the
 // user's user-signing key.
 func (s *Service) checkOtherSignature(ctx context.Context, userID, targetUser, keyID string, raw []byte, own map[string][]byte) ([]storage.CrossSignature, *SignatureFailure) {
-	if !s.isLocalUser(targetUser) {
-		return nil, sigFailure("M_NOT_FOUND", "keys of remote users are unknown to this server")
+	var masterRaw []byte
+	if s.isLocalUser(targetUser) {
+		theirs, err := s.db.CrossSigningKeys(ctx, targetUser)
+		if err != nil {
+			return nil, sigFailure("M_UNKNOWN", "internal error")
+		}
+		masterRaw = theirs[storage.KeyTypeMaster]
+	} else if serverOf(targetUser) != "" {
+		masterRaw = s.remoteMasterKey(ctx, targetUser)
 	}
-	theirs, err := s.db.CrossSigningKeys(ctx, targetUser)
-	if err != nil {
-		return nil, sigFailure("M_UNKNOWN", "internal error")
-	}
-	masterRaw, ok := theirs[storage.KeyTypeMaster]
-	if !ok {
+	if masterRaw == nil {
 		return nil, sigFailure("M_NOT_FOUND", "%s has no master key", targetUser)
 	}
 	if keyID != crossSigningPub(masterRaw) {
@@ -411,4 +434,19 @@ func (s *Service) checkOtherSignature(ctx context.Context, userID, targetUser, k
 	}
 	return []storage.CrossSignature{{TargetUserID: targetUser, TargetKeyID: keyID,
 		SignerUserID: userID, SignerKeyID: uskKeyID, Signature: sig}}, nil
+}
+
+// remoteMasterKey is a remote user's master key: from the cache when it is
+// up to date, else from their server (nil when it cannot be had).
+func (s *Service) remoteMasterKey(ctx context.Context, userID string) []byte {
+	out := newServerKeys()
+	if served, err := s.fromCache(ctx, "", userID, nil, out); err == nil && served {
+		return out.master[userID]
+	}
+	if s.remote == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, DefaultRemoteTimeout)
+	defer cancel()
+	return s.queryServer(ctx, "", serverOf(userID), map[string][]string{userID: nil}).master[userID]
 }

@@ -1,10 +1,15 @@
 // Package e2ee is the end-to-end encryption key service: device, one-time
 // and fallback keys, cross-signing keys and signatures, device-list and
 // key-count changes, and to-device messages. The client API's handlers
-// parse requests and call it; sync reads what it delivers through it; the
-// federation API will answer other servers' /user/keys/query, /keys/claim
-// and /user/devices with the same methods (a requester of "" is another
-// server), and reach other servers' users through a Remote.
+// parse requests and call it; sync reads what it delivers through it.
+//
+// Across servers (through a Remote, federationapi/e2eefed): other servers'
+// queries and claims about local users are answered (QueryKeysForServer,
+// ClaimKeysForServer, UserDevices); local clients' queries and claims of
+// other servers' users go to those servers (remote.go), whose users'
+// device lists are cached while a room is shared (devicelists.go); local
+// device changes are published to the servers sharing a room with their
+// user (publish.go); to-device messages go both ways (todevice.go).
 //
 // The service knows nothing of HTTP: its refusals are *Error values of the
 // kinds below, which internal/matrixerr maps to Matrix errors.
@@ -18,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -47,6 +53,9 @@ var (
 	ErrDeviceGone = errors.New("device was deleted")
 	// ErrNotLocal: a user of another server where a local one is needed.
 	ErrNotLocal = errors.New("not a local user")
+	// ErrTooLarge: a to-device message beyond MaxToDeviceContentBytes
+	// (M_TOO_LARGE).
+	ErrTooLarge = errors.New("too large")
 )
 
 // Error is a refusal: its kind and a message for the user.
@@ -65,17 +74,23 @@ func refuse(kind error, format string, args ...any) *Error {
 // Device names a device of a local user: who uploads, claims or sends.
 type Device struct{ UserID, DeviceID string }
 
-// Remote reaches the users of other servers (the federation client, once
-// there is one). Without one, every other server is unreachable: queries
-// and claims report it in their failures, and to-device messages for its
-// users are dropped.
+// Remote reaches other servers (federationapi/e2eefed). Without one,
+// every other server is unreachable: queries and claims report it in their
+// failures, to-device messages for its users are dropped, and nothing is
+// published.
 type Remote interface {
-	// QueryKeys asks server for its users' keys (as QueryKeys answers).
-	QueryKeys(ctx context.Context, server string, deviceKeys map[string][]string) (*QueryResponse, error)
-	// ClaimKeys claims one-time keys of server's users: user → device → algorithm.
+	// QueryKeys asks server for its users' keys (POST /user/keys/query):
+	// user → devices (none: all).
+	QueryKeys(ctx context.Context, server string, deviceKeys map[string][]string) (*RemoteKeys, error)
+	// ClaimKeys claims one-time keys of server's users (POST
+	// /user/keys/claim): user → device → algorithm.
 	ClaimKeys(ctx context.Context, server string, claims map[string]map[string]string) (OneTimeKeys, error)
-	// SendToDevice delivers messages to server's users: user → device ("*": all) → content.
-	SendToDevice(ctx context.Context, server string, sender, evType, messageID string, messages map[string]map[string]json.RawMessage) error
+	// UserDevices asks server for one of its users' whole device list
+	// (GET /user/devices/{userId}).
+	UserDevices(ctx context.Context, server, userID string) (*RemoteDeviceList, error)
+	// QueueEDU queues an EDU for destinations as part of the write tx;
+	// it leaves once the write commits.
+	QueueEDU(ctx context.Context, tx *storage.Tx, destinations []string, eduType string, content []byte) error
 }
 
 // Options configure the service.
@@ -93,11 +108,18 @@ type Service struct {
 	remote     Remote
 	log        logrus.FieldLogger
 	now        func() time.Time
+
+	// userLocks serialise the changes to one remote user's cached device
+	// list (EDUs, resyncs, forgetting), striped by user ID.
+	userLocks [64]sync.Mutex
+	// bg is the background work of federation (publish.go).
+	bg background
 }
 
-// New returns the service over db.
+// New returns the service over db (Start starts its background work).
 func New(db *storage.DB, opts Options) *Service {
 	s := &Service{db: db, serverName: opts.ServerName, remote: opts.Remote, log: opts.Log, now: opts.Now}
+	s.bg.resync = make(chan string, resyncQueue)
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"time"
 
 	"matrixhs/storage"
 )
@@ -81,13 +82,13 @@ func crossSigningPub(raw []byte) string {
 	return ""
 }
 
-// QueryKeys answers a key query: for each user, the keys of the listed
-// devices (all when the list is empty) and their cross-signing keys, as
-// requester sees them. requester is a local user, or "" for another server
-// asking: only a user asking about themself gets their user-signing key.
-// Users of other servers are asked through the Remote; a server that cannot
-// be reached is listed in the failures.
-func (s *Service) QueryKeys(ctx context.Context, requester string, deviceKeys map[string][]string) (*QueryResponse, error) {
+// QueryKeys answers a client's key query: for each user, the keys of the
+// listed devices (all when the list is empty) and their cross-signing
+// keys, as requester (a local user) sees them: only a user asking about
+// themself gets their user-signing key. Users of other servers are asked
+// through the Remote within timeout; a server that fails or does not
+// answer in time is listed in the failures.
+func (s *Service) QueryKeys(ctx context.Context, requester string, deviceKeys map[string][]string, timeout time.Duration) (*QueryResponse, error) {
 	out := newQueryResponse()
 	remote := map[string]map[string][]string{}
 	for userID, devices := range deviceKeys {
@@ -100,50 +101,66 @@ func (s *Service) QueryKeys(ctx context.Context, requester string, deviceKeys ma
 			}
 			continue
 		}
-		keys, err := s.userKeys(ctx, requester, userID, devices)
-		if err != nil {
+		if err := s.addLocalKeys(ctx, requester, userID, devices, out); err != nil {
 			return nil, err
 		}
-		out.DeviceKeys[userID] = keys.devices
-		if keys.master != nil {
-			out.MasterKeys[userID] = keys.master
-		}
-		if keys.selfSigning != nil {
-			out.SelfSigningKeys[userID] = keys.selfSigning
-		}
-		if keys.userSigning != nil && userID == requester {
-			out.UserSigningKeys[userID] = keys.userSigning
-		}
 	}
-	for server, users := range remote {
-		s.queryRemote(ctx, server, users, out)
-	}
+	s.queryRemotes(ctx, requester, remote, timeout, out)
 	return out, nil
 }
 
-// queryRemote adds another server's answer (or its failure) to out.
-func (s *Service) queryRemote(ctx context.Context, server string, users map[string][]string, out *QueryResponse) {
-	if s.remote == nil {
-		out.Failures[server] = unreachable(nil)
-		return
-	}
-	res, err := s.remote.QueryKeys(ctx, server, users)
+// addLocalKeys adds a local user's keys to out, as requester sees them
+// ("" for another server).
+func (s *Service) addLocalKeys(ctx context.Context, requester, userID string, devices []string, out *QueryResponse) error {
+	keys, err := s.userKeys(ctx, requester, userID, devices)
 	if err != nil {
-		out.Failures[server] = unreachable(err)
-		return
+		return err
 	}
-	// Only what the server may speak for: its own users.
-	for userID := range users {
-		if keys, ok := res.DeviceKeys[userID]; ok {
-			out.DeviceKeys[userID] = keys
-		}
-		if k, ok := res.MasterKeys[userID]; ok {
-			out.MasterKeys[userID] = k
-		}
-		if k, ok := res.SelfSigningKeys[userID]; ok {
-			out.SelfSigningKeys[userID] = k
+	out.DeviceKeys[userID] = keys.devices
+	if keys.master != nil {
+		out.MasterKeys[userID] = keys.master
+	}
+	if keys.selfSigning != nil {
+		out.SelfSigningKeys[userID] = keys.selfSigning
+	}
+	if keys.userSigning != nil && userID == requester {
+		out.UserSigningKeys[userID] = keys.userSigning
+	}
+	return nil
+}
+
+// FederationKeys is the answer to another server's key query (federation's
+// POST /user/keys/query).
+type FederationKeys struct {
+	DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+	MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+	SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
+}
+
+// QueryKeysForServer answers another server's key query about local users
+// (ErrNotLocal for any other): their device keys with display names, and
+// their public cross-signing keys.
+func (s *Service) QueryKeysForServer(ctx context.Context, deviceKeys map[string][]string) (*FederationKeys, error) {
+	if err := s.allLocal(sortedKeys(deviceKeys)); err != nil {
+		return nil, err
+	}
+	out := newQueryResponse()
+	for _, userID := range sortedKeys(deviceKeys) {
+		if err := s.addLocalKeys(ctx, "", userID, deviceKeys[userID], out); err != nil {
+			return nil, err
 		}
 	}
+	return &FederationKeys{DeviceKeys: out.DeviceKeys, MasterKeys: out.MasterKeys, SelfSigningKeys: out.SelfSigningKeys}, nil
+}
+
+// allLocal refuses user IDs that are not of local users.
+func (s *Service) allLocal(users []string) error {
+	for _, userID := range users {
+		if !s.isLocalUser(userID) {
+			return refuse(ErrNotLocal, "User %s is not hosted on this homeserver", userID)
+		}
+	}
+	return nil
 }
 
 type userKeysResult struct {
@@ -189,14 +206,47 @@ func (s *Service) userKeys(ctx context.Context, requester, userID string, device
 		}
 		out.devices[k.DeviceID] = obj.marshal(unsigned)
 	}
-	cs, err := s.db.CrossSigningKeys(ctx, userID)
+	cs, err := s.crossSigningKeys(ctx, userID, byTarget)
 	if err != nil {
 		return nil, err
+	}
+	out.master, out.selfSigning, out.userSigning = cs.master, cs.selfSigning, cs.userSigning
+	return out, nil
+}
+
+// crossSigning is a user's cross-signing keys as one requester sees them.
+type crossSigning struct{ master, selfSigning, userSigning json.RawMessage }
+
+// crossSigningFor reads a user's cross-signing keys, the master key with
+// the signatures of its owner and of requester.
+func (s *Service) crossSigningFor(ctx context.Context, requester, userID string) (crossSigning, error) {
+	signers := []string{userID}
+	if requester != userID && requester != "" {
+		signers = append(signers, requester)
+	}
+	sigs, err := s.db.CrossSignatures(ctx, userID, signers)
+	if err != nil {
+		return crossSigning{}, err
+	}
+	byTarget := map[string][]storage.CrossSignature{}
+	for _, sig := range sigs {
+		byTarget[sig.TargetKeyID] = append(byTarget[sig.TargetKeyID], sig)
+	}
+	return s.crossSigningKeys(ctx, userID, byTarget)
+}
+
+// crossSigningKeys reads a user's cross-signing keys, adding to the master
+// key the signatures of it among byTarget.
+func (s *Service) crossSigningKeys(ctx context.Context, userID string, byTarget map[string][]storage.CrossSignature) (crossSigning, error) {
+	var out crossSigning
+	cs, err := s.db.CrossSigningKeys(ctx, userID)
+	if err != nil {
+		return out, err
 	}
 	if raw, ok := cs[storage.KeyTypeMaster]; ok {
 		obj, err := decodeSigned(raw)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
 		for _, sig := range byTarget[crossSigningPub(raw)] {
 			obj.addSignature(sig.SignerUserID, sig.SignerKeyID, sig.Signature)
@@ -225,25 +275,55 @@ type ClaimResponse struct {
 // ClaimKeys claims one key per (user, device, algorithm): a one-time key,
 // else the device's fallback key. Local claims happen in one write; each
 // device whose keys were claimed learns its new counts at its next sync.
-// Users of other servers are claimed through the Remote.
-func (s *Service) ClaimKeys(ctx context.Context, claims map[string]map[string]string) (*ClaimResponse, error) {
+// Users of other servers are claimed through the Remote within timeout.
+func (s *Service) ClaimKeys(ctx context.Context, claims map[string]map[string]string, timeout time.Duration) (*ClaimResponse, error) {
+	local := map[string]map[string]string{}
+	remote := map[string]map[string]map[string]string{}
+	for userID, devices := range claims {
+		if s.isLocalUser(userID) {
+			local[userID] = devices
+			continue
+		}
+		if server := serverOf(userID); server != "" {
+			if remote[server] == nil {
+				remote[server] = map[string]map[string]string{}
+			}
+			remote[server][userID] = devices
+		}
+	}
+	out, err := s.claimLocal(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	s.claimRemotes(ctx, remote, timeout, out)
+	return out, nil
+}
+
+// ClaimKeysForServer claims keys of local users for another server
+// (federation's POST /user/keys/claim); ErrNotLocal for any other user.
+func (s *Service) ClaimKeysForServer(ctx context.Context, claims map[string]map[string]string) (OneTimeKeys, error) {
+	if err := s.allLocal(sortedKeys(claims)); err != nil {
+		return nil, err
+	}
+	out, err := s.claimLocal(ctx, claims)
+	if err != nil {
+		return nil, err
+	}
+	return out.OneTimeKeys, nil
+}
+
+// claimLocal claims local users' keys in one write.
+func (s *Service) claimLocal(ctx context.Context, claims map[string]map[string]string) (*ClaimResponse, error) {
 	out := &ClaimResponse{OneTimeKeys: OneTimeKeys{}, Failures: map[string]Failure{}}
 	type claim struct{ user, device, alg string }
 	var local []claim
-	remote := map[string]map[string]map[string]string{}
 	for userID, devices := range claims {
-		if !s.isLocalUser(userID) {
-			if server := serverOf(userID); server != "" {
-				if remote[server] == nil {
-					remote[server] = map[string]map[string]string{}
-				}
-				remote[server][userID] = devices
-			}
-			continue
-		}
 		for deviceID, alg := range devices {
 			local = append(local, claim{userID, deviceID, alg})
 		}
+	}
+	if len(local) == 0 {
+		return out, nil
 	}
 	sort.Slice(local, func(i, j int) bool {
 		if local[i].user != local[j].user {
@@ -281,71 +361,53 @@ func (s *Service) ClaimKeys(ctx context.Context, claims map[string]map[string]st
 	if err != nil {
 		return nil, err
 	}
-	for server, users := range remote {
-		s.claimRemote(ctx, server, users, out)
-	}
 	return out, nil
-}
-
-// claimRemote adds another server's claimed keys (or its failure) to out.
-func (s *Service) claimRemote(ctx context.Context, server string, users map[string]map[string]string, out *ClaimResponse) {
-	if s.remote == nil {
-		out.Failures[server] = unreachable(nil)
-		return
-	}
-	keys, err := s.remote.ClaimKeys(ctx, server, users)
-	if err != nil {
-		out.Failures[server] = unreachable(err)
-		return
-	}
-	for userID := range users {
-		if k, ok := keys[userID]; ok {
-			out.OneTimeKeys[userID] = k
-		}
-	}
 }
 
 // UserDevices is a local user's device list as another server asks for it
 // (federation's GET /user/devices/{userId}).
 type UserDevices struct {
 	UserID string `json:"user_id"`
-	// StreamID orders the user's device-list updates; the stream position
-	// of the answer, which no earlier update exceeds.
+	// StreamID is the stream ID of the user's latest device list update
+	// the answer reflects: the prev_id of the next one.
 	StreamID       int64           `json:"stream_id"`
 	Devices        []UserDevice    `json:"devices"`
 	MasterKey      json.RawMessage `json:"master_key,omitempty"`
 	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
 }
 
-// UserDevice is one device of a UserDevices answer.
+// UserDevice is one device of a UserDevices answer (without keys before
+// it uploads them, as Synapse answers).
 type UserDevice struct {
 	DeviceID    string          `json:"device_id"`
 	DisplayName string          `json:"device_display_name,omitempty"`
-	Keys        json.RawMessage `json:"keys"`
+	Keys        json.RawMessage `json:"keys,omitempty"`
 }
 
-// UserDevices lists a local user's devices that have keys, with their keys
-// (signed by the owner's self-signing key where they are) and the user's
-// public cross-signing keys.
+// UserDevices lists a local user's devices with their keys (signed by the
+// owner's self-signing key where they are) and the user's public
+// cross-signing keys.
 func (s *Service) UserDevices(ctx context.Context, userID string) (*UserDevices, error) {
 	if !s.isLocalUser(userID) {
-		return nil, refuse(ErrNotLocal, "%s is not a user of this server", userID)
+		return nil, refuse(ErrNotLocal, "User %s is not hosted on this homeserver", userID)
 	}
-	streamID := s.db.StreamPosition()
+	// Read first: the answer reflects at least this change.
+	streamID, err := s.db.LatestDeviceListChange(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
 	keys, err := s.userKeys(ctx, "", userID, nil)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := s.db.QueryDeviceKeys(ctx, userID, nil)
+	devices, err := s.db.Devices(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
 	out := &UserDevices{UserID: userID, StreamID: streamID, Devices: []UserDevice{},
 		MasterKey: keys.master, SelfSigningKey: keys.selfSigning}
-	for _, d := range stored { // ordered by device ID
-		if raw, ok := keys.devices[d.DeviceID]; ok {
-			out.Devices = append(out.Devices, UserDevice{DeviceID: d.DeviceID, DisplayName: d.DisplayName, Keys: raw})
-		}
+	for _, d := range devices { // ordered by device ID
+		out.Devices = append(out.Devices, UserDevice{DeviceID: d.DeviceID, DisplayName: d.DisplayName, Keys: keys.devices[d.DeviceID]})
 	}
 	return out, nil
 }

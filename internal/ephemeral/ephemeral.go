@@ -1,7 +1,8 @@
 // Package ephemeral is the service for what users signal about themselves
 // in rooms: typing notifications and presence, kept in memory, and read
 // receipts, kept in storage. The client API's endpoints and sync read and
-// write them here; federation's typing, presence and receipt EDUs will too.
+// write them here; so do federation's typing, presence and receipt EDUs
+// (remote.go), and local changes are told to federation (SetFederation).
 //
 // Typing and presence changes bump one in-memory version, carried in sync
 // tokens beside the stream position ("s<pos>_<version>"). After a restart
@@ -66,6 +67,19 @@ type Service struct {
 	// lastPresence is the version of the latest presence change.
 	lastPresence int64
 	now          func() time.Time
+
+	// typers counts the users typing in all rooms, remotePresence the
+	// entries of other servers' users (both bounded, remote.go);
+	// lastTypingSweep is when idle rooms were last forgotten.
+	typers          int
+	remotePresence  int
+	lastTypingSweep time.Time
+	// presenceOff: presence is disabled (Synapse's presence.enabled:
+	// false): nothing is recorded and everyone is offline.
+	presenceOff bool
+	// fed is told of local changes other servers must hear of (nil:
+	// federation is off). Set before serving.
+	fed Federation
 }
 
 // New returns the service; wake is called with whom each typing or

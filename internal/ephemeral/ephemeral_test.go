@@ -15,8 +15,8 @@ import (
 func TestTypingVersionsAndWakeups(t *testing.T) {
 	var woken []notifier.Targets
 	s := newService(func(t notifier.Targets) { woken = append(woken, t) }, nil)
-	s.setTyping(7, "!r:hs", "@b:hs", true, time.Minute)
-	s.setTyping(7, "!r:hs", "@a:hs", true, time.Minute)
+	s.setTyping(7, "!r:hs", "@b:hs", true, time.Minute, true)
+	s.setTyping(7, "!r:hs", "@a:hs", true, time.Minute, true)
 	users, changed := s.Typing("!r:hs", 0)
 	if !reflect.DeepEqual(users, []string{"@a:hs", "@b:hs"}) || !changed {
 		t.Fatalf("typing = %v (changed %v)", users, changed)
@@ -25,11 +25,11 @@ func TestTypingVersionsAndWakeups(t *testing.T) {
 	if _, changed := s.Typing("!r:hs", v); changed {
 		t.Fatal("changed after the current version")
 	}
-	s.setTyping(7, "!r:hs", "@c:hs", false, time.Minute) // was not typing
+	s.setTyping(7, "!r:hs", "@c:hs", false, time.Minute, true) // was not typing
 	if s.Version() != v {
 		t.Fatal("a stop for a user not typing bumped the version")
 	}
-	s.setTyping(7, "!r:hs", "@a:hs", false, time.Minute)
+	s.setTyping(7, "!r:hs", "@a:hs", false, time.Minute, true)
 	if users, changed := s.Typing("!r:hs", v); !changed || !reflect.DeepEqual(users, []string{"@b:hs"}) {
 		t.Fatalf("after a stop: %v (changed %v)", users, changed)
 	}

@@ -16,6 +16,11 @@ type presenceState struct {
 	statusMsg  string
 	lastActive time.Time
 	version    int64
+	// remote: a user of another server, as its server told us (remote.go):
+	// currentlyActive is its word, heard when it last spoke.
+	remote          bool
+	currentlyActive bool
+	heard           time.Time
 }
 
 // Presence is a user's presence as clients see it.
@@ -38,14 +43,30 @@ func (s *Service) SetPresence(userID, presence string, statusMsg *string, active
 	if !validPresence(presence) {
 		return refuse(ErrInvalid, "presence must be online, unavailable or offline")
 	}
-	if s.setPresence(userID, presence, statusMsg, active) && s.wake != nil {
-		t := notifier.Targets{Users: []string{userID}}
-		if s.roomsOf != nil {
-			t.Rooms = s.roomsOf(userID)
+	if s.presenceOff {
+		return nil // accepted and ignored, as Synapse does
+	}
+	if s.setPresence(userID, presence, statusMsg, active) {
+		s.wakePresence(userID)
+		if s.fed != nil {
+			s.fed.PresenceChanged(userID)
 		}
-		s.wake(t)
 	}
 	return nil
+}
+
+// wakePresence wakes the long-polls that hear of a user's presence.
+func (s *Service) wakePresence(userIDs ...string) {
+	if s.wake == nil || len(userIDs) == 0 {
+		return
+	}
+	t := notifier.Targets{Users: userIDs}
+	if s.roomsOf != nil {
+		for _, u := range userIDs {
+			t.Rooms = append(t.Rooms, s.roomsOf(u)...)
+		}
+	}
+	s.wake(t)
 }
 
 func (s *Service) setPresence(userID, presence string, statusMsg *string, active bool) bool {
@@ -55,6 +76,9 @@ func (s *Service) setPresence(userID, presence string, statusMsg *string, active
 	if p == nil {
 		p = &presenceState{presence: "offline"}
 		s.presence[userID] = p
+	}
+	if p.remote {
+		return false // another server's user: only its server speaks for it
 	}
 	changed := p.presence != presence
 	p.presence = presence
@@ -98,7 +122,7 @@ func (s *Service) PresenceOf(ctx context.Context, requester, target string) (Pre
 func (s *Service) PresenceChangedSince(v int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lastPresence > v
+	return !s.presenceOff && s.lastPresence > v
 }
 
 // Presence returns a user's presence and the version it last changed at
@@ -107,10 +131,13 @@ func (s *Service) Presence(userID string) (Presence, int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.presence[userID]
-	if p == nil {
+	if p == nil || s.presenceOff {
 		return Presence{Presence: "offline"}, 0
 	}
 	out := Presence{Presence: p.presence, StatusMsg: p.statusMsg}
+	if p.remote {
+		return p.remoteView(s.now()), p.version
+	}
 	if !p.lastActive.IsZero() {
 		ago := s.now().Sub(p.lastActive)
 		out.LastActiveAgo = ago.Milliseconds()

@@ -42,13 +42,23 @@ func (s *Service) PutReceipt(ctx context.Context, r Receipt) error {
 	if r.TS == 0 {
 		r.TS = s.now().UnixMilli()
 	}
-	return s.db.Write(ctx, func(tx *storage.Tx) error {
-		_, err := tx.PutReceipt(ctx, storage.Receipt{
+	var stored bool
+	err = s.db.Write(ctx, func(tx *storage.Tx) (err error) {
+		stored, err = tx.PutReceipt(ctx, storage.Receipt{
 			RoomNID: info.NID, UserID: r.UserID, Type: r.Type, ThreadID: r.ThreadID,
 			EventID: e.EventID, EventPos: e.StreamPos, TS: r.TS,
 		})
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	// Private receipts never leave the server.
+	if stored && r.Type == ReceiptTypes[0] && s.fed != nil {
+		r.EventID = e.EventID
+		s.fed.ReceiptStored(r)
+	}
+	return nil
 }
 
 // Receipts is the content of a room's m.receipt event:

@@ -135,6 +135,8 @@ func fromKeys(err error) *httputil.Error {
 		return &httputil.Error{Status: http.StatusBadRequest, Code: "M_INVALID_SIGNATURE", Msg: ke.Msg}
 	case errors.Is(err, e2ee.ErrKeyIDTaken):
 		return httputil.Forbidden("%s", ke.Msg)
+	case errors.Is(err, e2ee.ErrTooLarge):
+		return httputil.TooLarge("%s", ke.Msg)
 	case errors.Is(err, e2ee.ErrDeviceGone):
 		// The device's access token went with it.
 		return httputil.UnknownToken(false, "%s", ke.Msg)

@@ -6,21 +6,23 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+
+	"matrixhs/tests/fedtest"
 )
 
 type messagesPage struct {
-	Chunk []syncEvent `json:"chunk"`
-	End   string      `json:"end"`
+	Chunk []fedtest.ClientEvent `json:"chunk"`
+	End   string                `json:"end"`
 }
 
-func (u *user) messages(t testing.TB, roomID, from string, limit int) messagesPage {
+func messages(t testing.TB, u *fedtest.User, roomID, from string, limit int) messagesPage {
 	t.Helper()
 	path := fmt.Sprintf("/rooms/%s/messages?dir=b&limit=%d", url.PathEscape(roomID), limit)
 	if from != "" {
 		path += "&from=" + url.QueryEscape(from)
 	}
 	var page messagesPage
-	u.mustDo(t, "GET", path, nil, &page)
+	u.MustDo(t, "GET", path, nil, &page)
 	return page
 }
 
@@ -32,23 +34,23 @@ func (u *user) messages(t testing.TB, roomID, from string, limit int) messagesPa
 // does.
 func TestMessagesBackfillsFromOtherServers(t *testing.T) {
 	s := newPair(t)
-	s.roomID = s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	s.roomID = s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
 	var history []string
 	for i := 1; i <= 12; i++ {
-		history = append(history, s.alice.send(t, s.roomID, fmt.Sprintf("history %d", i)))
+		history = append(history, s.alice.Send(t, s.roomID, fmt.Sprintf("history %d", i)))
 	}
-	since := s.bob.since(t)
+	since := s.bob.Since(t)
 	s.bobJoin = joinLateFromHS2(t, s.hs1, s.hs2, s.roomID, s.bob)
-	if statusOn(t, s.hs2, history[0]) != -1 {
+	if s.hs2.Status(history[0]) != -1 {
 		t.Fatal("hs2 holds history before the join")
 	}
 
 	var seen []string
-	page := s.bob.messages(t, s.roomID, "", 5)
-	seen = append(seen, ids(page.Chunk)...)
+	page := messages(t, s.bob, s.roomID, "", 5)
+	seen = append(seen, fedtest.IDs(page.Chunk)...)
 	for page.End != "" && len(seen) < 100 {
-		page = s.bob.messages(t, s.roomID, page.End, 5)
-		seen = append(seen, ids(page.Chunk)...)
+		page = messages(t, s.bob, s.roomID, page.End, 5)
+		seen = append(seen, fedtest.IDs(page.Chunk)...)
 	}
 	want := []string{s.bobJoin.EventID()}
 	for i := len(history) - 1; i >= 0; i-- {
@@ -57,7 +59,7 @@ func TestMessagesBackfillsFromOtherServers(t *testing.T) {
 	if len(seen) < len(want) || !slices.Equal(seen[:len(want)], want) {
 		t.Fatalf("bob paged %v\nwant it to start %v", seen, want)
 	}
-	create := stateID(t, s.hs1, s.roomID, "m.room.create", "")
+	create := s.hs1.StateID(t, s.roomID, "m.room.create", "")
 	if seen[len(seen)-1] != create {
 		t.Fatalf("paging ended at %s, not the room's creation (%s)", seen[len(seen)-1], create)
 	}
@@ -67,7 +69,7 @@ func TestMessagesBackfillsFromOtherServers(t *testing.T) {
 		}
 	}
 	// /sync delivers bob's join and nothing of the backfilled history.
-	for _, e := range s.bob.syncUntil(t, since, s.roomID, s.bobJoin.EventID()) {
+	for _, e := range s.bob.SyncUntil(t, since, s.roomID, s.bobJoin.EventID()) {
 		if slices.Contains(history, e.EventID) {
 			t.Fatalf("backfilled %s reached /sync", e.EventID)
 		}
@@ -75,13 +77,13 @@ func TestMessagesBackfillsFromOtherServers(t *testing.T) {
 
 	// A second late room, whose only other server is gone: the page stops
 	// at the join, at once and without an error, and again after that.
-	other := s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
-	s.alice.send(t, other, "unreachable history")
+	other := s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	s.alice.Send(t, other, "unreachable history")
 	join := joinLateFromHS2(t, s.hs1, s.hs2, other, s.bob)
 	s.hs1.Stop()
 	for i := 0; i < 2; i++ {
-		page := s.bob.messages(t, other, "", 10)
-		if got := ids(page.Chunk); !slices.Equal(got, []string{join.EventID()}) {
+		page := messages(t, s.bob, other, "", 10)
+		if got := fedtest.IDs(page.Chunk); !slices.Equal(got, []string{join.EventID()}) {
 			t.Fatalf("page with hs1 gone: %v", got)
 		}
 	}
@@ -94,29 +96,29 @@ func TestMessagesBackfillsFromOtherServers(t *testing.T) {
 // extremities near a page), and bob reads them in order.
 func TestMessagesBackfillsGapAfterRejoin(t *testing.T) {
 	s := newPairSending(t)
-	s.roomID = s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	s.roomID = s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
 	join := "/join/" + url.PathEscape(s.roomID) + "?server_name=hs1"
-	s.bob.mustDo(t, "POST", join, map[string]any{}, nil)
-	aliceSince := s.alice.since(t)
-	s.bob.mustDo(t, "POST", "/rooms/"+url.PathEscape(s.roomID)+"/leave", map[string]any{}, nil)
-	s.alice.syncUntil(t, aliceSince, s.roomID, stateID(t, s.hs2, s.roomID, "m.room.member", s.bob.id))
+	s.bob.MustDo(t, "POST", join, map[string]any{}, nil)
+	aliceSince := s.alice.Since(t)
+	s.bob.MustDo(t, "POST", "/rooms/"+url.PathEscape(s.roomID)+"/leave", map[string]any{}, nil)
+	s.alice.SyncUntil(t, aliceSince, s.roomID, s.hs2.StateID(t, s.roomID, "m.room.member", s.bob.ID))
 
 	var missed []string
 	for i := 1; i <= 15; i++ {
-		missed = append(missed, s.alice.send(t, s.roomID, fmt.Sprintf("while bob was away %d", i)))
+		missed = append(missed, s.alice.Send(t, s.roomID, fmt.Sprintf("while bob was away %d", i)))
 	}
-	s.bob.mustDo(t, "POST", join, map[string]any{}, nil)
-	if statusOn(t, s.hs2, missed[0]) != -1 {
+	s.bob.MustDo(t, "POST", join, map[string]any{}, nil)
+	if s.hs2.Status(missed[0]) != -1 {
 		t.Fatal("hs2 holds what was sent while it was out of the room")
 	}
-	rejoin := stateID(t, s.hs2, s.roomID, "m.room.member", s.bob.id)
+	rejoin := s.hs2.StateID(t, s.roomID, "m.room.member", s.bob.ID)
 
 	var seen []string
-	page := s.bob.messages(t, s.roomID, "", 5)
-	seen = append(seen, ids(page.Chunk)...)
+	page := messages(t, s.bob, s.roomID, "", 5)
+	seen = append(seen, fedtest.IDs(page.Chunk)...)
 	for page.End != "" && len(seen) < 100 {
-		page = s.bob.messages(t, s.roomID, page.End, 5)
-		seen = append(seen, ids(page.Chunk)...)
+		page = messages(t, s.bob, s.roomID, page.End, 5)
+		seen = append(seen, fedtest.IDs(page.Chunk)...)
 	}
 	want := []string{rejoin}
 	for i := len(missed) - 1; i >= 0; i-- {
@@ -135,33 +137,125 @@ func TestMessagesBackfillsGapAfterRejoin(t *testing.T) {
 // token's stream position.
 func TestMessagesFromSyncTokenLeavesOutLaterForks(t *testing.T) {
 	s := newShared(t, nil)
-	b1 := s.bob.send(t, s.roomID, "b1")
-	b2 := s.bob.send(t, s.roomID, "b2")
-	b3 := s.bob.send(t, s.roomID, "b3")
+	b1 := s.bob.Send(t, s.roomID, "b1")
+	b2 := s.bob.Send(t, s.roomID, "b2")
+	b3 := s.bob.Send(t, s.roomID, "b3")
 	// alice's message builds on bob's join: it forks beside b1.
-	a1 := s.alice.send(t, s.roomID, "a1")
-	_, ans := sendTxn(t, s.hs1, s.hs2.Name, "fork", s.fromHS1(t, a1), nil)
-	ans.ok(t, a1)
-	b4 := s.bob.send(t, s.roomID, "b4")
+	a1 := s.alice.Send(t, s.roomID, "a1")
+	_, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "fork", s.fromHS1(t, a1), nil)
+	ans.OK(t, a1)
+	b4 := s.bob.Send(t, s.roomID, "b4")
 
 	var out struct {
 		Rooms struct {
 			Join map[string]struct {
 				Timeline struct {
-					Events    []syncEvent `json:"events"`
-					PrevBatch string      `json:"prev_batch"`
+					Events    []fedtest.ClientEvent `json:"events"`
+					PrevBatch string                `json:"prev_batch"`
 				} `json:"timeline"`
 			} `json:"join"`
 		} `json:"rooms"`
 	}
 	filter := url.QueryEscape(`{"room":{"timeline":{"limit":2}}}`)
-	s.bob.mustDo(t, "GET", "/sync?timeout=0&filter="+filter, nil, &out)
+	s.bob.MustDo(t, "GET", "/sync?timeout=0&filter="+filter, nil, &out)
 	tl := out.Rooms.Join[s.roomID].Timeline
-	if got := ids(tl.Events); !slices.Equal(got, []string{a1, b4}) {
+	if got := fedtest.IDs(tl.Events); !slices.Equal(got, []string{a1, b4}) {
 		t.Fatalf("sync timeline %v, want [a1 b4] (%s %s)", got, a1, b4)
 	}
-	page := s.bob.messages(t, s.roomID, tl.PrevBatch, 3)
-	if got := ids(page.Chunk); !slices.Equal(got, []string{b3, b2, b1}) {
+	page := messages(t, s.bob, s.roomID, tl.PrevBatch, 3)
+	if got := fedtest.IDs(page.Chunk); !slices.Equal(got, []string{b3, b2, b1}) {
 		t.Fatalf("page back from prev_batch: %v, want [b3 b2 b1] (a1 = %s)", got, a1)
+	}
+}
+
+// TestMessagesBackfillsAGapInTheMiddle: hs2 held the room's whole history,
+// then missed 40 messages; the newest reaches it, and it fetches the 20
+// before it (/get_missing_events) and the state before those, which
+// leaves a gap in the middle of its history. Bob paging back through it
+// has hs2 backfill the gap from hs1: he sees every message, in order,
+// down to the room's creation.
+func TestMessagesBackfillsAGapInTheMiddle(t *testing.T) {
+	s := newShared(t, nil)
+	var missed []string
+	for i := 1; i <= 40; i++ {
+		missed = append(missed, s.alice.Send(t, s.roomID, fmt.Sprintf("missed %d", i)))
+	}
+	newest := missed[len(missed)-1]
+	_, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "newest", s.fromHS1(t, newest), nil)
+	ans.OK(t, newest)
+	if s.hs2.Status(missed[0]) != -1 || s.hs2.Status(missed[len(missed)-2]) == -1 {
+		t.Fatal("hs2 should hold the newest messages and not the first")
+	}
+
+	var seen []string
+	page := messages(t, s.bob, s.roomID, "", 7)
+	seen = append(seen, fedtest.IDs(page.Chunk)...)
+	for page.End != "" && len(seen) < 200 {
+		page = messages(t, s.bob, s.roomID, page.End, 7)
+		seen = append(seen, fedtest.IDs(page.Chunk)...)
+	}
+	var want []string
+	for _, e := range timeline(t, s.hs1, s.roomID) {
+		want = append(want, e.EventID)
+	}
+	slices.Reverse(want)
+	if !slices.Equal(seen, want) {
+		t.Fatalf("bob paged %d events:\n%v\nwant the %d hs1 holds:\n%v", len(seen), seen, len(want), want)
+	}
+}
+
+// TestMessagesBackfillsGapInHistory: hs2 holds the room's history, then
+// misses many messages (as a server that was down, which hs1 sends only
+// the newest): the transaction's gap is closed with the newest missing
+// events and the state, leaving a hole in the middle of hs2's history.
+// Bob paging back runs into the hole, and hs2 backfills it from hs1: he
+// pages through every message, in order, down to the room's creation.
+func TestMessagesBackfillsGapInHistory(t *testing.T) {
+	s := newShared(t, nil)
+	var sent []string
+	for i := 0; i < 30; i++ {
+		sent = append(sent, s.alice.Send(t, s.roomID, fmt.Sprintf("held %d", i)))
+	}
+	status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "held", s.fromHS1(t, sent...), nil)
+	if status != 200 {
+		t.Fatalf("send: %d %s", status, ans.Raw)
+	}
+	ans.OK(t, sent...)
+	for i := 0; i < 60; i++ {
+		sent = append(sent, s.alice.Send(t, s.roomID, fmt.Sprintf("missed %d", i)))
+	}
+	last := sent[len(sent)-1]
+	if status, ans = fedtest.SendTxn(t, s.hs1, s.hs2.Name, "newest", s.fromHS1(t, last), nil); status != 200 {
+		t.Fatalf("send: %d %s", status, ans.Raw)
+	}
+	ans.OK(t, last)
+	hole := sent[40]
+	if s.hs2.Status(hole) != -1 {
+		t.Fatalf("hs2 already holds %s: no hole in its history", hole)
+	}
+
+	var seen []string
+	page := messages(t, s.bob, s.roomID, "", 10)
+	seen = append(seen, fedtest.IDs(page.Chunk)...)
+	for page.End != "" && len(seen) < 200 {
+		page = messages(t, s.bob, s.roomID, page.End, 10)
+		seen = append(seen, fedtest.IDs(page.Chunk)...)
+	}
+	var msgs []string
+	for _, id := range seen {
+		if slices.Contains(sent, id) {
+			msgs = append(msgs, id)
+		}
+	}
+	want := slices.Clone(sent)
+	slices.Reverse(want)
+	if !slices.Equal(msgs, want) {
+		t.Fatalf("bob paged %d of the %d messages (want all, newest first)", len(msgs), len(sent))
+	}
+	if create := s.hs1.StateID(t, s.roomID, "m.room.create", ""); seen[len(seen)-1] != create {
+		t.Fatalf("paging ended at %s, not the room's creation (%s)", seen[len(seen)-1], create)
+	}
+	if e, err := s.hs2.DB.EventByID(context.Background(), hole); err != nil || e.StreamPos >= 0 {
+		t.Fatalf("%s in the hole: %+v, %v (want it backfilled)", hole, e, err)
 	}
 }

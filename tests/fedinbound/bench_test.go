@@ -9,6 +9,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/tests/fedtest"
 )
 
 func cpuTime() time.Duration {
@@ -26,22 +28,22 @@ func cpuTime() time.Duration {
 func BenchmarkInboundTransaction(b *testing.B) {
 	const perTxn = 50
 	s := newShared(b, nil)
-	info := roomOf(b, s.hs2, s.roomID)
+	info := s.hs2.Room(b, s.roomID)
 	ver := gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersion(info.Version))
 	auth := []string{
-		stateID(b, s.hs2, s.roomID, spec.MRoomCreate, ""),
-		stateID(b, s.hs2, s.roomID, spec.MRoomPowerLevels, ""),
-		stateID(b, s.hs2, s.roomID, spec.MRoomMember, s.alice.id),
+		s.hs2.StateID(b, s.roomID, spec.MRoomCreate, ""),
+		s.hs2.StateID(b, s.roomID, spec.MRoomPowerLevels, ""),
+		s.hs2.StateID(b, s.roomID, spec.MRoomMember, s.alice.ID),
 	}
-	by := signerOf(s.hs1)
+	by := s.hs1.Signer()
 	prev, depth := info.Extremities, info.MaxDepth+1
 	txns := make([][]json.RawMessage, b.N)
 	for i := range txns {
 		for j := 0; j < perTxn; j++ {
 			content, _ := json.Marshal(map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d of transaction %d, with some ordinary text", j, i)})
-			pe := gomatrixserverlib.ProtoEvent{SenderID: s.alice.id, RoomID: s.roomID, Type: "m.room.message",
+			pe := gomatrixserverlib.ProtoEvent{SenderID: s.alice.ID, RoomID: s.roomID, Type: "m.room.message",
 				Content: content, PrevEvents: prev, AuthEvents: auth, Depth: depth}
-			pdu, err := ver.NewEventBuilderFromProtoEvent(&pe).Build(time.Now(), by.name, by.keyID, by.key)
+			pdu, err := ver.NewEventBuilderFromProtoEvent(&pe).Build(time.Now(), by.Name, by.KeyID, by.Key)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -52,9 +54,9 @@ func BenchmarkInboundTransaction(b *testing.B) {
 	b.ResetTimer()
 	cpu0, t0 := cpuTime(), time.Now()
 	for i, pdus := range txns {
-		status, ans := sendTxn(b, s.hs1, s.hs2.Name, fmt.Sprintf("bench%d", i), pdus, nil)
+		status, ans := fedtest.SendTxn(b, s.hs1, s.hs2.Name, fmt.Sprintf("bench%d", i), pdus, nil)
 		if status != 200 || len(ans.PDUs) != perTxn {
-			b.Fatalf("transaction %d: %d %s", i, status, ans.raw)
+			b.Fatalf("transaction %d: %d %s", i, status, ans.Raw)
 		}
 		for id, res := range ans.PDUs {
 			if res.Error != "" {

@@ -15,8 +15,8 @@ import (
 
 func FuzzSendTransaction(f *testing.F) {
 	s := newShared(f, nil)
-	m := s.alice.send(f, s.roomID, "seed")
-	pdu := string(storedJSON(f, s.hs1, m))
+	m := s.alice.Send(f, s.roomID, "seed")
+	pdu := string(s.hs1.StoredJSON(f, m))
 	bad := strings.Replace(pdu, `"seed"`, `"changed"`, 1)
 	for _, seed := range []string{
 		`{"origin":"hs1","origin_server_ts":1,"pdus":[` + pdu + `]}`,

@@ -62,7 +62,7 @@ func TestHistoryEndpoints(t *testing.T) {
 	hs3 := s.n.Start("hs3")
 	var msgs []string
 	for i := 1; i <= 3; i++ {
-		msgs = append(msgs, s.alice.send(t, s.roomID, fmt.Sprintf("m%d", i)))
+		msgs = append(msgs, s.alice.Send(t, s.roomID, fmt.Sprintf("m%d", i)))
 	}
 	room := url.PathEscape(s.roomID)
 
@@ -119,9 +119,9 @@ func TestHistoryEndpoints(t *testing.T) {
 	if status, raw := fedGet(t, s.hs2, "hs1", fedV1+"/state_ids/"+room+"?event_id="+url.QueryEscape(s.bobJoin.EventID()), &ids); status != 200 {
 		t.Fatalf("state_ids: %d %s", status, raw)
 	}
-	create := stateID(t, s.hs1, s.roomID, spec.MRoomCreate, "")
+	create := s.hs1.StateID(t, s.roomID, spec.MRoomCreate, "")
 	if slices.Contains(ids.PDUIDs, s.bobJoin.EventID()) || !slices.Contains(ids.PDUIDs, create) ||
-		!slices.Contains(ids.PDUIDs, stateID(t, s.hs1, s.roomID, spec.MRoomMember, s.alice.id)) || !slices.Contains(ids.AuthChainIDs, create) {
+		!slices.Contains(ids.PDUIDs, s.hs1.StateID(t, s.roomID, spec.MRoomMember, s.alice.ID)) || !slices.Contains(ids.AuthChainIDs, create) {
 		t.Fatalf("state_ids before bob's join: %+v", ids)
 	}
 	var st struct {
@@ -150,7 +150,7 @@ func TestHistoryEndpoints(t *testing.T) {
 		t.Fatalf("event_auth: %d %s", status, raw)
 	}
 	chain := servedIDs(parseServed(t, auth.AuthChain))
-	for _, id := range pduOf(t, s.hs1, msgs[1]).AuthEventIDs() {
+	for _, id := range s.hs1.PDU(t, msgs[1]).AuthEventIDs() {
 		if !slices.Contains(chain, id) {
 			t.Fatalf("auth chain %v lacks auth event %s", chain, id)
 		}
@@ -160,7 +160,7 @@ func TestHistoryEndpoints(t *testing.T) {
 	}
 
 	// The event at a time.
-	m2 := pduOf(t, s.hs1, msgs[1])
+	m2 := s.hs1.PDU(t, msgs[1])
 	var near struct {
 		EventID string `json:"event_id"`
 		TS      int64  `json:"origin_server_ts"`
@@ -244,7 +244,7 @@ func TestHistoryVisibilityForServers(t *testing.T) {
 	var missing struct {
 		Events []json.RawMessage `json:"events"`
 	}
-	body := map[string]any{"earliest_events": []string{stateID(t, s.hs1, s.roomID, spec.MRoomCreate, "")}, "latest_events": []string{n.after}, "limit": 20}
+	body := map[string]any{"earliest_events": []string{s.hs1.StateID(t, s.roomID, spec.MRoomCreate, "")}, "latest_events": []string{n.after}, "limit": 20}
 	if status, raw := fedDo(t, s.hs2, "POST", "hs1", fedV1+"/get_missing_events/"+room, body, &missing); status != 200 {
 		t.Fatalf("get_missing_events: %d %s", status, raw)
 	}
@@ -267,7 +267,7 @@ func TestHistoryVisibilityForServers(t *testing.T) {
 	var near struct {
 		EventID string `json:"event_id"`
 	}
-	ts := int64(pduOf(t, s.hs1, n.secrets[0]).OriginServerTS())
+	ts := int64(s.hs1.PDU(t, n.secrets[0]).OriginServerTS())
 	fedGet(t, s.hs2, "hs1", fmt.Sprintf("%s/timestamp_to_event/%s?ts=%d&dir=f", fedV1, room, ts), &near)
 	if slices.Contains(n.secrets, near.EventID) || near.EventID == "" {
 		t.Fatalf("timestamp_to_event gave %q", near.EventID)
@@ -275,9 +275,9 @@ func TestHistoryVisibilityForServers(t *testing.T) {
 
 	// A world-readable room: hs3, with no members, may read it.
 	hs3 := s.n.Start("hs3")
-	open := s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11",
+	open := s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11",
 		"initial_state": []any{map[string]any{"type": "m.room.history_visibility", "state_key": "", "content": map[string]any{"history_visibility": "world_readable"}}}})
-	words := s.alice.send(t, open, "for everyone")
+	words := s.alice.Send(t, open, "for everyone")
 	if status, raw := fedGet(t, hs3, "hs1", fedV1+"/backfill/"+url.PathEscape(open)+"?v="+url.QueryEscape(words)+"&limit=1", &bf); status != 200 ||
 		len(bf.PDUs) != 1 || !strings.Contains(string(bf.PDUs[0]), "for everyone") {
 		t.Fatalf("world-readable backfill for a server with no members: %d %s", status, raw)
@@ -295,11 +295,11 @@ type laterShared struct {
 func newSharedLater(t *testing.T) *laterShared {
 	t.Helper()
 	s := newPair(t)
-	s.roomID = s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
-	s.alice.state(t, s.roomID, spec.MRoomHistoryVisibility, "", map[string]any{"history_visibility": "joined"})
+	s.roomID = s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	s.alice.SetState(t, s.roomID, spec.MRoomHistoryVisibility, "", map[string]any{"history_visibility": "joined"})
 	l := &laterShared{s: s}
-	l.secrets = []string{s.alice.send(t, s.roomID, "secret one"), s.alice.send(t, s.roomID, "secret two")}
+	l.secrets = []string{s.alice.Send(t, s.roomID, "secret one"), s.alice.Send(t, s.roomID, "secret two")}
 	s.bobJoin = joinFromHS2(t, s.hs1, s.hs2, s.roomID, s.bob)
-	l.after = s.alice.send(t, s.roomID, "after the join")
+	l.after = s.alice.Send(t, s.roomID, "after the join")
 	return l
 }

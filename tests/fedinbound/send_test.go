@@ -19,17 +19,17 @@ import (
 // through /sync, with their content, in order.
 func TestSendReachesSync(t *testing.T) {
 	s := newShared(t, nil)
-	since := s.bob.since(t)
-	m1 := s.alice.send(t, s.roomID, "hello hs2")
-	m2 := s.alice.send(t, s.roomID, "second")
-	status, ans := sendTxn(t, s.hs1, s.hs2.Name, "t1", s.fromHS1(t, m1, m2), nil)
+	since := s.bob.Since(t)
+	m1 := s.alice.Send(t, s.roomID, "hello hs2")
+	m2 := s.alice.Send(t, s.roomID, "second")
+	status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "t1", s.fromHS1(t, m1, m2), nil)
 	if status != 200 {
-		t.Fatalf("send: %d %s", status, ans.raw)
+		t.Fatalf("send: %d %s", status, ans.Raw)
 	}
-	ans.ok(t, m1, m2)
-	seen := s.bob.syncUntil(t, since, s.roomID, m1, m2)
-	if i1, i2 := slices.Index(ids(seen), m1), slices.Index(ids(seen), m2); i1 > i2 {
-		t.Fatalf("out of order: %v", ids(seen))
+	ans.OK(t, m1, m2)
+	seen := s.bob.SyncUntil(t, since, s.roomID, m1, m2)
+	if i1, i2 := slices.Index(fedtest.IDs(seen), m1), slices.Index(fedtest.IDs(seen), m2); i1 > i2 {
+		t.Fatalf("out of order: %v", fedtest.IDs(seen))
 	}
 	for _, e := range seen {
 		if e.EventID == m1 && !strings.Contains(string(e.Content), "hello hs2") {
@@ -43,18 +43,18 @@ func TestSendReachesSync(t *testing.T) {
 // them reach /sync in order, as new events.
 func TestSendFillsGapWithMissingEvents(t *testing.T) {
 	s := newShared(t, nil)
-	since := s.bob.since(t)
+	since := s.bob.Since(t)
 	var sent []string
 	for i := 0; i < 4; i++ {
-		sent = append(sent, s.alice.send(t, s.roomID, fmt.Sprintf("message %d", i)))
+		sent = append(sent, s.alice.Send(t, s.roomID, fmt.Sprintf("message %d", i)))
 	}
 	last := sent[len(sent)-1]
-	status, ans := sendTxn(t, s.hs1, s.hs2.Name, "gap", s.fromHS1(t, last), nil)
+	status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "gap", s.fromHS1(t, last), nil)
 	if status != 200 {
-		t.Fatalf("send: %d %s", status, ans.raw)
+		t.Fatalf("send: %d %s", status, ans.Raw)
 	}
-	ans.ok(t, last)
-	seen := ids(s.bob.syncUntil(t, since, s.roomID, sent...))
+	ans.OK(t, last)
+	seen := fedtest.IDs(s.bob.SyncUntil(t, since, s.roomID, sent...))
 	for i := 1; i < len(sent); i++ {
 		if slices.Index(seen, sent[i-1]) > slices.Index(seen, sent[i]) {
 			t.Fatalf("out of order: %v, want %v", seen, sent)
@@ -73,23 +73,23 @@ func TestSendFillsGapWithMissingEvents(t *testing.T) {
 // the gap it never fetched, and that part stays unknown.
 func TestSendFillsLongGapWithState(t *testing.T) {
 	s := newShared(t, nil)
-	since := s.bob.since(t)
-	early := s.alice.send(t, s.roomID, "early in the gap")
-	topic := s.alice.state(t, s.roomID, "m.room.topic", "", map[string]any{"topic": "set in the gap"})
+	since := s.bob.Since(t)
+	early := s.alice.Send(t, s.roomID, "early in the gap")
+	topic := s.alice.SetState(t, s.roomID, "m.room.topic", "", map[string]any{"topic": "set in the gap"})
 	for i := 0; i < 25; i++ {
-		s.alice.send(t, s.roomID, fmt.Sprintf("filler %d", i))
+		s.alice.Send(t, s.roomID, fmt.Sprintf("filler %d", i))
 	}
-	last := s.alice.send(t, s.roomID, "after the gap")
-	status, ans := sendTxn(t, s.hs1, s.hs2.Name, "long-gap", s.fromHS1(t, last), nil)
+	last := s.alice.Send(t, s.roomID, "after the gap")
+	status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "long-gap", s.fromHS1(t, last), nil)
 	if status != 200 {
-		t.Fatalf("send: %d %s", status, ans.raw)
+		t.Fatalf("send: %d %s", status, ans.Raw)
 	}
-	ans.ok(t, last)
-	s.bob.syncUntil(t, since, s.roomID, last)
-	if statusOn(t, s.hs2, early) != -1 {
+	ans.OK(t, last)
+	s.bob.SyncUntil(t, since, s.roomID, last)
+	if s.hs2.Status(early) != -1 {
 		t.Fatalf("hs2 fetched %s, beyond one request of missing events", early)
 	}
-	cur, err := s.hs2.DB.CurrentStateEvents(context.Background(), roomOf(t, s.hs2, s.roomID).NID, "m.room.topic")
+	cur, err := s.hs2.DB.CurrentStateEvents(context.Background(), s.hs2.Room(t, s.roomID).NID, "m.room.topic")
 	if err != nil || len(cur) != 1 || cur[0].EventID != topic {
 		t.Fatalf("hs2's topic: %+v, %v (want %s)", cur, err, topic)
 	}
@@ -103,14 +103,14 @@ func TestSendFillsLongGapWithState(t *testing.T) {
 func TestSendWithWithheldPrevEventsAnswersWithoutError(t *testing.T) {
 	s := newShared(t, nil)
 	hs3 := s.n.Start("hs3")
-	s.alice.send(t, s.roomID, "not passed on")
-	m := s.alice.send(t, s.roomID, "passed on by hs3")
-	status, ans := sendTxn(t, hs3, s.hs2.Name, "withheld", s.fromHS1(t, m), nil)
+	s.alice.Send(t, s.roomID, "not passed on")
+	m := s.alice.Send(t, s.roomID, "passed on by hs3")
+	status, ans := fedtest.SendTxn(t, hs3, s.hs2.Name, "withheld", s.fromHS1(t, m), nil)
 	if status != 200 {
-		t.Fatalf("send: %d %s", status, ans.raw)
+		t.Fatalf("send: %d %s", status, ans.Raw)
 	}
-	ans.ok(t, m)
-	if got := statusOn(t, s.hs2, m); got != -1 {
+	ans.OK(t, m)
+	if got := s.hs2.Status(m); got != -1 {
 		t.Fatalf("%s stored with status %d", m, got)
 	}
 }
@@ -122,30 +122,30 @@ func TestSendWithWithheldPrevEventsAnswersWithoutError(t *testing.T) {
 // between were complete (as Synapse, so clients page back).
 func TestSyncShowsGapAsLimited(t *testing.T) {
 	s := newShared(t, nil)
-	since := s.bob.since(t)
-	before := s.bob.send(t, s.roomID, "before the gap")
+	since := s.bob.Since(t)
+	before := s.bob.Send(t, s.roomID, "before the gap")
 	for i := 0; i < 30; i++ {
-		s.alice.send(t, s.roomID, fmt.Sprintf("never sent to hs2 %d", i))
+		s.alice.Send(t, s.roomID, fmt.Sprintf("never sent to hs2 %d", i))
 	}
-	last := s.alice.send(t, s.roomID, "after the gap")
-	_, ans := sendTxn(t, s.hs1, s.hs2.Name, "gap", s.fromHS1(t, last), nil)
-	ans.ok(t, last)
+	last := s.alice.Send(t, s.roomID, "after the gap")
+	_, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "gap", s.fromHS1(t, last), nil)
+	ans.OK(t, last)
 
 	var out struct {
 		Rooms struct {
 			Join map[string]struct {
 				Timeline struct {
-					Events    []syncEvent `json:"events"`
-					Limited   bool        `json:"limited"`
-					PrevBatch string      `json:"prev_batch"`
+					Events    []fedtest.ClientEvent `json:"events"`
+					Limited   bool                  `json:"limited"`
+					PrevBatch string                `json:"prev_batch"`
 				} `json:"timeline"`
 			} `json:"join"`
 		} `json:"rooms"`
 	}
 	filter := url.QueryEscape(`{"room":{"timeline":{"limit":50}}}`)
-	s.bob.mustDo(t, "GET", "/sync?timeout=0&filter="+filter+"&since="+url.QueryEscape(since), nil, &out)
+	s.bob.MustDo(t, "GET", "/sync?timeout=0&filter="+filter+"&since="+url.QueryEscape(since), nil, &out)
 	tl := out.Rooms.Join[s.roomID].Timeline
-	got := ids(tl.Events)
+	got := fedtest.IDs(tl.Events)
 	if !tl.Limited || len(got) == 0 || got[len(got)-1] != last || slices.Contains(got, before) || tl.PrevBatch == "" {
 		t.Fatalf("timeline across the gap: limited=%v prev_batch=%q events=%v (before the gap: %s)", tl.Limited, tl.PrevBatch, got, before)
 	}
@@ -157,22 +157,22 @@ func TestSyncShowsGapAsLimited(t *testing.T) {
 func TestSendIsIdempotent(t *testing.T) {
 	s := newShared(t, nil)
 	hs3 := s.n.Start("hs3")
-	m1 := s.alice.send(t, s.roomID, "one")
-	m2 := s.alice.send(t, s.roomID, "two")
-	_, first := sendTxn(t, s.hs1, s.hs2.Name, "same", s.fromHS1(t, m1), nil)
-	first.ok(t, m1)
-	status, again := sendTxn(t, s.hs1, s.hs2.Name, "same", s.fromHS1(t, m2), nil)
-	if status != 200 || string(again.raw) != string(first.raw) {
-		t.Fatalf("retried transaction: %d %s, first answer %s", status, again.raw, first.raw)
+	m1 := s.alice.Send(t, s.roomID, "one")
+	m2 := s.alice.Send(t, s.roomID, "two")
+	_, first := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "same", s.fromHS1(t, m1), nil)
+	first.OK(t, m1)
+	status, again := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "same", s.fromHS1(t, m2), nil)
+	if status != 200 || string(again.Raw) != string(first.Raw) {
+		t.Fatalf("retried transaction: %d %s, first answer %s", status, again.Raw, first.Raw)
 	}
-	if statusOn(t, s.hs2, m2) != -1 {
+	if s.hs2.Status(m2) != -1 {
 		t.Fatal("the retried transaction's PDUs were processed")
 	}
 	// hs3 is not in the room: its transaction "same" is its own, answered
 	// with its own outcome.
-	_, other := sendTxn(t, hs3, s.hs2.Name, "same", s.fromHS1(t, m2), nil)
+	_, other := fedtest.SendTxn(t, hs3, s.hs2.Name, "same", s.fromHS1(t, m2), nil)
 	if _, found := other.PDUs[m2]; !found {
-		t.Fatalf("hs3's transaction got hs1's answer: %s", other.raw)
+		t.Fatalf("hs3's transaction got hs1's answer: %s", other.Raw)
 	}
 }
 
@@ -180,8 +180,8 @@ func TestSendIsIdempotent(t *testing.T) {
 // themselves pass, and EDUs of any shape are accepted and ignored.
 func TestSendLimits(t *testing.T) {
 	s := newShared(t, nil)
-	m := s.alice.send(t, s.roomID, "x")
-	pdu := storedJSON(t, s.hs1, m)
+	m := s.alice.Send(t, s.roomID, "x")
+	pdu := s.hs1.StoredJSON(t, m)
 	many := func(n int) []json.RawMessage {
 		out := make([]json.RawMessage, n)
 		for i := range out {
@@ -194,7 +194,7 @@ func TestSendLimits(t *testing.T) {
 		for i := range out {
 			switch i % 4 {
 			case 0:
-				out[i] = map[string]any{"edu_type": "m.typing", "content": map[string]any{"room_id": s.roomID, "user_id": s.alice.id, "typing": true}}
+				out[i] = map[string]any{"edu_type": "m.typing", "content": map[string]any{"room_id": s.roomID, "user_id": s.alice.ID, "typing": true}}
 			case 1:
 				out[i] = "not an object"
 			case 2:
@@ -205,17 +205,17 @@ func TestSendLimits(t *testing.T) {
 		}
 		return out
 	}
-	if status, ans := sendTxn(t, s.hs1, s.hs2.Name, "too-many-pdus", many(51), nil); status != 400 || errcode(ans.raw) != "M_BAD_JSON" {
-		t.Fatalf("51 PDUs: %d %s", status, ans.raw)
+	if status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "too-many-pdus", many(51), nil); status != 400 || errcode(ans.Raw) != "M_BAD_JSON" {
+		t.Fatalf("51 PDUs: %d %s", status, ans.Raw)
 	}
-	if status, ans := sendTxn(t, s.hs1, s.hs2.Name, "too-many-edus", nil, edus(101)); status != 400 || errcode(ans.raw) != "M_BAD_JSON" {
-		t.Fatalf("101 EDUs: %d %s", status, ans.raw)
+	if status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "too-many-edus", nil, edus(101)); status != 400 || errcode(ans.Raw) != "M_BAD_JSON" {
+		t.Fatalf("101 EDUs: %d %s", status, ans.Raw)
 	}
-	status, ans := sendTxn(t, s.hs1, s.hs2.Name, "at-the-limits", many(50), edus(100))
+	status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "at-the-limits", many(50), edus(100))
 	if status != 200 {
-		t.Fatalf("50 PDUs and 100 EDUs: %d %s", status, ans.raw)
+		t.Fatalf("50 PDUs and 100 EDUs: %d %s", status, ans.Raw)
 	}
-	ans.ok(t, m)
+	ans.OK(t, m)
 	// Bodies of the wrong shape.
 	for name, body := range map[string]any{
 		"pdus not a list": map[string]any{"origin": "hs1", "pdus": map[string]any{}},
@@ -238,51 +238,49 @@ func TestSendRefusesForgeries(t *testing.T) {
 	s.n.Start("hs3") // so that what is missing is hs3's signature, not hs3
 	// charlie of hs1 joins, and is banned later: his old branch will be
 	// soft-failed.
-	charlie := register(t, s.hs1, "charlie")
-	charlie.mustDo(t, "POST", "/join/"+s.roomID, map[string]any{}, nil)
+	charlie := s.hs1.Register(t, "charlie")
+	charlie.MustDo(t, "POST", "/join/"+s.roomID, map[string]any{}, nil)
 	charlieJoin := timeline(t, s.hs1, s.roomID)
 	joinID := charlieJoin[len(charlieJoin)-1].EventID
-	ban := s.alice.state(t, s.roomID, spec.MRoomMember, charlie.id, map[string]any{"membership": "ban"})
-	_, ans := sendTxn(t, s.hs1, s.hs2.Name, "setup", s.fromHS1(t, joinID, ban), nil)
-	ans.ok(t, joinID, ban)
+	ban := s.alice.SetState(t, s.roomID, spec.MRoomMember, charlie.ID, map[string]any{"membership": "ban"})
+	_, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "setup", s.fromHS1(t, joinID, ban), nil)
+	ans.OK(t, joinID, ban)
 
-	since := s.bob.since(t)
-	hs1 := signerOf(s.hs1)
-	msg := func(sender, body string) proto {
-		return proto{sender: sender, typ: "m.room.message", content: map[string]any{"msgtype": "m.text", "body": body}}
-	}
-	forgedSig := build(t, s.hs2, forgedSigner(s.hs1), s.roomID, msg(s.alice.id, "forged signature"))
-	otherServer := build(t, s.hs2, hs1, s.roomID, msg("@carol:hs3", "hs1 speaking for hs3"))
-	unauthorised := build(t, s.hs2, hs1, s.roomID, msg("@mallory:hs1", "not a member"))
-	softFailed := build(t, s.hs2, hs1, s.roomID, proto{sender: charlie.id, typ: "m.room.message",
-		content: map[string]any{"msgtype": "m.text", "body": "from before my ban"},
-		prevs:   []string{joinID},
-		auth:    []string{stateID(t, s.hs2, s.roomID, spec.MRoomCreate, ""), stateID(t, s.hs2, s.roomID, spec.MRoomPowerLevels, ""), joinID}})
-	tampered := build(t, s.hs2, hs1, s.roomID, msg(s.alice.id, "the original words"))
-	tamperedJSON := withContent(t, tampered.JSON(), map[string]any{"msgtype": "m.text", "body": "words put in alice's mouth"})
-	good := build(t, s.hs2, hs1, s.roomID, proto{sender: s.alice.id, typ: "m.room.message",
-		content: map[string]any{"msgtype": "m.text", "body": "a good one"},
-		prevs:   []string{ban}})
+	since := s.bob.Since(t)
+	hs1 := s.hs1.Signer()
+	msg := fedtest.Message
+	forgedSig := fedtest.Build(t, s.hs2, s.hs1.ForgedSigner(), s.roomID, msg(s.alice.ID, "forged signature"))
+	otherServer := fedtest.Build(t, s.hs2, hs1, s.roomID, msg("@carol:hs3", "hs1 speaking for hs3"))
+	unauthorised := fedtest.Build(t, s.hs2, hs1, s.roomID, msg("@mallory:hs1", "not a member"))
+	softFailed := fedtest.Build(t, s.hs2, hs1, s.roomID, fedtest.Proto{Sender: charlie.ID, Type: "m.room.message",
+		Content: map[string]any{"msgtype": "m.text", "body": "from before my ban"},
+		Prevs:   []string{joinID},
+		Auth:    []string{s.hs2.StateID(t, s.roomID, spec.MRoomCreate, ""), s.hs2.StateID(t, s.roomID, spec.MRoomPowerLevels, ""), joinID}})
+	tampered := fedtest.Build(t, s.hs2, hs1, s.roomID, msg(s.alice.ID, "the original words"))
+	tamperedJSON := fedtest.WithContent(t, tampered.JSON(), map[string]any{"msgtype": "m.text", "body": "words put in alice's mouth"})
+	good := fedtest.Build(t, s.hs2, hs1, s.roomID, fedtest.Proto{Sender: s.alice.ID, Type: "m.room.message",
+		Content: map[string]any{"msgtype": "m.text", "body": "a good one"},
+		Prevs:   []string{ban}})
 
-	pdus := append(jsons(forgedSig, otherServer, unauthorised, softFailed), tamperedJSON, good.JSON(),
+	pdus := append(fedtest.JSONs(forgedSig, otherServer, unauthorised, softFailed), tamperedJSON, good.JSON(),
 		json.RawMessage(`{"room_id": "!unknown:hs1", "type": "m.room.message", "sender": "@alice:hs1", "content": {}, "depth": 5,
 			"prev_events": [], "auth_events": [], "origin_server_ts": 1, "hashes": {"sha256": "x"}, "signatures": {}}`),
 		json.RawMessage(`"not even an object"`),
 		// gomatrixserverlib's trusted parser panics on the ID of this one.
 		json.RawMessage(`{"room_id": "!unknown:hs1", "type": "m.room.create", "state_key": "", "content": 0}`))
-	status, ans := sendTxn(t, s.hs1, s.hs2.Name, "forgeries", pdus, nil)
+	status, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "forgeries", pdus, nil)
 	if status != 200 {
-		t.Fatalf("send: %d %s", status, ans.raw)
+		t.Fatalf("send: %d %s", status, ans.Raw)
 	}
-	ans.refused(t, forgedSig.EventID(), "signature")
-	ans.refused(t, otherServer.EventID(), "signature")
-	ans.ok(t, unauthorised.EventID(), softFailed.EventID(), tampered.EventID(), good.EventID())
+	ans.Refused(t, forgedSig.EventID(), "signature")
+	ans.Refused(t, otherServer.EventID(), "signature")
+	ans.OK(t, unauthorised.EventID(), softFailed.EventID(), tampered.EventID(), good.EventID())
 	for id, want := range map[string]int{
 		forgedSig.EventID(): -1, otherServer.EventID(): -1,
 		unauthorised.EventID(): storage.EventRejected, softFailed.EventID(): storage.EventSoftFailed,
 		tampered.EventID(): storage.EventAccepted, good.EventID(): storage.EventAccepted,
 	} {
-		if got := statusOn(t, s.hs2, id); got != want {
+		if got := s.hs2.Status(id); got != want {
 			t.Errorf("%s stored with status %d, want %d", id, got, want)
 		}
 	}
@@ -296,13 +294,13 @@ func TestSendRefusesForgeries(t *testing.T) {
 		}
 	}
 	if unknown != 1 {
-		t.Fatalf("PDU of an unknown room: %s", ans.raw)
+		t.Fatalf("PDU of an unknown room: %s", ans.Raw)
 	}
 	// The tampered event is stored (and delivered) redacted.
-	if stored := string(storedJSON(t, s.hs2, tampered.EventID())); strings.Contains(stored, "words") {
+	if stored := string(s.hs2.StoredJSON(t, tampered.EventID())); strings.Contains(stored, "words") {
 		t.Fatalf("tampered event stored with its content: %s", stored)
 	}
-	seen := s.bob.syncUntil(t, since, s.roomID, good.EventID(), tampered.EventID())
+	seen := s.bob.SyncUntil(t, since, s.roomID, good.EventID(), tampered.EventID())
 	for _, e := range seen {
 		switch e.EventID {
 		case forgedSig.EventID(), otherServer.EventID(), unauthorised.EventID(), softFailed.EventID():
@@ -329,19 +327,19 @@ func TestSendRefusesForgeries(t *testing.T) {
 func TestSendServerACL(t *testing.T) {
 	s := newShared(t, nil)
 	hs3 := s.n.Start("hs3")
-	acl := s.alice.state(t, s.roomID, "m.room.server_acl", "", map[string]any{"allow": []string{"*"}, "deny": []string{"hs3"}})
-	_, ans := sendTxn(t, s.hs1, s.hs2.Name, "acl", s.fromHS1(t, acl), nil)
-	ans.ok(t, acl)
+	acl := s.alice.SetState(t, s.roomID, "m.room.server_acl", "", map[string]any{"allow": []string{"*"}, "deny": []string{"hs3"}})
+	_, ans := fedtest.SendTxn(t, s.hs1, s.hs2.Name, "acl", s.fromHS1(t, acl), nil)
+	ans.OK(t, acl)
 
-	m := s.alice.send(t, s.roomID, "passed on by hs3")
-	_, ans = sendTxn(t, hs3, s.hs2.Name, "from-hs3", s.fromHS1(t, m), nil)
-	ans.refused(t, m, "banned")
-	eve := build(t, s.hs2, signerOf(hs3), s.roomID, proto{sender: "@eve:hs3", typ: "m.room.message",
-		content: map[string]any{"msgtype": "m.text", "body": "hs3 speaks through hs1"}})
-	_, ans = sendTxn(t, s.hs1, s.hs2.Name, "of-hs3", jsons(eve), nil)
-	ans.refused(t, eve.EventID(), "banned")
+	m := s.alice.Send(t, s.roomID, "passed on by hs3")
+	_, ans = fedtest.SendTxn(t, hs3, s.hs2.Name, "from-hs3", s.fromHS1(t, m), nil)
+	ans.Refused(t, m, "banned")
+	eve := fedtest.Build(t, s.hs2, hs3.Signer(), s.roomID, fedtest.Proto{Sender: "@eve:hs3", Type: "m.room.message",
+		Content: map[string]any{"msgtype": "m.text", "body": "hs3 speaks through hs1"}})
+	_, ans = fedtest.SendTxn(t, s.hs1, s.hs2.Name, "of-hs3", fedtest.JSONs(eve), nil)
+	ans.Refused(t, eve.EventID(), "banned")
 	for _, id := range []string{m, eve.EventID()} {
-		if statusOn(t, s.hs2, id) != -1 {
+		if s.hs2.Status(id) != -1 {
 			t.Fatalf("%s stored", id)
 		}
 	}
@@ -351,7 +349,7 @@ func TestSendServerACL(t *testing.T) {
 	if status, raw := fedGet(t, s.hs2, s.hs1.Name, path, nil); status != 200 {
 		t.Fatalf("state_ids before the ACL: %d %s", status, raw)
 	}
-	s.alice.state(t, s.roomID, "m.room.server_acl", "", map[string]any{"allow": []string{"*"}, "deny": []string{"hs2", "hs3"}})
+	s.alice.SetState(t, s.roomID, "m.room.server_acl", "", map[string]any{"allow": []string{"*"}, "deny": []string{"hs2", "hs3"}})
 	if status, raw := fedGet(t, s.hs2, s.hs1.Name, path, nil); status != 403 || errcode(raw) != "M_FORBIDDEN" {
 		t.Fatalf("state_ids of a denied server: %d %s", status, raw)
 	}
@@ -362,14 +360,14 @@ func TestSendServerACL(t *testing.T) {
 // sender, hs2's /send), in order.
 func TestSenderDeliversThroughSend(t *testing.T) {
 	s := newPairSending(t)
-	s.roomID = s.alice.createRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	s.roomID = s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
 	s.bobJoin = joinFromHS2(t, s.hs1, s.hs2, s.roomID, s.bob)
-	since := s.bob.since(t)
+	since := s.bob.Since(t)
 	var sent []string
 	for i := 0; i < 3; i++ {
-		sent = append(sent, s.alice.send(t, s.roomID, fmt.Sprintf("delivered %d", i)))
+		sent = append(sent, s.alice.Send(t, s.roomID, fmt.Sprintf("delivered %d", i)))
 	}
-	seen := ids(s.bob.syncUntil(t, since, s.roomID, sent...))
+	seen := fedtest.IDs(s.bob.SyncUntil(t, since, s.roomID, sent...))
 	for i := 1; i < len(sent); i++ {
 		if slices.Index(seen, sent[i-1]) > slices.Index(seen, sent[i]) {
 			t.Fatalf("out of order: %v, want %v", seen, sent)

@@ -147,7 +147,8 @@ func (ca *CA) IssuePEM(t testing.TB, format KeyFormat, names ...string) (certPEM
 }
 
 // Proxy is an HTTP CONNECT proxy for tests: it opens tunnels only to the
-// host:port it has routes for, each to a local address.
+// host:port it has routes for, each to a local address. Clients that
+// name themselves (FuncFor) can be partitioned from hosts (Cut).
 type Proxy struct {
 	ln  net.Listener
 	srv *http.Server
@@ -155,6 +156,24 @@ type Proxy struct {
 	mu       sync.Mutex
 	routes   map[string]string // "hs1:8448" or "hs1:*" -> "127.0.0.1:34567"
 	connects []string
+	cuts     map[link]bool
+	tunnels  map[*tunnel]bool
+}
+
+// link is a pair of hosts, in either order.
+type link struct{ a, b string }
+
+func linkOf(a, b string) link {
+	if a > b {
+		a, b = b, a
+	}
+	return link{a, b}
+}
+
+// tunnel is an open CONNECT tunnel: from the named client to a host.
+type tunnel struct {
+	from, to string
+	conns    []io.Closer
 }
 
 // NewProxy starts a proxy on loopback, stopped when the test ends.
@@ -164,7 +183,7 @@ func NewProxy(t testing.TB) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, routes: map[string]string{}}
+	p := &Proxy{ln: ln, routes: map[string]string{}, cuts: map[link]bool{}, tunnels: map[*tunnel]bool{}}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	go p.srv.Serve(ln)
 	t.Cleanup(func() { p.srv.Close() })
@@ -187,6 +206,66 @@ func (p *Proxy) URL() *url.URL { return &url.URL{Scheme: "http", Host: p.ln.Addr
 func (p *Proxy) Func() func(*http.Request) (*url.URL, error) {
 	u := p.URL()
 	return func(*http.Request) (*url.URL, error) { return u, nil }
+}
+
+// FuncFor is Func for the client of host from: its tunnels are known to
+// come from there (the proxy URL carries the name, sent as
+// Proxy-Authorization), so that Cut applies to them.
+func (p *Proxy) FuncFor(from string) func(*http.Request) (*url.URL, error) {
+	u := p.URL()
+	u.User = url.User(from)
+	return func(*http.Request) (*url.URL, error) { return u, nil }
+}
+
+// Cut partitions hosts a and b (names without ports) from each other:
+// tunnels between them (asked for by clients of FuncFor) are refused, and
+// open ones are closed, until Heal.
+func (p *Proxy) Cut(a, b string) {
+	p.mu.Lock()
+	p.cuts[linkOf(a, b)] = true
+	var closing []*tunnel
+	for tn := range p.tunnels {
+		if linkOf(tn.from, tn.to) == linkOf(a, b) {
+			closing = append(closing, tn)
+			delete(p.tunnels, tn)
+		}
+	}
+	p.mu.Unlock()
+	for _, tn := range closing {
+		for _, c := range tn.conns {
+			c.Close()
+		}
+	}
+}
+
+// Heal ends a Cut between a and b.
+func (p *Proxy) Heal(a, b string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.cuts, linkOf(a, b))
+}
+
+func (p *Proxy) isCut(tn *tunnel) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return tn.from != "" && p.cuts[linkOf(tn.from, tn.to)]
+}
+
+// open registers a tunnel unless its hosts are cut from each other.
+func (p *Proxy) open(tn *tunnel) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tn.from != "" && p.cuts[linkOf(tn.from, tn.to)] {
+		return false
+	}
+	p.tunnels[tn] = true
+	return true
+}
+
+func (p *Proxy) closed(tn *tunnel) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.tunnels, tn)
 }
 
 // Connects lists the host:port of the tunnels asked for, in order.
@@ -218,6 +297,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no route to "+r.Host, http.StatusBadGateway)
 		return
 	}
+	host, _, _ := net.SplitHostPort(r.Host)
+	tn := &tunnel{from: clientName(r), to: host}
+	if p.isCut(tn) {
+		http.Error(w, "network partitioned", http.StatusBadGateway)
+		return
+	}
 	upstream, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
@@ -228,6 +313,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		upstream.Close()
 		return
 	}
+	tn.conns = []io.Closer{conn, upstream}
+	if !p.open(tn) {
+		conn.Write([]byte("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"))
+		conn.Close()
+		upstream.Close()
+		return
+	}
+	defer p.closed(tn)
 	if _, err := conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
 		conn.Close()
 		upstream.Close()
@@ -236,6 +329,18 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	// The hijacked reader may hold bytes the client sent after CONNECT.
 	go splice(upstream, buf.Reader, conn)
 	splice(conn, upstream, upstream)
+}
+
+// clientName is the name a FuncFor client gave in Proxy-Authorization
+// ("" for anonymous clients).
+func clientName(r *http.Request) string {
+	auth := r.Header.Get("Proxy-Authorization")
+	if auth == "" {
+		return ""
+	}
+	probe := &http.Request{Header: http.Header{"Authorization": {auth}}}
+	name, _, _ := probe.BasicAuth()
+	return name
 }
 
 // splice copies src to dst, then closes both ends it was given.

@@ -229,8 +229,10 @@ func TestRemoteInviteWhenParticipating(t *testing.T) {
 		t.Fatalf("hs2 has bob2 as %q", m)
 	}
 
-	// bob3's invite has not reached hs2's copy of the room: his join goes
+	// bob3's invite has not reached hs2's copy of the room (hs1's sender
+	// is stopped: only the invite request reaches hs2): his join goes
 	// through the inviter's server instead of failing here.
+	hs1.Sender.Stop()
 	bob3 := newUser(t, hs2, "bob3")
 	alice.invite(roomID, bob3.ID).want(t, http.StatusOK, "")
 	bob3.invitedTo(roomID)

@@ -5,11 +5,9 @@
 package fedrooms
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,80 +17,44 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"matrixhs/internal/accounts"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 	"matrixhs/tests/fedtest"
 )
 
-// user is a logged-in user of one server, talking to its client API.
+// user is a logged-in user of one server, talking to its client API
+// (fedtest.User with the helpers these tests name their own way).
 type user struct {
-	t     *testing.T
-	hs    *fedtest.Server
-	ID    string
-	token string
+	*fedtest.MautrixUser
+	t  *testing.T
+	hs *fedtest.Server
 }
 
 func newUser(t *testing.T, hs *fedtest.Server, localpart string) *user {
 	t.Helper()
-	login, err := hs.Accounts.Register(context.Background(), accounts.Registration{Localpart: localpart, Password: "correct horse battery staple"})
-	if err != nil {
-		t.Fatalf("registering %s on %s: %v", localpart, hs.Name, err)
-	}
-	return &user{t: t, hs: hs, ID: login.UserID, token: login.AccessToken}
+	return &user{MautrixUser: hs.NewUser(t, localpart), t: t, hs: hs}
 }
 
 // response is a client API answer.
-type response struct {
-	Status int
-	Body   map[string]any
-	Raw    []byte
-}
+type response fedtest.Response
 
 // do sends a client API request (path under /_matrix/client/v3) with a
 // JSON body (nil for none).
 func (u *user) do(method, path string, body any) response {
 	u.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, err := json.Marshal(body)
-		if err != nil {
-			u.t.Fatal(err)
-		}
-		rd = bytes.NewReader(js)
-	}
-	req, err := http.NewRequest(method, u.hs.URL()+"/_matrix/client/v3"+path, rd)
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+u.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		u.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := response{Status: resp.StatusCode, Raw: raw}
-	json.Unmarshal(raw, &out.Body)
-	return out
+	return response(u.Do(method, path, body))
 }
 
 // must is do expecting 200.
 func (u *user) must(method, path string, body any) map[string]any {
 	u.t.Helper()
-	r := u.do(method, path, body)
-	if r.Status != http.StatusOK {
-		u.t.Fatalf("%s %s as %s: %d %s", method, path, u.ID, r.Status, r.Raw)
-	}
-	return r.Body
+	return u.Must(method, path, body)
 }
 
 // want asserts a status and errcode ("" for any).
 func (r response) want(t *testing.T, status int, errcode string) {
 	t.Helper()
-	if r.Status != status || (errcode != "" && r.Body["errcode"] != errcode) {
-		t.Fatalf("got %d %s, want %d %s", r.Status, r.Raw, status, errcode)
-	}
+	fedtest.Response(r).Want(t, status, errcode)
 }
 
 func (u *user) createRoom(body map[string]any) string {
@@ -153,14 +115,7 @@ func (u *user) putState(roomID, typ, key string, content map[string]any) string 
 // ("" for none).
 func (u *user) sync(since, filter string, timeout time.Duration) map[string]any {
 	u.t.Helper()
-	q := url.Values{"timeout": {fmt.Sprint(timeout.Milliseconds())}}
-	if since != "" {
-		q.Set("since", since)
-	}
-	if filter != "" {
-		q.Set("filter", filter)
-	}
-	return u.must("GET", "/sync?"+q.Encode(), nil)
+	return u.Sync(since, filter, timeout)
 }
 
 // withLeft is a sync filter that lists left rooms.
@@ -175,35 +130,13 @@ func (u *user) syncUntil(what string, check func(sync map[string]any) bool) map[
 
 func (u *user) syncFilteredUntil(filter, what string, check func(sync map[string]any) bool) map[string]any {
 	u.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	since := ""
-	for time.Now().Before(deadline) {
-		res := u.sync(since, filter, 2*time.Second)
-		if check(res) {
-			return res
-		}
-		since, _ = res["next_batch"].(string)
-	}
-	u.t.Fatalf("%s never saw %s", u.ID, what)
-	return nil
+	return u.SyncUntil(filter, 20*time.Second, what, check)
 }
 
 // get walks a decoded JSON value along keys.
-func get(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
-}
+func get(v any, keys ...string) any { return fedtest.Get(v, keys...) }
 
-func list(v any) []any {
-	l, _ := v.([]any)
-	return l
-}
+func list(v any) []any { return fedtest.List(v) }
 
 // hasMember reports whether events hold a member event of user with the
 // membership.
@@ -295,7 +228,7 @@ func (u *user) slidingSync() map[string]any {
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+u.token)
+	req.Header.Set("Authorization", "Bearer "+u.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		u.t.Fatal(err)

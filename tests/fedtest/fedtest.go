@@ -41,6 +41,7 @@ import (
 	"matrixhs/federationapi"
 	"matrixhs/federationapi/fedclient"
 	"matrixhs/federationapi/keyring"
+	"matrixhs/federationapi/sender"
 	"matrixhs/internal/httputil"
 	"matrixhs/tests/fednet"
 	"matrixhs/tests/testserver"
@@ -80,6 +81,7 @@ type settings struct {
 	certNames []string
 	notaries  []keyring.Notary
 	fed       []func(*federationapi.Options)
+	sender    sender.Options
 }
 
 // Option tunes one server.
@@ -110,6 +112,12 @@ func WithNotary(n *Server) Option {
 // WithFederation edits the server's federation options last.
 func WithFederation(f func(*federationapi.Options)) Option {
 	return func(s *settings) { s.fed = append(s.fed, f) }
+}
+
+// WithSender tunes the server's outbound federation queue (e.g. a short
+// backoff, so that servers find each other again soon after a partition).
+func WithSender(o sender.Options) Option {
+	return func(s *settings) { s.sender = o }
 }
 
 // Start starts a server named name on the network.
@@ -164,7 +172,7 @@ func (s *Server) start(dataDir string) {
 		Client: fedclient.Options{
 			RootCAs:      s.net.CA.Pool,
 			AllowPrivate: true,
-			Proxy:        s.net.Proxy.Func(),
+			Proxy:        s.net.Proxy.FuncFor(hostOf(s.Name)),
 			SRVResolver:  s.net.SRV,
 			HostResolver: fednet.Hosts{},
 			Timeout:      20 * time.Second,
@@ -177,9 +185,37 @@ func (s *Server) start(dataDir string) {
 	for k, v := range s.cfg.env {
 		env[k] = v
 	}
-	s.Server = testserver.StartInWith(t, dataDir, env, server.Options{Federation: fed})
+	s.Server = testserver.StartInWith(t, dataDir, env, server.Options{Federation: fed, Sender: s.cfg.sender})
 	t.Cleanup(s.net.closeIdle) // runs before the server's own cleanup stops it
 	s.net.Proxy.Route(hostOf(s.Name)+":*", s.FederationAddr())
+}
+
+// Cut partitions a and b: no request of one reaches the other (requests
+// in flight fail) until Heal. Other servers still reach both.
+func (n *Network) Cut(a, b *Server) {
+	n.Proxy.Cut(hostOf(a.Name), hostOf(b.Name))
+}
+
+// Heal ends a Cut between a and b.
+func (n *Network) Heal(a, b *Server) {
+	n.Proxy.Heal(hostOf(a.Name), hostOf(b.Name))
+}
+
+// Isolate cuts s from every other server of the network; the returned
+// func heals those cuts.
+func (n *Network) Isolate(s *Server) (heal func()) {
+	var others []*Server
+	for _, o := range n.servers {
+		if o != s {
+			others = append(others, o)
+			n.Cut(s, o)
+		}
+	}
+	return func() {
+		for _, o := range others {
+			n.Heal(s, o)
+		}
+	}
 }
 
 // hostOf is a server name without its port.

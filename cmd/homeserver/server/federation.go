@@ -44,5 +44,8 @@ func federationOptions(cfg *config.Config, key *config.SigningKey, log logrus.Fi
 		o.Client.RootCAs = pool
 	}
 	o.Client.AllowPrivate = o.Client.AllowPrivate || fc.AllowPrivateAddresses
+	if o.InboundRate.PerSecond <= 0 {
+		o.InboundRate = fc.InboundRateLimit
+	}
 	return o, nil
 }

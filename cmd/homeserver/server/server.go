@@ -21,6 +21,7 @@ import (
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
+	"matrixhs/federationapi/e2eefed"
 	"matrixhs/federationapi/membership"
 	"matrixhs/federationapi/sender"
 	"matrixhs/internal/accounts"
@@ -62,7 +63,13 @@ type Server struct {
 	// Membership joins, leaves, knocks and invites across servers (nil
 	// when federation is disabled).
 	Membership *membership.Service
-	Log        *logrus.Logger
+	// EphemeralFederation carries typing, receipts and presence to and
+	// from other servers (nil when federation is disabled).
+	EphemeralFederation *federationapi.Ephemeral
+	// FedKeys carries end-to-end encryption to and from other servers (nil
+	// when federation is disabled).
+	FedKeys *e2eefed.Service
+	Log     *logrus.Logger
 
 	http     *http.Server
 	api      *clientapi.API
@@ -171,13 +178,30 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.Notifier.Wake(notifier.Targets{Users: t.Users, Rooms: t.Rooms, All: t.All})
 	})
 	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
-	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
-	var profiles clientapi.RemoteProfiles
-	if !s.Federation.Options().Disabled {
-		profiles = s.Federation
+	s.Ephemeral.SetPresenceEnabled(cfg.Presence.Enabled)
+	if s.Sender != nil {
+		// Typing, receipts and presence go to and come from other servers.
+		if s.EphemeralFederation, err = s.Federation.AttachEphemeral(s.Ephemeral, s.Sender); err != nil {
+			db.Close()
+			s.closeLog()
+			return nil, err
+		}
 	}
-	s.api = clientapi.New(clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
-		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Profiles: profiles, Log: s.Log})
+	s.Keys = e2ee.New(db, e2ee.Options{ServerName: cfg.Server.Name, Log: s.Log})
+	if s.Sender != nil {
+		// Keys, device lists and to-device messages across servers.
+		s.FedKeys = e2eefed.New(s.Federation, s.Keys, s.Sender)
+		s.Keys.SetRemote(s.FedKeys)
+	}
+	deps := clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log}
+	if s.Sender != nil {
+		deps.FederationSender = s.Sender
+	}
+	if !s.Federation.Options().Disabled {
+		deps.Profiles = s.Federation
+	}
+	s.api = clientapi.New(deps)
 	handler := s.routes()
 	s.http = &http.Server{
 		Handler:           bodyDeadline(cfg, countRequests(&s.active, handler)),
@@ -200,6 +224,9 @@ func (s *Server) routes() http.Handler {
 	s.Federation.Register(rt)
 	if s.Membership != nil {
 		s.Membership.Register(rt)
+	}
+	if s.FedKeys != nil {
+		s.FedKeys.Register(rt)
 	}
 	outer := httputil.Outer(rt, s.Log, s.Config.Server.MaxRequestBodyBytes)
 	return httputil.WithClientAddress(outer, httputil.NewTrustedProxies(s.Config.TrustedProxyPrefixes()))
@@ -253,6 +280,7 @@ func (s *Server) Listen(addr string) error {
 	if s.Sender != nil {
 		s.Sender.Start()
 	}
+	s.Keys.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
 	if unreachableName(s.Config.Server.Name) {
@@ -279,6 +307,9 @@ func (s *Server) listenFederation() error {
 	extra := []func(*httputil.Router){s.Media.RegisterFederation}
 	if s.Membership != nil {
 		extra = append(extra, s.Membership.Register)
+	}
+	if s.FedKeys != nil {
+		extra = append(extra, s.FedKeys.Register)
 	}
 	l, err := federationapi.ListenTLS(s.Federation.Handler(s.Log, s.Config.Server.MaxRequestBodyBytes, extra...), federationapi.TLSListenerOptions{
 		Addr: fo.Listen, Certificate: fo.Certificate,
@@ -336,6 +367,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	// Both queue EDUs on the sender: stop them first.
+	s.EphemeralFederation.Stop()
+	s.Keys.Stop()
 	if s.Sender != nil {
 		s.Sender.Stop()
 	}
