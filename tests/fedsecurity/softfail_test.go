@@ -65,15 +65,15 @@ func TestSoftFailedEventsStayHidden(t *testing.T) {
 // TestLyingServer: hs1 lies about the room's DAG when hs2 fills gaps from
 // it (/get_missing_events, /state_ids answered as it pleases).
 //
-// A late event: hs1 first sends an event of alice built on one of dave's
-// that it withholds, then dave's: by then hs2 holds an event naming it as
-// a prev event. Dave was banned before: his event, arriving late through
-// /send, must still be checked against the current state and soft-failed,
-// never shown to bob.
+// A withheld event: hs1 first sends an event of alice built on one of
+// dave's that it withholds from /get_missing_events: as Synapse, hs2 drops
+// the pushed event rather than take it on the state hs1 offers. Then dave's
+// arrives: dave was banned before, so it is checked against the current
+// state and soft-failed, never shown to bob. (An event that arrives after
+// one naming it was stored is covered by roomserver's TestLateEventSoftFailed.)
 //
 // A forged gap: hs1 answers /get_missing_events with a prev event whose
-// signature is forged: it is dropped, and the event after it is taken on
-// the state hs1 gives (which hs2's own checks bound).
+// signature is forged: it is dropped, and so is the pushed event after it.
 func TestLyingServer(t *testing.T) {
 	lie := &liar{}
 	nw := newNetwork(t, fedtest.WithFederation(lie.routes))
@@ -105,6 +105,9 @@ func TestLyingServer(t *testing.T) {
 	if st := hs2.Status(withheld.EventID()); st != -1 {
 		t.Fatalf("hs2 got the withheld event (status %d)", st)
 	}
+	if st := hs2.Status(next.EventID()); st != -1 {
+		t.Fatalf("hs2 took an event whose prev event was withheld (status %d)", st)
+	}
 	_, ans = fedtest.SendTxn(t, nw.hs1, hs2.Name, "late", fedtest.JSONs(withheld), nil)
 	ans.OK(t, withheld.EventID())
 	if st := hs2.Status(withheld.EventID()); st != storage.EventSoftFailed {
@@ -122,5 +125,8 @@ func TestLyingServer(t *testing.T) {
 	if st := hs2.Status(forged.EventID()); st != -1 {
 		t.Errorf("the forged gap event was stored with status %d", st)
 	}
-	v.checkInvisible(t, []gomatrixserverlib.PDU{withheld, forged}, []gomatrixserverlib.PDU{hs2.PDU(t, ban), next, onForged})
+	if st := hs2.Status(onForged.EventID()); st != -1 {
+		t.Errorf("the event on the forged gap was stored with status %d", st)
+	}
+	v.checkInvisible(t, []gomatrixserverlib.PDU{withheld, forged, next, onForged}, []gomatrixserverlib.PDU{hs2.PDU(t, ban)})
 }
