@@ -426,10 +426,11 @@ func TestStoreEventStateBeforeDelta(t *testing.T) {
 	k.wantCurrent("after the backfilled chain")
 }
 
-// GapsBetween lists the prev events not held of the timeline events in a
-// range of the topological order, nearest its upper end first; held,
-// rejected and soft-failed prev events are no gap, outliers are.
-func TestGapsBetween(t *testing.T) {
+// HistoryGaps lists the prev events not held of the timeline events in a
+// range of the topological order (the newest `scan` of them), nearest its
+// upper end first; held, rejected and soft-failed prev events are no gap,
+// outliers are.
+func TestHistoryGapsInRanges(t *testing.T) {
 	db, _ := openTest(t)
 	k := newRoomKit(t, db, "!gaps:x")
 	k.create("@alice:x", "public", "shared")
@@ -458,7 +459,7 @@ func TestGapsBetween(t *testing.T) {
 		{"the middle", TopoBefore(&Event{Depth: mid.Depth, NID: k.ids[mid.EventID]}), pos(mid), 10, []string{outlier.EventID}},
 		{"below high", TopoPos{}, TopoBefore(&Event{Depth: high.Depth, NID: k.ids[high.EventID]}), 10, []string{outlier.EventID, "$missing-low"}},
 	} {
-		got, err := db.GapsBetween(k.ctx, k.nid, c.after, c.upTo, c.limit)
+		got, err := db.HistoryGaps(k.ctx, k.nid, c.after, c.upTo, c.limit)
 		if err != nil || !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v, %v; want %v", c.what, got, err, c.want)
 		}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // Queries for room federation: received transactions, what a state
@@ -64,7 +63,7 @@ func (db *DB) SnapshotServerMembers(ctx context.Context, snapshotNID int64, serv
 		SELECT e.type, e.state_key, COALESCE(ev.state_value, '') FROM chain c
 		JOIN state_entries e ON e.snapshot_nid = c.nid
 			AND ((e.type = 'm.room.history_visibility' AND e.state_key = '')
-				OR (e.type = 'm.room.member' AND substr(e.state_key, instr(e.state_key, ':') + 1) = $2))
+				OR (e.type = 'm.room.member' AND `+userIDServer("e.state_key")+` = $2))
 		JOIN events ev ON ev.event_nid = e.event_nid
 		ORDER BY c.lvl DESC`, snapshotNID, server)
 	if err != nil {
@@ -129,70 +128,11 @@ func (db *DB) HistoryGaps(ctx context.Context, roomNID int64, lo, hi TopoPos, sc
 	return out, rows.Err()
 }
 
-// GapsBetween lists the prev events, not held in the room's timeline, of
-// the room's timeline events in the topological range (after, upTo]: the
-// gaps a page of history there runs into (a server that missed events and
-// fetched only the newest has such a gap in the middle of its history).
-// The gaps nearest upTo come first; outliers count as missing, rejected and
-// soft-failed events do not, as in HistoryGaps.
-func (db *DB) GapsBetween(ctx context.Context, roomNID int64, after, upTo TopoPos, limit int) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT ed.prev_event_id, MAX(e.depth) AS d FROM events e
-		JOIN event_edges ed ON ed.event_nid = e.event_nid
-		WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL
-			AND (e.depth, e.event_nid) > ($2, $3) AND (e.depth, e.event_nid) <= ($4, $5)
-			AND NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ed.prev_event_id AND (p.stream_pos IS NOT NULL OR p.status IN (2, 3)))
-		GROUP BY ed.prev_event_id ORDER BY d DESC, ed.prev_event_id LIMIT $6`,
-		roomNID, after.Depth, after.NID, upTo.Depth, upTo.NID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("finding gaps in history: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		var depth int64
-		if err := rows.Scan(&id, &depth); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
-}
-
-// HistoryGapsBelow is HistoryGaps for the `scan` timeline events at or
-// before a topological position (the newest of them): gaps in the middle
-// of the history, as a backwards page through them meets them (a room left
-// and joined again, an outage).
-func (db *DB) HistoryGapsBelow(ctx context.Context, roomNID int64, below TopoPos, scan int) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT DISTINCT ed.prev_event_id, o.depth FROM
-		(SELECT event_nid, depth FROM events WHERE room_nid = $1 AND stream_pos IS NOT NULL
-			AND (depth < $2 OR (depth = $2 AND event_nid <= $3)) ORDER BY depth DESC, event_nid DESC LIMIT $4) o
-		JOIN event_edges ed ON ed.event_nid = o.event_nid
-		WHERE NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ed.prev_event_id AND (p.stream_pos IS NOT NULL OR p.status IN (2, 3)))
-		ORDER BY o.depth DESC, ed.prev_event_id`, roomNID, below.Depth, below.NID, scan)
-	if err != nil {
-		return nil, fmt.Errorf("finding history gaps: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		var depth int64
-		if err := rows.Scan(&id, &depth); err != nil {
-			return nil, err
-		}
-		if !slices.Contains(out, id) {
-			out = append(out, id)
-		}
-	}
-	return out, rows.Err()
-}
-
 // JoinedServers lists the servers with joined members in a room's current
 // state, those whose first current member joined earliest first (they are
 // likeliest to hold the room's history).
 func (db *DB) JoinedServers(ctx context.Context, roomNID int64) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT substr(state_key, instr(state_key, ':') + 1) AS server, MIN(stream_pos)
+	rows, err := db.q().QueryContext(ctx, `SELECT `+userIDServer("state_key")+` AS server, MIN(stream_pos)
 		FROM current_state WHERE room_nid = $1 AND type = 'm.room.member' AND membership = 'join'
 		GROUP BY server ORDER BY 2, 1`, roomNID)
 	if err != nil {

@@ -210,7 +210,7 @@ func (db *DB) outOfBandHistoryAt(ctx context.Context, userID string, upTo int64)
 // CurrentJoinedServers lists the servers with a joined member in a room's
 // current state.
 func (db *DB) CurrentJoinedServers(ctx context.Context, roomNID int64) ([]string, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT DISTINCT substr(state_key, instr(state_key, ':') + 1) FROM current_state
+	rows, err := db.q().QueryContext(ctx, `SELECT DISTINCT `+userIDServer("state_key")+` FROM current_state
 		WHERE room_nid = $1 AND type = 'm.room.member' AND membership = 'join'`, roomNID)
 	if err != nil {
 		return nil, fmt.Errorf("listing servers in room: %w", err)
