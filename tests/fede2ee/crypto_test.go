@@ -246,7 +246,7 @@ func TestCryptoAcrossServers(t *testing.T) {
 	ak := a1.crossSign(t)
 	bk := b1.crossSign(t)
 	// ... sees the other's keys and signatures (through the EDUs) ...
-	signedBy := func(v any, signer, keyID string) bool { return get(v, "signatures", signer, keyID) != nil }
+	signedBy := func(v any, signer, keyID string) bool { return fedtest.Get(v, "signatures", signer, keyID) != nil }
 	for _, c := range []struct {
 		who        *cryptoDevice
 		other      string
@@ -256,10 +256,10 @@ func TestCryptoAcrossServers(t *testing.T) {
 	}{{a1, bob, "BOB1", bk, "bob"}, {b1, alice, "ALICE1", ak, "alice"}} {
 		mk, sk := c.master.MasterKey.PublicKey().String(), c.master.SelfSigningKey.PublicKey().String()
 		c.who.queryUntil(c.otherLabel+"'s cross-signing", func(r response) bool {
-			return get(r.Body, "master_keys", c.other, "keys", "ed25519:"+mk) == mk &&
-				signedBy(get(r.Body, "master_keys", c.other), c.other, "ed25519:"+c.device) &&
-				get(r.Body, "self_signing_keys", c.other, "keys", "ed25519:"+sk) == sk &&
-				signedBy(get(r.Body, "device_keys", c.other, c.device), c.other, "ed25519:"+sk)
+			return fedtest.Get(r.Body, "master_keys", c.other, "keys", "ed25519:"+mk) == mk &&
+				signedBy(fedtest.Get(r.Body, "master_keys", c.other), c.other, "ed25519:"+c.device) &&
+				fedtest.Get(r.Body, "self_signing_keys", c.other, "keys", "ed25519:"+sk) == sk &&
+				signedBy(fedtest.Get(r.Body, "device_keys", c.other, c.device), c.other, "ed25519:"+sk)
 		}, c.other)
 	}
 	// ... and verifies the other: a user-signing signature of their
@@ -280,7 +280,7 @@ func TestCryptoAcrossServers(t *testing.T) {
 		}
 		usk := "ed25519:" + c.signer.UserSigningKey.PublicKey().String()
 		r := c.who.query(0, c.other)
-		if !signedBy(get(r.Body, "master_keys", c.other), c.who.ID, usk) {
+		if !signedBy(fedtest.Get(r.Body, "master_keys", c.other), c.who.ID, usk) {
 			t.Fatalf("%s does not see its signature of %s's master key: %s", c.who.DeviceID, c.other, r.Raw)
 		}
 		devs, err := c.who.mach.FetchKeys(ctx, []id.UserID{id.UserID(c.other)}, true)
@@ -292,7 +292,7 @@ func TestCryptoAcrossServers(t *testing.T) {
 		}
 	}
 	// Alice's signature of bob is hers: bob's own query does not show it.
-	if r := b1.query(0, bob); signedBy(get(r.Body, "master_keys", bob), alice, "ed25519:"+ak.UserSigningKey.PublicKey().String()) {
+	if r := b1.query(0, bob); signedBy(fedtest.Get(r.Body, "master_keys", bob), alice, "ed25519:"+ak.UserSigningKey.PublicKey().String()) {
 		t.Fatalf("alice's signature of bob shown to bob: %s", r.Raw)
 	}
 }

@@ -28,12 +28,12 @@ func sharedRoom(t *testing.T, alice, bob *user) (roomID, aliceSince, bobSince st
 
 // hasDevice reports whether a /keys/query answer holds a device of user.
 func hasDevice(r response, userID, deviceID string) bool {
-	return get(r.Body, "device_keys", userID, deviceID) != nil
+	return fedtest.Get(r.Body, "device_keys", userID, deviceID) != nil
 }
 
 // deviceName is a device's display name in a /keys/query answer.
 func deviceName(r response, userID, deviceID string) any {
-	return get(r.Body, "device_keys", userID, deviceID, "unsigned", "device_display_name")
+	return fedtest.Get(r.Body, "device_keys", userID, deviceID, "unsigned", "device_display_name")
 }
 
 // A remote user's devices, as their server changes them, reach the users
@@ -78,9 +78,9 @@ func TestDeviceListUpdatesAcrossServers(t *testing.T) {
 	bob2.must("POST", "/keys/device_signing/upload", crossSigningBody(t, bob2, master, ssk, newEdKey(t)))
 	alice.syncUntil(aliceSince, "bob's cross-signing keys", func(s map[string]any) bool { return changedIn(s, bob.ID) })
 	r = alice.queryUntil("bob's cross-signing keys", func(r response) bool {
-		return get(r.Body, "self_signing_keys", bob.ID, "keys", "ed25519:"+ssk.pub) == ssk.pub
+		return fedtest.Get(r.Body, "self_signing_keys", bob.ID, "keys", "ed25519:"+ssk.pub) == ssk.pub
 	}, bob.ID)
-	if get(r.Body, "master_keys", bob.ID, "keys", "ed25519:"+master.pub) != master.pub || get(r.Body, "user_signing_keys", bob.ID) != nil {
+	if fedtest.Get(r.Body, "master_keys", bob.ID, "keys", "ed25519:"+master.pub) != master.pub || fedtest.Get(r.Body, "user_signing_keys", bob.ID) != nil {
 		t.Fatalf("bob's cross-signing keys as alice sees them: %s", r.Raw)
 	}
 
@@ -120,8 +120,8 @@ func TestDeviceListsLeftAcrossServers(t *testing.T) {
 	room2, _, _ := sharedRoom(t, alice, bob)
 	aliceSince = next(alice.syncUntil(aliceSince, "bob in changed", func(s map[string]any) bool { return changedIn(s, bob.ID) }))
 	ss := alice.slidingSync(pos, 0)
-	if !slices.Contains(strs(get(ss, "extensions", "e2ee", "device_lists", "changed")), bob.ID) {
-		t.Fatalf("sliding sync's e2ee extension without bob in changed: %v", get(ss, "extensions", "e2ee"))
+	if !slices.Contains(strs(fedtest.Get(ss, "extensions", "e2ee", "device_lists", "changed")), bob.ID) {
+		t.Fatalf("sliding sync's e2ee extension without bob in changed: %v", fedtest.Get(ss, "extensions", "e2ee"))
 	}
 	pos = ss["pos"].(string)
 	alice.query(0, bob.ID) // hs1 caches bob's devices
@@ -143,8 +143,8 @@ func TestDeviceListsLeftAcrossServers(t *testing.T) {
 	alice.leave(room2)
 	alice.syncUntil(aliceSince, "bob in left", func(s map[string]any) bool { return leftIn(s, bob.ID) })
 	ss = alice.slidingSync(pos, 0)
-	if !slices.Contains(strs(get(ss, "extensions", "e2ee", "device_lists", "left")), bob.ID) {
-		t.Fatalf("sliding sync's e2ee extension without bob in left: %v", get(ss, "extensions", "e2ee"))
+	if !slices.Contains(strs(fedtest.Get(ss, "extensions", "e2ee", "device_lists", "left")), bob.ID) {
+		t.Fatalf("sliding sync's e2ee extension without bob in left: %v", fedtest.Get(ss, "extensions", "e2ee"))
 	}
 	waitFor(t, "hs1 to forget bob's devices", func() bool {
 		st, err := hs1.DB.RemoteDeviceListState(ctx, bob.ID)

@@ -111,8 +111,8 @@ func TestDeviceListUpdateGapsAndForgeries(t *testing.T) {
 	sendEDUs(t, hs2, hs1, map[string]any{"edu_type": "m.signing_key_update", "content": map[string]any{
 		"user_id": bob.ID, "master_key": body["master_key"], "self_signing_key": body["self_signing_key"]}})
 	r = alice.query(0, bob.ID)
-	if get(r.Body, "master_keys", bob.ID, "keys", "ed25519:"+master.pub) != master.pub ||
-		get(r.Body, "self_signing_keys", bob.ID, "keys", "ed25519:"+ssk.pub) != ssk.pub {
+	if fedtest.Get(r.Body, "master_keys", bob.ID, "keys", "ed25519:"+master.pub) != master.pub ||
+		fedtest.Get(r.Body, "self_signing_keys", bob.ID, "keys", "ed25519:"+ssk.pub) != ssk.pub {
 		t.Fatalf("after bob's server's signing key update: %s", r.Raw)
 	}
 }
@@ -138,10 +138,10 @@ func TestToDeviceAcrossServers(t *testing.T) {
 	collect := func(d *user, since string, got *[]float64, want int) string {
 		s := d.syncUntil(since, "to-device messages", func(s map[string]any) bool {
 			for _, e := range asMap(s["to_device"])["events"].([]any) {
-				if get(e, "sender") != alice.ID || get(e, "type") != "m.test" {
+				if fedtest.Get(e, "sender") != alice.ID || fedtest.Get(e, "type") != "m.test" {
 					t.Fatalf("%s got %v", d.DeviceID, e)
 				}
-				n, _ := get(e, "content", "n").(float64)
+				n, _ := fedtest.Get(e, "content", "n").(float64)
 				*got = append(*got, n)
 			}
 			return len(*got) >= want
@@ -158,8 +158,8 @@ func TestToDeviceAcrossServers(t *testing.T) {
 	// before it was handled by then.
 	bob.must("PUT", "/sendToDevice/m.test/b1", map[string]any{"messages": map[string]any{alice.ID: map[string]any{"ALICE1": map[string]any{"n": 3}}}})
 	alice.syncUntil(aliceSince, "bob's message", func(s map[string]any) bool {
-		evs, _ := get(s, "to_device", "events").([]any)
-		return len(evs) == 1 && get(evs[0], "sender") == bob.ID && get(evs[0], "content", "n") == float64(3)
+		evs, _ := fedtest.Get(s, "to_device", "events").([]any)
+		return len(evs) == 1 && fedtest.Get(evs[0], "sender") == bob.ID && fedtest.Get(evs[0], "content", "n") == float64(3)
 	})
 	edu := func(sender, recipient, messageID string, n int) map[string]any {
 		return map[string]any{"edu_type": "m.direct_to_device", "content": map[string]any{
@@ -200,11 +200,11 @@ func TestToDeviceWhileServerDown(t *testing.T) {
 	bob.must("PUT", "/sendToDevice/m.ping/p1", map[string]any{"messages": map[string]any{alice.ID: map[string]any{"*": map[string]any{}}}})
 	var got []any
 	bob.syncUntil(bobSince, "alice's message", func(s map[string]any) bool {
-		evs, _ := get(s, "to_device", "events").([]any)
+		evs, _ := fedtest.Get(s, "to_device", "events").([]any)
 		got = append(got, evs...)
 		return len(got) > 0
 	})
-	if len(got) != 1 || get(got[0], "type") != "my.test.type" || get(got[0], "content", "my_key") != "my_value" || get(got[0], "sender") != alice.ID {
+	if len(got) != 1 || fedtest.Get(got[0], "type") != "my.test.type" || fedtest.Get(got[0], "content", "my_key") != "my_value" || fedtest.Get(got[0], "sender") != alice.ID {
 		t.Fatalf("bob got %v", got)
 	}
 }

@@ -56,7 +56,7 @@ func TestKeyQueryFailures(t *testing.T) {
 	if !hasDevice(r, bob.ID, "BOB1") || !hasDevice(r, carol.ID, "CAROL1") {
 		t.Fatalf("query: %s", r.Raw)
 	}
-	if f := asMap(get(r.Body, "failures", "hs9")); f == nil || f["status"] != float64(http.StatusGatewayTimeout) || len(asMap(r.Body["failures"])) != 1 {
+	if f := asMap(fedtest.Get(r.Body, "failures", "hs9")); f == nil || f["status"] != float64(http.StatusGatewayTimeout) || len(asMap(r.Body["failures"])) != 1 {
 		t.Fatalf("failures: %s", r.Raw)
 	}
 	claim := func(timeoutMS int) response {
@@ -66,26 +66,26 @@ func TestKeyQueryFailures(t *testing.T) {
 		}}).want(t, http.StatusOK, "")
 	}
 	r = claim(1500)
-	if get(r.Body, "one_time_keys", bob.ID, "BOB1") == nil || get(r.Body, "one_time_keys", carol.ID, "CAROL1") == nil ||
-		get(r.Body, "failures", "hs9") == nil {
+	if fedtest.Get(r.Body, "one_time_keys", bob.ID, "BOB1") == nil || fedtest.Get(r.Body, "one_time_keys", carol.ID, "CAROL1") == nil ||
+		fedtest.Get(r.Body, "failures", "hs9") == nil {
 		t.Fatalf("claim: %s", r.Raw)
 	}
 
 	// hs2 down: a failure for hs2, carol's keys still come.
 	hs2.Stop()
 	r = alice.query(3000, bob.ID, carol.ID)
-	if hasDevice(r, bob.ID, "BOB1") || !hasDevice(r, carol.ID, "CAROL1") || get(r.Body, "failures", "hs2") == nil {
+	if hasDevice(r, bob.ID, "BOB1") || !hasDevice(r, carol.ID, "CAROL1") || fedtest.Get(r.Body, "failures", "hs2") == nil {
 		t.Fatalf("query with hs2 down: %s", r.Raw)
 	}
 	r = claim(1500)
-	if get(r.Body, "failures", "hs2") == nil || get(r.Body, "one_time_keys", carol.ID, "CAROL1") == nil {
+	if fedtest.Get(r.Body, "failures", "hs2") == nil || fedtest.Get(r.Body, "one_time_keys", carol.ID, "CAROL1") == nil {
 		t.Fatalf("claim with hs2 down: %s", r.Raw)
 	}
 
 	// Timeouts: the query parameter as Synapse reads it; bad values are
 	// refused.
 	r = alice.do("POST", "/keys/query?timeout=1000", map[string]any{"device_keys": map[string]any{"@ghost:hs9": []string{}}}).want(t, http.StatusOK, "")
-	if get(r.Body, "failures", "hs9") == nil {
+	if fedtest.Get(r.Body, "failures", "hs9") == nil {
 		t.Fatalf("query with timeout=1000: %s", r.Raw)
 	}
 	alice.do("POST", "/keys/query?timeout=soon", map[string]any{"device_keys": map[string]any{}}).want(t, http.StatusBadRequest, "M_INVALID_PARAM")

@@ -29,15 +29,15 @@ func TestInboundKeyEndpoints(t *testing.T) {
 	r := fed(t, hs2, "POST", "hs1", "/_matrix/federation/v1/user/keys/query",
 		map[string]any{"device_keys": map[string]any{alice.ID: []string{}, "@nobody:hs1": []string{}}})
 	r.want(t, http.StatusOK, "")
-	if get(r.Body, "device_keys", alice.ID, "ALICE1", "keys", alice.keyID()) != alice.key.pub ||
-		get(r.Body, "device_keys", alice.ID, "ALICE1", "unsigned", "device_display_name") != "Device ALICE1" {
+	if fedtest.Get(r.Body, "device_keys", alice.ID, "ALICE1", "keys", alice.keyID()) != alice.key.pub ||
+		fedtest.Get(r.Body, "device_keys", alice.ID, "ALICE1", "unsigned", "device_display_name") != "Device ALICE1" {
 		t.Fatalf("/user/keys/query: %s", r.Raw)
 	}
-	if get(r.Body, "master_keys", alice.ID, "keys", "ed25519:"+master.pub) != master.pub ||
-		get(r.Body, "self_signing_keys", alice.ID, "keys", "ed25519:"+ssk.pub) != ssk.pub {
+	if fedtest.Get(r.Body, "master_keys", alice.ID, "keys", "ed25519:"+master.pub) != master.pub ||
+		fedtest.Get(r.Body, "self_signing_keys", alice.ID, "keys", "ed25519:"+ssk.pub) != ssk.pub {
 		t.Fatalf("/user/keys/query cross-signing keys: %s", r.Raw)
 	}
-	if get(r.Body, "user_signing_keys") != nil || len(asMap(get(r.Body, "device_keys", "@nobody:hs1"))) != 0 {
+	if fedtest.Get(r.Body, "user_signing_keys") != nil || len(asMap(fedtest.Get(r.Body, "device_keys", "@nobody:hs1"))) != 0 {
 		t.Fatalf("/user/keys/query: user-signing keys or an unknown user's devices: %s", r.Raw)
 	}
 
@@ -46,18 +46,18 @@ func TestInboundKeyEndpoints(t *testing.T) {
 	r = fed(t, hs2, "GET", "hs1", "/_matrix/federation/v1/user/devices/"+url.PathEscape(alice.ID), nil)
 	r.want(t, http.StatusOK, "")
 	devices, _ := r.Body["devices"].([]any)
-	if r.Body["user_id"] != alice.ID || len(devices) != 2 || get(devices[0], "device_id") != "ALICE1" ||
-		get(devices[0], "device_display_name") != "Device ALICE1" || get(devices[0], "keys", "keys", alice.keyID()) != alice.key.pub {
+	if r.Body["user_id"] != alice.ID || len(devices) != 2 || fedtest.Get(devices[0], "device_id") != "ALICE1" ||
+		fedtest.Get(devices[0], "device_display_name") != "Device ALICE1" || fedtest.Get(devices[0], "keys", "keys", alice.keyID()) != alice.key.pub {
 		t.Fatalf("/user/devices: %s", r.Raw)
 	}
-	if get(devices[1], "device_id") != "ALICE2" || get(devices[1], "keys") != nil {
+	if fedtest.Get(devices[1], "device_id") != "ALICE2" || fedtest.Get(devices[1], "keys") != nil {
 		t.Fatalf("/user/devices, a device without keys: %s", r.Raw)
 	}
 	if id, ok := r.Body["stream_id"].(float64); !ok || id <= 0 {
 		t.Fatalf("/user/devices stream_id: %s", r.Raw)
 	}
-	if get(r.Body, "master_key", "keys", "ed25519:"+master.pub) != master.pub ||
-		get(r.Body, "self_signing_key", "keys", "ed25519:"+ssk.pub) != ssk.pub || r.Body["user_signing_key"] != nil {
+	if fedtest.Get(r.Body, "master_key", "keys", "ed25519:"+master.pub) != master.pub ||
+		fedtest.Get(r.Body, "self_signing_key", "keys", "ed25519:"+ssk.pub) != ssk.pub || r.Body["user_signing_key"] != nil {
 		t.Fatalf("/user/devices cross-signing keys: %s", r.Raw)
 	}
 
@@ -65,7 +65,7 @@ func TestInboundKeyEndpoints(t *testing.T) {
 	for i, want := range []string{"signed_curve25519:K0", "signed_curve25519:FB", "signed_curve25519:FB"} {
 		r = fed(t, hs2, "POST", "hs1", "/_matrix/federation/v1/user/keys/claim", claim)
 		r.want(t, http.StatusOK, "")
-		if get(r.Body, "one_time_keys", alice.ID, "ALICE1", want) == nil {
+		if fedtest.Get(r.Body, "one_time_keys", alice.ID, "ALICE1", want) == nil {
 			t.Fatalf("claim %d: want %s: %s", i, want, r.Raw)
 		}
 	}
@@ -106,7 +106,7 @@ func TestInboundKeyEndpointsRefuse(t *testing.T) {
 	}
 	// The claim above did not take the key.
 	r := fed(t, hs2, "POST", "hs1", claim, map[string]any{"one_time_keys": map[string]any{alice.ID: map[string]string{"ALICE1": "signed_curve25519"}}})
-	if get(r.Body, "one_time_keys", alice.ID, "ALICE1", "signed_curve25519:K0") == nil {
+	if fedtest.Get(r.Body, "one_time_keys", alice.ID, "ALICE1", "signed_curve25519:K0") == nil {
 		t.Fatalf("the one-time key is gone: %s", r.Raw)
 	}
 

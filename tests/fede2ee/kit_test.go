@@ -229,12 +229,12 @@ func (u *user) syncUntil(since, what string, check func(sync map[string]any) boo
 
 // changedIn reports whether a sync lists userID in device_lists.changed.
 func changedIn(sync map[string]any, userID string) bool {
-	return slices.Contains(strs(get(sync, "device_lists", "changed")), userID)
+	return slices.Contains(strs(fedtest.Get(sync, "device_lists", "changed")), userID)
 }
 
 // leftIn reports whether a sync lists userID in device_lists.left.
 func leftIn(sync map[string]any, userID string) bool {
-	return slices.Contains(strs(get(sync, "device_lists", "left")), userID)
+	return slices.Contains(strs(fedtest.Get(sync, "device_lists", "left")), userID)
 }
 
 func (u *user) createRoom(body map[string]any) string {
@@ -326,18 +326,6 @@ func signObj(t testing.TB, obj any, signer, keyID string, k edKey) map[string]an
 		t.Fatal(err)
 	}
 	return out
-}
-
-// get walks a decoded JSON value along keys.
-func get(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
 }
 
 func asMap(v any) map[string]any {

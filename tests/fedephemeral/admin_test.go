@@ -41,31 +41,31 @@ func TestFederationAdminDestinations(t *testing.T) {
 	// The list, its pages, order and filter.
 	all := admin.raw("GET", destinationsPath, nil)
 	all.want(t, http.StatusOK, "")
-	if all.Body["total"] != float64(2) || len(list(all.Body["destinations"])) != 2 || all.Body["next_token"] != nil {
+	if all.Body["total"] != float64(2) || len(fedtest.List(all.Body["destinations"])) != 2 || all.Body["next_token"] != nil {
 		t.Fatalf("destinations = %s", all.Raw)
 	}
-	d := list(all.Body["destinations"])[0].(map[string]any)
+	d := fedtest.List(all.Body["destinations"])[0].(map[string]any)
 	if d["destination"] != "hs2" || d["retry_last_ts"] != float64(0) || d["retry_interval"] != float64(0) ||
 		d["failure_ts"] != nil || d["last_successful_stream_ordering"] == nil {
 		t.Fatalf("hs2 = %v", d)
 	}
 	first := admin.raw("GET", destinationsPath+"?limit=1", nil)
-	if dests := list(first.Body["destinations"]); len(dests) != 1 || get(dests[0], "destination") != "hs2" || first.Body["next_token"] != "1" {
+	if dests := fedtest.List(first.Body["destinations"]); len(dests) != 1 || fedtest.Get(dests[0], "destination") != "hs2" || first.Body["next_token"] != "1" {
 		t.Fatalf("first page = %s", first.Raw)
 	}
 	second := admin.raw("GET", destinationsPath+"?limit=1&from=1", nil)
-	if dests := list(second.Body["destinations"]); len(dests) != 1 || get(dests[0], "destination") != "hs3" || second.Body["next_token"] != nil {
+	if dests := fedtest.List(second.Body["destinations"]); len(dests) != 1 || fedtest.Get(dests[0], "destination") != "hs3" || second.Body["next_token"] != nil {
 		t.Fatalf("second page = %s", second.Raw)
 	}
 	back := admin.raw("GET", destinationsPath+"?dir=b&order_by=last_successful_stream_ordering", nil)
-	if dests := list(back.Body["destinations"]); len(dests) != 2 {
+	if dests := fedtest.List(back.Body["destinations"]); len(dests) != 2 {
 		t.Fatalf("backwards = %s", back.Raw)
 	}
 	if f := admin.raw("GET", destinationsPath+"?destination=HS3", nil); f.Body["total"] != float64(1) ||
-		get(list(f.Body["destinations"])[0], "destination") != "hs3" {
+		fedtest.Get(fedtest.List(f.Body["destinations"])[0], "destination") != "hs3" {
 		t.Fatalf("filtered = %s", f.Raw)
 	}
-	if f := admin.raw("GET", destinationsPath+"?destination=nowhere", nil); f.Body["total"] != float64(0) || list(f.Body["destinations"]) == nil {
+	if f := admin.raw("GET", destinationsPath+"?destination=nowhere", nil); f.Body["total"] != float64(0) || fedtest.List(f.Body["destinations"]) == nil {
 		t.Fatalf("filtered to nothing = %s", f.Raw)
 	}
 	for _, q := range []string{"order_by=name", "dir=x", "from=-1", "limit=many"} {
@@ -81,8 +81,8 @@ func TestFederationAdminDestinations(t *testing.T) {
 	admin.raw("GET", destinationsPath+"/nowhere.example", nil).want(t, http.StatusNotFound, "M_NOT_FOUND")
 	rooms := admin.raw("GET", destinationsPath+"/hs2/rooms", nil)
 	rooms.want(t, http.StatusOK, "")
-	if rs := list(rooms.Body["rooms"]); rooms.Body["total"] != float64(1) || len(rs) != 1 || get(rs[0], "room_id") != roomID ||
-		get(rs[0], "stream_ordering") == nil {
+	if rs := fedtest.List(rooms.Body["rooms"]); rooms.Body["total"] != float64(1) || len(rs) != 1 || fedtest.Get(rs[0], "room_id") != roomID ||
+		fedtest.Get(rs[0], "stream_ordering") == nil {
 		t.Fatalf("rooms of hs2 = %s", rooms.Raw)
 	}
 	admin.raw("GET", destinationsPath+"/nowhere.example/rooms", nil).want(t, http.StatusNotFound, "M_NOT_FOUND")
@@ -111,8 +111,8 @@ func TestFederationAdminDestinations(t *testing.T) {
 		t.Fatalf("reset after the restart: %d %s", r.Status, r.Raw)
 	}
 	carol.syncUntil("the message hs3 missed", func(s map[string]any) bool {
-		for _, e := range list(get(s, "rooms", "join", roomID, "timeline", "events")) {
-			if get(e, "event_id") == missed {
+		for _, e := range fedtest.List(fedtest.Get(s, "rooms", "join", roomID, "timeline", "events")) {
+			if fedtest.Get(e, "event_id") == missed {
 				return true
 			}
 		}

@@ -20,13 +20,13 @@ func TestTypingAcrossServers(t *testing.T) {
 	hs2 := n.Start("hs2", fedtest.WithFederation(func(o *federationapi.Options) { o.EDU.RemoteTypingTimeout = time.Second }))
 	alice, bob := newUser(t, hs1, "alice"), newUser(t, hs2, "bob")
 	roomID := shareRoom(t, alice, bob)
-	bob.syncUntil("the room", func(s map[string]any) bool { return get(s, "rooms", "join", roomID) != nil })
+	bob.syncUntil("the room", func(s map[string]any) bool { return fedtest.Get(s, "rooms", "join", roomID) != nil })
 
 	alice.setTyping(roomID, true, 30*time.Second)
 	bob.syncUntil("alice typing", func(s map[string]any) bool { return sortedEqual(typingIn(s, roomID), alice.ID) })
 	ss := bob.slidingSync()
-	if users := list(get(ss, "extensions", "typing", "rooms", roomID, "content", "user_ids")); len(users) != 1 || users[0] != alice.ID {
-		t.Fatalf("bob's sliding sync typing extension: %v", get(ss, "extensions", "typing"))
+	if users := fedtest.List(fedtest.Get(ss, "extensions", "typing", "rooms", roomID, "content", "user_ids")); len(users) != 1 || users[0] != alice.ID {
+		t.Fatalf("bob's sliding sync typing extension: %v", fedtest.Get(ss, "extensions", "typing"))
 	}
 
 	bob.setTyping(roomID, true, 30*time.Second)
@@ -58,8 +58,8 @@ func TestReceiptsAcrossServers(t *testing.T) {
 		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
 	later := alice.say(roomID, "after the thread")
 	bob.syncUntil("alice's messages", func(s map[string]any) bool {
-		for _, e := range list(get(s, "rooms", "join", roomID, "timeline", "events")) {
-			if get(e, "event_id") == later {
+		for _, e := range fedtest.List(fedtest.Get(s, "rooms", "join", roomID, "timeline", "events")) {
+			if fedtest.Get(e, "event_id") == later {
 				return true
 			}
 		}
@@ -104,8 +104,8 @@ func TestReceiptsAcrossServers(t *testing.T) {
 		}
 	}
 	ss := alice.slidingSync()
-	if get(ss, "extensions", "receipts", "rooms", roomID, "content", root, "m.read", bob.ID) == nil {
-		t.Fatalf("alice's sliding sync receipts extension: %v", get(ss, "extensions", "receipts"))
+	if fedtest.Get(ss, "extensions", "receipts", "rooms", roomID, "content", root, "m.read", bob.ID) == nil {
+		t.Fatalf("alice's sliding sync receipts extension: %v", fedtest.Get(ss, "extensions", "receipts"))
 	}
 
 	// And the other way: alice's receipt reaches bob.
@@ -127,7 +127,7 @@ func TestPresenceAcrossServers(t *testing.T) {
 	alice.must("PUT", "/presence/"+alice.ID+"/status", map[string]any{"presence": "online", "status_msg": "at lunch"})
 	got := bob.syncUntil("alice's presence", func(s map[string]any) bool { return presenceOf(s, alice.ID) != nil })
 	p := presenceOf(got, alice.ID)
-	if get(p, "content", "presence") != "online" || get(p, "content", "status_msg") != "at lunch" || get(p, "content", "currently_active") != true {
+	if fedtest.Get(p, "content", "presence") != "online" || fedtest.Get(p, "content", "status_msg") != "at lunch" || fedtest.Get(p, "content", "currently_active") != true {
 		t.Fatalf("bob sees alice's presence as %v", p)
 	}
 	st := bob.must("GET", "/presence/"+alice.ID+"/status", nil)
@@ -136,7 +136,7 @@ func TestPresenceAcrossServers(t *testing.T) {
 	}
 	bob.must("PUT", "/presence/"+bob.ID+"/status", map[string]any{"presence": "unavailable"})
 	alice.syncUntil("bob's presence", func(s map[string]any) bool {
-		return get(presenceOf(s, bob.ID), "content", "presence") == "unavailable"
+		return fedtest.Get(presenceOf(s, bob.ID), "content", "presence") == "unavailable"
 	})
 
 	// hs3 has presence off: carol's update stays home (the typing sent
@@ -157,7 +157,7 @@ func TestPresenceAcrossServers(t *testing.T) {
 	dave := newUser(t, hs4, "dave")
 	dave.join(roomID, hs1.Name)
 	got = dave.syncUntil("alice's presence", func(s map[string]any) bool { return presenceOf(s, alice.ID) != nil })
-	if p := presenceOf(got, alice.ID); get(p, "content", "status_msg") != "at lunch" {
+	if p := presenceOf(got, alice.ID); fedtest.Get(p, "content", "status_msg") != "at lunch" {
 		t.Fatalf("dave sees alice's presence as %v", p)
 	}
 }

@@ -168,28 +168,11 @@ func (u *user) syncUntil(what string, check func(sync map[string]any) bool) map[
 	return nil
 }
 
-// get walks a decoded JSON value along keys.
-func get(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
-}
-
-func list(v any) []any {
-	l, _ := v.([]any)
-	return l
-}
-
 // ephemeral is the ephemeral events of a joined room in a sync answer.
 func ephemeral(sync map[string]any, roomID, typ string) []map[string]any {
 	var out []map[string]any
-	for _, e := range list(get(sync, "rooms", "join", roomID, "ephemeral", "events")) {
-		if get(e, "type") == typ {
+	for _, e := range fedtest.List(fedtest.Get(sync, "rooms", "join", roomID, "ephemeral", "events")) {
+		if fedtest.Get(e, "type") == typ {
 			out = append(out, e.(map[string]any))
 		}
 	}
@@ -204,7 +187,7 @@ func typingIn(sync map[string]any, roomID string) []string {
 		return nil
 	}
 	users := []string{}
-	for _, u := range list(get(evs[len(evs)-1], "content", "user_ids")) {
+	for _, u := range fedtest.List(fedtest.Get(evs[len(evs)-1], "content", "user_ids")) {
 		users = append(users, u.(string))
 	}
 	return users
@@ -214,7 +197,7 @@ func typingIn(sync map[string]any, roomID string) []string {
 // answer (nil when there is none).
 func receiptIn(sync map[string]any, roomID, eventID, typ, userID string) map[string]any {
 	for _, e := range ephemeral(sync, roomID, "m.receipt") {
-		if r, ok := get(e, "content", eventID, typ, userID).(map[string]any); ok {
+		if r, ok := fedtest.Get(e, "content", eventID, typ, userID).(map[string]any); ok {
 			return r
 		}
 	}
@@ -223,8 +206,8 @@ func receiptIn(sync map[string]any, roomID, eventID, typ, userID string) map[str
 
 // presenceOf is the presence event of a user in a sync answer.
 func presenceOf(sync map[string]any, userID string) map[string]any {
-	for _, e := range list(get(sync, "presence", "events")) {
-		if get(e, "sender") == userID {
+	for _, e := range fedtest.List(fedtest.Get(sync, "presence", "events")) {
+		if fedtest.Get(e, "sender") == userID {
 			return e.(map[string]any)
 		}
 	}
@@ -252,8 +235,8 @@ func shareRoom(t *testing.T, a *user, others ...*user) string {
 	for _, b := range others {
 		b.join(roomID, a.hs.Name)
 		a.syncUntil(b.ID+"'s join", func(s map[string]any) bool {
-			for _, e := range list(get(s, "rooms", "join", roomID, "timeline", "events")) {
-				if get(e, "type") == "m.room.member" && get(e, "state_key") == b.ID {
+			for _, e := range fedtest.List(fedtest.Get(s, "rooms", "join", roomID, "timeline", "events")) {
+				if fedtest.Get(e, "type") == "m.room.member" && fedtest.Get(e, "state_key") == b.ID {
 					return true
 				}
 			}
