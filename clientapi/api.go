@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 
 	"matrixhs/clientapi/admin"
@@ -22,6 +23,7 @@ import (
 	"matrixhs/internal/httputil"
 	"matrixhs/internal/notifier"
 	"matrixhs/internal/ratelimit"
+	"matrixhs/internal/roomdir"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -54,6 +56,9 @@ type API struct {
 	log   logrus.FieldLogger
 	// profiles reads other servers' users' profiles (nil: no federation).
 	profiles RemoteProfiles
+	// directory asks other servers for their room lists and spaces (nil:
+	// no federation).
+	directory RemoteDirectory
 	// delayedWake nudges the delayed-event sender (delayed.go) after a change;
 	// delayedDone is closed when it has stopped (nil: never started).
 	delayedWake chan struct{}
@@ -74,7 +79,10 @@ type Deps struct {
 	// Profiles asks other servers for their users' profiles (nil without
 	// federation: those profiles are not found).
 	Profiles RemoteProfiles
-	Log      logrus.FieldLogger
+	// Directory asks other servers for their public room lists and space
+	// hierarchies (nil without federation).
+	Directory RemoteDirectory
+	Log       logrus.FieldLogger
 	// FederationSender retries federation destinations for the admin API
 	// (nil when federation is disabled).
 	FederationSender admin.DestinationWaker
@@ -84,6 +92,13 @@ type Deps struct {
 // display name and avatar): federationapi's QueryProfile.
 type RemoteProfiles interface {
 	QueryProfile(ctx context.Context, userID, field string) (map[string]string, error)
+}
+
+// RemoteDirectory asks other servers for their public room list and for
+// the hierarchy of rooms this server is not in: federationapi's.
+type RemoteDirectory interface {
+	PublicRooms(ctx context.Context, server spec.ServerName, body roomdir.Body) (*roomdir.RemotePublicRooms, error)
+	Hierarchy(ctx context.Context, roomID string, servers []string, suggestedOnly bool) (*roomdir.FederationHierarchy, error)
 }
 
 // New builds the client API.
@@ -97,6 +112,7 @@ func New(d Deps) *API {
 		}),
 		log:         log,
 		profiles:    d.Profiles,
+		directory:   d.Directory,
 		delayedWake: make(chan struct{}, 1)}
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)

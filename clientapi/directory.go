@@ -5,12 +5,9 @@ package clientapi
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
-	"strconv"
 	"strings"
 	"unicode"
 
@@ -20,6 +17,7 @@ import (
 	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/roomdir"
 	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
@@ -390,228 +388,37 @@ func (a *API) putRoomVisibility(r *http.Request, s *accounts.Session) (any, erro
 
 // Public room list.
 
-// maxPublicRooms bounds one page of /publicRooms (also when no limit is given).
-const maxPublicRooms = 1000
-
-type publicRoomsQuery struct {
-	limit      int
-	since      string
-	search     string
-	roomTypes  []*string // nil entry: rooms without a type
-	noNetworks bool      // a third-party network was asked for: none exist here
-}
-
-type publicRoomsResponse struct {
-	Chunk     []publicRoomChunk `json:"chunk"`
-	NextBatch string            `json:"next_batch,omitempty"`
-	PrevBatch string            `json:"prev_batch,omitempty"`
-	Total     int               `json:"total_room_count_estimate"`
-}
-
-type publicRoomChunk struct {
-	RoomID         string `json:"room_id"`
-	NumJoined      int    `json:"num_joined_members"`
-	WorldReadable  bool   `json:"world_readable"`
-	GuestCanJoin   bool   `json:"guest_can_join"`
-	Name           string `json:"name,omitempty"`
-	Topic          string `json:"topic,omitempty"`
-	AvatarURL      string `json:"avatar_url,omitempty"`
-	CanonicalAlias string `json:"canonical_alias,omitempty"`
-	JoinRule       string `json:"join_rule,omitempty"`
-	RoomType       string `json:"room_type,omitempty"`
-}
-
-// checkDirectoryServer refuses a server parameter naming another server.
-func (a *API) checkDirectoryServer(r *http.Request) error {
-	if srv := r.URL.Query().Get("server"); srv != "" && srv != a.cfg.Server.Name {
-		return httputil.NotFound("Cannot fetch the room directory of %s: this server does not federate", srv)
-	}
-	return nil
-}
-
-// getPublicRooms serves GET /_matrix/client/v3/publicRooms (access token optional).
-func (a *API) getPublicRooms(r *http.Request, _ *accounts.Session) (any, error) {
-	if err := a.checkDirectoryServer(r); err != nil {
-		return nil, err
-	}
-	q := r.URL.Query()
-	pq := publicRoomsQuery{since: q.Get("since")}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 0 {
-			return nil, httputil.InvalidParam("limit must be a non-negative integer")
-		}
-		pq.limit = n
-	}
-	if q.Get("third_party_instance_id") != "" && q.Get("include_all_networks") != "true" {
-		pq.noNetworks = true
-	}
-	return a.publicRooms(r.Context(), pq)
-}
-
-// postPublicRooms serves POST /_matrix/client/v3/publicRooms.
-func (a *API) postPublicRooms(r *http.Request, _ *accounts.Session) (any, error) {
-	if err := a.checkDirectoryServer(r); err != nil {
-		return nil, err
-	}
-	var body struct {
-		Limit  *int   `json:"limit"`
-		Since  string `json:"since"`
-		Filter *struct {
-			GenericSearchTerm string    `json:"generic_search_term"`
-			RoomTypes         []*string `json:"room_types"`
-		} `json:"filter"`
-		IncludeAllNetworks   bool   `json:"include_all_networks"`
-		ThirdPartyInstanceID string `json:"third_party_instance_id"`
-	}
-	if err := httputil.DecodeJSON(r, &body); err != nil {
-		return nil, err
-	}
-	if body.IncludeAllNetworks && body.ThirdPartyInstanceID != "" {
-		return nil, httputil.InvalidParam("include_all_networks and third_party_instance_id cannot be combined")
-	}
-	pq := publicRoomsQuery{since: body.Since, noNetworks: body.ThirdPartyInstanceID != ""}
-	if body.Limit != nil {
-		if *body.Limit < 0 {
-			return nil, httputil.InvalidParam("limit must be a non-negative integer")
-		}
-		pq.limit = *body.Limit
-	}
-	if body.Filter != nil {
-		pq.search = strings.TrimSpace(body.Filter.GenericSearchTerm)
-		pq.roomTypes = body.Filter.RoomTypes
-	}
-	return a.publicRooms(r.Context(), pq)
-}
-
-// listedInDirectory is Synapse's rule for which published rooms are shown:
-// rooms someone can join or read, with at least one member.
-func listedInDirectory(d *storage.DirectoryRoom) bool {
-	if d.JoinedMembers == 0 {
-		return false
-	}
-	switch d.JoinRule {
-	case "public", "knock", "knock_restricted":
-		return true
-	}
-	return d.HistoryVisibility == "world_readable"
-}
-
-func (q *publicRoomsQuery) matches(d *storage.DirectoryRoom) bool {
-	if len(q.roomTypes) > 0 {
-		ok := false
-		for _, t := range q.roomTypes {
-			if (t == nil && d.RoomType == "") || (t != nil && *t == d.RoomType) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	if q.search != "" {
-		term := strings.ToLower(q.search)
-		if !strings.Contains(strings.ToLower(d.Name), term) && !strings.Contains(strings.ToLower(d.Topic), term) &&
-			!strings.Contains(strings.ToLower(d.CanonicalAlias), term) {
-			return false
-		}
-	}
-	return true
-}
-
-// roomListKey is a room's position in the directory order: most joined
-// members first, then by room ID. Pagination tokens carry one.
-type roomListKey struct {
-	joined int
-	roomID string
-}
-
-func (k roomListKey) before(o roomListKey) bool {
-	return k.joined > o.joined || (k.joined == o.joined && k.roomID < o.roomID)
-}
-
-// Tokens are "n" (the rooms from the key on) or "p" (the rooms before it)
-// followed by the key, base64url-encoded so they are opaque and URL-safe.
-// Keys rather than offsets keep pages stable when rooms come and go.
-func makeRoomListToken(dir byte, k roomListKey) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(string(dir) + strconv.Itoa(k.joined) + "|" + k.roomID))
-}
-
-func parseRoomListToken(tok string) (dir byte, k roomListKey, err error) {
-	raw, decErr := base64.RawURLEncoding.DecodeString(tok)
-	s := string(raw)
-	if decErr == nil && len(s) > 1 && (s[0] == 'n' || s[0] == 'p') {
-		if n, id, ok := strings.Cut(s[1:], "|"); ok {
-			if joined, convErr := strconv.Atoi(n); convErr == nil {
-				return s[0], roomListKey{joined, id}, nil
-			}
-		}
-	}
-	return 0, k, httputil.InvalidParam("invalid pagination token %q", tok)
-}
-
-// publicRooms lists a page of the public room directory.
-func (a *API) publicRooms(ctx context.Context, q publicRoomsQuery) (*publicRoomsResponse, error) {
-	var dir byte
-	var from roomListKey
-	if q.since != "" {
-		var err error
-		if dir, from, err = parseRoomListToken(q.since); err != nil {
-			return nil, err
-		}
-	}
-	all, err := a.db.PublishedRooms(ctx)
+// getPublicRooms serves GET /_matrix/client/v3/publicRooms (access token
+// optional; required for another server's list, as in Synapse).
+func (a *API) getPublicRooms(r *http.Request, s *accounts.Session) (any, error) {
+	pq, err := roomdir.ParseGet(r.URL.Query())
 	if err != nil {
 		return nil, err
 	}
-	resp := &publicRoomsResponse{Chunk: []publicRoomChunk{}}
-	var rooms []storage.DirectoryRoom
-	for i := range all {
-		if !listedInDirectory(&all[i]) {
-			continue
+	if server, remote, err := a.directoryServer(r, s); err != nil || remote {
+		if err != nil {
+			return nil, err
 		}
-		resp.Total++
-		if !q.noNetworks && q.matches(&all[i]) {
-			rooms = append(rooms, all[i])
+		return a.remotePublicRooms(r.Context(), server, remoteGetBody(r.URL.Query(), pq))
+	}
+	return roomdir.PublicRooms(r.Context(), a.db, pq)
+}
+
+// postPublicRooms serves POST /_matrix/client/v3/publicRooms.
+func (a *API) postPublicRooms(r *http.Request, s *accounts.Session) (any, error) {
+	var body roomdir.Body
+	if err := httputil.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	pq, err := body.Query()
+	if err != nil {
+		return nil, err
+	}
+	if server, remote, err := a.directoryServer(r, s); err != nil || remote {
+		if err != nil {
+			return nil, err
 		}
+		return a.remotePublicRooms(r.Context(), server, body)
 	}
-	key := func(i int) roomListKey { return roomListKey{rooms[i].JoinedMembers, rooms[i].RoomID} }
-	// Storage returns them in directory order already; sorting again keeps
-	// this function correct on its own.
-	sort.SliceStable(rooms, func(i, j int) bool { return key(i).before(key(j)) })
-	limit := q.limit
-	if limit <= 0 || limit > maxPublicRooms {
-		limit = maxPublicRooms
-	}
-	start := 0
-	if dir != 0 {
-		// The first room at or after the token's key.
-		start = sort.Search(len(rooms), func(i int) bool { return !key(i).before(from) })
-	}
-	end := min(start+limit, len(rooms))
-	if dir == 'p' {
-		start, end = max(0, start-limit), start
-	}
-	for _, d := range rooms[start:end] {
-		if d.JoinRule == "" {
-			d.JoinRule = "invite" // the auth rules' default; an absent join_rule would read as public
-		}
-		resp.Chunk = append(resp.Chunk, publicRoomChunk{
-			RoomID: d.RoomID, NumJoined: d.JoinedMembers, WorldReadable: d.HistoryVisibility == "world_readable",
-			GuestCanJoin: d.GuestAccess == "can_join", Name: d.Name, Topic: d.Topic, AvatarURL: d.AvatarURL,
-			CanonicalAlias: d.CanonicalAlias, JoinRule: d.JoinRule, RoomType: d.RoomType,
-		})
-	}
-	if end < len(rooms) {
-		resp.NextBatch = makeRoomListToken('n', key(end))
-	}
-	if start > 0 {
-		if start < len(rooms) {
-			resp.PrevBatch = makeRoomListToken('p', key(start))
-		} else {
-			resp.PrevBatch = makeRoomListToken('p', from) // past the end: the rooms before the token
-		}
-	}
-	return resp, nil
+	return roomdir.PublicRooms(r.Context(), a.db, pq)
 }

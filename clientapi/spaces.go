@@ -5,23 +5,19 @@ package clientapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/internal/roomdir"
+	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
-
-// spaceRoomType is the m.room.create type of a space.
-const spaceRoomType = "m.space"
 
 const (
 	hierarchyDefaultLimit = 50
@@ -33,77 +29,25 @@ const (
 	hierarchyMaxWalk = 5000
 )
 
-// roomPreviewJSON is a room as the hierarchy and the summary show it: the
-// public rooms chunk plus the room summary fields.
-type roomPreviewJSON struct {
-	RoomID         string   `json:"room_id"`
-	NumJoined      int      `json:"num_joined_members"`
-	WorldReadable  bool     `json:"world_readable"`
-	GuestCanJoin   bool     `json:"guest_can_join"`
-	Name           string   `json:"name,omitempty"`
-	Topic          string   `json:"topic,omitempty"`
-	AvatarURL      string   `json:"avatar_url,omitempty"`
-	CanonicalAlias string   `json:"canonical_alias,omitempty"`
-	JoinRule       string   `json:"join_rule"`
-	RoomType       string   `json:"room_type,omitempty"`
-	RoomVersion    string   `json:"room_version"`
-	Encryption     string   `json:"encryption,omitempty"`
-	AllowedRoomIDs []string `json:"allowed_room_ids,omitempty"`
-}
-
-// joinRuleAllow is one entry of a restricted room's allow list.
-type joinRuleAllow struct {
-	Type   string `json:"type"`
-	RoomID string `json:"room_id"`
-}
-
-func allowList(p *storage.RoomPreview) []joinRuleAllow {
-	var allow []joinRuleAllow
-	if p.Allow != nil {
-		// Entries of other shapes are skipped one by one.
-		var raw []json.RawMessage
-		json.Unmarshal(p.Allow, &raw)
-		for _, r := range raw {
-			var a joinRuleAllow
-			if json.Unmarshal(r, &a) == nil && a.Type == "m.room_membership" && strings.HasPrefix(a.RoomID, "!") {
-				allow = append(allow, a)
-			}
-		}
-	}
-	return allow
-}
-
-func effectiveJoinRule(p *storage.RoomPreview) string {
-	if p.JoinRule == "" {
-		return spec.Invite // the auth rules' default
-	}
-	return p.JoinRule
-}
-
-func previewJSON(p *storage.RoomPreview) roomPreviewJSON {
-	out := roomPreviewJSON{
-		RoomID: p.RoomID, NumJoined: p.JoinedMembers, WorldReadable: p.HistoryVisibility == "world_readable",
-		GuestCanJoin: p.GuestAccess == "can_join", Name: p.Name, Topic: p.Topic, AvatarURL: p.AvatarURL,
-		CanonicalAlias: p.CanonicalAlias, JoinRule: effectiveJoinRule(p), RoomType: p.RoomType,
-		RoomVersion: p.Version, Encryption: p.Encryption,
-	}
-	if jr := out.JoinRule; jr == spec.Restricted || jr == spec.KnockRestricted {
-		for _, a := range allowList(p) {
-			out.AllowedRoomIDs = append(out.AllowedRoomIDs, a.RoomID)
-		}
-	}
-	return out
-}
-
 // mayPreview decides whether userID ("" when unauthenticated) may learn
-// about a room: members, invitees and knockers may; banned users may not;
-// anyone may for rooms they could join or knock on, or read without
-// joining. It returns the user's membership too.
+// about a room this server holds (see mayPreviewRoom). It returns the
+// user's membership too.
 func (a *API) mayPreview(ctx context.Context, p *storage.RoomPreview, userID string) (string, bool, error) {
+	pv := roomdir.NewPreview(p)
+	return a.mayPreviewRoom(ctx, &pv, p.NID, userID)
+}
+
+// mayPreviewRoom decides whether userID ("" when unauthenticated) may
+// learn about a room, from its preview (this server's or another's) and
+// the user's membership here (roomNID 0: none): members, invitees and
+// knockers may; banned users may not; anyone may for rooms they could join
+// or knock on, or read without joining; users joined to a room a
+// restricted room allows joining from may. It returns the membership too.
+func (a *API) mayPreviewRoom(ctx context.Context, pv *roomdir.Preview, roomNID int64, userID string) (string, bool, error) {
 	membership := ""
-	if userID != "" {
+	if userID != "" && roomNID != 0 {
 		var err error
-		if membership, err = a.db.Membership(ctx, p.NID, userID); err != nil {
+		if membership, err = a.db.Membership(ctx, roomNID, userID); err != nil {
 			return "", false, err
 		}
 	}
@@ -113,25 +57,21 @@ func (a *API) mayPreview(ctx context.Context, p *storage.RoomPreview, userID str
 	case spec.Ban:
 		return membership, false, nil
 	}
-	switch effectiveJoinRule(p) {
-	case spec.Public, spec.Knock, spec.KnockRestricted:
+	if pv.OpenToAll() {
 		return membership, true, nil
 	}
-	if p.HistoryVisibility == "world_readable" {
-		return membership, true, nil
-	}
-	if userID != "" && effectiveJoinRule(p) == spec.Restricted {
-		ok, err := a.satisfiesAllow(ctx, p, userID)
+	if userID != "" && pv.JoinRule == spec.Restricted {
+		ok, err := a.joinedAny(ctx, pv.AllowedRoomIDs, userID)
 		return membership, ok, err
 	}
 	return membership, false, nil
 }
 
-// satisfiesAllow reports whether the user is joined to a room the
-// restricted room's join rules allow joining from.
-func (a *API) satisfiesAllow(ctx context.Context, p *storage.RoomPreview, userID string) (bool, error) {
-	for _, al := range allowList(p) {
-		info, err := a.db.Room(ctx, al.RoomID)
+// joinedAny reports whether the user is joined to any of the rooms (a
+// restricted room's allowed rooms).
+func (a *API) joinedAny(ctx context.Context, roomIDs []string, userID string) (bool, error) {
+	for _, roomID := range roomIDs {
+		info, err := a.db.Room(ctx, roomID)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -147,81 +87,6 @@ func (a *API) satisfiesAllow(ctx context.Context, p *storage.RoomPreview, userID
 		}
 	}
 	return false, nil
-}
-
-// spaceChild is one valid m.space.child event of a space.
-type spaceChild struct {
-	roomID    string
-	order     string // "" when absent or invalid
-	ts        int64
-	suggested bool
-	stripped  map[string]any
-}
-
-// validChildOrder is the spec's rule for content.order: at most 50
-// characters of printable ASCII.
-func validChildOrder(s string) bool {
-	if s == "" || len(s) > 50 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// spaceChildren lists the valid children of a room (m.space.child with a
-// non-empty via), in the spec's order: rooms with an order first, by order;
-// then by the child event's origin_server_ts; then by room ID.
-func (a *API) spaceChildren(ctx context.Context, roomNID int64, suggestedOnly bool) ([]spaceChild, error) {
-	events, err := a.db.CurrentStateEvents(ctx, roomNID, "m.space.child")
-	if err != nil {
-		return nil, err
-	}
-	var out []spaceChild
-	for _, e := range events {
-		if e.StateKey == nil || !strings.HasPrefix(*e.StateKey, "!") {
-			continue
-		}
-		var content struct {
-			Via       []json.RawMessage `json:"via"`
-			Order     json.RawMessage   `json:"order"`
-			Suggested json.RawMessage   `json:"suggested"`
-		}
-		raw := roomview.Content(e.JSON)
-		if json.Unmarshal(raw, &content) != nil || len(content.Via) == 0 {
-			continue // no via: the child was removed from the space
-		}
-		c := spaceChild{roomID: *e.StateKey, ts: e.OriginTS}
-		var order string
-		if json.Unmarshal(content.Order, &order) == nil && validChildOrder(order) {
-			c.order = order
-		}
-		json.Unmarshal(content.Suggested, &c.suggested)
-		if suggestedOnly && !c.suggested {
-			continue
-		}
-		c.stripped = map[string]any{
-			"type": e.Type, "state_key": *e.StateKey, "sender": e.Sender, "content": raw, "origin_server_ts": e.OriginTS,
-		}
-		out = append(out, c)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		x, y := out[i], out[j]
-		if (x.order != "") != (y.order != "") {
-			return x.order != ""
-		}
-		if x.order != y.order {
-			return x.order < y.order
-		}
-		if x.ts != y.ts {
-			return x.ts < y.ts
-		}
-		return x.roomID < y.roomID
-	})
-	return out, nil
 }
 
 // hierarchyToken is the state of a hierarchy pagination: how many rooms
@@ -256,8 +121,8 @@ func parseHierarchyToken(tok string) (hierarchyToken, bool) {
 
 // getHierarchy serves GET /_matrix/client/v1/rooms/{roomId}/hierarchy: a
 // depth-first walk of the space tree from the room, listing the rooms the
-// user may preview (see mayPreview); rooms this server does not know are
-// left out (it does not federate).
+// user may preview (see mayPreview); rooms this server is not in are asked
+// of the servers their m.space.child events name (spaces_walk.go).
 func (a *API) getHierarchy(r *http.Request, s *accounts.Session) (any, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -313,11 +178,8 @@ func (a *API) getHierarchy(r *http.Request, s *accounts.Session) (any, error) {
 		return nil, httputil.Forbidden("You are not allowed to view this room")
 	}
 
-	type item struct {
-		roomID string
-		depth  int
-	}
-	stack := []item{{rootID, 0}}
+	w := &hierarchyWalk{a: a, userID: s.UserID, suggestedOnly: req.suggestedOnly, maxDepth: maxDepth, remoteLeft: hierarchyMaxRemote}
+	stack := []walkItem{{roomID: rootID}}
 	seen := map[string]bool{}
 	skip := req.offset
 	rooms := []any{}
@@ -329,52 +191,29 @@ func (a *API) getHierarchy(r *http.Request, s *accounts.Session) (any, error) {
 			continue
 		}
 		seen[it.roomID] = true
-		p := root
-		if it.depth > 0 {
-			p, err = a.db.RoomPreview(ctx, it.roomID)
-			if errors.Is(err, storage.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			if _, ok, err := a.mayPreview(ctx, p, s.UserID); err != nil {
-				return nil, err
-			} else if !ok {
-				continue
-			}
+		var n *hierarchyNode
+		if it.depth == 0 {
+			n, err = w.localNode(ctx, root)
+		} else {
+			n, err = w.node(ctx, it)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == nil {
+			continue
 		}
 		if skip == 0 && len(rooms) == limit {
 			more = true
 			break
 		}
-		// Only spaces have children: m.space.child events in other rooms
-		// are not followed (and not listed), as in Synapse.
-		var children []spaceChild
-		if p.RoomType == spaceRoomType {
-			if children, err = a.spaceChildren(ctx, p.NID, req.suggestedOnly); err != nil {
-				return nil, err
-			}
-		}
 		if skip > 0 {
 			skip--
 		} else {
-			state := make([]map[string]any, len(children))
-			for i, c := range children {
-				state[i] = c.stripped
-			}
-			rooms = append(rooms, struct {
-				roomPreviewJSON
-				ChildrenState []map[string]any `json:"children_state"`
-			}{previewJSON(p), state})
+			rooms = append(rooms, roomdir.NewHierarchyRoom(n.preview, n.children))
 		}
 		if it.depth < maxDepth {
-			// Pushed in reverse so that the first child is visited first.
-			for i := len(children) - 1; i >= 0; i-- {
-				if !seen[children[i].roomID] {
-					stack = append(stack, item{children[i].roomID, it.depth + 1})
-				}
-			}
+			stack = append(stack, n.next(it.depth+1, seen)...)
 		}
 	}
 	resp := map[string]any{"rooms": rooms}
@@ -389,32 +228,16 @@ func (a *API) getHierarchy(r *http.Request, s *accounts.Session) (any, error) {
 // getRoomSummary serves GET /_matrix/client/v1/room_summary/{roomIdOrAlias}
 // (and MSC3266's unstable paths). Authentication is optional: without it
 // only rooms anyone may join, knock on or read are summarised. Rooms the
-// requester may not preview are 404, as unknown rooms.
+// requester may not preview are 404, as unknown rooms. A room this server
+// is not in is asked of the servers named by via (and those the alias
+// resolved to), through their hierarchy, as Synapse does.
 func (a *API) getRoomSummary(r *http.Request, s *accounts.Session) (any, error) {
 	ctx := r.Context()
-	target := pathVar(r, "roomIdOrAlias")
-	roomID := target
-	switch {
-	case strings.HasPrefix(target, "#"):
-		if !validAlias(target) {
-			return nil, httputil.InvalidParam("%q is not a room alias", target)
-		}
-		id, err := a.db.AliasRoom(ctx, target)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, httputil.NotFound("Room not found")
-		}
-		if err != nil {
-			return nil, err
-		}
-		roomID = id
-	case strings.HasPrefix(target, "!"):
-	default:
-		return nil, httputil.InvalidParam("%q is neither a room ID nor a room alias", target)
+	via, err := viaParams(r)
+	if err != nil {
+		return nil, err
 	}
-	p, err := a.db.RoomPreview(ctx, roomID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, httputil.NotFound("Room not found")
-	}
+	roomID, servers, err := a.summaryTarget(ctx, pathVar(r, "roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
@@ -422,21 +245,57 @@ func (a *API) getRoomSummary(r *http.Request, s *accounts.Session) (any, error) 
 	if s != nil {
 		userID = s.UserID
 	}
-	membership, ok, err := a.mayPreview(ctx, p, userID)
-	if err != nil {
+	p, err := a.db.RoomPreview(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		p = nil
+	} else if err != nil {
 		return nil, err
 	}
+	var pv roomdir.Preview
+	var membership string
+	ok := false
+	servers = append(via, servers...)
+	if a.directory != nil && len(servers) > 0 {
+		joined, err := a.localJoined(ctx, roomID)
+		if err != nil {
+			return nil, err
+		}
+		if !joined {
+			resp, err := a.directory.Hierarchy(ctx, roomID, servers, true)
+			if err != nil && !errors.Is(err, roomserver.ErrRoomNotFound) {
+				return nil, err
+			}
+			if err == nil {
+				pv = resp.Room.Preview
+				if membership, ok, err = a.mayPreviewRemote(ctx, &pv, userID); err != nil {
+					return nil, err
+				}
+				if !ok {
+					return nil, httputil.NotFound("Room not found")
+				}
+			}
+		}
+	}
 	if !ok {
-		return nil, httputil.NotFound("Room not found")
+		if p == nil {
+			return nil, httputil.NotFound("Room not found")
+		}
+		if membership, ok, err = a.mayPreview(ctx, p, userID); err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, httputil.NotFound("Room not found")
+		}
+		pv = roomdir.NewPreview(p)
 	}
 	resp := struct {
-		roomPreviewJSON
+		roomdir.Preview
 		Membership string `json:"membership,omitempty"`
 		// MSC3266's unstable names, still read by SDKs that call the
 		// unstable path (mautrix-go, older matrix-rust-sdk).
 		UnstableVersion    string `json:"im.nheko.summary.room_version,omitempty"`
 		UnstableEncryption string `json:"im.nheko.summary.encryption,omitempty"`
-	}{roomPreviewJSON: previewJSON(p), UnstableVersion: p.Version, UnstableEncryption: p.Encryption}
+	}{Preview: pv, UnstableVersion: pv.RoomVersion, UnstableEncryption: pv.Encryption}
 	if s != nil {
 		resp.Membership = membership
 		if resp.Membership == "" {
@@ -444,4 +303,44 @@ func (a *API) getRoomSummary(r *http.Request, s *accounts.Session) (any, error) 
 		}
 	}
 	return resp, nil
+}
+
+// summaryTarget resolves the room a summary is asked of: a room ID, or an
+// alias (another server's through it, which names servers in the room).
+func (a *API) summaryTarget(ctx context.Context, target string) (roomID string, servers []string, err error) {
+	switch {
+	case strings.HasPrefix(target, "!"):
+		return target, nil, nil
+	case !strings.HasPrefix(target, "#"):
+		return "", nil, httputil.InvalidParam("%q is neither a room ID nor a room alias", target)
+	case !validAlias(target):
+		return "", nil, httputil.InvalidParam("%q is not a room alias", target)
+	}
+	_, server, _ := strings.Cut(target, ":")
+	if server != a.cfg.Server.Name {
+		if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(server)); !ok {
+			return "", nil, httputil.InvalidParam("%q is not a room alias", target)
+		}
+		roomID, servers, err := a.rooms.LookupAlias(ctx, target)
+		if errors.Is(err, roomserver.ErrRoomNotFound) {
+			return "", nil, httputil.NotFound("Room not found")
+		}
+		return roomID, servers, err
+	}
+	roomID, err = a.db.AliasRoom(ctx, target)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", nil, httputil.NotFound("Room not found")
+	}
+	return roomID, nil, err
+}
+
+// viaParams reads the via query parameters: server names.
+func viaParams(r *http.Request) ([]string, error) {
+	via := r.URL.Query()["via"]
+	for _, v := range via {
+		if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(v)); !ok {
+			return nil, httputil.InvalidParam("via %q is not a server name", v)
+		}
+	}
+	return via, nil
 }

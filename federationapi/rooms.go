@@ -52,6 +52,7 @@ func (f *API) roomRoutes(rt *httputil.Router) {
 	rt.Exact(get, v1+"/event/{eventId}", a.Handler(f.event))
 	rt.Exact(get, v1+"/event_auth/{roomId}/{eventId}", a.Handler(f.eventAuth))
 	rt.Exact(get, v1+"/timestamp_to_event/{roomId}", a.Handler(f.timestampToEvent))
+	f.directoryRoutes(rt)
 }
 
 // pathID reads a path parameter (escaped as sent) that must be an ID with

@@ -507,12 +507,16 @@ func TestPublicRoomsListing(t *testing.T) {
 		t.Fatalf("name after rename = %v", p.Chunk[0]["name"])
 	}
 
-	// Server parameter: ours is fine, others cannot be fetched without federation.
+	// Server parameter: ours is fine; another's list is asked over federation
+	// (a server that cannot be reached is 502, as in Synapse), by
+	// authenticated users only; a bad server name is refused.
 	if p := publicRoomsGET(t, s, "", url.Values{"server": {s.Config.Server.Name}}); len(p.Chunk) != 2 {
 		t.Fatalf("server=%s lists %v", s.Config.Server.Name, pageIDs(p))
 	}
-	do(t, "GET", v3(s, "publicRooms")+"?server=other.example", tok, nil).want(t, 404, "M_NOT_FOUND")
-	do(t, "POST", v3(s, "publicRooms")+"?server=other.example", tok, map[string]any{}).want(t, 404, "M_NOT_FOUND")
+	do(t, "GET", v3(s, "publicRooms")+"?server=other.invalid", tok, nil).want(t, 502, "M_UNKNOWN")
+	do(t, "POST", v3(s, "publicRooms")+"?server=other.invalid", tok, map[string]any{}).want(t, 502, "M_UNKNOWN")
+	do(t, "GET", v3(s, "publicRooms")+"?server=other.invalid", "", nil).want(t, 401, "M_MISSING_TOKEN")
+	do(t, "GET", v3(s, "publicRooms")+"?server=bad%20name", tok, nil).want(t, 400, "M_INVALID_PARAM")
 	// POST needs a token; a bad token on GET is refused rather than ignored.
 	do(t, "POST", v3(s, "publicRooms"), "", map[string]any{}).want(t, 401, "M_MISSING_TOKEN")
 	do(t, "GET", v3(s, "publicRooms"), "bogus", nil).want(t, 401, "M_UNKNOWN_TOKEN")

@@ -200,6 +200,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	if !s.Federation.Options().Disabled {
 		deps.Profiles = s.Federation
+		deps.Directory = s.Federation
 	}
 	s.api = clientapi.New(deps)
 	handler := s.routes()
