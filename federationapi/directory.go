@@ -116,7 +116,8 @@ func (f *API) hierarchy(r *http.Request, origin spec.ServerName) (any, error) {
 
 // serverMayPreview decides whether another server may learn about a room
 // (Synapse's rule): anyone may of rooms they could join, knock on or read
-// without joining; a server may of rooms it has a joined member in, and of
+// without joining; a server may of rooms it has a joined or invited member
+// in, and of
 // restricted rooms it is in an allowed room of. The room's server ACL must
 // let origin in. The preview is nil when this server does not hold the
 // room's state (or, with joined, has no member in it): it knows nothing
@@ -143,7 +144,7 @@ func (f *API) serverMayPreview(ctx context.Context, roomID string, origin spec.S
 		return p, false, nil
 	}
 	preview := roomdir.NewPreview(p)
-	if preview.OpenToAll() || fr.ServerJoined(origin) {
+	if preview.OpenToAll() || fr.ServerJoinedOrInvited(origin) {
 		return p, true, nil
 	}
 	if preview.JoinRule == spec.Restricted {

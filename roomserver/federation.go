@@ -2,6 +2,7 @@ package roomserver
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -31,10 +32,21 @@ type FederationRoom struct {
 
 // ServerJoined reports whether a user of server is joined to the room now.
 func (fr *FederationRoom) ServerJoined(server spec.ServerName) bool {
+	return fr.serverHas(server, spec.Join)
+}
+
+// ServerJoinedOrInvited reports whether a user of server is joined to the
+// room or invited to it now.
+func (fr *FederationRoom) ServerJoinedOrInvited(server spec.ServerName) bool {
+	return fr.serverHas(server, spec.Join, spec.Invite)
+}
+
+// serverHas reports whether a user of server has one of the memberships.
+func (fr *FederationRoom) serverHas(server spec.ServerName, memberships ...string) bool {
 	fr.r.mu.Lock()
 	defer fr.r.mu.Unlock()
 	for t, ref := range fr.r.state {
-		if t.EventType == spec.MRoomMember && ref.value == spec.Join {
+		if t.EventType == spec.MRoomMember && slices.Contains(memberships, ref.value) {
 			if _, domain, ok := strings.Cut(t.StateKey, ":"); ok && domain == string(server) {
 				return true
 			}
