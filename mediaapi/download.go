@@ -79,7 +79,9 @@ func (m *Media) download(w http.ResponseWriter, r *http.Request, s *accounts.Ses
 	if err := checkAllowRemote(r, serverName, m.serverName); err != nil {
 		return err
 	}
-	med, err := m.lookup(r.Context(), serverName, pathVar(r, "mediaId"), timeout)
+	// A download on the deprecated unauthenticated path asks another server
+	// on its deprecated path first, as Synapse does.
+	med, err := m.lookup(r.Context(), serverName, pathVar(r, "mediaId"), timeout, s == nil)
 	if err != nil {
 		return err
 	}

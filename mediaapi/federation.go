@@ -133,8 +133,8 @@ type fetchCall struct {
 }
 
 // remoteMedia returns this server's copy of another server's media,
-// fetching it first when there is none.
-func (m *Media) remoteMedia(ctx context.Context, server, mediaID string) (*storage.Media, error) {
+// fetching it first when there is none (see fetchFrom for legacyFirst).
+func (m *Media) remoteMedia(ctx context.Context, server, mediaID string, legacyFirst bool) (*storage.Media, error) {
 	med, err := m.db.Media(ctx, server, mediaID)
 	if err == nil && !med.Pending() {
 		return med, nil
@@ -160,7 +160,7 @@ func (m *Media) remoteMedia(ctx context.Context, server, mediaID string) (*stora
 	if !busy {
 		// The fetch outlives the request that started it: others may wait on it.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), remoteFetchTimeout)
-		c.med, c.err = m.fetchRemote(fctx, server, mediaID)
+		c.med, c.err = m.fetchRemote(fctx, server, mediaID, legacyFirst)
 		cancel()
 		f.mu.Lock()
 		delete(f.calls, key)
@@ -183,11 +183,11 @@ type remoteFile struct {
 }
 
 // fetchRemote downloads another server's media and keeps a copy.
-func (m *Media) fetchRemote(ctx context.Context, server, mediaID string) (*storage.Media, error) {
+func (m *Media) fetchRemote(ctx context.Context, server, mediaID string, legacyFirst bool) (*storage.Media, error) {
 	log := m.log.WithField("server", server).WithField("media_id", mediaID)
 	var staged *Staged
 	var file remoteFile
-	err := m.fetchFrom(ctx, server, mediaID, func(f remoteFile) error {
+	err := m.fetchFrom(ctx, server, mediaID, legacyFirst, func(f remoteFile) error {
 		file = f
 		var err error
 		staged, err = m.store.Stage(f.body, m.maxUpload)
@@ -232,8 +232,18 @@ func (m *Media) fetchRemote(ctx context.Context, server, mediaID string) (*stora
 
 // fetchFrom fetches another server's media and hands it to use: through
 // the federation endpoint, or the deprecated client one for servers that
-// do not serve it.
-func (m *Media) fetchFrom(ctx context.Context, server, mediaID string, use func(remoteFile) error) error {
+// do not serve it. With legacyFirst (a client's download on the deprecated
+// unauthenticated path) the deprecated path is asked first, as Synapse
+// does, then the federation endpoint when it does not answer with the
+// media (servers that have frozen it).
+func (m *Media) fetchFrom(ctx context.Context, server, mediaID string, legacyFirst bool, use func(remoteFile) error) error {
+	if legacyFirst {
+		done, err := m.fetchLegacy(ctx, server, mediaID, use)
+		if done || ctx.Err() != nil {
+			return err
+		}
+		m.log.WithError(err).WithField("server", server).WithField("media_id", mediaID).Debug("deprecated media download failed; trying the federation endpoint")
+	}
 	resp, err := m.fed.SignedGet(ctx, server, "/_matrix/federation/v1/media/download/"+url.PathEscape(mediaID))
 	if err != nil {
 		return err
@@ -242,19 +252,27 @@ func (m *Media) fetchFrom(ctx context.Context, server, mediaID string, use func(
 	if resp.StatusCode == http.StatusOK {
 		return m.readMultipart(ctx, resp, use)
 	}
-	if !unrecognized(resp) {
+	if legacyFirst || !unrecognized(resp) {
 		return remoteStatus(resp)
 	}
+	_, err = m.fetchLegacy(ctx, server, mediaID, use)
+	return err
+}
+
+// fetchLegacy fetches another server's media through its deprecated
+// /_matrix/media/v3/download; done reports that it answered with the media
+// (err is then use's).
+func (m *Media) fetchLegacy(ctx context.Context, server, mediaID string, use func(remoteFile) error) (done bool, err error) {
 	legacy, err := m.fed.SignedGet(ctx, server, "/_matrix/media/v3/download/"+url.PathEscape(server)+"/"+url.PathEscape(mediaID)+
 		"?allow_remote=false&allow_redirect=true")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer legacy.Body.Close()
 	if legacy.StatusCode != http.StatusOK {
-		return remoteStatus(legacy)
+		return false, remoteStatus(legacy)
 	}
-	return use(remoteFile{body: legacy.Body, contentType: legacy.Header.Get("Content-Type"), disposition: legacy.Header.Get("Content-Disposition")})
+	return true, use(remoteFile{body: legacy.Body, contentType: legacy.Header.Get("Content-Type"), disposition: legacy.Header.Get("Content-Disposition")})
 }
 
 // readMultipart reads a federation download: the metadata part, then the

@@ -218,13 +218,14 @@ func errNotFound() error { return httputil.NotFound("Media not found") }
 
 // lookup resolves {serverName}/{mediaId}: local media once uploaded
 // (waiting up to timeout for a pending async upload), another server's
-// through this server's copy of it (fetched first when there is none).
-func (m *Media) lookup(ctx context.Context, serverName, mediaID string, timeout time.Duration) (*storage.Media, error) {
+// through this server's copy of it (fetched first when there is none;
+// legacyFirst: through the other server's deprecated download path first).
+func (m *Media) lookup(ctx context.Context, serverName, mediaID string, timeout time.Duration, legacyFirst bool) (*storage.Media, error) {
 	if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(serverName)); !ok || !validMediaID(mediaID) {
 		return nil, errNotFound()
 	}
 	if serverName != m.serverName {
-		return m.remoteMedia(ctx, serverName, mediaID)
+		return m.remoteMedia(ctx, serverName, mediaID, legacyFirst)
 	}
 	return m.lookupLocal(ctx, mediaID, timeout)
 }

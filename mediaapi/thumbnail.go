@@ -452,7 +452,7 @@ func (m *Media) thumbnailOf(r *http.Request, serverName, mediaID string) (served
 	if err != nil {
 		return none, err
 	}
-	med, err := m.lookup(r.Context(), serverName, mediaID, timeout)
+	med, err := m.lookup(r.Context(), serverName, mediaID, timeout, false)
 	if err != nil {
 		return none, err
 	}

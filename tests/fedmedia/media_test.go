@@ -190,7 +190,8 @@ func TestFederationMediaEndpoints(t *testing.T) {
 // serve the federation media endpoints (404 M_UNRECOGNIZED, or a 404 that
 // is not JSON, as servers from before authenticated media answer) is asked
 // through the deprecated /_matrix/media/v3/download; one that refuses the
-// request otherwise (400 without M_UNRECOGNIZED) is not, as Synapse judges.
+// request otherwise (400 without M_UNRECOGNIZED) is not, as Synapse judges,
+// unless the client asked on the deprecated path itself.
 func TestRemoteMediaFromServerWithoutFederationMedia(t *testing.T) {
 	n := fedtest.NewNetwork(t)
 	old := []byte("from an older server")
@@ -212,6 +213,14 @@ func TestRemoteMediaFromServerWithoutFederationMedia(t *testing.T) {
 	resp, body := bob.do(t, "GET", "/_matrix/client/v1/media/download/hs4/oldmedia", "", nil)
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("download from a server that refused: %d %s", resp.StatusCode, body)
+	}
+	// A download on the deprecated unauthenticated path asks the other
+	// server's deprecated path first, as Synapse does (Complement's
+	// federation server refuses its federation endpoint so).
+	anon := &user{hs: hs2}
+	resp, body = anon.do(t, "GET", "/_matrix/media/v3/download/hs4/oldmedia", "", nil)
+	if resp.StatusCode != 200 || !bytes.Equal(body, old) {
+		t.Fatalf("deprecated download from hs4: %d %q", resp.StatusCode, body)
 	}
 }
 
