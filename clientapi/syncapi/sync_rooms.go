@@ -15,19 +15,34 @@ import (
 
 // timeline returns the visible events of (from, to], at most limit of the
 // newest, oldest first, and whether older ones may have been left out
-// (more than limit, or more than one page could look at). When the range
-// holds a gap in the room's timeline (events stored without their prev
-// events, storage.LatestTimelineGap), only the events from the newest gap
-// on are returned, limited, as Synapse does: the client pages back rather
-// than take the history for complete.
+// (more than limit, or more than one page could look at). A room's first
+// sync (from 0) takes them in topological order, as Synapse does: the
+// newest events of the DAG, not the last to arrive (a late event of an
+// old fork stays in its place). When the range holds a gap in the room's
+// timeline (events stored without their prev events,
+// storage.LatestTimelineGap), only the events from the newest gap on are
+// returned, limited, as Synapse does: the client pages back rather than
+// take the history for complete.
 func (a *API) timeline(ctx context.Context, acc *roomview.Access, f *filter.RoomEventFilter, from, to int64, limit int) ([]storage.Event, bool, error) {
-	events, next, err := a.view.Page(ctx, acc, f, to, from, true, limit+1)
+	var events []storage.Event
+	var limited bool
+	var err error
+	if from == 0 {
+		bounded := *acc
+		bounded.StreamBound = to
+		var done bool
+		events, _, done, err = a.view.TopoPage(ctx, &bounded, f, storage.TopoEnd, storage.TopoPos{}, true, limit+1)
+		limited = !done
+	} else {
+		var next int64
+		events, next, err = a.view.Page(ctx, acc, f, to, from, true, limit+1)
+		limited = next >= 0
+	}
 	if err != nil {
 		return nil, false, err
 	}
-	limited := next >= 0
 	if len(events) > limit {
-		events = events[:limit]
+		events, limited = events[:limit], true
 	}
 	gap, err := a.db.LatestTimelineGap(ctx, acc.Info.NID, from, to)
 	if err != nil {
@@ -80,16 +95,23 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 	// of a new room holds its whole history there is nothing before it,
 	// and (as Synapse) the token is the sync's own position, which
 	// /members?at= answers with the members as of this sync.
-	prevBatch := start
+	prevBatch := roomview.MakeToken(start)
 	if fresh && !limited {
-		prevBatch = upTo
+		prevBatch = roomview.MakeToken(upTo)
+	} else if fresh && len(events) > 0 {
+		// A topological timeline (see timeline) pages back from its place.
+		prevBatch = roomview.TopoToken(storage.TopoBefore(&events[0]))
 	}
 	// As Synapse, a room joined since the last sync is always limited:
 	// the client holds nothing of it and may page back.
 	limited = limited || (fresh && since > 0)
 	var state []storage.Event
 	switch {
-	case fresh || p.fullState:
+	case fresh:
+		if state, err = a.freshState(ctx, info.NID, events, upTo); err != nil {
+			return nil, false, err
+		}
+	case p.fullState:
 		if state, err = a.view.StateAtPos(ctx, info.NID, start, ""); err != nil {
 			return nil, false, err
 		}
@@ -120,7 +142,7 @@ func (a *API) syncJoinedRoom(ctx context.Context, s *accounts.Session, p *syncPa
 		Timeline: Timeline{
 			Events:    a.view.FilteredEvents(ctx, events, s.DeviceID, p.filter),
 			Limited:   limited,
-			PrevBatch: roomview.MakeToken(prevBatch),
+			PrevBatch: prevBatch,
 		},
 		State:               Events{Events: a.view.FilteredEvents(ctx, state, s.DeviceID, p.filter)},
 		AccountData:         AccountData{Events: nonNil(accountData)},
@@ -197,6 +219,54 @@ func (a *API) syncLeftRoom(ctx context.Context, s *accounts.Session, p *syncPara
 		State:       Events{Events: a.view.FilteredEvents(ctx, filterState(state, stateFilter(p), events, s.UserID), s.DeviceID, p.filter)},
 		AccountData: AccountData{Events: []AccountDataEvent{}},
 	}, nil
+}
+
+// freshState is the state section of a room's first sync: the state
+// before the timeline (before the earliest of its events to arrive; the
+// timeline is in topological order), with the room's state at the sync's
+// position over it for what the timeline does not carry, as Synapse
+// computes it: a state event that arrived late, on an old fork, and so is
+// not among the timeline's newest events, is still in the state.
+func (a *API) freshState(ctx context.Context, roomNID int64, timeline []storage.Event, upTo int64) ([]storage.Event, error) {
+	start := upTo
+	inTimeline := map[int64]bool{}
+	for _, e := range timeline {
+		start = min(start, e.StreamPos-1)
+		inTimeline[e.NID] = true
+	}
+	before := map[storage.StateKey]int64{}
+	if start > 0 {
+		var err error
+		if before, err = a.db.StateAt(ctx, roomNID, start); err != nil {
+			return nil, err
+		}
+	}
+	if start < upTo {
+		end, err := a.db.StateAt(ctx, roomNID, upTo)
+		if err != nil {
+			return nil, err
+		}
+		for k, nid := range end {
+			if !inTimeline[nid] {
+				before[k] = nid
+			}
+		}
+	}
+	nids := make([]int64, 0, len(before))
+	for _, nid := range before {
+		nids = append(nids, nid)
+	}
+	events, err := a.db.EventsByNID(ctx, nids)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(events, func(i, j int) bool {
+		if events[i].Type != events[j].Type {
+			return events[i].Type < events[j].Type
+		}
+		return *events[i].StateKey < *events[j].StateKey
+	})
+	return events, nil
 }
 
 // stateDelta returns the state events at `to` that differ from those at

@@ -131,12 +131,14 @@ func TestMessagesBackfillsGapAfterRejoin(t *testing.T) {
 
 // TestMessagesFromSyncTokenLeavesOutLaterForks: a fork event that reached
 // hs2's stream after bob's own messages but sits beside the first of them
-// in the DAG came down /sync already; paging back from that sync's
-// prev_batch shows what came before the sync (bob's messages), not the
-// fork event again in their place, as Synapse bounds such a page by the
-// token's stream position.
+// in the DAG came down an incremental /sync already (in stream order);
+// paging back from that sync's prev_batch shows what came before the sync
+// (bob's messages), not the fork event again in their place, as Synapse
+// bounds such a page by the token's stream position. (A first sync takes
+// its timeline in topological order instead: TestSyncKeepsLateForkStateInState.)
 func TestMessagesFromSyncTokenLeavesOutLaterForks(t *testing.T) {
 	s := newShared(t, nil)
+	since := s.bob.Since(t)
 	b1 := s.bob.Send(t, s.roomID, "b1")
 	b2 := s.bob.Send(t, s.roomID, "b2")
 	b3 := s.bob.Send(t, s.roomID, "b3")
@@ -157,7 +159,7 @@ func TestMessagesFromSyncTokenLeavesOutLaterForks(t *testing.T) {
 		} `json:"rooms"`
 	}
 	filter := url.QueryEscape(`{"room":{"timeline":{"limit":2}}}`)
-	s.bob.MustDo(t, "GET", "/sync?timeout=0&filter="+filter, nil, &out)
+	s.bob.MustDo(t, "GET", "/sync?timeout=0&filter="+filter+"&since="+url.QueryEscape(since), nil, &out)
 	tl := out.Rooms.Join[s.roomID].Timeline
 	if got := fedtest.IDs(tl.Events); !slices.Equal(got, []string{a1, b4}) {
 		t.Fatalf("sync timeline %v, want [a1 b4] (%s %s)", got, a1, b4)
