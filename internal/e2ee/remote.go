@@ -347,8 +347,7 @@ func (s *Service) resync(ctx context.Context, userID string) error {
 	server := serverOf(userID)
 	res, err := s.remote.UserDevices(ctx, server, userID)
 	if err == nil {
-		// An entry at stream ID 0 was made stale before any list came.
-		err = s.storeDeviceList(ctx, server, userID, res, state.Cached && state.StreamID > 0)
+		err = s.storeDeviceList(ctx, server, userID, res)
 	}
 	if err != nil {
 		s.log.WithError(err).WithField("user_id", userID).Debug("fetching a remote device list failed")
@@ -364,13 +363,9 @@ func (s *Service) resync(ctx context.Context, userID string) error {
 }
 
 // storeDeviceList checks a server's /user/devices answer and caches it
-// whole. When a list was cached before (wasCached), the user's device list
-// changes for local users: a list that was not known up to date may have
-// missed anything. A first fetch changes nothing they were told: they
-// heard of the user when the room came to be shared, and were served the
-// user's devices from the user's server until now (told again, a client
-// sees the user's devices change twice for one join).
-func (s *Service) storeDeviceList(ctx context.Context, server, userID string, res *RemoteDeviceList, wasCached bool) error {
+// whole. The user's device list changes for local users: a list that was
+// not known up to date may have missed anything.
+func (s *Service) storeDeviceList(ctx context.Context, server, userID string, res *RemoteDeviceList) error {
 	if res.UserID != userID {
 		return fmt.Errorf("answer for %q, not %s", res.UserID, userID)
 	}
@@ -400,9 +395,6 @@ func (s *Service) storeDeviceList(ctx context.Context, server, userID string, re
 		}
 		if _, err := applyRemoteCrossSigning(ctx, tx, userID, cs, true); err != nil {
 			return err
-		}
-		if !wasCached {
-			return nil
 		}
 		_, err := tx.MarkDeviceListChanged(ctx, userID, "")
 		return err

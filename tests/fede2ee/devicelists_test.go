@@ -267,30 +267,3 @@ func TestDeviceListSentOnJoin(t *testing.T) {
 		return err == nil && st.Cached && !st.Stale
 	})
 }
-
-// A remote user's join lists them in device_lists.changed once: fetching
-// their list for the first time afterwards (their server sends it on the
-// join) changes nothing the local users were not told, so the next change
-// (a new local device) comes alone (Complement's
-// TestDeviceListsUpdateOverFederation).
-func TestDeviceListChangedOnceForAJoin(t *testing.T) {
-	n := fedtest.NewNetwork(t)
-	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
-	alice := newUser(t, hs1, "alice", "ALICE1")
-	bob := newUser(t, hs2, "bob", "BOB1")
-	alice.uploadKeys(1)
-	bob.uploadKeys(1)
-	_, aliceSince, _ := sharedRoom(t, alice, bob)
-	aliceSince = next(alice.syncUntil(aliceSince, "bob in changed after his join", func(s map[string]any) bool { return changedIn(s, bob.ID) }))
-	waitFor(t, "hs1 to cache bob's devices", func() bool {
-		st, err := hs1.DB.RemoteDeviceListState(context.Background(), bob.ID)
-		return err == nil && st.Cached && !st.Stale
-	})
-	alice.login("ALICE2").uploadKeys(1)
-	alice.syncUntil(aliceSince, "alice's new device", func(s map[string]any) bool {
-		if changedIn(s, bob.ID) {
-			t.Fatalf("bob listed in changed again: %v", fedtest.Get(s, "device_lists"))
-		}
-		return changedIn(s, alice.ID)
-	})
-}
