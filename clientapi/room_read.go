@@ -14,6 +14,7 @@ import (
 	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
+	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
 
@@ -351,13 +352,53 @@ func (a *API) timestampToEvent(r *http.Request, s *accounts.Session) (any, error
 		return nil, httputil.InvalidParam("dir must be f or b")
 	}
 	e, err := a.db.EventNearTimestamp(r.Context(), acc.Info.NID, ts, dir == "f")
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && !acc.Viewer.CanSee(e)) {
+	if errors.Is(err, storage.ErrNotFound) {
+		e, err = nil, nil
+	}
+	if err == nil && a.rooms.Federates() {
+		e, err = a.remoteNearTimestamp(r.Context(), acc, e, ts, dir == "f")
+	}
+	if (err == nil && e == nil) || (err == nil && !acc.Viewer.CanSee(e)) {
 		return nil, httputil.NotFound("No event found %s %d", map[string]string{"f": "after", "b": "before"}[dir], ts)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{"event_id": e.EventID, "origin_server_ts": e.OriginTS}, nil
+}
+
+// remoteNearTimestamp asks the room's other servers for the event nearest
+// ts when this server's history may miss it (local is nil, or a forwards
+// lookup found an event right after a gap), and keeps whichever event is
+// nearer, as Synapse does.
+func (a *API) remoteNearTimestamp(ctx context.Context, acc *roomview.Access, local *storage.Event, ts int64, forwards bool) (*storage.Event, error) {
+	if local != nil {
+		if !forwards {
+			return local, nil
+		}
+		gap, err := a.rooms.GapBefore(ctx, local)
+		if err != nil || !gap {
+			return local, err
+		}
+	}
+	remote, err := a.rooms.RemoteEventNearTimestamp(ctx, acc.Info.ID, ts, forwards)
+	if errors.Is(err, roomserver.ErrEventNotFound) {
+		return local, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if local == nil || absDiff(remote.OriginTS, ts) < absDiff(local.OriginTS, ts) {
+		return remote, nil
+	}
+	return local, nil
+}
+
+func absDiff(a, b int64) int64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }
 
 // validAlias checks the #localpart:server shape of a room alias.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
@@ -61,6 +62,27 @@ func (fe *Fetcher) Event(ctx context.Context, origin spec.ServerName, _, eventID
 		return nil, fmt.Errorf("%s answered /event with %d events", origin, len(resp.PDUs))
 	}
 	return resp.PDUs[0], nil
+}
+
+// TimestampToEvent asks for the server's event nearest a timestamp
+// (/timestamp_to_event).
+func (fe *Fetcher) TimestampToEvent(ctx context.Context, origin spec.ServerName, roomID string, ts int64, forwards bool) (string, int64, error) {
+	dir := "b"
+	if forwards {
+		dir = "f"
+	}
+	var resp struct {
+		EventID  string `json:"event_id"`
+		OriginTS int64  `json:"origin_server_ts"`
+	}
+	q := url.Values{"ts": {strconv.FormatInt(ts, 10)}, "dir": {dir}}
+	if err := fe.do(ctx, http.MethodGet, origin, "/_matrix/federation/v1/timestamp_to_event/"+url.PathEscape(roomID)+"?"+q.Encode(), nil, &resp); err != nil {
+		return "", 0, err
+	}
+	if !strings.HasPrefix(resp.EventID, "$") || len(resp.EventID) > 255 {
+		return "", 0, fmt.Errorf("%s answered /timestamp_to_event with %q", origin, resp.EventID)
+	}
+	return resp.EventID, resp.OriginTS, nil
 }
 
 // EventAuth fetches an event's auth chain (/event_auth).

@@ -3,13 +3,19 @@ package fedinbound
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"matrixhs/tests/fedtest"
 )
 
 const fedV1 = "/_matrix/federation/v1"
@@ -302,4 +308,46 @@ func newSharedLater(t *testing.T) *laterShared {
 	s.bobJoin = joinFromHS2(t, s.hs1, s.hs2, s.roomID, s.bob)
 	l.after = s.alice.Send(t, s.roomID, "after the join")
 	return l
+}
+
+// TestTimestampToEventAsksOtherServers: hs2 joined alice's room late and
+// holds none of its history; bob's /timestamp_to_event has hs2 ask hs1
+// (forwards, the event hs2 found follows a gap; backwards, hs2 found
+// nothing), backfill the event hs1 names, and answer with it, which
+// /context then serves (Complement's TestJumpToDateEndpoint/federation).
+func TestTimestampToEventAsksOtherServers(t *testing.T) {
+	s := newPair(t)
+	s.roomID = s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	a1 := s.alice.Send(t, s.roomID, "a1")
+	a1ts := int64(s.hs1.PDU(t, a1).OriginServerTS())
+	for time.Now().UnixMilli() <= a1ts {
+		runtime.Gosched() // the join must come a millisecond later at least
+	}
+	joinLateFromHS2(t, s.hs1, s.hs2, s.roomID, s.bob)
+
+	lookup := func(ts int64, dir string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.hs2.URL()+"/_matrix/client/v1/rooms/"+url.PathEscape(s.roomID)+
+			"/timestamp_to_event?ts="+strconv.FormatInt(ts, 10)+"&dir="+dir, nil)
+		req.Header.Set("Authorization", "Bearer "+s.bob.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if status, out := lookup(a1ts-1, "f"); status != 200 || out["event_id"] != a1 || out["origin_server_ts"] != float64(a1ts) {
+		t.Fatalf("forwards from before a1: %d %v (a1 %s)", status, out, a1)
+	}
+	if status, out := lookup(a1ts, "b"); status != 200 || out["event_id"] != a1 {
+		t.Fatalf("backwards from a1: %d %v (a1 %s)", status, out, a1)
+	}
+	s.bob.MustDo(t, "GET", fedtest.RoomPath(s.roomID, "/context/"+url.PathEscape(a1)+"?limit=0"), nil, nil)
+	// Nothing anywhere before the room: 404 still.
+	if status, _ := lookup(1, "b"); status != 404 {
+		t.Fatalf("backwards from 1970: %d", status)
+	}
 }
