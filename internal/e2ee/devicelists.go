@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"matrixhs/storage"
 )
@@ -25,7 +26,48 @@ type deviceListUpdate struct {
 	PrevID      []json.RawMessage `json:"prev_id"`
 	Deleted     bool              `json:"deleted"`
 	Keys        json.RawMessage   `json:"keys"`
+	JoinNotice  bool              `json:"org.matrixhs.join_notice"`
 }
+
+// joinNoticeField marks the m.device_list_update EDUs this server sends
+// when a local user joins a room whose servers shared none with them (the
+// spec asks for them then): the receiving servers hear of the user's join
+// through the room already, so when it is a server like this one, the
+// first fetch of the list it makes does not list the user in local
+// users' device_lists.changed a second time. Other servers ignore the
+// field; an EDU without it (a real change) is always told.
+const joinNoticeField = "org.matrixhs.join_notice"
+
+// joinNoticeSet is the set of users awaiting a first fetch after a join
+// notice (in memory: after a restart the fetch is told, a harmless repeat).
+type joinNoticeSet struct {
+	mu    sync.Mutex
+	users map[string]bool
+}
+
+func (j *joinNoticeSet) add(userID string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.users == nil {
+		j.users = map[string]bool{}
+	}
+	if len(j.users) < maxJoinNotices {
+		j.users[userID] = true
+	}
+}
+
+// take reports whether the user awaited a first fetch after a join
+// notice, and forgets them.
+func (j *joinNoticeSet) take(userID string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ok := j.users[userID]
+	delete(j.users, userID)
+	return ok
+}
+
+// maxJoinNotices bounds the users remembered (a flood of notices).
+const maxJoinNotices = 10000
 
 // ReceiveDeviceListUpdate handles an m.device_list_update EDU from origin.
 // An error means the EDU was dropped (malformed, or not origin's to send).
@@ -79,6 +121,9 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, co
 	if !fresh || !follows(prev, state.StreamID) {
 		if err := s.db.Write(ctx, func(tx *storage.Tx) error { return tx.MarkRemoteDeviceListStale(ctx, u.UserID) }); err != nil {
 			return err
+		}
+		if u.JoinNotice && len(prev) == 0 && (!state.Cached || state.StreamID == 0) {
+			s.joinNotices.add(u.UserID)
 		}
 		s.resyncSoon(u.UserID)
 		return nil

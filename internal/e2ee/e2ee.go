@@ -114,6 +114,11 @@ type Service struct {
 	userLocks [64]sync.Mutex
 	// bg is the background work of federation (publish.go).
 	bg background
+	// joinNotices are the remote users whose list is to be fetched for the
+	// first time because their server announced it on a join (see
+	// joinNoticeField): that fetch changes nothing local users were not
+	// told.
+	joinNotices joinNoticeSet
 }
 
 // New returns the service over db (Start starts its background work).

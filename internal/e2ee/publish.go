@@ -292,6 +292,17 @@ func (s *Service) deviceListUpdate(ctx context.Context, userID, deviceID string,
 	return json.Marshal(u)
 }
 
+// withJoinNotice marks a device list update as sent for a join
+// (joinNoticeField).
+func withJoinNotice(content []byte) ([]byte, error) {
+	var u map[string]any
+	if err := json.Unmarshal(content, &u); err != nil {
+		return nil, err
+	}
+	u[joinNoticeField] = true
+	return json.Marshal(u)
+}
+
 // signingKeyUpdate builds a local user's m.signing_key_update (nil when
 // they have no master key).
 func (s *Service) signingKeyUpdate(ctx context.Context, userID string) ([]byte, error) {
@@ -335,6 +346,9 @@ func (s *Service) planJoins(ctx context.Context, members []storage.MemberChange)
 			// No prev_id: the servers fetch the whole list.
 			content, err := s.deviceListUpdate(ctx, m.UserID, d.DeviceID, streamID, nil)
 			if err != nil {
+				return nil, err
+			}
+			if content, err = withJoinNotice(content); err != nil {
 				return nil, err
 			}
 			out = append(out, outboundEDU{dests, EDUDeviceListUpdate, content})

@@ -347,7 +347,11 @@ func (s *Service) resync(ctx context.Context, userID string) error {
 	server := serverOf(userID)
 	res, err := s.remote.UserDevices(ctx, server, userID)
 	if err == nil {
-		err = s.storeDeviceList(ctx, server, userID, res)
+		// A first fetch after a join notice is not news (joinNoticeField);
+		// an entry at stream ID 0 was made stale before any list came.
+		noticed := s.joinNotices.take(userID)
+		quiet := noticed && (!state.Cached || state.StreamID == 0)
+		err = s.storeDeviceList(ctx, server, userID, res, !quiet)
 	}
 	if err != nil {
 		s.log.WithError(err).WithField("user_id", userID).Debug("fetching a remote device list failed")
@@ -363,9 +367,10 @@ func (s *Service) resync(ctx context.Context, userID string) error {
 }
 
 // storeDeviceList checks a server's /user/devices answer and caches it
-// whole. The user's device list changes for local users: a list that was
-// not known up to date may have missed anything.
-func (s *Service) storeDeviceList(ctx context.Context, server, userID string, res *RemoteDeviceList) error {
+// whole. The user's device list changes for local users (unless not tell,
+// see joinNoticeField): a list that was not known up to date may have
+// missed anything.
+func (s *Service) storeDeviceList(ctx context.Context, server, userID string, res *RemoteDeviceList, tell bool) error {
 	if res.UserID != userID {
 		return fmt.Errorf("answer for %q, not %s", res.UserID, userID)
 	}
@@ -395,6 +400,9 @@ func (s *Service) storeDeviceList(ctx context.Context, server, userID string, re
 		}
 		if _, err := applyRemoteCrossSigning(ctx, tx, userID, cs, true); err != nil {
 			return err
+		}
+		if !tell {
+			return nil
 		}
 		_, err := tx.MarkDeviceListChanged(ctx, userID, "")
 		return err

@@ -267,3 +267,34 @@ func TestDeviceListSentOnJoin(t *testing.T) {
 		return err == nil && st.Cached && !st.Stale
 	})
 }
+
+// A remote user's join lists them in device_lists.changed once: the first
+// fetch of their list that their server's join notice brings (the devices
+// it sends on the join, marked as such) changes nothing the local users
+// were not told, so the next change (a new local device) comes alone.
+// A real change of a user whose list was never fetched is told: bob, who
+// never asked for alice's devices, sees her new one (Complement's
+// TestDeviceListsUpdateOverFederation).
+func TestDeviceListChangedOnceForAJoin(t *testing.T) {
+	n := fedtest.NewNetwork(t)
+	hs1, hs2 := n.Start("hs1"), n.Start("hs2")
+	alice := newUser(t, hs1, "alice", "ALICE1")
+	bob := newUser(t, hs2, "bob", "BOB1")
+	alice.uploadKeys(1)
+	bob.uploadKeys(1)
+	_, aliceSince, bobSince := sharedRoom(t, alice, bob)
+	aliceSince = next(alice.syncUntil(aliceSince, "bob in changed after his join", func(s map[string]any) bool { return changedIn(s, bob.ID) }))
+	bobSince = next(bob.syncUntil(bobSince, "alice in changed after his join", func(s map[string]any) bool { return changedIn(s, alice.ID) }))
+	waitFor(t, "hs1 to cache bob's devices", func() bool {
+		st, err := hs1.DB.RemoteDeviceListState(context.Background(), bob.ID)
+		return err == nil && st.Cached && !st.Stale
+	})
+	alice.login("ALICE2").uploadKeys(1)
+	alice.syncUntil(aliceSince, "alice's new device", func(s map[string]any) bool {
+		if changedIn(s, bob.ID) {
+			t.Fatalf("bob listed in changed again: %v", fedtest.Get(s, "device_lists"))
+		}
+		return changedIn(s, alice.ID)
+	})
+	bob.syncUntil(bobSince, "alice's new device", func(s map[string]any) bool { return changedIn(s, alice.ID) })
+}
