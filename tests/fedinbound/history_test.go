@@ -314,10 +314,12 @@ func newSharedLater(t *testing.T) *laterShared {
 // holds none of its history; bob's /timestamp_to_event has hs2 ask hs1
 // (forwards, the event hs2 found follows a gap; backwards, hs2 found
 // nothing), backfill the event hs1 names, and answer with it, which
-// /context then serves (Complement's TestJumpToDateEndpoint/federation).
+// /context then serves, and /messages pages back from (backfilling what
+// lies behind it) (Complement's TestJumpToDateEndpoint/federation).
 func TestTimestampToEventAsksOtherServers(t *testing.T) {
 	s := newPair(t)
 	s.roomID = s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
+	a0 := s.alice.Send(t, s.roomID, "a0")
 	a1 := s.alice.Send(t, s.roomID, "a1")
 	a1ts := int64(s.hs1.PDU(t, a1).OriginServerTS())
 	for time.Now().UnixMilli() <= a1ts {
@@ -345,7 +347,19 @@ func TestTimestampToEventAsksOtherServers(t *testing.T) {
 	if status, out := lookup(a1ts, "b"); status != 200 || out["event_id"] != a1 {
 		t.Fatalf("backwards from a1: %d %v (a1 %s)", status, out, a1)
 	}
-	s.bob.MustDo(t, "GET", fedtest.RoomPath(s.roomID, "/context/"+url.PathEscape(a1)+"?limit=0"), nil, nil)
+	// /context of it, then /messages back from its start: hs2 backfills
+	// what lies behind the event (a page that starts right before it).
+	var ctxOut struct {
+		Start string `json:"start"`
+	}
+	s.bob.MustDo(t, "GET", fedtest.RoomPath(s.roomID, "/context/"+url.PathEscape(a1)+"?limit=0"), nil, &ctxOut)
+	var page struct {
+		Chunk []fedtest.ClientEvent `json:"chunk"`
+	}
+	s.bob.MustDo(t, "GET", fedtest.RoomPath(s.roomID, "/messages?dir=b&limit=10&from="+url.QueryEscape(ctxOut.Start)), nil, &page)
+	if got := fedtest.IDs(page.Chunk); !slices.Contains(got, a0) || slices.Contains(got, a1) {
+		t.Fatalf("page back from before a1: %v, want a0 %s in it", got, a0)
+	}
 	// Nothing anywhere before the room: 404 still.
 	if status, _ := lookup(1, "b"); status != 404 {
 		t.Fatalf("backwards from 1970: %d", status)
