@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -374,4 +375,46 @@ func (c *unreadCache) reset() {
 	c.mu.Lock()
 	c.entries = nil
 	c.mu.Unlock()
+}
+
+// RoomFederationPending reports whether the federation sender has yet to
+// queue or send some of a room's local events.
+func (db *DB) RoomFederationPending(ctx context.Context, roomNID int64) (bool, error) {
+	var pending bool
+	err := db.q().QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM federation_queue WHERE room_nid = $1)
+		OR COALESCE((SELECT MAX(stream_pos) FROM events WHERE room_nid = $1 AND stream_pos IS NOT NULL), 0)
+			> COALESCE((SELECT pos FROM federation_cursor WHERE id = 1), 0)`, roomNID).Scan(&pending)
+	if err != nil {
+		return false, fmt.Errorf("checking the room's federation queue: %w", err)
+	}
+	return pending, nil
+}
+
+// TopoPosAtTS is the topological position of a room's first timeline event
+// sent at or after ts (TopoEnd when there is none): a history purge up to
+// a time deletes what lies before it.
+func (db *DB) TopoPosAtTS(ctx context.Context, roomNID, ts int64) (TopoPos, error) {
+	var p TopoPos
+	err := db.q().QueryRowContext(ctx, `SELECT depth, event_nid FROM events
+		WHERE room_nid = $1 AND stream_pos IS NOT NULL AND origin_server_ts >= $2
+		ORDER BY depth, event_nid LIMIT 1`, roomNID, ts).Scan(&p.Depth, &p.NID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return TopoEnd, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("finding the event at a time: %w", err)
+	}
+	return p, nil
+}
+
+// CountRowsIn counts the rows of a table whose column holds one of values
+// (a check that a purge left nothing; the names come from
+// TablesWithColumns).
+func CountRowsIn[T ~string | ~int64](ctx context.Context, db *DB, tc TableColumn, values []T) (int64, error) {
+	var n int64
+	err := db.q().QueryRowContext(ctx, `SELECT COUNT(*) FROM `+tc.Table+` WHERE `+inArray(tc.Column, 1), arrayArg(values)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting rows of %s: %w", tc.Table, err)
+	}
+	return n, nil
 }

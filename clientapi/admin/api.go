@@ -28,10 +28,13 @@ type API struct {
 	log      logrus.FieldLogger
 	// fedSender retries federation destinations (admin_federation.go).
 	fedSender DestinationWaker
+	// tasks are the room deletions and history purges under way.
+	tasks *tasks
 }
 
 // New builds the admin API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.Auth, rooms *roomserver.Roomserver,
 	us *users.Service, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, users: us, nonces: newNonceStore(), log: log}
+	return &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, users: us, nonces: newNonceStore(), log: log,
+		tasks: newTasks(acc.Now)}
 }
