@@ -305,3 +305,15 @@ func (db *DB) ListeningRooms(ctx context.Context, userID string) ([]int64, error
 	}
 	return out, rows.Err()
 }
+
+// SetForwardExtremities replaces a room's forward extremities alone.
+func (tx *Tx) SetForwardExtremities(ctx context.Context, roomNID int64, extremities []string) error {
+	ext, err := json.Marshal(extremities)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, `UPDATE rooms SET forward_extremities = $2 WHERE room_nid = $1`, roomNID, string(ext)); err != nil {
+		return fmt.Errorf("setting forward extremities: %w", err)
+	}
+	return nil
+}

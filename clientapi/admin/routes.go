@@ -53,6 +53,12 @@ func (a *API) Register(rt *httputil.Router) {
 	rt.Exact(get, "/_synapse/admin/v1/federation/destinations/{destination}/rooms", a.authn.AdminJSON(a.adminDestinationRooms))
 	rt.Exact(post, "/_synapse/admin/v1/federation/destinations/{destination}/reset_connection",
 		a.authn.AdminJSON(a.adminResetDestination))
+	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomId}/state", a.authn.AdminJSON(a.adminRoomState))
+	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomId}/messages", a.authn.AdminJSON(a.adminRoomMessages))
+	rt.Exact(post, "/_synapse/admin/v1/join/{roomIdOrAlias}", a.authn.AdminJSON(a.adminJoin))
+	rt.Exact(post, "/_synapse/admin/v1/rooms/{roomIdOrAlias}/make_room_admin", a.authn.AdminJSON(a.adminMakeRoomAdmin))
+	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomIdOrAlias}/forward_extremities", a.authn.AdminJSON(a.adminForwardExtremities))
+	rt.Exact(del, "/_synapse/admin/v1/rooms/{roomIdOrAlias}/forward_extremities", a.authn.AdminJSON(a.adminForwardExtremities))
 	rt.Exact(post, "/_synapse/admin/v1/send_server_notice", a.authn.AdminJSON(a.adminSendServerNotice))
 	rt.Exact(put, "/_synapse/admin/v1/send_server_notice/{txnId}", a.authn.AdminJSON(a.adminSendServerNotice))
 }
