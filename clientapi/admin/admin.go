@@ -34,7 +34,8 @@ func adminUser(acc *storage.Account) map[string]any {
 	return map[string]any{
 		"name": acc.UserID, "displayname": acc.DisplayName, "avatar_url": nullIfEmpty(acc.AvatarURL),
 		"admin": acc.IsAdmin, "deactivated": acc.Deactivated, "creation_ts": acc.CreatedTS,
-		"is_guest": false, "user_type": nil, "locked": false, "shadow_banned": false, "erased": false,
+		"is_guest": false, "user_type": nil, "locked": acc.Locked, "shadow_banned": acc.ShadowBanned, "suspended": acc.Suspended,
+		"erased": false,
 		"threepids": []any{}, "external_ids": []any{},
 	}
 }
@@ -166,6 +167,7 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 		AvatarURL     *string `json:"avatar_url"`
 		Admin         *bool   `json:"admin"`
 		Deactivated   *bool   `json:"deactivated"`
+		Locked        *bool   `json:"locked"`
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -224,6 +226,11 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	if req.DisplayName != nil || req.AvatarURL != nil {
 		if err := a.adminSetProfile(ctx, userID, req.DisplayName, req.AvatarURL); err != nil {
+			return nil, err
+		}
+	}
+	if req.Locked != nil {
+		if err := a.setFlag(ctx, userID, storage.FlagLocked, *req.Locked); err != nil {
 			return nil, err
 		}
 	}

@@ -92,7 +92,7 @@ func (a *API) adminDeleteRoom(r *http.Request, s *accounts.Session) (any, error)
 	} else if err != nil {
 		return nil, err
 	}
-	t, ok := a.tasks.start(roomID, false)
+	t, ok := a.tasks.start(roomID, taskDeleteRoom)
 	if !ok {
 		return nil, httputil.InvalidParam("A deletion of room %s is already in progress", roomID)
 	}
@@ -116,7 +116,7 @@ func (a *API) adminDeleteRoomV2(r *http.Request, s *accounts.Session) (any, erro
 	} else if err != nil {
 		return nil, err
 	}
-	t, ok := a.tasks.start(roomID, false)
+	t, ok := a.tasks.start(roomID, taskDeleteRoom)
 	if !ok {
 		return nil, httputil.InvalidParam("A deletion of room %s is already in progress", roomID)
 	}
@@ -294,7 +294,7 @@ func (a *API) shutdownRoom(ctx context.Context, adminID, roomID string, req *del
 // adminDeleteStatusByRoom serves GET /_synapse/admin/v2/rooms/{roomId}/delete_status.
 func (a *API) adminDeleteStatusByRoom(r *http.Request, _ *accounts.Session) (any, error) {
 	roomID := httputil.PathVar(r, "roomId")
-	list := a.tasks.ofRoom(roomID, false)
+	list := a.tasks.ofRoom(roomID, taskDeleteRoom)
 	if len(list) == 0 {
 		return nil, httputil.NotFound("No delete task for room")
 	}
@@ -308,7 +308,7 @@ func (a *API) adminDeleteStatusByRoom(r *http.Request, _ *accounts.Session) (any
 // adminDeleteStatusByID serves GET /_synapse/admin/v2/rooms/delete_status/{deleteId}.
 func (a *API) adminDeleteStatusByID(r *http.Request, _ *accounts.Session) (any, error) {
 	t, ok := a.tasks.get(httputil.PathVar(r, "deleteId"))
-	if !ok || t.history {
+	if !ok || t.kind != taskDeleteRoom {
 		return nil, httputil.NotFound("delete id '%s' not found", httputil.PathVar(r, "deleteId"))
 	}
 	return deleteStatusJSON(t), nil
@@ -381,7 +381,7 @@ func (a *API) adminPurgeHistory(r *http.Request, s *accounts.Session) (any, erro
 	if req.DeleteLocal != nil && *req.DeleteLocal {
 		p.KeepLocal = ""
 	}
-	t, ok := a.tasks.start(info.ID, true)
+	t, ok := a.tasks.start(info.ID, taskPurgeHistory)
 	if !ok {
 		return nil, httputil.InvalidParam("History purge already in progress for %s", info.ID)
 	}
@@ -411,7 +411,7 @@ func (a *API) runHistoryPurge(ctx context.Context, t *task, adminID string, p st
 // adminPurgeHistoryStatus serves GET /_synapse/admin/v1/purge_history_status/{purgeId}.
 func (a *API) adminPurgeHistoryStatus(r *http.Request, _ *accounts.Session) (any, error) {
 	t, ok := a.tasks.get(httputil.PathVar(r, "purgeId"))
-	if !ok || !t.history {
+	if !ok || t.kind != taskPurgeHistory {
 		return nil, httputil.NotFound("purge id '%s' not found", httputil.PathVar(r, "purgeId"))
 	}
 	out := map[string]any{"status": t.status, "progress": progressJSON(t.progress)}

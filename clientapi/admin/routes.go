@@ -3,6 +3,8 @@ package admin
 import (
 	"net/http"
 
+	"matrixhs/storage"
+
 	"matrixhs/internal/auth"
 	"matrixhs/internal/httputil"
 )
@@ -59,6 +61,26 @@ func (a *API) Register(rt *httputil.Router) {
 	rt.Exact(post, "/_synapse/admin/v1/rooms/{roomIdOrAlias}/make_room_admin", a.authn.AdminJSON(a.adminMakeRoomAdmin))
 	rt.Exact(get, "/_synapse/admin/v1/rooms/{roomIdOrAlias}/forward_extremities", a.authn.AdminJSON(a.adminForwardExtremities))
 	rt.Exact(del, "/_synapse/admin/v1/rooms/{roomIdOrAlias}/forward_extremities", a.authn.AdminJSON(a.adminForwardExtremities))
+	rt.Exact(post, "/_synapse/admin/v1/users/{userId}/login", a.authn.AdminJSON(a.adminLoginAs))
+	rt.Exact(post, "/_synapse/admin/v1/users/{userId}/shadow_ban", a.authn.AdminJSON(a.adminShadowBan))
+	rt.Exact(del, "/_synapse/admin/v1/users/{userId}/shadow_ban", a.authn.AdminJSON(a.adminShadowBan))
+	rt.Exact(put, "/_synapse/admin/v1/suspend/{userId}", a.authn.AdminJSON(a.adminSuspendSynapse))
+	rt.V1(get, "/admin/lock/{userId}", a.authn.AdminJSON(a.adminAccountFlag(storage.FlagLocked, "locked")))
+	rt.V1(put, "/admin/lock/{userId}", a.authn.AdminJSON(a.adminAccountFlag(storage.FlagLocked, "locked")))
+	rt.V1(get, "/admin/suspend/{userId}", a.authn.AdminJSON(a.adminAccountFlag(storage.FlagSuspended, "suspended")))
+	rt.V1(put, "/admin/suspend/{userId}", a.authn.AdminJSON(a.adminAccountFlag(storage.FlagSuspended, "suspended")))
+	for _, m := range []string{get, post, del} {
+		rt.Exact(m, "/_synapse/admin/v1/users/{userId}/override_ratelimit", a.authn.AdminJSON(a.adminRatelimit))
+	}
+	rt.Exact(get, "/_synapse/admin/v1/users/{userId}/accountdata", a.authn.AdminJSON(a.adminAccountData))
+	rt.Exact(get, "/_synapse/admin/v1/users/{userId}/pushers", a.authn.AdminJSON(a.adminPushers))
+	rt.Exact(get, "/_synapse/admin/v2/users/{userId}/devices/{deviceId}", a.authn.AdminJSON(a.adminDevice))
+	rt.Exact(put, "/_synapse/admin/v2/users/{userId}/devices/{deviceId}", a.authn.AdminJSON(a.adminDevice))
+	rt.Exact(get, "/_synapse/admin/v1/threepid/{medium}/users/{address}", a.authn.AdminJSON(a.adminNoSuchLookup))
+	rt.Exact(get, "/_synapse/admin/v1/auth_providers/{provider}/users/{externalId}", a.authn.AdminJSON(a.adminNoSuchLookup))
+	rt.Exact(get, "/_synapse/admin/v1/username_available", a.authn.AdminJSON(a.adminUsernameAvailable))
+	rt.Exact(post, "/_synapse/admin/v1/user/{userId}/redact", a.authn.AdminJSON(a.adminRedactUser))
+	rt.Exact(get, "/_synapse/admin/v1/user/redact_status/{redactId}", a.authn.AdminJSON(a.adminRedactStatus))
 	rt.Exact(post, "/_synapse/admin/v1/send_server_notice", a.authn.AdminJSON(a.adminSendServerNotice))
 	rt.Exact(put, "/_synapse/admin/v1/send_server_notice/{txnId}", a.authn.AdminJSON(a.adminSendServerNotice))
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -22,16 +23,26 @@ const (
 	taskFailed    = "failed"
 )
 
-// task is a room deletion or history purge running in the background.
+// Task kinds.
+const (
+	taskDeleteRoom   = "delete_room"
+	taskPurgeHistory = "purge_history"
+	taskRedactUser   = "redact_user"
+)
+
+// task is a room deletion, history purge or redaction of a user's events
+// running in the background.
 type task struct {
-	id, roomID string
-	history    bool // a history purge (else a room deletion)
+	id, roomID string // roomID: the user ID for a redaction
+	kind       string
 	status     string
 	err        string
 	cause      error // err as the error it was, for the synchronous API
 	shutdown   *shutdownResult
 	progress   storage.PurgeProgress
-	finished   time.Time
+	// failedRedactions maps event IDs to why they were not redacted.
+	failedRedactions map[string]string
+	finished         time.Time
 }
 
 // tasks holds the background tasks of this process: at most one per room
@@ -44,17 +55,18 @@ type tasks struct {
 
 func newTasks(now func() time.Time) *tasks { return &tasks{byID: map[string]*task{}, now: now} }
 
-// start registers a task for a room, unless one is still running there.
-func (ts *tasks) start(roomID string, history bool) (*task, bool) {
+// start registers a task of a kind for a room (or user), unless one of
+// that kind is still running there.
+func (ts *tasks) start(roomID, kind string) (*task, bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.pruneLocked()
 	for _, t := range ts.byID {
-		if t.roomID == roomID && (t.status == taskScheduled || t.status == taskActive) {
+		if t.roomID == roomID && t.kind == kind && (t.status == taskScheduled || t.status == taskActive) {
 			return nil, false
 		}
 	}
-	t := &task{id: randomID(), roomID: roomID, history: history, status: taskScheduled}
+	t := &task{id: randomID(), roomID: roomID, kind: kind, status: taskScheduled}
 	ts.byID[t.id] = t
 	return t, true
 }
@@ -78,17 +90,19 @@ func (ts *tasks) get(id string) (task, bool) {
 	if !ok {
 		return task{}, false
 	}
-	return *t, true
+	out := *t
+	out.failedRedactions = maps.Clone(t.failedRedactions)
+	return out, true
 }
 
-// ofRoom returns copies of a room's deletion tasks, oldest first.
-func (ts *tasks) ofRoom(roomID string, history bool) []task {
+// ofRoom returns copies of a room's tasks of a kind, oldest first.
+func (ts *tasks) ofRoom(roomID, kind string) []task {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.pruneLocked()
 	var out []task
 	for _, t := range ts.byID {
-		if t.roomID == roomID && t.history == history {
+		if t.roomID == roomID && t.kind == kind {
 			out = append(out, *t)
 		}
 	}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
@@ -51,3 +52,10 @@ func (w *statusRecorder) WriteHeader(code int) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// isLogout reports whether a path is /logout or /logout/all of the client
+// API (any version), which a locked account may still use.
+func isLogout(path string) bool {
+	return strings.HasPrefix(path, "/_matrix/client/") &&
+		(strings.HasSuffix(path, "/logout") || strings.HasSuffix(path, "/logout/all"))
+}

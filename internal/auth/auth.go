@@ -60,6 +60,11 @@ func (a *Auth) authenticate(r *http.Request) (*accounts.Session, error) {
 	if err != nil {
 		return nil, matrixerr.From(err)
 	}
+	if sess.Locked && !isLogout(r.URL.Path) {
+		// Spec (account locking): only logging out is left to the user.
+		return nil, (&httputil.Error{Status: http.StatusUnauthorized, Code: "M_USER_LOCKED", Msg: "This account has been locked"}).
+			With("soft_logout", true)
+	}
 	a.accounts.Touch(r.Context(), sess, httputil.ClientIP(r))
 	return sess, nil
 }

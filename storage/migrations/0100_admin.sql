@@ -32,3 +32,7 @@ CREATE TABLE ratelimit_overrides (
 -- Quarantined media is not served; protected media cannot be quarantined.
 ALTER TABLE media ADD COLUMN quarantined_by TEXT;
 ALTER TABLE media ADD COLUMN safe_from_quarantine INTEGER NOT NULL DEFAULT 0;
+
+-- Sessions an admin opened as a user (login as a user): puppet_of is the
+-- admin. They are not in the user's device list.
+ALTER TABLE devices ADD COLUMN puppet_of TEXT;
