@@ -35,7 +35,7 @@ func adminUser(acc *storage.Account) map[string]any {
 		"name": acc.UserID, "displayname": acc.DisplayName, "avatar_url": nullIfEmpty(acc.AvatarURL),
 		"admin": acc.IsAdmin, "deactivated": acc.Deactivated, "creation_ts": acc.CreatedTS,
 		"is_guest": false, "user_type": nil, "locked": acc.Locked, "shadow_banned": acc.ShadowBanned, "suspended": acc.Suspended,
-		"erased": false,
+		"erased":    false,
 		"threepids": []any{}, "external_ids": []any{},
 	}
 }

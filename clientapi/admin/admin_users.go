@@ -245,7 +245,9 @@ func (a *API) adminDevice(r *http.Request, _ *accounts.Session) (any, error) {
 	}
 	if r.Method == http.MethodPut {
 		if req.DisplayName != nil {
-			err := a.db.Write(ctx, func(tx *storage.Tx) error { return tx.SetDeviceDisplayName(ctx, acc.UserID, d.DeviceID, *req.DisplayName) })
+			err := a.db.Write(ctx, func(tx *storage.Tx) error {
+				return tx.SetDeviceDisplayName(ctx, acc.UserID, d.DeviceID, *req.DisplayName)
+			})
 			if err != nil {
 				return nil, err
 			}
