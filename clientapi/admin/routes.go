@@ -81,6 +81,13 @@ func (a *API) Register(rt *httputil.Router) {
 	rt.Exact(get, "/_synapse/admin/v1/username_available", a.authn.AdminJSON(a.adminUsernameAvailable))
 	rt.Exact(post, "/_synapse/admin/v1/user/{userId}/redact", a.authn.AdminJSON(a.adminRedactUser))
 	rt.Exact(get, "/_synapse/admin/v1/user/redact_status/{redactId}", a.authn.AdminJSON(a.adminRedactStatus))
+	rt.Exact(get, "/_synapse/admin/v1/event_reports", a.authn.AdminJSON(a.adminEventReports))
+	rt.Exact(get, "/_synapse/admin/v1/event_reports/{reportId}", a.authn.AdminJSON(a.adminEventReport))
+	rt.Exact(del, "/_synapse/admin/v1/event_reports/{reportId}", a.authn.AdminJSON(a.adminEventReport))
+	rt.Exact(get, "/_synapse/admin/v1/background_updates/status", a.authn.AdminJSON(a.adminBackgroundStatus))
+	rt.Exact(get, "/_synapse/admin/v1/background_updates/enabled", a.authn.AdminJSON(a.adminBackgroundEnabled))
+	rt.Exact(post, "/_synapse/admin/v1/background_updates/enabled", a.authn.AdminJSON(a.adminBackgroundEnabled))
+	rt.Exact(post, "/_synapse/admin/v1/background_updates/start_job", a.authn.AdminJSON(a.adminBackgroundStartJob))
 	rt.Exact(post, "/_synapse/admin/v1/send_server_notice", a.authn.AdminJSON(a.adminSendServerNotice))
 	rt.Exact(put, "/_synapse/admin/v1/send_server_notice/{txnId}", a.authn.AdminJSON(a.adminSendServerNotice))
 }

@@ -41,8 +41,8 @@ type task struct {
 	shutdown   *shutdownResult
 	progress   storage.PurgeProgress
 	// failedRedactions maps event IDs to why they were not redacted.
-	failedRedactions map[string]string
-	finished         time.Time
+	failedRedactions  map[string]string
+	started, finished time.Time
 }
 
 // tasks holds the background tasks of this process: at most one per room
@@ -76,6 +76,9 @@ func (ts *tasks) update(t *task, f func(*task)) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	f(t)
+	if t.status == taskActive && t.started.IsZero() {
+		t.started = ts.now()
+	}
 	if t.status == taskComplete || t.status == taskFailed {
 		t.finished = ts.now()
 	}
@@ -108,6 +111,24 @@ func (ts *tasks) ofRoom(roomID, kind string) []task {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out
+}
+
+// running returns a copy of the oldest task under way.
+func (ts *tasks) running() (task, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	var found *task
+	for _, t := range ts.byID {
+		if t.status == taskActive && (found == nil || t.started.Before(found.started)) {
+			found = t
+		}
+	}
+	if found == nil {
+		return task{}, false
+	}
+	out := *found
+	out.failedRedactions = nil
+	return out, true
 }
 
 func (ts *tasks) pruneLocked() {
