@@ -206,7 +206,11 @@ func (a *API) adminAccountOf(ctx context.Context, userID string) (*storage.Accou
 	if _, err := a.accounts.ParseLocalUser(userID); err != nil {
 		return nil, httputil.InvalidParam("This endpoint can only be used with local users")
 	}
-	return a.adminAccount(ctx, userID)
+	acc, err := a.adminAccount(ctx, userID)
+	if err == nil && acc.Deactivated {
+		return nil, httputil.Forbidden("%s is deactivated", userID)
+	}
+	return acc, err
 }
 
 func (a *API) joinRule(ctx context.Context, roomNID int64) (string, error) {

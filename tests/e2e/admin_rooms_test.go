@@ -65,6 +65,9 @@ func TestAdminRoomReadsAndJoins(t *testing.T) {
 	do(t, "POST", joinURL(string(private)), admin.AccessToken, map[string]any{"user_id": "@ghost:hs.test"}).want(t, 404, "M_NOT_FOUND")
 	do(t, "POST", joinURL(string(private)), admin.AccessToken, map[string]any{"user_id": "@x:elsewhere"}).want(t, 400, "M_INVALID_PARAM")
 	do(t, "POST", joinURL("#nope:hs.test"), admin.AccessToken, map[string]any{"user_id": string(bob.UserID)}).want(t, 404, "M_NOT_FOUND")
+	gone := newUser(t, s, "gone")
+	do(t, "POST", adminURL(s, "/v1/deactivate/"+url.PathEscape(string(gone.UserID))), admin.AccessToken, map[string]any{}).want(t, 200, "")
+	do(t, "POST", joinURL(string(public)), admin.AccessToken, map[string]any{"user_id": string(gone.UserID)}).want(t, 403, "M_FORBIDDEN")
 
 	// make_room_admin: alice (the most powerful local member) raises the
 	// admin, who is invited first; then the admin can join others.
