@@ -513,3 +513,10 @@ func (m *Media) adminMediaStatistics(r *http.Request, _ *accounts.Session) (any,
 	}
 	return out, nil
 }
+
+// AdminRoutes lists the media admin API's routes (for tests and tools).
+func AdminRoutes() []httputil.Route {
+	rt := httputil.NewRouter()
+	(&Media{}).adminRoutes(rt)
+	return rt.Routes()
+}
