@@ -16,8 +16,10 @@ func (rs *Roomserver) BeginPurge(roomID string) (end func()) {
 	}
 }
 
-// forgetRoom drops a room's head; a holder of it sees it broken and reloads.
+// forgetRoom drops a room's head (a holder of it sees it broken and
+// reloads) and its cached events, which storage no longer has.
 func (rs *Roomserver) forgetRoom(roomID string) {
+	rs.events.RemoveIf(func(_ string, c cachedEvent) bool { return c.pdu.RoomID().String() == roomID })
 	if r, ok := rs.rooms.Get(roomID); ok {
 		r.mu.Lock()
 		r.broken.Store(true)
