@@ -96,7 +96,9 @@ func (a *API) adminDeleteRoom(r *http.Request, s *accounts.Session) (any, error)
 	if !ok {
 		return nil, httputil.InvalidParam("A deletion of room %s is already in progress", roomID)
 	}
-	a.runDeletion(ctx, t, s.UserID, req)
+	// The deletion goes on if the client leaves: a purge cut short leaves
+	// the room half deleted.
+	a.runDeletion(context.WithoutCancel(ctx), t, s.UserID, req)
 	done, _ := a.tasks.get(t.id)
 	if done.status == taskFailed {
 		return nil, done.cause

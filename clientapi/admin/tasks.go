@@ -55,14 +55,15 @@ type tasks struct {
 
 func newTasks(now func() time.Time) *tasks { return &tasks{byID: map[string]*task{}, now: now} }
 
-// start registers a task of a kind for a room (or user), unless one of
-// that kind is still running there.
+// start registers a task of a kind for a room (or user), unless a task is
+// still running there (a deletion and a history purge of one room never
+// overlap).
 func (ts *tasks) start(roomID, kind string) (*task, bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.pruneLocked()
 	for _, t := range ts.byID {
-		if t.roomID == roomID && t.kind == kind && (t.status == taskScheduled || t.status == taskActive) {
+		if t.roomID == roomID && (t.status == taskScheduled || t.status == taskActive) {
 			return nil, false
 		}
 	}
