@@ -73,6 +73,9 @@ func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.ShadowBanned {
+		req.Invite = nil // dropped, as their other invites (moderation.go)
+	}
 	roomID, err := a.rooms.CreateRoom(r.Context(), roomserver.CreateRoomRequest{
 		Creator: s.UserID, DeviceID: s.DeviceID, Version: version, Preset: req.Preset,
 		Public: req.Visibility == "public", IsDirect: req.IsDirect, Invite: req.Invite,

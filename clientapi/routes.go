@@ -48,7 +48,7 @@ func (a *API) register(rt *httputil.Router) {
 	// Profile.
 	rt.Client(get, "/profile/{userId}", h(a.getProfile))
 	rt.Client(get, "/profile/{userId}/{field:displayname|avatar_url}", h(a.getProfileField))
-	rt.Client(put, "/profile/{userId}/{field:displayname|avatar_url}", a.auth(a.setProfileField))
+	rt.Client(put, "/profile/{userId}/{field:displayname|avatar_url}", a.auth(notSuspended(a.setProfileField)))
 
 	// Account data.
 	rt.Client(get, "/user/{userId}/account_data/{type}", a.auth(a.getAccountData))
@@ -92,13 +92,13 @@ func (a *API) register(rt *httputil.Router) {
 	rt.Client(get, "/notifications", a.auth(a.getNotifications))
 
 	// Rooms: creation and membership.
-	rt.Client(post, "/createRoom", a.auth(a.createRoom))
-	rt.Client(post, "/join/{roomIdOrAlias}", a.auth(a.joinRoomByIDOrAlias))
-	rt.Client(post, "/knock/{roomIdOrAlias}", a.auth(a.knockRoom))
-	rt.Client(post, "/rooms/{roomId}/join", a.auth(a.joinRoom))
+	rt.Client(post, "/createRoom", a.auth(notSuspended(a.createRoom)))
+	rt.Client(post, "/join/{roomIdOrAlias}", a.auth(notSuspended(a.joinRoomByIDOrAlias)))
+	rt.Client(post, "/knock/{roomIdOrAlias}", a.auth(notSuspended(a.knockRoom)))
+	rt.Client(post, "/rooms/{roomId}/join", a.auth(notSuspended(a.joinRoom)))
 	rt.Client(post, "/rooms/{roomId}/leave", a.auth(a.leaveRoom))
 	rt.Client(post, "/rooms/{roomId}/forget", a.auth(a.forgetRoom))
-	rt.Client(post, "/rooms/{roomId}/{action:invite}", a.auth(a.targetMembership(spec.Invite)))
+	rt.Client(post, "/rooms/{roomId}/{action:invite}", a.auth(shadowInvite(a.targetMembership(spec.Invite))))
 	rt.Client(post, "/rooms/{roomId}/{action:kick}", a.auth(a.targetMembership(spec.Leave)))
 	rt.Client(post, "/rooms/{roomId}/{action:ban}", a.auth(a.targetMembership(spec.Ban)))
 	rt.Client(post, "/rooms/{roomId}/{action:unban}", a.auth(a.targetMembership(spec.Leave)))
@@ -106,11 +106,11 @@ func (a *API) register(rt *httputil.Router) {
 	rt.Client(post, "/rooms/{roomId}/upgrade", a.auth(a.upgradeRoom))
 
 	// Rooms: sending.
-	rt.Client(put, "/rooms/{roomId}/send/{eventType}/{txnId}", a.auth(a.sendMessage))
-	rt.Client(put, "/rooms/{roomId}/state/{eventType}", a.auth(a.putState))
-	rt.Client(put, "/rooms/{roomId}/state/{eventType}/", a.auth(a.putState))
-	rt.Client(put, "/rooms/{roomId}/state/{eventType}/{stateKey}", a.auth(a.putState))
-	rt.Client(put, "/rooms/{roomId}/redact/{eventId}/{txnId}", a.auth(a.redactEvent))
+	rt.Client(put, "/rooms/{roomId}/send/{eventType}/{txnId}", a.auth(shadowSend(a.sendMessage)))
+	rt.Client(put, "/rooms/{roomId}/state/{eventType}", a.auth(shadowSend(a.putState)))
+	rt.Client(put, "/rooms/{roomId}/state/{eventType}/", a.auth(shadowSend(a.putState)))
+	rt.Client(put, "/rooms/{roomId}/state/{eventType}/{stateKey}", a.auth(shadowSend(a.putState)))
+	rt.Client(put, "/rooms/{roomId}/redact/{eventId}/{txnId}", a.auth(a.shadowRedact(a.redactEvent)))
 
 	// Rooms: reading.
 	rt.Client(get, "/rooms/{roomId}/state", a.auth(a.getRoomState))

@@ -224,10 +224,17 @@ func (m *Media) lookup(ctx context.Context, serverName, mediaID string, timeout 
 	if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(serverName)); !ok || !validMediaID(mediaID) {
 		return nil, errNotFound()
 	}
+	var med *storage.Media
+	var err error
 	if serverName != m.serverName {
-		return m.remoteMedia(ctx, serverName, mediaID, legacyFirst)
+		med, err = m.remoteMedia(ctx, serverName, mediaID, legacyFirst)
+	} else {
+		med, err = m.lookupLocal(ctx, mediaID, timeout)
 	}
-	return m.lookupLocal(ctx, mediaID, timeout)
+	if err == nil && med.QuarantinedBy != "" {
+		return nil, errNotFound() // an admin quarantined it (adminapi.go)
+	}
+	return med, err
 }
 
 // lookupLocal resolves a local media ID to uploaded media, waiting up to
@@ -248,6 +255,10 @@ func (m *Media) lookupLocal(ctx context.Context, mediaID string, timeout time.Du
 		if err != nil {
 			release()
 			return nil, err
+		}
+		if med.QuarantinedBy != "" {
+			release()
+			return nil, errNotFound()
 		}
 		if !med.Pending() {
 			release()

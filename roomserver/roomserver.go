@@ -71,6 +71,8 @@ type Roomserver struct {
 	noticesCfg  NoticesConfig
 	// noticesMu serialises server notices (notices.go).
 	noticesMu sync.Mutex
+	// purging holds the IDs of rooms being purged (forget.go).
+	purging sync.Map
 }
 
 // Options configures a Roomserver.
@@ -128,6 +130,9 @@ func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 
 // room returns the room's head, loading it on first use.
 func (rs *Roomserver) room(ctx context.Context, roomID string) (*room, error) {
+	if _, ok := rs.purging.Load(roomID); ok {
+		return nil, errPurging
+	}
 	if r, ok := rs.rooms.Get(roomID); ok && !r.broken.Load() {
 		return r, nil
 	}

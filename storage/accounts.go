@@ -21,14 +21,19 @@ type Account struct {
 	CreatedTS    int64
 	DisplayName  string
 	AvatarURL    string
+	// Admin flags (see migration 0100).
+	ShadowBanned bool
+	Locked       bool
+	Suspended    bool
 }
 
 const accountColumns = `user_id, localpart, password_hash, is_admin, deactivated, created_ts,
-	COALESCE(displayname, ''), COALESCE(avatar_url, '')`
+	COALESCE(displayname, ''), COALESCE(avatar_url, ''), shadow_banned, locked, suspended`
 
 func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
 	var a Account
-	err := row.Scan(&a.UserID, &a.Localpart, &a.PasswordHash, &a.IsAdmin, &a.Deactivated, &a.CreatedTS, &a.DisplayName, &a.AvatarURL)
+	err := row.Scan(&a.UserID, &a.Localpart, &a.PasswordHash, &a.IsAdmin, &a.Deactivated, &a.CreatedTS, &a.DisplayName, &a.AvatarURL,
+		&a.ShadowBanned, &a.Locked, &a.Suspended)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -132,6 +132,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		writer.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	if err := useIncrementalVacuum(ctx, writer); err != nil {
+		writer.Close()
+		return nil, err
+	}
 	if err := migrate(ctx, writer); err != nil {
 		writer.Close()
 		return nil, err

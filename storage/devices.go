@@ -135,7 +135,7 @@ func (tx *Tx) Device(ctx context.Context, userID, deviceID string) (*Device, err
 
 // Devices lists a user's devices ordered by ID.
 func (db *DB) Devices(ctx context.Context, userID string) ([]Device, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY device_id`, userID)
+	rows, err := db.q().QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 AND puppet_of IS NULL ORDER BY device_id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing devices: %w", err)
 	}
@@ -184,7 +184,10 @@ func (tx *Tx) TouchDevice(ctx context.Context, userID, deviceID string, ts int64
 func (tx *Tx) DeleteDevices(ctx context.Context, userID string, ids []string, keep string) ([]string, error) {
 	var targets []string
 	if ids == nil {
-		rows, err := tx.q().QueryContext(ctx, `SELECT device_id FROM devices WHERE user_id = $1 AND device_id != $2`, userID, keep)
+		// Not the sessions an admin opened as the user (login as a user):
+		// those end with the admin's logout of all devices.
+		rows, err := tx.q().QueryContext(ctx, `SELECT device_id FROM devices WHERE user_id = $1 AND device_id != $2 AND puppet_of IS NULL`,
+			userID, keep)
 		if err != nil {
 			return nil, fmt.Errorf("listing devices: %w", err)
 		}
@@ -220,6 +223,11 @@ func (tx *Tx) DeleteDevices(ctx context.Context, userID string, ids []string, ke
 	if err := tx.deleteDevicesE2EE(ctx, userID, deleted); err != nil {
 		return nil, err
 	}
+	if ids == nil && keep == "" {
+		if _, err := tx.exec(ctx, `DELETE FROM devices WHERE puppet_of = $1`, userID); err != nil {
+			return nil, fmt.Errorf("ending sessions opened as other users: %w", err)
+		}
+	}
 	return deleted, nil
 }
 
@@ -232,6 +240,8 @@ type TokenOwner struct {
 	AccessExpiresTS int64
 	// HasPrevRefresh: the device still honours its previous refresh token.
 	HasPrevRefresh bool
+	// The account's admin flags (migration 0100).
+	ShadowBanned, Locked, Suspended bool
 }
 
 // TokenOwner resolves a hashed access token in one indexed lookup. It reads
@@ -240,9 +250,10 @@ type TokenOwner struct {
 func (db *DB) TokenOwner(ctx context.Context, hash []byte) (*TokenOwner, error) {
 	var o TokenOwner
 	err := db.q().QueryRowContext(ctx, `SELECT d.user_id, d.device_id, a.is_admin, a.deactivated, COALESCE(d.access_expires_ts, 0),
-			d.prev_refresh_token_hash IS NOT NULL
+			d.prev_refresh_token_hash IS NOT NULL, a.shadow_banned, a.locked, a.suspended
 		FROM devices d JOIN accounts a ON a.user_id = d.user_id WHERE d.access_token_hash = $1`, hash).
-		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.AccessExpiresTS, &o.HasPrevRefresh)
+		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.AccessExpiresTS, &o.HasPrevRefresh,
+			&o.ShadowBanned, &o.Locked, &o.Suspended)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -250,4 +261,17 @@ func (db *DB) TokenOwner(ctx context.Context, hash []byte) (*TokenOwner, error) 
 		return nil, fmt.Errorf("resolving access token: %w", err)
 	}
 	return &o, nil
+}
+
+// InsertPuppetDevice adds a session an admin opens as a user (Synapse's
+// login as a user): a device the user's device list does not show, whose
+// token may expire (expiresTS, 0: never), ended by the admin's logout of
+// all devices.
+func (tx *Tx) InsertPuppetDevice(ctx context.Context, userID, deviceID, adminID string, accessHash []byte, expiresTS, nowTS int64) error {
+	_, err := tx.exec(ctx, `INSERT INTO devices (user_id, device_id, access_token_hash, access_expires_ts, created_ts, puppet_of)
+		VALUES ($1, $2, $3, $4, $5, $6)`, userID, deviceID, accessHash, nullIfZero(expiresTS), nowTS, adminID)
+	if err != nil {
+		return fmt.Errorf("saving a session opened as %s: %w", userID, err)
+	}
+	return nil
 }

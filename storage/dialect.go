@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -127,4 +129,55 @@ func greatest(a, b string) string { return `MAX(` + a + `, ` + b + `)` }
 // the named table.column.
 func isUniqueViolation(err error, column string) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: "+column)
+}
+
+// tableColumnsQuery lists (table, column) for every table of the schema
+// (SQLite's catalogue; FTS5 tables and their shadow tables hold no room or
+// event columns but are listed like the others).
+const tableColumnsQuery = `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+	WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'`
+
+// ReclaimSpace returns up to pages free pages of the database file to the
+// file system (SQLite's incremental vacuum; the database must have been
+// created with auto_vacuum = INCREMENTAL, see Open, else it does nothing).
+func (db *DB) ReclaimSpace(ctx context.Context, pages int) error {
+	return db.Write(ctx, func(tx *Tx) error {
+		rows, err := tx.q().QueryContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, pages))
+		if err != nil {
+			return fmt.Errorf("incremental vacuum: %w", err)
+		}
+		for rows.Next() {
+		}
+		rows.Close()
+		return rows.Err()
+	})
+}
+
+// FreePages is how many pages of the database file are free (reusable or
+// reclaimable by ReclaimSpace).
+func (db *DB) FreePages(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.q().QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&n)
+	return n, err
+}
+
+// useIncrementalVacuum makes a new, empty database one whose free pages
+// ReclaimSpace can return (auto_vacuum is fixed when the first table is
+// created).
+func useIncrementalVacuum(ctx context.Context, w *sql.DB) error {
+	var tables int
+	if err := w.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master`).Scan(&tables); err != nil {
+		return fmt.Errorf("reading the catalogue: %w", err)
+	}
+	if tables > 0 {
+		return nil
+	}
+	// The WAL switch wrote the file's first page already: the setting
+	// takes effect with a VACUUM, which an empty file makes instant.
+	for _, q := range []string{`PRAGMA auto_vacuum = INCREMENTAL`, `VACUUM`} {
+		if _, err := w.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("setting auto_vacuum: %w", err)
+		}
+	}
+	return nil
 }

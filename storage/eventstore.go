@@ -237,10 +237,10 @@ func (tx *Tx) insertEvent(ctx context.Context, e NewEvent, p Placement, currentA
 		}
 		streamPos = pos
 	}
-	err = tx.q().QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_server_ts,
+	err = tx.q().QueryRowContext(ctx, `INSERT INTO events (event_nid, event_id, room_nid, type, state_key, sender, depth, origin_server_ts,
 			stream_pos, state_before, status, relates_to, rel_type, sender_device, txn_id, unsigned_extra, json, state_value, redacts,
 			current_after, sent_by_resident)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''), NULLIF($14, ''), $15, $16,
+		VALUES (`+nextNID("events", "event_nid")+`, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''), NULLIF($14, ''), $15, $16,
 			$17, NULLIF($18, ''), $19, $20)
 		RETURNING event_nid`,
 		e.EventID, e.RoomNID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, streamPos, e.StateBefore, e.Status,

@@ -21,6 +21,10 @@ type Media struct {
 	Size            int64
 	SHA256          string
 	ThumbState      int
+	// QuarantinedBy is the admin who quarantined it ("": not quarantined);
+	// SafeFromQuarantine protects it from quarantines.
+	QuarantinedBy      string
+	SafeFromQuarantine bool
 }
 
 // Thumbnail states of a media row.
@@ -57,12 +61,12 @@ type MediaKey struct {
 }
 
 const mediaColumns = `origin, media_id, user_id, created_ts, uploaded_ts, unused_expires_ts,
-	content_type, upload_name, size, sha256, thumb_state`
+	content_type, upload_name, size, sha256, thumb_state, COALESCE(quarantined_by, ''), safe_from_quarantine`
 
 func scanMedia(row interface{ Scan(...any) error }) (*Media, error) {
 	var m Media
 	err := row.Scan(&m.Origin, &m.MediaID, &m.UserID, &m.CreatedTS, &m.UploadedTS, &m.UnusedExpiresTS,
-		&m.ContentType, &m.UploadName, &m.Size, &m.SHA256, &m.ThumbState)
+		&m.ContentType, &m.UploadName, &m.Size, &m.SHA256, &m.ThumbState, &m.QuarantinedBy, &m.SafeFromQuarantine)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -90,8 +94,12 @@ func (tx *Tx) Media(ctx context.Context, origin, mediaID string) (*Media, error)
 // InsertMedia stores a new media row (uploaded or pending); ErrExists if the
 // ID is taken.
 func (tx *Tx) InsertMedia(ctx context.Context, m Media) error {
-	res, err := tx.exec(ctx, `INSERT INTO media (`+mediaColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
+	// Content an admin quarantined stays quarantined when it comes again.
+	res, err := tx.exec(ctx, `INSERT INTO media (origin, media_id, user_id, created_ts, uploaded_ts, unused_expires_ts,
+			content_type, upload_name, size, sha256, thumb_state, quarantined_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+			(SELECT q.quarantined_by FROM media q WHERE $10 != '' AND q.sha256 = $10 AND q.quarantined_by IS NOT NULL LIMIT 1))
+		ON CONFLICT DO NOTHING`,
 		m.Origin, m.MediaID, m.UserID, m.CreatedTS, m.UploadedTS, m.UnusedExpiresTS,
 		m.ContentType, m.UploadName, m.Size, m.SHA256, m.ThumbState)
 	if err != nil {
@@ -107,7 +115,9 @@ func (tx *Tx) InsertMedia(ctx context.Context, m Media) error {
 // there is no such row, ErrExists if it already has content.
 func (tx *Tx) CompleteMedia(ctx context.Context, m Media) error {
 	res, err := tx.exec(ctx, `UPDATE media SET uploaded_ts = $3, unused_expires_ts = 0, content_type = $4,
-		upload_name = $5, size = $6, sha256 = $7, thumb_state = $8
+		upload_name = $5, size = $6, sha256 = $7, thumb_state = $8,
+		quarantined_by = COALESCE(quarantined_by,
+			(SELECT q.quarantined_by FROM media q WHERE q.sha256 = $7 AND q.quarantined_by IS NOT NULL LIMIT 1))
 		WHERE origin = $1 AND media_id = $2 AND uploaded_ts = 0`,
 		m.Origin, m.MediaID, m.UploadedTS, m.ContentType, m.UploadName, m.Size, m.SHA256, m.ThumbState)
 	if err != nil {

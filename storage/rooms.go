@@ -48,8 +48,8 @@ func (db *DB) Room(ctx context.Context, roomID string) (*Room, error) {
 // InsertRoom creates a room row; ErrExists if the ID is taken.
 func (tx *Tx) InsertRoom(ctx context.Context, roomID, version string, now int64) (int64, error) {
 	var nid int64
-	err := tx.q().QueryRowContext(ctx, `INSERT INTO rooms (room_id, room_version, created_ts) VALUES ($1, $2, $3)
-		ON CONFLICT DO NOTHING RETURNING room_nid`, roomID, version, now).Scan(&nid)
+	err := tx.q().QueryRowContext(ctx, `INSERT INTO rooms (room_nid, room_id, room_version, created_ts)
+		VALUES (`+nextNID("rooms", "room_nid")+`, $1, $2, $3) ON CONFLICT DO NOTHING RETURNING room_nid`, roomID, version, now).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrExists
 	}
@@ -92,7 +92,8 @@ type StateKey struct {
 // snapshot) and returns its ID.
 func (tx *Tx) InsertSnapshot(ctx context.Context, roomNID, parent int64, chainLen int, entries map[StateKey]int64) (int64, error) {
 	var nid int64
-	err := tx.q().QueryRowContext(ctx, `INSERT INTO state_snapshots (room_nid, parent_nid, chain_len) VALUES ($1, $2, $3) RETURNING snapshot_nid`,
+	err := tx.q().QueryRowContext(ctx, `INSERT INTO state_snapshots (snapshot_nid, room_nid, parent_nid, chain_len)
+		VALUES (`+nextNID("state_snapshots", "snapshot_nid")+`, $1, $2, $3) RETURNING snapshot_nid`,
 		roomNID, parent, chainLen).Scan(&nid)
 	if err != nil {
 		return 0, fmt.Errorf("inserting snapshot: %w", err)
@@ -303,4 +304,16 @@ func (db *DB) ListeningRooms(ctx context.Context, userID string) ([]int64, error
 		out = append(out, nid)
 	}
 	return out, rows.Err()
+}
+
+// SetForwardExtremities replaces a room's forward extremities alone.
+func (tx *Tx) SetForwardExtremities(ctx context.Context, roomNID int64, extremities []string) error {
+	ext, err := json.Marshal(extremities)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, `UPDATE rooms SET forward_extremities = $2 WHERE room_nid = $1`, roomNID, string(ext)); err != nil {
+		return fmt.Errorf("setting forward extremities: %w", err)
+	}
+	return nil
 }

@@ -572,3 +572,14 @@ func searchWords(s string) []string {
 		return !(unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.Is(unicode.Co, r))
 	})
 }
+
+// unindexEvents removes events from the search index (purges).
+func (tx *Tx) unindexEvents(ctx context.Context, nids []int64) error {
+	for _, q := range []string{`DELETE FROM event_search WHERE ` + inArray("rowid", 1),
+		`DELETE FROM event_search_docs WHERE ` + inArray("event_nid", 1)} {
+		if _, err := tx.exec(ctx, q, arrayArg(nids)); err != nil {
+			return fmt.Errorf("unindexing purged events: %w", err)
+		}
+	}
+	return nil
+}

@@ -9,13 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/matrix-org/gomatrixserverlib/spec"
-
-	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/clientapi/internal/users"
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
-	"matrixhs/roomserver"
 	"matrixhs/storage"
 )
 
@@ -38,7 +34,8 @@ func adminUser(acc *storage.Account) map[string]any {
 	return map[string]any{
 		"name": acc.UserID, "displayname": acc.DisplayName, "avatar_url": nullIfEmpty(acc.AvatarURL),
 		"admin": acc.IsAdmin, "deactivated": acc.Deactivated, "creation_ts": acc.CreatedTS,
-		"is_guest": false, "user_type": nil, "locked": false, "shadow_banned": false, "erased": false,
+		"is_guest": false, "user_type": nil, "locked": acc.Locked, "shadow_banned": acc.ShadowBanned, "suspended": acc.Suspended,
+		"erased":    false,
 		"threepids": []any{}, "external_ids": []any{},
 	}
 }
@@ -170,6 +167,7 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 		AvatarURL     *string `json:"avatar_url"`
 		Admin         *bool   `json:"admin"`
 		Deactivated   *bool   `json:"deactivated"`
+		Locked        *bool   `json:"locked"`
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -228,6 +226,11 @@ func (a *API) adminPutUser(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	if req.DisplayName != nil || req.AvatarURL != nil {
 		if err := a.adminSetProfile(ctx, userID, req.DisplayName, req.AvatarURL); err != nil {
+			return nil, err
+		}
+	}
+	if req.Locked != nil {
+		if err := a.setFlag(ctx, userID, storage.FlagLocked, *req.Locked); err != nil {
 			return nil, err
 		}
 	}
@@ -545,78 +548,4 @@ func (a *API) adminRoomBlock(r *http.Request, s *accounts.Session) (any, error) 
 		return map[string]any{"block": false}, nil
 	}
 	return map[string]any{"block": true, "user_id": by}, nil
-}
-
-// adminShutdownRoom serves DELETE /_synapse/admin/v1/rooms/{roomId} without
-// purging: every local member leaves (invites and knocks withdrawn), local
-// aliases are removed, the room leaves the directory, and with block it
-// cannot be joined again. Purging the room's history is not supported, so
-// the request must say "purge": false.
-func (a *API) adminShutdownRoom(r *http.Request, s *accounts.Session) (any, error) {
-	var req struct {
-		Block         bool    `json:"block"`
-		Purge         *bool   `json:"purge"`
-		NewRoomUserID *string `json:"new_room_user_id"`
-	}
-	if err := httputil.DecodeJSON(r, &req); err != nil {
-		return nil, err
-	}
-	if req.Purge == nil || *req.Purge {
-		return nil, httputil.InvalidParam(`purging a room's history is not supported: send "purge": false`)
-	}
-	if req.NewRoomUserID != nil {
-		return nil, httputil.InvalidParam("new_room_user_id is not supported")
-	}
-	ctx := r.Context()
-	info, err := a.db.Room(ctx, httputil.PathVar(r, "roomId"))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, httputil.NotFound("Room not found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	aliases, err := a.db.RoomAliases(ctx, info.NID)
-	if err != nil {
-		return nil, err
-	}
-	err = a.db.Write(ctx, func(tx *storage.Tx) error {
-		if req.Block {
-			if err := tx.SetRoomBlocked(ctx, info.ID, true, s.UserID, a.accounts.Now().UnixMilli()); err != nil {
-				return err
-			}
-		}
-		for _, alias := range aliases {
-			if err := tx.DeleteAlias(ctx, alias); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
-		}
-		return tx.SetRoomPublished(ctx, info.NID, false)
-	})
-	if err != nil {
-		return nil, err
-	}
-	members, err := a.db.CurrentStateEvents(ctx, info.NID, spec.MRoomMember)
-	if err != nil {
-		return nil, err
-	}
-	kicked, failed := []string{}, []string{}
-	for _, m := range members {
-		switch roomview.ContentString(m.JSON, "membership") {
-		case spec.Join, spec.Invite, spec.Knock:
-		default:
-			continue
-		}
-		user := *m.StateKey
-		_, err := a.rooms.SetMembership(ctx, roomserver.MembershipRequest{RoomID: info.ID, Sender: user, Target: user, Membership: spec.Leave})
-		if err != nil {
-			a.log.WithError(err).WithField("user_id", user).Warn("Removing a member from a room being shut down")
-			failed = append(failed, user)
-			continue
-		}
-		kicked = append(kicked, user)
-	}
-	if aliases == nil {
-		aliases = []string{}
-	}
-	return map[string]any{"kicked_users": kicked, "failed_to_kick_users": failed, "local_aliases": aliases, "new_room_id": nil}, nil
 }

@@ -8,6 +8,7 @@ package admin
 import (
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/clientapi/internal/users"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
@@ -28,10 +29,15 @@ type API struct {
 	log      logrus.FieldLogger
 	// fedSender retries federation destinations (admin_federation.go).
 	fedSender DestinationWaker
+	// tasks are the room deletions and history purges under way.
+	tasks *tasks
+	// view formats events for clients.
+	view *roomview.Reader
 }
 
 // New builds the admin API.
 func New(cfg *config.Config, db *storage.DB, acc *accounts.Service, authn *auth.Auth, rooms *roomserver.Roomserver,
 	us *users.Service, log logrus.FieldLogger) *API {
-	return &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, users: us, nonces: newNonceStore(), log: log}
+	return &API{cfg: cfg, db: db, accounts: acc, authn: authn, rooms: rooms, users: us, nonces: newNonceStore(), log: log,
+		tasks: newTasks(acc.Now), view: roomview.New(db, rooms, log)}
 }

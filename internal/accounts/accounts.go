@@ -66,6 +66,10 @@ type Session struct {
 	DeviceID  string
 	IsAdmin   bool
 	ExpiresTS int64 // ms; 0 means the token never expires
+	// What an admin set on the account: its sends go nowhere
+	// (ShadowBanned), it may do nothing but log out (Locked), or only read
+	// (Suspended).
+	ShadowBanned, Locked, Suspended bool
 }
 
 // UserID builds the full user ID of a local localpart.

@@ -122,7 +122,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 			return nil, err
 		}
 	}
-	return &Session{UserID: o.UserID, DeviceID: o.DeviceID, IsAdmin: o.IsAdmin, ExpiresTS: o.AccessExpiresTS}, nil
+	return &Session{UserID: o.UserID, DeviceID: o.DeviceID, IsAdmin: o.IsAdmin, ExpiresTS: o.AccessExpiresTS,
+		ShadowBanned: o.ShadowBanned, Locked: o.Locked, Suspended: o.Suspended}, nil
 }
 
 // Touch records that a session was used from ip, at most once per interval.
@@ -220,4 +221,19 @@ func (s *Service) SetAdmin(ctx context.Context, userID string, admin bool) error
 	return s.db.Write(ctx, func(tx *storage.Tx) error {
 		return tx.SetAdmin(ctx, userID, admin)
 	})
+}
+
+// LoginAs opens a session of userID for an admin (Synapse's login as a
+// user): its access token, which expires at untilMS (0: never). The
+// session is not in the user's device list and ends with the admin's
+// logout of all their devices.
+func (s *Service) LoginAs(ctx context.Context, userID, adminID string, untilMS int64) (string, error) {
+	access, _, tokens, _ := s.newTokens(false)
+	err := s.db.Write(ctx, func(tx *storage.Tx) error {
+		return tx.InsertPuppetDevice(ctx, userID, NewDeviceID(), adminID, tokens.AccessHash, untilMS, s.now().UnixMilli())
+	})
+	if err != nil {
+		return "", err
+	}
+	return access, nil
 }

@@ -9,6 +9,9 @@ package auth
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
 
 	"matrixhs/internal/accounts"
 	"matrixhs/internal/httputil"
@@ -18,6 +21,8 @@ import (
 // Auth authenticates requests against the accounts service.
 type Auth struct {
 	accounts *accounts.Service
+	// audit is told of every request to an admin endpoint (audit.go).
+	audit atomic.Pointer[logrus.FieldLogger]
 }
 
 // New returns the middleware for acc's sessions.
@@ -55,6 +60,11 @@ func (a *Auth) authenticate(r *http.Request) (*accounts.Session, error) {
 	if err != nil {
 		return nil, matrixerr.From(err)
 	}
+	if sess.Locked && !isLogout(r.URL.Path) {
+		// Spec (account locking): only logging out is left to the user.
+		return nil, (&httputil.Error{Status: http.StatusUnauthorized, Code: "M_USER_LOCKED", Msg: "This account has been locked"}).
+			With("soft_logout", true)
+	}
 	a.accounts.Touch(r.Context(), sess, httputil.ClientIP(r))
 	return sess, nil
 }
@@ -86,13 +96,18 @@ func (a *Auth) Optional(next http.Handler) http.Handler {
 }
 
 // Admin is Require for server admins; other users are answered 403.
+// Every request that reaches this point is written to the audit log.
 func (a *Auth) Admin(next http.Handler) http.Handler {
 	return a.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s := Session(r.Context()); s == nil || !s.IsAdmin {
+		s := Session(r.Context())
+		if s == nil || !s.IsAdmin {
 			httputil.WriteError(w, r, httputil.Forbidden("You are not a server admin"))
+			a.auditRequest(r, s, http.StatusForbidden)
 			return
 		}
-		next.ServeHTTP(w, r)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		a.auditRequest(r, s, rec.status)
 	}))
 }
 

@@ -85,6 +85,18 @@ func (c *Cache[K, V]) Remove(k K, match func(V) bool) {
 	}
 }
 
+// RemoveIf drops every entry the predicate holds for.
+func (c *Cache[K, V]) RemoveIf(drop func(K, V) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, el := range c.items {
+		if drop(k, el.Value.(*entry[K, V]).val) {
+			c.ll.Remove(el)
+			delete(c.items, k)
+		}
+	}
+}
+
 // Len is the number of entries.
 func (c *Cache[K, V]) Len() int {
 	c.mu.Lock()

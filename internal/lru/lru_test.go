@@ -61,3 +61,19 @@ func TestCacheRemoveMatches(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestRemoveIf(t *testing.T) {
+	c := New[int, string](10)
+	for i := range 6 {
+		c.Add(i, map[bool]string{true: "even", false: "odd"}[i%2 == 0])
+	}
+	c.RemoveIf(func(_ int, v string) bool { return v == "odd" })
+	if c.Len() != 3 {
+		t.Fatalf("len = %d", c.Len())
+	}
+	for i := range 6 {
+		if _, ok := c.Get(i); ok != (i%2 == 0) {
+			t.Fatalf("entry %d kept = %v", i, ok)
+		}
+	}
+}

@@ -148,6 +148,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.Auth = auth.New(s.Accounts)
+	s.Auth.SetAuditLog(s.Log)
 	var mediaOpts mediaapi.Options
 	if !s.Federation.Options().Disabled {
 		mediaOpts.Federation = s.Federation
