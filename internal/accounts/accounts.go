@@ -66,6 +66,12 @@ type Session struct {
 	DeviceID  string
 	IsAdmin   bool
 	ExpiresTS int64 // ms; 0 means the token never expires
+	// AppServiceID is the appservice whose as_token authenticated the
+	// session ("" for a user's own access token); DeviceID is then the
+	// masqueraded device, or "".
+	AppServiceID string
+	// AppServiceRateLimited: the appservice's users are rate limited.
+	AppServiceRateLimited bool
 }
 
 // UserID builds the full user ID of a local localpart.

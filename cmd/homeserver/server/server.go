@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/netutil"
 
+	"matrixhs/appservice"
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
@@ -69,7 +70,10 @@ type Server struct {
 	// FedKeys carries end-to-end encryption to and from other servers (nil
 	// when federation is disabled).
 	FedKeys *e2eefed.Service
-	Log     *logrus.Logger
+	// AppServices are the registered application services (bridges, bots)
+	// and the sender of their transactions.
+	AppServices *appservice.Service
+	Log         *logrus.Logger
 
 	http     *http.Server
 	api      *clientapi.API
@@ -94,6 +98,9 @@ type Options struct {
 	Federation federationapi.Options
 	// Sender tunes the outbound federation queue (tests shorten backoff).
 	Sender sender.Options
+	// AppServices tunes appservice delivery (tests shorten backoff); the
+	// server name is filled in.
+	AppServices appservice.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -148,6 +155,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.Auth = auth.New(s.Accounts)
+	if err := s.setupAppServices(ctx, opts.AppServices); err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
 	var mediaOpts mediaapi.Options
 	if !s.Federation.Options().Disabled {
 		mediaOpts.Federation = s.Federation
@@ -194,7 +206,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.Keys.SetRemote(s.FedKeys)
 	}
 	deps := clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
-		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log}
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log, AppServices: s.AppServices}
 	if s.Sender != nil {
 		deps.FederationSender = s.Sender
 	}
@@ -281,6 +293,7 @@ func (s *Server) Listen(addr string) error {
 		s.Sender.Start()
 	}
 	s.Keys.Start()
+	s.AppServices.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
 	if unreachableName(s.Config.Server.Name) {
@@ -367,6 +380,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	s.AppServices.Stop()
 	// Both queue EDUs on the sender: stop them first.
 	s.EphemeralFederation.Stop()
 	s.Keys.Stop()
