@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
-	"strconv"
 	"slices"
+	"strconv"
 	"time"
 
 	"matrixhs/storage"

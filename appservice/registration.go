@@ -241,7 +241,7 @@ func overlap(a, b *Registration) error {
 				if !x.Exclusive && !y.Exclusive {
 					continue
 				}
-				if (witnessMatches(x, y) || witnessMatches(y, x)) {
+				if witnessMatches(x, y) || witnessMatches(y, x) {
 					return fmt.Errorf("appservice registration %s: namespaces.%s regex %q overlaps %q of %s (exclusive namespaces must not overlap)",
 						b.File, k.name, y.Regex, x.Regex, a.File)
 				}

@@ -54,7 +54,7 @@ type API struct {
 	authn *auth.Auth
 	// appsvc holds the registered application services.
 	appsvc *appservice.Service
-	log   logrus.FieldLogger
+	log    logrus.FieldLogger
 	// profiles reads other servers' users' profiles (nil: no federation).
 	profiles RemoteProfiles
 	// delayedWake nudges the delayed-event sender (delayed.go) after a change;
