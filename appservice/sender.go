@@ -71,6 +71,10 @@ func (s *Service) Start() {
 		return
 	}
 	s.started = true
+	if s.changes != nil {
+		s.wg.Add(1)
+		go s.runChanges()
+	}
 	for _, r := range s.All() {
 		if r.PushURL() == "" {
 			s.log.WithField("appservice", r.ID).Info("appservice has no url: nothing is pushed to it")
@@ -310,6 +314,9 @@ func (s *Service) build(ctx context.Context, sd *sender, from, upTo int64) (stor
 	if err := s.addEvents(ctx, &body, nids); err != nil {
 		return t, err
 	}
+	if err := s.addStreamEphemeral(ctx, sd, &body, &t, from, t.Pos); err != nil {
+		return t, err
+	}
 	queued, err := s.db.AppServiceQueue(ctx, sd.reg.ID, maxEphemeralPerTxn)
 	if err != nil {
 		return t, err
@@ -318,7 +325,8 @@ func (s *Service) build(ctx context.Context, sd *sender, from, upTo int64) (stor
 		addQueued(&body, q)
 		t.QueuedUpTo = q.NID
 	}
-	if len(body.Events) == 0 && len(queued) == 0 {
+	if len(body.Events) == 0 && len(queued) == 0 && len(body.Ephemeral) == 0 && len(body.ToDevice) == 0 &&
+		body.DeviceLists == nil && body.OTKCounts == nil {
 		return t, nil
 	}
 	body.MSC2409Ephemeral, body.MSC2409ToDevice = body.Ephemeral, body.ToDevice

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"matrixhs/internal/accounts"
+	"matrixhs/internal/ephemeral"
 	"matrixhs/internal/httputil"
 	"matrixhs/storage"
 )
@@ -70,6 +71,11 @@ type Service struct {
 	mu      sync.Mutex
 	started bool
 	senders map[string]*sender
+
+	// eph and changes carry typing and presence changes (ephemeral.go;
+	// nil when no appservice asked for ephemeral data).
+	eph     *ephemeral.Service
+	changes chan change
 }
 
 // New builds the service for regs (see Load); Start starts delivery.

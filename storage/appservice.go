@@ -118,6 +118,9 @@ type AppServiceTxn struct {
 	Body       []byte
 	Events     int
 	NowMS      int64
+	// ToDeviceUsers are the users whose to-device messages up to Pos the
+	// transaction carries: they are dropped from the devices' queues.
+	ToDeviceUsers []string
 }
 
 // StartAppServiceTxn records a new transaction in flight and returns its
@@ -132,6 +135,9 @@ func (tx *Tx) StartAppServiceTxn(ctx context.Context, t AppServiceTxn) (int64, e
 	}
 	if err != nil {
 		return 0, fmt.Errorf("starting a transaction for appservice %s: %w", t.ASID, err)
+	}
+	if err := tx.DeleteAppServiceToDevice(ctx, t.ToDeviceUsers, t.Pos); err != nil {
+		return 0, err
 	}
 	if t.QueuedUpTo > 0 {
 		if _, err := tx.exec(ctx, `DELETE FROM appservice_queue WHERE as_id = $1 AND queue_nid <= $2`, t.ASID, t.QueuedUpTo); err != nil {
@@ -203,4 +209,122 @@ func (db *DB) RoomIDOfNID(ctx context.Context, roomNID int64) (string, error) {
 		return "", fmt.Errorf("reading room %d: %w", roomNID, err)
 	}
 	return id, nil
+}
+
+// AppServiceEphemeral is what happened besides events in a window of the
+// stream that appservices may receive.
+type AppServiceEphemeral struct {
+	Receipts    []AppServiceReceipt
+	ToDevice    []AppServiceToDevice
+	DeviceLists []DeviceListChange
+	KeyCounts   []DeviceKeyCountChange
+}
+
+// AppServiceReceipt is a public read receipt.
+type AppServiceReceipt struct {
+	RoomNID                 int64
+	UserID, EventID, Thread string
+	TS                      int64
+}
+
+// AppServiceToDevice is a to-device message queued for a device.
+type AppServiceToDevice struct {
+	StreamPos                      int64
+	UserID, DeviceID, Sender, Type string
+	Content                        []byte
+}
+
+// DeviceListChange is a change of a user's device list; OnlyFor is "" when
+// everyone sharing a room with the user is told, else the one user told.
+type DeviceListChange struct{ UserID, OnlyFor string }
+
+// DeviceKeyCountChange is a change of a device's one-time or fallback keys.
+type DeviceKeyCountChange struct{ UserID, DeviceID string }
+
+// AppServiceEphemeralRange reads the public receipts, to-device messages,
+// device list and key count changes with a stream position in (from, to].
+func (db *DB) AppServiceEphemeralRange(ctx context.Context, from, to int64) (AppServiceEphemeral, error) {
+	var out AppServiceEphemeral
+	if to <= from {
+		return out, nil
+	}
+	rows, err := db.q().QueryContext(ctx, `SELECT room_nid, user_id, event_id, thread_id, ts FROM receipts
+		WHERE stream_pos > $1 AND stream_pos <= $2 AND receipt_type = 'm.read' ORDER BY stream_pos`, from, to)
+	if err != nil {
+		return out, fmt.Errorf("reading receipts for appservices: %w", err)
+	}
+	for rows.Next() {
+		var r AppServiceReceipt
+		if err := rows.Scan(&r.RoomNID, &r.UserID, &r.EventID, &r.Thread, &r.TS); err != nil {
+			rows.Close()
+			return out, err
+		}
+		out.Receipts = append(out.Receipts, r)
+	}
+	rows.Close()
+	rows, err = db.q().QueryContext(ctx, `SELECT stream_pos, user_id, device_id, sender, type, content FROM e2e_to_device
+		WHERE stream_pos > $1 AND stream_pos <= $2 ORDER BY stream_pos, id`, from, to)
+	if err != nil {
+		return out, fmt.Errorf("reading to-device messages for appservices: %w", err)
+	}
+	for rows.Next() {
+		var m AppServiceToDevice
+		var content string
+		if err := rows.Scan(&m.StreamPos, &m.UserID, &m.DeviceID, &m.Sender, &m.Type, &content); err != nil {
+			rows.Close()
+			return out, err
+		}
+		m.Content = []byte(content)
+		out.ToDevice = append(out.ToDevice, m)
+	}
+	rows.Close()
+	rows, err = db.q().QueryContext(ctx, `SELECT user_id, only_for FROM e2e_device_list_changes
+		WHERE stream_pos > $1 AND stream_pos <= $2 ORDER BY stream_pos`, from, to)
+	if err != nil {
+		return out, fmt.Errorf("reading device list changes for appservices: %w", err)
+	}
+	for rows.Next() {
+		var c DeviceListChange
+		if err := rows.Scan(&c.UserID, &c.OnlyFor); err != nil {
+			rows.Close()
+			return out, err
+		}
+		out.DeviceLists = append(out.DeviceLists, c)
+	}
+	rows.Close()
+	rows, err = db.q().QueryContext(ctx, `SELECT user_id, device_id FROM e2e_key_count_changes
+		WHERE stream_pos > $1 AND stream_pos <= $2 ORDER BY stream_pos`, from, to)
+	if err != nil {
+		return out, fmt.Errorf("reading key count changes for appservices: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c DeviceKeyCountChange
+		if err := rows.Scan(&c.UserID, &c.DeviceID); err != nil {
+			return out, err
+		}
+		out.KeyCounts = append(out.KeyCounts, c)
+	}
+	return out, rows.Err()
+}
+
+// JoinedMembersNow lists the users joined to a room now.
+func (db *DB) JoinedMembersNow(ctx context.Context, roomNID int64) ([]string, error) {
+	out, err := queryStrings(ctx, db.q(), `SELECT state_key FROM current_state
+		WHERE room_nid = $1 AND type = 'm.room.member' AND membership = 'join'`, roomNID)
+	if err != nil {
+		return nil, fmt.Errorf("listing the members of room %d: %w", roomNID, err)
+	}
+	return out, nil
+}
+
+// DeleteAppServiceToDevice drops to-device messages delivered to an
+// appservice: those of users in users up to pos.
+func (tx *Tx) DeleteAppServiceToDevice(ctx context.Context, users []string, pos int64) error {
+	for _, u := range users {
+		if _, err := tx.exec(ctx, `DELETE FROM e2e_to_device WHERE user_id = $1 AND stream_pos <= $2`, u, pos); err != nil {
+			return fmt.Errorf("dropping delivered to-device messages: %w", err)
+		}
+	}
+	return nil
 }

@@ -30,7 +30,38 @@ type Federation interface {
 }
 
 // SetFederation makes f hear of local changes. Call before serving.
-func (s *Service) SetFederation(f Federation) { s.fed = f }
+func (s *Service) SetFederation(f Federation) { s.AddListener(f) }
+
+// AddListener makes f hear of local changes too (federation and
+// appservices both listen). Call before serving.
+func (s *Service) AddListener(f Federation) {
+	if s.fed == nil {
+		s.fed = f
+		return
+	}
+	s.fed = listeners{s.fed, f}
+}
+
+// listeners tells each of its members.
+type listeners []Federation
+
+func (l listeners) TypingChanged(roomID, userID string) {
+	for _, f := range l {
+		f.TypingChanged(roomID, userID)
+	}
+}
+
+func (l listeners) ReceiptStored(r Receipt) {
+	for _, f := range l {
+		f.ReceiptStored(r)
+	}
+}
+
+func (l listeners) PresenceChanged(userID string) {
+	for _, f := range l {
+		f.PresenceChanged(userID)
+	}
+}
 
 // SetPresenceEnabled turns presence on or off (Synapse's presence.enabled;
 // on by default). Off, presence updates are accepted and ignored, everyone

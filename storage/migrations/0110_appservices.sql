@@ -28,3 +28,6 @@ CREATE TABLE appservice_queue (
     content TEXT NOT NULL
 );
 CREATE INDEX appservice_queue_by_as ON appservice_queue (as_id, queue_nid);
+
+-- Appservices read the to-device messages of their users by position.
+CREATE INDEX e2e_to_device_pos ON e2e_to_device (stream_pos);

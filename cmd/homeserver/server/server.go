@@ -191,6 +191,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	})
 	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
 	s.Ephemeral.SetPresenceEnabled(cfg.Presence.Enabled)
+	// Appservices that asked for ephemeral data hear of typing and presence.
+	s.AppServices.AttachEphemeral(s.Ephemeral)
 	if s.Sender != nil {
 		// Typing, receipts and presence go to and come from other servers.
 		if s.EphemeralFederation, err = s.Federation.AttachEphemeral(s.Ephemeral, s.Sender); err != nil {
