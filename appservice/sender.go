@@ -138,6 +138,9 @@ func (s *Service) run(sd *sender) {
 		}
 		switch s.step(sd, upTo) {
 		case progress:
+			if failures > 0 {
+				sd.log.WithField("failures", failures).Info("appservice is taking transactions again")
+			}
 			failures = 0
 		case failed:
 			failures++

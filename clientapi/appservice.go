@@ -216,3 +216,14 @@ func (a *API) thirdPartyLookup(kind string) authed {
 		return a.appsvc.ThirdPartyLookup(r.Context(), kind, pathVar(r, "protocol"), r.URL.Query()), nil
 	}
 }
+
+// adminAppServices serves GET /_synapse/admin/v1/appservices (this
+// server's own): the registered appservices and how delivery to each
+// stands, so that a bridge that is down shows at once.
+func (a *API) adminAppServices(r *http.Request, _ *accounts.Session) (any, error) {
+	list, err := a.appsvc.Statuses(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"appservices": list, "total": len(list)}, nil
+}

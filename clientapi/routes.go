@@ -200,6 +200,7 @@ func (a *API) register(rt *httputil.Router) {
 	// Application services (appservice.go).
 	rt.V1(post, "/appservice/{appserviceId}/ping", a.auth(a.pingAppService))
 	rt.Client(put, "/directory/list/appservice/{networkId}/{roomId}", a.auth(a.putAppServiceRoomVisibility))
+	rt.Exact(get, "/_synapse/admin/v1/appservices", a.authn.AdminJSON(a.adminAppServices))
 
 	// Shared-secret registration and the Synapse-compatible admin API.
 	a.admin.Register(rt)
