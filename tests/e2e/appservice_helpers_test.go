@@ -47,6 +47,11 @@ type bridge struct {
 	todevice []*event.Event
 	changed  chan struct{}
 	done     chan struct{}
+	// thirdParty answers GET /_matrix/app/v1/thirdparty/... by path and
+	// query (mautrix serves no third-party endpoints); queries records
+	// the third-party requests with their Authorization header.
+	thirdParty map[string]any
+	queries    []string
 }
 
 type bridgeTxn struct {
@@ -140,6 +145,10 @@ func (b *bridge) restart(s *testserver.Server) {
 }
 
 func (b *bridge) serve(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/_matrix/app/v1/thirdparty/") {
+		b.serveThirdParty(w, r)
+		return
+	}
 	txnID, isTxn := strings.CutPrefix(r.URL.Path, "/_matrix/app/v1/transactions/")
 	if !isTxn || r.Method != http.MethodPut {
 		b.mu.Lock()
@@ -244,4 +253,22 @@ func writeAppServiceConfig(t *testing.T, dir string, regs ...*appservice.Registr
 	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (b *bridge) serveThirdParty(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.queries = append(b.queries, r.URL.RequestURI())
+	answer, ok := b.thirdParty[r.URL.RequestURI()]
+	b.mu.Unlock()
+	if r.Header.Get("Authorization") != "Bearer "+b.reg.ServerToken {
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"errcode":"M_FORBIDDEN"}`))
+		return
+	}
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"errcode":"M_NOT_FOUND"}`))
+		return
+	}
+	json.NewEncoder(w).Encode(answer)
 }
