@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,7 +184,7 @@ func (s *Service) AuthenticateAppService(ctx context.Context, token string, q ur
 		}
 		userID = u
 	}
-	sess := &accounts.Session{UserID: userID, AppServiceID: r.ID, AppServiceRateLimited: r.IsRateLimited()}
+	sess := &accounts.Session{UserID: userID, AppServiceID: r.ID}
 	dev := q.Get(paramMSC3202DeviceID)
 	if dev == "" {
 		dev = q.Get(paramDeviceID)
@@ -208,9 +207,4 @@ func (s *Service) Caller(sess *accounts.Session) *Registration {
 		return nil
 	}
 	return s.ByID(sess.AppServiceID)
-}
-
-// ValidateLocalUser checks that userID is a user ID of this server.
-func (s *Service) isLocal(userID string) bool {
-	return strings.HasSuffix(userID, ":"+s.opts.ServerName) && strings.HasPrefix(userID, "@")
 }

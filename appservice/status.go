@@ -18,6 +18,9 @@ type Status struct {
 	Ephemeral  bool       `json:"receive_ephemeral"`
 	MSC3202    bool       `json:"org.matrix.msc3202"`
 	MSC4190    bool       `json:"io.element.msc4190"`
+	// RateLimited is the registration's rate_limited (the server limits
+	// only sign-ups and password logins, which appservices do not use).
+	RateLimited bool `json:"rate_limited"`
 	// State is "up" (the last transaction was taken, or none was due),
 	// "down" (the transaction in flight failed its last attempt) or
 	// "no_url" (nothing is pushed).
@@ -46,7 +49,7 @@ func (s *Service) Statuses(ctx context.Context) ([]Status, error) {
 	out := []Status{}
 	for _, r := range s.All() {
 		st := Status{ID: r.ID, File: r.File, URL: r.PushURL(), Sender: r.SenderID, Namespaces: r.Namespaces,
-			Protocols: r.Protocols, Ephemeral: r.Ephemeral(), MSC3202: r.MSC3202, MSC4190: r.MSC4190, State: "up"}
+			Protocols: r.Protocols, Ephemeral: r.Ephemeral(), MSC3202: r.MSC3202, MSC4190: r.MSC4190, RateLimited: r.IsRateLimited(), State: "up"}
 		if st.Protocols == nil {
 			st.Protocols = []string{}
 		}

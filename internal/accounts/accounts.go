@@ -70,8 +70,6 @@ type Session struct {
 	// session ("" for a user's own access token); DeviceID is then the
 	// masqueraded device, or "".
 	AppServiceID string
-	// AppServiceRateLimited: the appservice's users are rate limited.
-	AppServiceRateLimited bool
 }
 
 // UserID builds the full user ID of a local localpart.

@@ -80,6 +80,7 @@ func TestAppServiceAuthz(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(t, "PUT", v3(s, "directory", "room", "#bridge_x:hs.test"), alice.AccessToken, map[string]any{"room_id": room.RoomID}).want(t, 400, "M_EXCLUSIVE")
+	do(t, "POST", v3(s, "createRoom"), alice.AccessToken, map[string]any{"room_alias_name": "bridge_y"}).want(t, 400, "M_EXCLUSIVE")
 
 	// Login as a namespace user: refused to MSC4190 appservices (they
 	// create devices themselves).
