@@ -148,11 +148,9 @@ type change struct {
 }
 
 // AttachEphemeral makes the appservices that asked for ephemeral data hear
-// of typing and presence changes. Call before Start.
+// of typing and presence changes (also those a reload adds). Call before
+// Start.
 func (s *Service) AttachEphemeral(eph *ephemeral.Service) {
-	if !slices.ContainsFunc(s.All(), (*Registration).Ephemeral) {
-		return
-	}
 	s.eph = eph
 	s.changes = make(chan change, maxPendingChanges)
 	eph.AddListener(ephemeralListener{s})
@@ -165,6 +163,9 @@ func (l ephemeralListener) ReceiptStored(ephemeral.Receipt)     {}
 func (l ephemeralListener) PresenceChanged(userID string)       { l.s.pend(change{"", userID}) }
 
 func (s *Service) pend(c change) {
+	if !slices.ContainsFunc(s.All(), (*Registration).Ephemeral) {
+		return
+	}
 	select {
 	case s.changes <- c:
 	default:

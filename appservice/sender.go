@@ -49,6 +49,11 @@ type sender struct {
 	reg  *Registration
 	log  logrus.FieldLogger
 	wake chan struct{}
+	// ctx ends the sender (shutdown, or a reload that replaces it); done
+	// is closed when it has ended.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 	// scanned is how far the stream was read with nothing found (beyond
 	// the saved position); owned by the sender's goroutine.
 	scanned int64
@@ -75,16 +80,34 @@ func (s *Service) Start() {
 		s.wg.Add(1)
 		go s.runChanges()
 	}
+	s.startSenders()
+}
+
+// startSenders starts a sender for every appservice with a URL; s.mu is
+// held.
+func (s *Service) startSenders() {
 	for _, r := range s.All() {
 		if r.PushURL() == "" {
 			s.log.WithField("appservice", r.ID).Info("appservice has no url: nothing is pushed to it")
 			continue
 		}
+		ctx, cancel := context.WithCancel(s.ctx)
 		sd := &sender{reg: r, log: s.log.WithField("appservice", r.ID), wake: make(chan struct{}, 1),
+			ctx: ctx, cancel: cancel, done: make(chan struct{}),
 			members: map[int64]bool{}, rooms: map[int64]roomInfo{}}
 		s.senders[r.ID] = sd
 		s.wg.Add(1)
 		go s.run(sd)
+	}
+}
+
+// stopSenders ends every sender and waits for them; s.mu is held (senders
+// never take it).
+func (s *Service) stopSenders() {
+	for id, sd := range s.senders {
+		sd.cancel()
+		<-sd.done
+		delete(s.senders, id)
 	}
 }
 
@@ -122,17 +145,18 @@ const (
 
 func (s *Service) run(sd *sender) {
 	defer s.wg.Done()
+	defer close(sd.done)
 	defer s.savePos(sd)
 	failures := 0
-	if st, err := s.db.AppServiceState(s.ctx, sd.reg.ID); err == nil {
+	if st, err := s.db.AppServiceState(sd.ctx, sd.reg.ID); err == nil {
 		failures = st.Failures
 	}
-	for s.ctx.Err() == nil {
+	for sd.ctx.Err() == nil {
 		changed, upTo := s.db.Changes()
 		if failures > 0 {
 			// A transaction failed before (maybe before a restart): wait
 			// before trying the appservice again.
-			if !s.sleep(s.backoff(failures), nil) {
+			if !s.sleep(sd.ctx, s.backoff(failures)) {
 				return
 			}
 		}
@@ -147,7 +171,7 @@ func (s *Service) run(sd *sender) {
 		case idle:
 			failures = 0
 			select {
-			case <-s.ctx.Done():
+			case <-sd.ctx.Done():
 				return
 			case <-changed:
 			case <-sd.wake:
@@ -156,15 +180,14 @@ func (s *Service) run(sd *sender) {
 	}
 }
 
-// sleep waits d (or until shutdown, or wake when not nil); false on shutdown.
-func (s *Service) sleep(d time.Duration, wake <-chan struct{}) bool {
+// sleep waits d, or until ctx ends (then false).
+func (s *Service) sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-s.ctx.Done():
+	case <-ctx.Done():
 		return false
 	case <-t.C:
-	case <-wake:
 	}
 	return true
 }
@@ -182,7 +205,7 @@ func (s *Service) backoff(failures int) time.Duration {
 
 // step sends the transaction in flight, or builds and sends the next one.
 func (s *Service) step(sd *sender, upTo int64) outcome {
-	ctx := s.ctx
+	ctx := sd.ctx
 	st, err := s.db.AppServiceState(ctx, sd.reg.ID)
 	if err != nil {
 		sd.log.WithError(err).Warn("reading appservice state")

@@ -139,9 +139,40 @@ func (s *Service) ExclusiveAlias(alias string) *Registration {
 
 // Prepare creates the accounts of the appservices' senders (as Synapse
 // does at start) and records each appservice for delivery.
-func (s *Service) Prepare(ctx context.Context) error {
+func (s *Service) Prepare(ctx context.Context) error { return s.prepare(ctx, s.All()) }
+
+// Reload replaces the registrations with the files of paths, checked
+// together as at start (on error the registrations in force stay), and
+// restarts delivery with them: the transaction in flight of an appservice
+// that stays is sent again under its ID.
+func (s *Service) Reload(ctx context.Context, paths []string) error {
+	regs, err := Load(paths, s.opts.ServerName)
+	if err != nil {
+		return err
+	}
+	if err := s.prepare(ctx, regs); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		s.stopSenders()
+	}
+	s.regs.Store(&regs)
+	if s.started && s.ctx.Err() == nil {
+		s.startSenders()
+	}
+	ids := make([]string, len(regs))
+	for i, r := range regs {
+		ids[i] = r.ID
+	}
+	s.log.WithField("appservices", ids).Info("appservice registrations reloaded")
+	return nil
+}
+
+func (s *Service) prepare(ctx context.Context, regs []*Registration) error {
 	pos := s.db.StreamPosition()
-	for _, r := range s.All() {
+	for _, r := range regs {
 		if _, err := s.db.Account(ctx, r.SenderID); errors.Is(err, storage.ErrNotFound) {
 			_, err := s.accounts.Register(ctx, accounts.Registration{Localpart: r.SenderLocalpart, NoPassword: true, InhibitLogin: true})
 			if err != nil && !errors.Is(err, accounts.ErrUserInUse) {
