@@ -154,6 +154,7 @@ func (s *Service) AttachEphemeral(eph *ephemeral.Service) {
 	s.eph = eph
 	s.changes = make(chan change, maxPendingChanges)
 	eph.AddListener(ephemeralListener{s})
+	eph.SetRemoteListener(ephemeralListener{s})
 }
 
 type ephemeralListener struct{ s *Service }
@@ -161,6 +162,12 @@ type ephemeralListener struct{ s *Service }
 func (l ephemeralListener) TypingChanged(roomID, userID string) { l.s.pend(change{roomID, userID}) }
 func (l ephemeralListener) ReceiptStored(ephemeral.Receipt)     {}
 func (l ephemeralListener) PresenceChanged(userID string)       { l.s.pend(change{"", userID}) }
+
+// Other servers' users' typing and presence reach appservices too.
+func (l ephemeralListener) RemoteTypingChanged(roomID, userID string) {
+	l.s.pend(change{roomID, userID})
+}
+func (l ephemeralListener) RemotePresenceChanged(userID string) { l.s.pend(change{"", userID}) }
 
 func (s *Service) pend(c change) {
 	if !slices.ContainsFunc(s.All(), (*Registration).Ephemeral) {

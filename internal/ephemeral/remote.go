@@ -99,8 +99,23 @@ const (
 // unless stopped or repeated. It reports whether anything changed (false
 // also when the bound on typers is reached).
 func (s *Service) SetRemoteTyping(roomNID int64, roomID, userID string, typing bool, timeout time.Duration) bool {
-	return s.setTyping(roomNID, roomID, userID, typing, timeout, false)
+	changed := s.setTyping(roomNID, roomID, userID, typing, timeout, false)
+	if changed && s.remote != nil {
+		s.remote.RemoteTypingChanged(roomID, userID)
+	}
+	return changed
 }
+
+// RemoteListener hears of changes of other servers' users' typing and
+// presence (appservices do; federation only speaks for local users).
+type RemoteListener interface {
+	RemoteTypingChanged(roomID, userID string)
+	RemotePresenceChanged(userID string)
+}
+
+// SetRemoteListener makes l hear of other servers' users' typing and
+// presence changes. Call before serving.
+func (s *Service) SetRemoteListener(l RemoteListener) { s.remote = l }
 
 // RemotePresence is another server's word on its user's presence (the
 // fields of an m.presence EDU's push entry).
@@ -122,6 +137,9 @@ func (s *Service) SetRemotePresence(userID string, p RemotePresence) (bool, erro
 	changed := s.setRemotePresence(userID, p)
 	if changed {
 		s.wakePresence(userID)
+		if s.remote != nil {
+			s.remote.RemotePresenceChanged(userID)
+		}
 	}
 	return changed, nil
 }

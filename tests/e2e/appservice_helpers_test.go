@@ -181,6 +181,13 @@ func (b *bridge) serve(w http.ResponseWriter, r *http.Request) {
 		var body map[string]json.RawMessage
 		json.Unmarshal(raw, &body)
 		b.record(func() {
+			// As a bridge does, a transaction taken twice (its first answer
+			// lost, e.g. to a timeout) counts once: it is dropped by its ID.
+			for _, t := range b.txns {
+				if t.ID == txnID {
+					return
+				}
+			}
 			b.txns = append(b.txns, bridgeTxn{ID: txnID, Body: body, Raw: raw})
 		})
 	}
