@@ -200,7 +200,9 @@ func (s *Service) queueChange(c change) error {
 	ctx := s.ctx
 	var edu []byte
 	var concerned func(*Registration) (bool, error)
+	key := "m.presence " + c.userID
 	if c.roomID != "" {
+		key = "m.typing " + c.roomID
 		room, err := s.db.Room(ctx, c.roomID)
 		if err != nil {
 			return err
@@ -250,7 +252,7 @@ func (s *Service) queueChange(c change) error {
 	}
 	err := s.write(func(ctx context.Context, tx *storage.Tx) error {
 		for _, id := range to {
-			if err := tx.QueueAppService(ctx, id, kindEphemeral, edu); err != nil {
+			if err := tx.QueueAppService(ctx, id, kindEphemeral, key, edu); err != nil {
 				return err
 			}
 		}

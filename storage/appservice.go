@@ -81,9 +81,15 @@ type AppServiceQueued struct {
 	Content []byte
 }
 
-// QueueAppService appends ephemeral data for an appservice.
-func (tx *Tx) QueueAppService(ctx context.Context, asID, kind string, content []byte) error {
-	if _, err := tx.exec(ctx, `INSERT INTO appservice_queue (as_id, kind, content) VALUES ($1, $2, $3)`, asID, kind, string(content)); err != nil {
+// QueueAppService appends ephemeral data for an appservice, replacing
+// what was queued under the same key (typing of a room, presence of a
+// user: only the latest matters).
+func (tx *Tx) QueueAppService(ctx context.Context, asID, kind, key string, content []byte) error {
+	if _, err := tx.exec(ctx, `DELETE FROM appservice_queue WHERE as_id = $1 AND ekey = $2`, asID, key); err != nil {
+		return fmt.Errorf("replacing %s for appservice %s: %w", kind, asID, err)
+	}
+	if _, err := tx.exec(ctx, `INSERT INTO appservice_queue (as_id, kind, ekey, content) VALUES ($1, $2, $3, $4)`,
+		asID, kind, key, string(content)); err != nil {
 		return fmt.Errorf("queueing %s for appservice %s: %w", kind, asID, err)
 	}
 	return nil

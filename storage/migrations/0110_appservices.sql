@@ -19,15 +19,19 @@ CREATE TABLE appservice_state (
     last_error TEXT NOT NULL DEFAULT ''
 );
 
--- Ephemeral data waiting for an appservice, in queueing order: kind is the
--- transaction key it goes under ('ephemeral', 'to_device', 'device_lists').
+-- Typing and presence waiting for an appservice, in queueing order: kind
+-- is the transaction key it goes under ('ephemeral'); a newer entry with
+-- the same ekey (typing per room, presence per user) replaces the older,
+-- so the queue of a bridge that is down stays bounded.
 CREATE TABLE appservice_queue (
     queue_nid INTEGER PRIMARY KEY AUTOINCREMENT,
     as_id TEXT NOT NULL,
     kind TEXT NOT NULL,
+    ekey TEXT NOT NULL,
     content TEXT NOT NULL
 );
 CREATE INDEX appservice_queue_by_as ON appservice_queue (as_id, queue_nid);
+CREATE INDEX appservice_queue_by_key ON appservice_queue (as_id, ekey);
 
 -- Appservices read the to-device messages of their users by position.
 CREATE INDEX e2e_to_device_pos ON e2e_to_device (stream_pos);
