@@ -76,8 +76,10 @@ func (a *API) updateDevice(r *http.Request, s *accounts.Session) (any, error) {
 	})
 	if errors.Is(err, storage.ErrNotFound) {
 		// MSC4190: an appservice creates its users' devices this way.
-		if created, err := a.createAppServiceDevice(r, s, id, req.DisplayName); created || err != nil {
-			return httputil.Empty, err
+		if created, err := a.createAppServiceDevice(r, s, id, req.DisplayName); err != nil {
+			return nil, err
+		} else if created {
+			return httputil.Response{Status: http.StatusCreated, Body: httputil.Empty}, nil
 		}
 		return nil, httputil.NotFound("Unknown device")
 	}
@@ -95,11 +97,8 @@ func (a *API) deleteDevice(r *http.Request, s *accounts.Session) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	// MSC4190: an appservice deletes its users' devices without UIA.
-	if reg := a.appsvc.Caller(s); reg == nil || !reg.MSC4190 {
-		if err := a.passwordUIA(r, s, req.Auth); err != nil {
-			return nil, err
-		}
+	if err := a.passwordUIA(r, s, req.Auth); err != nil {
+		return nil, err
 	}
 	if _, err := a.accounts.DeleteDevices(r.Context(), s.UserID, []string{pathVar(r, "deviceId")}, ""); err != nil {
 		return nil, err

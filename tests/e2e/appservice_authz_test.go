@@ -56,7 +56,17 @@ func TestAppServiceAuthz(t *testing.T) {
 	do(t, "GET", asURL(whoami, "user_id", "@bridge_one:hs.test", "org.matrix.msc3202.device_id", "NODEV"), tok, nil).want(t, 400, "M_FORBIDDEN")
 	do(t, "GET", asURL(whoami, "user_id", "@bridge_one:hs.test", "device_id", "NODEV"), tok, nil).want(t, 400, "M_FORBIDDEN")
 	// MSC4190: the appservice creates the device, then acts as it.
-	do(t, "PUT", asURL(v3(s, "devices", "DEV1"), "user_id", "@bridge_one:hs.test"), tok, map[string]any{"display_name": "Bridge"}).want(t, 200, "")
+	do(t, "PUT", asURL(v3(s, "devices", "DEV1"), "user_id", "@bridge_one:hs.test"), tok, map[string]any{"display_name": "Bridge"}).want(t, 201, "")
+	do(t, "PUT", asURL(v3(s, "devices", "DEV1"), "user_id", "@bridge_one:hs.test"), tok, map[string]any{"display_name": "Bridge 1"}).want(t, 200, "")
+	// ... and deletes devices without user-interactive auth.
+	do(t, "PUT", asURL(v3(s, "devices", "DEV2"), "user_id", "@bridge_one:hs.test"), tok, map[string]any{}).want(t, 201, "")
+	do(t, "DELETE", asURL(v3(s, "devices", "DEV2"), "user_id", "@bridge_one:hs.test"), tok, map[string]any{}).want(t, 200, "")
+	do(t, "PUT", asURL(v3(s, "devices", "DEV3"), "user_id", "@bridge_one:hs.test"), tok, map[string]any{}).want(t, 201, "")
+	do(t, "POST", asURL(v3(s, "delete_devices"), "user_id", "@bridge_one:hs.test"), tok, map[string]any{"devices": []string{"DEV3"}}).want(t, 200, "")
+	devs := do(t, "GET", asURL(v3(s, "devices"), "user_id", "@bridge_one:hs.test"), tok, nil).want(t, 200, "")
+	if list, _ := devs.Body["devices"].([]any); len(list) != 1 {
+		t.Fatalf("devices after deleting two = %s", devs.Raw)
+	}
 	r = do(t, "GET", asURL(whoami, "user_id", "@bridge_one:hs.test", "org.matrix.msc3202.device_id", "DEV1"), tok, nil).want(t, 200, "")
 	if r.Body["device_id"] != "DEV1" {
 		t.Fatalf("masqueraded device = %v", r.Body)
