@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/appservice"
 	"matrixhs/clientapi/admin"
 	"matrixhs/clientapi/internal/roomview"
 	"matrixhs/clientapi/internal/users"
@@ -53,7 +54,9 @@ type API struct {
 	registrations *ratelimit.Limiter
 	// authn authenticates requests (the server's one middleware).
 	authn *auth.Auth
-	log   logrus.FieldLogger
+	// appsvc holds the registered application services.
+	appsvc *appservice.Service
+	log    logrus.FieldLogger
 	// profiles reads other servers' users' profiles (nil: no federation).
 	profiles RemoteProfiles
 	// directory asks other servers for their room lists and spaces (nil:
@@ -86,6 +89,8 @@ type Deps struct {
 	// FederationSender retries federation destinations for the admin API
 	// (nil when federation is disabled).
 	FederationSender admin.DestinationWaker
+	// AppServices are the registered application services (nil: none).
+	AppServices *appservice.Service
 }
 
 // RemoteProfiles asks a user's server for the user's profile (field "" for
@@ -113,6 +118,7 @@ func New(d Deps) *API {
 		log:         log,
 		profiles:    d.Profiles,
 		directory:   d.Directory,
+		appsvc:      d.AppServices,
 		delayedWake: make(chan struct{}, 1)}
 	a.view = roomview.New(db, rooms, log)
 	a.users = users.New(db, acc, rooms, log)

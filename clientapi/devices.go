@@ -75,6 +75,12 @@ func (a *API) updateDevice(r *http.Request, s *accounts.Session) (any, error) {
 		return tx.SetDeviceDisplayName(r.Context(), s.UserID, id, *req.DisplayName)
 	})
 	if errors.Is(err, storage.ErrNotFound) {
+		// MSC4190: an appservice creates its users' devices this way.
+		if created, err := a.createAppServiceDevice(r, s, id, req.DisplayName); err != nil {
+			return nil, err
+		} else if created {
+			return httputil.Response{Status: http.StatusCreated, Body: httputil.Empty}, nil
+		}
 		return nil, httputil.NotFound("Unknown device")
 	}
 	if err != nil {

@@ -57,6 +57,10 @@ func (a *API) getRoomAlias(r *http.Request) (any, error) {
 		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
 	roomID, err := a.db.AliasRoom(r.Context(), alias)
+	if errors.Is(err, storage.ErrNotFound) && a.appsvc.QueryAlias(r.Context(), alias) {
+		// An appservice created the room it was asked about.
+		roomID, err = a.db.AliasRoom(r.Context(), alias)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("Room alias %s not found", alias)
 	}
@@ -74,6 +78,9 @@ func (a *API) putRoomAlias(r *http.Request, s *accounts.Session) (any, error) {
 	}
 	if !local {
 		return nil, httputil.InvalidParam("Room alias must be local (on %s)", a.cfg.Server.Name)
+	}
+	if owner := a.appsvc.ExclusiveAlias(alias); owner != nil && a.appsvc.Caller(s) != owner {
+		return nil, httputil.Exclusive("This alias is reserved by an application service.")
 	}
 	var body struct {
 		RoomID *string `json:"room_id"`

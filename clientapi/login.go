@@ -26,7 +26,7 @@ type loginRequest struct {
 
 // loginFlows serves GET /_matrix/client/v3/login.
 func (a *API) loginFlows(*http.Request) (any, error) {
-	return map[string]any{"flows": []map[string]string{{"type": stagePassword}}}, nil
+	return map[string]any{"flows": []map[string]string{{"type": stagePassword}, {"type": loginTypeAppService}}}, nil
 }
 
 // login serves POST /_matrix/client/v3/login.
@@ -35,7 +35,7 @@ func (a *API) login(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if req.Type != stagePassword {
+	if req.Type != stagePassword && req.Type != loginTypeAppService {
 		return nil, httputil.Unknown("Unsupported login type %q", req.Type)
 	}
 	user := req.User
@@ -52,18 +52,8 @@ func (a *API) login(r *http.Request) (any, error) {
 	if user == "" {
 		return nil, httputil.MissingParam("No user identifier given")
 	}
-	keys := keysFor(r, user)
-	if err := a.logins.check(keys); err != nil {
-		return nil, err
-	}
-	login, err := a.accounts.LoginWithPassword(r.Context(), user, req.Password, accounts.NewDevice{
-		DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName,
-		IP: clientIP(r), Refresh: req.RefreshToken,
-	})
+	login, err := a.loginWith(r, req, user)
 	if err != nil {
-		if errors.Is(err, accounts.ErrBadLogin) || errors.Is(err, accounts.ErrNotLocal) {
-			a.logins.failed(keys)
-		}
 		return nil, err
 	}
 	resp := map[string]any{
@@ -80,6 +70,29 @@ func (a *API) login(r *http.Request) (any, error) {
 		resp["well_known"] = wk
 	}
 	return resp, nil
+}
+
+// loginWith logs user in with a password or, for an appservice, its
+// as_token (not limited: the token is the secret).
+func (a *API) loginWith(r *http.Request, req loginRequest, user string) (*accounts.Login, error) {
+	if req.Type == loginTypeAppService {
+		return a.loginAppService(r, req, user)
+	}
+	keys := keysFor(r, user)
+	if err := a.logins.check(keys); err != nil {
+		return nil, err
+	}
+	login, err := a.accounts.LoginWithPassword(r.Context(), user, req.Password, accounts.NewDevice{
+		DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName,
+		IP: clientIP(r), Refresh: req.RefreshToken,
+	})
+	if err != nil {
+		if errors.Is(err, accounts.ErrBadLogin) || errors.Is(err, accounts.ErrNotLocal) {
+			a.logins.failed(keys)
+		}
+		return nil, err
+	}
+	return login, nil
 }
 
 // refresh serves POST /_matrix/client/v3/refresh.

@@ -15,6 +15,10 @@ import (
 func (a *API) lookupProfile(r *http.Request) (*storage.Account, error) {
 	userID := pathVar(r, "userId")
 	acc, err := a.db.Account(r.Context(), userID)
+	if errors.Is(err, storage.ErrNotFound) && a.appsvc.QueryUser(r.Context(), userID) {
+		// An appservice created the user it was asked about.
+		acc, err = a.db.Account(r.Context(), userID)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, httputil.NotFound("Profile not found")
 	}

@@ -33,6 +33,10 @@ func (a *API) registerFlows() [][]string {
 
 // registerAccount serves POST /_matrix/client/v3/register.
 func (a *API) registerAccount(r *http.Request) (any, error) {
+	if httputil.AccessToken(r) != "" {
+		// Only appservices register with a token (Synapse's rule).
+		return a.registerAppServiceUser(r)
+	}
 	if kind := r.URL.Query().Get("kind"); kind == "guest" {
 		return nil, httputil.Forbidden("Guest access is not enabled on this server")
 	} else if kind != "" && kind != "user" {
@@ -53,6 +57,9 @@ func (a *API) registerAccount(r *http.Request) (any, error) {
 	// Name problems are reported before authentication, so a client can
 	// correct the name without redoing the stages.
 	if err := a.accounts.Available(r.Context(), req.Username); err != nil {
+		return nil, err
+	}
+	if err := a.checkNotExclusive(req.Username); err != nil {
 		return nil, err
 	}
 	res, err := a.checkUIA(r, req.Auth, uiaRequest{flows: a.registerFlows(), checkRegToken: a.registrationTokenUsable,
@@ -118,6 +125,9 @@ func (a *API) registerAvailable(r *http.Request) (any, error) {
 		return nil, httputil.MissingParam("username is required")
 	}
 	if err := a.accounts.Available(r.Context(), name); err != nil {
+		return nil, err
+	}
+	if err := a.checkNotExclusive(name); err != nil {
 		return nil, err
 	}
 	return map[string]bool{"available": true}, nil

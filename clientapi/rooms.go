@@ -68,6 +68,9 @@ func (a *API) createRoom(r *http.Request, s *accounts.Session) (any, error) {
 			return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_INVALID_PARAM", Msg: "room_alias_name may not contain ':', '#' or whitespace"}
 		}
 		alias = "#" + req.RoomAliasName + ":" + a.cfg.Server.Name
+		if owner := a.appsvc.ExclusiveAlias(alias); owner != nil && a.appsvc.Caller(s) != owner {
+			return nil, httputil.Exclusive("This alias is reserved by an application service.")
+		}
 	}
 	acc, err := a.db.Account(r.Context(), s.UserID)
 	if err != nil {

@@ -192,10 +192,15 @@ func (a *API) register(rt *httputil.Router) {
 	// Third-party networks (none are bridged).
 	rt.Client(get, "/thirdparty/protocols", a.auth(a.thirdPartyProtocols))
 	rt.Client(get, "/thirdparty/protocol/{protocol}", a.auth(a.thirdPartyProtocol))
-	rt.Client(get, "/thirdparty/location/{protocol}", a.auth(a.thirdPartyLookup))
-	rt.Client(get, "/thirdparty/user/{protocol}", a.auth(a.thirdPartyLookup))
-	rt.Client(get, "/thirdparty/location", a.auth(a.thirdPartyLookup))
-	rt.Client(get, "/thirdparty/user", a.auth(a.thirdPartyLookup))
+	rt.Client(get, "/thirdparty/location/{protocol}", a.auth(a.thirdPartyLookup("location")))
+	rt.Client(get, "/thirdparty/user/{protocol}", a.auth(a.thirdPartyLookup("user")))
+	rt.Client(get, "/thirdparty/location", a.auth(a.thirdPartyLookup("location")))
+	rt.Client(get, "/thirdparty/user", a.auth(a.thirdPartyLookup("user")))
+
+	// Application services (appservice.go).
+	rt.V1(post, "/appservice/{appserviceId}/ping", a.auth(a.pingAppService))
+	rt.Client(put, "/directory/list/appservice/{networkId}/{roomId}", a.auth(a.putAppServiceRoomVisibility))
+	rt.Exact(get, "/_synapse/admin/v1/appservices", a.authn.AdminJSON(a.adminAppServices))
 
 	// Shared-secret registration and the Synapse-compatible admin API.
 	a.admin.Register(rt)

@@ -67,8 +67,8 @@ type Config struct {
 	// contact about this server. Unset: 404.
 	Support *SupportInfo `yaml:"support,omitempty"`
 	// AppServiceConfigFiles are the registration files of application
-	// services (Synapse's top-level key, kept at the top level for good).
-	// Reserved: the paths are checked, the files are not read yet.
+	// services (Synapse's top-level key, kept at the top level for good),
+	// read by package appservice at start.
 	AppServiceConfigFiles []string `yaml:"app_service_config_files,omitempty"`
 
 	// Notices is what loading the file has to tell the admin (old flat keys

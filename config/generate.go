@@ -191,9 +191,12 @@ server_notices:
 #     email_address: admin@example.org
 #   support_page: https://example.org/help
 
-# Application services' registration files (Synapse's key). Reserved: the
-# paths are checked, application services are not supported yet.
-# app_service_config_files: []
+# Application services (bridges, bots): their registration files in
+# Synapse's format (Synapse's key), relative to the data dir. A bad file
+# stops the server with a message naming it. Appservices may run on
+# loopback and private addresses.
+# app_service_config_files:
+#   - whatsapp-registration.yaml
 `))
 
 // shortDuration writes a duration the way people do: 5m, 168h, 1m30s.

@@ -155,8 +155,9 @@ func (c *Config) validateServerNotices(bad func(string, ...any)) {
 	}
 }
 
-// validateAppServices checks the reserved app_service_config_files list:
-// paths only, the files are not read yet.
+// validateAppServices checks the app_service_config_files list: paths
+// only; the server reads and checks the files themselves at start
+// (package appservice).
 func (c *Config) validateAppServices(bad func(string, ...any)) {
 	seen := map[string]bool{}
 	for _, p := range c.AppServiceConfigFiles {

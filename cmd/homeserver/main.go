@@ -38,6 +38,8 @@ commands:
   media purge [-older-than DURATION] [-user USER]
                                        delete media (and files nothing else uses)
   media check [-delete-orphans]        report orphan, missing and abandoned media files
+  appservice list                      list the appservices and their delivery state
+  appservice add FILE                  check a registration file, copy it into the data dir and list it in the config
   version                              print the version
 
 Configuration comes from $MATRIX_CONFIG (default <data dir>/homeserver.yaml) and
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdRegistrationToken(ctx, args, stdout)
 	case "media":
 		err = cmdMedia(ctx, args, stdout, stderr)
+	case "appservice":
+		err = cmdAppService(ctx, args, stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "homeserver %s\n", version)
 	case "help", "-h", "-help", "--help":

@@ -34,18 +34,38 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := srv.Listen(""); err != nil {
 		srv.Shutdown(ctx)
 		return err
 	}
-	select {
-	case sig := <-sigs:
-		srv.Log.WithField("signal", sig.String()).Info("shutting down")
-	case err := <-srv.Done():
-		srv.Shutdown(ctx)
-		return fmt.Errorf("server stopped: %w", err)
+	for {
+		select {
+		case <-hup:
+			reloadAppServices(ctx, srv)
+			continue
+		case sig := <-sigs:
+			srv.Log.WithField("signal", sig.String()).Info("shutting down")
+		case err := <-srv.Done():
+			srv.Shutdown(ctx)
+			return fmt.Errorf("server stopped: %w", err)
+		}
+		return srv.Shutdown(context.Background())
 	}
-	return srv.Shutdown(context.Background())
+}
+
+// reloadAppServices rereads the config's app_service_config_files and the
+// registration files (SIGHUP); a bad file leaves those in force.
+func reloadAppServices(ctx context.Context, srv *server.Server) {
+	cfg, _, err := config.Load(os.Getenv)
+	if err == nil {
+		err = srv.AppServices.Reload(ctx, cfg.AppServiceConfigFiles)
+	}
+	if err != nil {
+		srv.Log.WithError(err).Error("SIGHUP: appservice registrations not reloaded; the previous ones stay in force")
+	}
 }
 
 // cmdGenerateConfig writes a fresh commented config file.

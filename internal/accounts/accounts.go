@@ -70,6 +70,10 @@ type Session struct {
 	// (ShadowBanned), it may do nothing but log out (Locked), or only read
 	// (Suspended).
 	ShadowBanned, Locked, Suspended bool
+	// AppServiceID is the appservice whose as_token authenticated the
+	// session ("" for a user's own access token); DeviceID is then the
+	// masqueraded device, or "".
+	AppServiceID string
 }
 
 // UserID builds the full user ID of a local localpart.

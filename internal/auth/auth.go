@@ -9,6 +9,7 @@ package auth
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
@@ -23,7 +24,19 @@ type Auth struct {
 	accounts *accounts.Service
 	// audit is told of every request to an admin endpoint (audit.go).
 	audit atomic.Pointer[logrus.FieldLogger]
+	// appServices resolves appservice tokens (nil: none registered).
+	appServices AppServices
 }
+
+// AppServices resolves an appservice's as_token to the session of the user
+// (and device) it acts as, from the request's query (user_id, device_id);
+// ok is false when token is no appservice's. Package appservice is one.
+type AppServices interface {
+	AuthenticateAppService(ctx context.Context, token string, query url.Values) (s *accounts.Session, ok bool, err error)
+}
+
+// SetAppServices makes as_tokens valid credentials; call it before serving.
+func (a *Auth) SetAppServices(as AppServices) { a.appServices = as }
 
 // New returns the middleware for acc's sessions.
 func New(acc *accounts.Service) *Auth { return &Auth{accounts: acc} }
@@ -49,12 +62,24 @@ func hasCredentials(r *http.Request) bool {
 
 // authenticate resolves r's credentials to a session and records the
 // device's use. Credentials are a user's access token (Authorization:
-// Bearer, or the deprecated access_token parameter); an appservice's
-// as_token, with the user it acts for, is the next kind to resolve here.
+// Bearer, or the deprecated access_token parameter), or an appservice's
+// as_token, acting as the user (and device) the query names.
 func (a *Auth) authenticate(r *http.Request) (*accounts.Session, error) {
 	token := httputil.AccessToken(r)
 	if token == "" {
 		return nil, httputil.MissingToken("Missing access token")
+	}
+	if a.appServices != nil {
+		sess, ok, err := a.appServices.AuthenticateAppService(r.Context(), token, r.URL.Query())
+		if ok {
+			if err != nil {
+				return nil, matrixerr.From(err)
+			}
+			if sess.DeviceID != "" {
+				a.accounts.Touch(r.Context(), sess, httputil.ClientIP(r))
+			}
+			return sess, nil
+		}
 	}
 	sess, err := a.accounts.Authenticate(r.Context(), token)
 	if err != nil {

@@ -80,6 +80,9 @@ type Service struct {
 	// fed is told of local changes other servers must hear of (nil:
 	// federation is off). Set before serving.
 	fed Federation
+	// remote is told of other servers' users' typing and presence (nil:
+	// nobody listens). Set before serving.
+	remote RemoteListener
 }
 
 // New returns the service; wake is called with whom each typing or

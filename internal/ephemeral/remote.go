@@ -30,7 +30,38 @@ type Federation interface {
 }
 
 // SetFederation makes f hear of local changes. Call before serving.
-func (s *Service) SetFederation(f Federation) { s.fed = f }
+func (s *Service) SetFederation(f Federation) { s.AddListener(f) }
+
+// AddListener makes f hear of local changes too (federation and
+// appservices both listen). Call before serving.
+func (s *Service) AddListener(f Federation) {
+	if s.fed == nil {
+		s.fed = f
+		return
+	}
+	s.fed = listeners{s.fed, f}
+}
+
+// listeners tells each of its members.
+type listeners []Federation
+
+func (l listeners) TypingChanged(roomID, userID string) {
+	for _, f := range l {
+		f.TypingChanged(roomID, userID)
+	}
+}
+
+func (l listeners) ReceiptStored(r Receipt) {
+	for _, f := range l {
+		f.ReceiptStored(r)
+	}
+}
+
+func (l listeners) PresenceChanged(userID string) {
+	for _, f := range l {
+		f.PresenceChanged(userID)
+	}
+}
 
 // SetPresenceEnabled turns presence on or off (Synapse's presence.enabled;
 // on by default). Off, presence updates are accepted and ignored, everyone
@@ -68,8 +99,23 @@ const (
 // unless stopped or repeated. It reports whether anything changed (false
 // also when the bound on typers is reached).
 func (s *Service) SetRemoteTyping(roomNID int64, roomID, userID string, typing bool, timeout time.Duration) bool {
-	return s.setTyping(roomNID, roomID, userID, typing, timeout, false)
+	changed := s.setTyping(roomNID, roomID, userID, typing, timeout, false)
+	if changed && s.remote != nil {
+		s.remote.RemoteTypingChanged(roomID, userID)
+	}
+	return changed
 }
+
+// RemoteListener hears of changes of other servers' users' typing and
+// presence (appservices do; federation only speaks for local users).
+type RemoteListener interface {
+	RemoteTypingChanged(roomID, userID string)
+	RemotePresenceChanged(userID string)
+}
+
+// SetRemoteListener makes l hear of other servers' users' typing and
+// presence changes. Call before serving.
+func (s *Service) SetRemoteListener(l RemoteListener) { s.remote = l }
 
 // RemotePresence is another server's word on its user's presence (the
 // fields of an m.presence EDU's push entry).
@@ -91,6 +137,9 @@ func (s *Service) SetRemotePresence(userID string, p RemotePresence) (bool, erro
 	changed := s.setRemotePresence(userID, p)
 	if changed {
 		s.wakePresence(userID)
+		if s.remote != nil {
+			s.remote.RemotePresenceChanged(userID)
+		}
 	}
 	return changed, nil
 }

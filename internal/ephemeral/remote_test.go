@@ -2,6 +2,7 @@ package ephemeral
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -171,5 +172,45 @@ func TestRemotePresenceBounded(t *testing.T) {
 	now = now.Add(RemotePresenceTimeout + time.Second)
 	if changed, _ := s.SetRemotePresence("@late:o", RemotePresence{Presence: "online"}); !changed || s.remotePresence != 1 {
 		t.Fatalf("stale entries did not make room (%d entries)", s.remotePresence)
+	}
+}
+
+type fakeRemote struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (f *fakeRemote) add(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, s)
+}
+
+func (f *fakeRemote) RemoteTypingChanged(roomID, userID string) {
+	f.add("typing " + roomID + " " + userID)
+}
+func (f *fakeRemote) RemotePresenceChanged(userID string) { f.add("presence " + userID) }
+
+func (f *fakeRemote) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.got...)
+}
+
+// A remote listener (appservices) hears of other servers' users' typing,
+// its timeout, and presence changes; local changes are not its business.
+func TestRemoteListener(t *testing.T) {
+	rl := &fakeRemote{}
+	s := newService(func(notifier.Targets) {}, nil)
+	s.SetRemoteListener(rl)
+	s.SetRemoteTyping(7, "!r:hs", "@bob:other", true, 20*time.Millisecond)
+	waitUntil(t, "remote typing to time out", func() bool { return len(rl.list()) == 2 })
+	if _, err := s.SetRemotePresence("@bob:other", RemotePresence{Presence: "online"}); err != nil {
+		t.Fatal(err)
+	}
+	s.setTyping(7, "!r:hs", "@alice:hs", true, time.Hour, true)
+	want := []string{"typing !r:hs @bob:other", "typing !r:hs @bob:other", "presence @bob:other"}
+	if got := rl.list(); !slices.Equal(got, want) {
+		t.Fatalf("told %v, want %v", got, want)
 	}
 }

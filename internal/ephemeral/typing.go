@@ -76,8 +76,13 @@ func (s *Service) setTyping(roomNID int64, roomID, userID string, typing bool, t
 	if typing {
 		var timer *time.Timer
 		timer = time.AfterFunc(timeout, func() {
-			if s.typingTimedOut(rt, room, userID, &timer) && local && s.fed != nil {
+			if !s.typingTimedOut(rt, room, userID, &timer) {
+				return
+			}
+			if local && s.fed != nil {
 				s.fed.TypingChanged(roomID, userID)
+			} else if !local && s.remote != nil {
+				s.remote.RemoteTypingChanged(roomID, userID)
 			}
 		})
 		rt.users[userID] = timer

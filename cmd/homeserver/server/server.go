@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/netutil"
 
+	"matrixhs/appservice"
 	"matrixhs/clientapi"
 	"matrixhs/config"
 	"matrixhs/federationapi"
@@ -69,7 +70,10 @@ type Server struct {
 	// FedKeys carries end-to-end encryption to and from other servers (nil
 	// when federation is disabled).
 	FedKeys *e2eefed.Service
-	Log     *logrus.Logger
+	// AppServices are the registered application services (bridges, bots)
+	// and the sender of their transactions.
+	AppServices *appservice.Service
+	Log         *logrus.Logger
 
 	http     *http.Server
 	api      *clientapi.API
@@ -94,6 +98,9 @@ type Options struct {
 	Federation federationapi.Options
 	// Sender tunes the outbound federation queue (tests shorten backoff).
 	Sender sender.Options
+	// AppServices tunes appservice delivery (tests shorten backoff); the
+	// server name is filled in.
+	AppServices appservice.Options
 }
 
 // New opens everything the server needs, without listening yet.
@@ -149,6 +156,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	s.Auth = auth.New(s.Accounts)
 	s.Auth.SetAuditLog(s.Log)
+	if err := s.setupAppServices(ctx, opts.AppServices); err != nil {
+		db.Close()
+		s.closeLog()
+		return nil, err
+	}
 	var mediaOpts mediaapi.Options
 	if !s.Federation.Options().Disabled {
 		mediaOpts.Federation = s.Federation
@@ -180,6 +192,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	})
 	s.Ephemeral = ephemeral.New(db, s.Rooms, s.Notifier.Wake, s.Log)
 	s.Ephemeral.SetPresenceEnabled(cfg.Presence.Enabled)
+	// Appservices that asked for ephemeral data hear of typing and presence.
+	s.AppServices.AttachEphemeral(s.Ephemeral)
 	if s.Sender != nil {
 		// Typing, receipts and presence go to and come from other servers.
 		if s.EphemeralFederation, err = s.Federation.AttachEphemeral(s.Ephemeral, s.Sender); err != nil {
@@ -195,7 +209,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.Keys.SetRemote(s.FedKeys)
 	}
 	deps := clientapi.Deps{Config: cfg, DB: db, Accounts: s.Accounts, Auth: s.Auth, Rooms: s.Rooms,
-		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log}
+		Ephemeral: s.Ephemeral, Keys: s.Keys, Notifier: s.Notifier, Log: s.Log, AppServices: s.AppServices}
 	if s.Sender != nil {
 		deps.FederationSender = s.Sender
 	}
@@ -283,6 +297,7 @@ func (s *Server) Listen(addr string) error {
 		s.Sender.Start()
 	}
 	s.Keys.Start()
+	s.AppServices.Start()
 	s.api.Start()
 	s.Log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "server_name": s.Config.Server.Name}).Info("homeserver listening")
 	if unreachableName(s.Config.Server.Name) {
@@ -369,6 +384,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// finish them first.
 	s.Media.Close()
 	s.Pushers.Stop()
+	s.AppServices.Stop()
 	// Both queue EDUs on the sender: stop them first.
 	s.EphemeralFederation.Stop()
 	s.Keys.Stop()
