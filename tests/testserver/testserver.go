@@ -6,12 +6,14 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	adminapi "matrixhs/clientapi/admin"
 	"matrixhs/cmd/homeserver/server"
 	"matrixhs/config"
+	"matrixhs/internal/pgtest"
 )
 
 // Server is a running test homeserver.
@@ -56,6 +58,7 @@ func StartInWith(t testing.TB, dataDir string, env map[string]string, opts serve
 	for k, v := range env {
 		full[k] = v
 	}
+	postgresDatabase(t, dataDir, full)
 	cfg, _, err := config.Load(func(k string) string { return full[k] })
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -77,6 +80,27 @@ func StartInWith(t testing.TB, dataDir string, env map[string]string, opts serve
 	s := &Server{Server: srv, DataDir: dataDir, Env: full, t: t}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// postgresDatabase gives a server its own fresh PostgreSQL database when
+// the tests run on PostgreSQL (MATRIX_TEST_STORAGE=postgres). The URL is
+// kept in the data dir, so a server restarted on it reopens the same
+// database, as one on SQLite reopens its file.
+func postgresDatabase(t testing.TB, dataDir string, env map[string]string) {
+	t.Helper()
+	if !pgtest.Wanted() || env[config.EnvDatabaseURL] != "" {
+		return
+	}
+	file := filepath.Join(dataDir, "test-database-url")
+	if raw, err := os.ReadFile(file); err == nil {
+		env[config.EnvDatabaseURL] = string(raw)
+		return
+	}
+	url := pgtest.URL(t)
+	if err := os.WriteFile(file, []byte(url), 0o600); err != nil {
+		t.Fatalf("keeping the database URL: %v", err)
+	}
+	env[config.EnvDatabaseURL] = url
 }
 
 // Stop shuts the server down gracefully (idempotent).
