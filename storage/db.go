@@ -1,7 +1,7 @@
 // Package storage owns every SQL statement of the homeserver. It runs on
-// SQLite (modernc.org/sqlite) with one writer connection, which batches
-// concurrent logical writes into one transaction (group commit), and a pool of
-// read-only connections.
+// SQLite (modernc.org/sqlite) or PostgreSQL (pgx), the same way on both: one
+// writer connection, which batches concurrent logical writes into one
+// transaction (group commit), and a pool of read-only connections.
 package storage
 
 import (
@@ -25,14 +25,22 @@ var ErrNotFound = errors.New("not found")
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("storage closed")
 
+// ErrUnavailable wraps the errors of writes (and reads) that failed because
+// the database server could not be reached: nothing of such a write was
+// acknowledged, and the client may retry (HTTP 503).
+var ErrUnavailable = errors.New("database unavailable")
+
 // maxBatch bounds how many logical writes share one SQLite transaction.
 const maxBatch = 64
 
 // DB is the handle to the homeserver database.
 type DB struct {
-	path    string
+	dialect dialect
+	path    string // SQLite's file
 	writer  *sql.DB
 	readers *sql.DB
+	// pg is the PostgreSQL writer's reconnection state (nil on SQLite).
+	pg *pgWriter
 
 	// wconn is the writer's one connection, held for the DB's lifetime so
 	// statements stay prepared on it; transactions are explicit SQL.
@@ -72,6 +80,7 @@ type writeReq struct {
 // Tx is one logical write: it runs inside a savepoint of the batch
 // transaction, so its failure rolls back only its own changes.
 type Tx struct {
+	dialect  dialect
 	w        txQuerier
 	pos      *int64
 	onCommit []func()
@@ -132,7 +141,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		writer.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	if err := migrate(ctx, writer); err != nil {
+	if err := migrate(ctx, writer, dialectSQLite); err != nil {
 		writer.Close()
 		return nil, err
 	}
@@ -145,37 +154,45 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	// Read transactions (ReadTx) may hold up to half the connections; the
 	// rest serve everything else, statement preparation included.
-	n := max(4, runtime.GOMAXPROCS(0)*3)
+	n := defaultReadConns()
 	readers.SetMaxOpenConns(n)
 	readers.SetMaxIdleConns(n)
 	readers.SetConnMaxLifetime(0)
 
-	db := &DB{
-		path:   path,
-		writer: writer,
+	db := &DB{dialect: dialectSQLite, path: path, writer: writer, readers: readers}
+	if err := db.start(ctx, n/2); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
 
-		readStmts: newStmtCache(readers),
-		readers:   readers,
-		readTxs:   make(chan struct{}, n/2),
-		reqs:      make(chan *writeReq, maxBatch),
-		closing:   make(chan struct{}),
-		loopDone:  make(chan struct{}),
-		changed:   make(chan struct{}),
-	}
-	if db.wconn, err = writer.Conn(ctx); err != nil {
+// start takes the writer connection, reads the stream position and starts
+// the write loop; on failure it closes the connections.
+func (db *DB) start(ctx context.Context, maxReadTxs int) error {
+	db.readStmts = newStmtCache(db.readers, db.dialect)
+	db.readTxs = make(chan struct{}, max(1, maxReadTxs))
+	db.reqs = make(chan *writeReq, maxBatch)
+	db.closing = make(chan struct{})
+	db.loopDone = make(chan struct{})
+	db.changed = make(chan struct{})
+	var err error
+	if db.wconn, err = db.writer.Conn(ctx); err != nil {
 		db.closeConns()
-		return nil, fmt.Errorf("taking the writer connection: %w", err)
+		return fmt.Errorf("taking the writer connection: %w", err)
 	}
-	db.writeStmts = newStmtCache(db.wconn)
+	db.writeStmts = newStmtCache(db.wconn, db.dialect)
 	var pos int64
 	if err := db.wconn.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&pos); err != nil {
 		db.closeConns()
-		return nil, fmt.Errorf("reading stream position: %w", err)
+		return fmt.Errorf("reading stream position: %w", err)
 	}
 	db.streamPos.Store(pos)
 	go db.writeLoop()
-	return db, nil
+	return nil
 }
+
+// defaultReadConns is the size of the read pool.
+func defaultReadConns() int { return max(4, runtime.GOMAXPROCS(0)*3) }
 
 func cloneValues(v url.Values) url.Values {
 	out := url.Values{}
@@ -206,7 +223,9 @@ func (db *DB) closeConns() error {
 	}
 	var connErr error
 	if db.wconn != nil {
-		connErr = db.wconn.Close()
+		if connErr = db.wconn.Close(); errors.Is(connErr, sql.ErrConnDone) {
+			connErr = nil // closed on losing it (PostgreSQL)
+		}
 	}
 	return errors.Join(connErr, db.readers.Close(), db.writer.Close())
 }
@@ -289,6 +308,7 @@ func (db *DB) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	var callbacks, aborts []func()
 	fail := func(err error) {
+		err = db.unavailable(err)
 		// Writes that succeeded inside the batch are lost with it: their
 		// abort hooks run before any later write.
 		for _, f := range aborts {
@@ -298,15 +318,24 @@ func (db *DB) commitBatch(batch []*writeReq) {
 			r.done <- err
 		}
 	}
+	if err := db.writerReady(); err != nil {
+		fail(err)
+		return
+	}
 	sqlTx := txQuerier{conn: db.wconn, c: db.writeStmts}
-	if _, err := db.wconn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	begin, readPos := `BEGIN IMMEDIATE`, `SELECT pos FROM stream_position`
+	if db.dialect == dialectPostgres {
+		begin, readPos = `BEGIN`, readPos+` FOR UPDATE`
+	}
+	if _, err := db.wconn.ExecContext(ctx, begin); err != nil {
 		fail(fmt.Errorf("begin: %w", err))
 		return
 	}
 	// The table, not memory, is the source of truth: the admin CLI may have
-	// written from another process. The IMMEDIATE transaction holds the lock.
+	// written from another process. The IMMEDIATE transaction (on
+	// PostgreSQL, the row lock) keeps others out until the commit.
 	var committed int64
-	if err := sqlTx.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&committed); err != nil {
+	if err := sqlTx.QueryRowContext(ctx, readPos).Scan(&committed); err != nil {
 		sqlTx.rollback(ctx)
 		fail(fmt.Errorf("reading stream position: %w", err))
 		return
@@ -357,7 +386,7 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	start := *pos
-	tx := &Tx{w: sqlTx, pos: pos}
+	tx := &Tx{dialect: db.dialect, w: sqlTx, pos: pos}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("write panicked: %v", p)
@@ -416,8 +445,15 @@ type querier interface {
 func (tx *Tx) q() querier { return tx.w }
 func (db *DB) q() querier { return readQuerier{db.readStmts} }
 
-// Backup writes a consistent copy of the database to path (VACUUM INTO).
+// Engine names the database engine: "sqlite" or "postgres".
+func (db *DB) Engine() string { return db.dialect.String() }
+
+// Backup writes a consistent copy of an SQLite database to path (VACUUM
+// INTO). A PostgreSQL database is backed up with its own tools (pg_dump).
 func (db *DB) Backup(ctx context.Context, path string) error {
+	if db.dialect != dialectSQLite {
+		return fmt.Errorf("backing up a %s database: not supported here, use pg_dump", db.dialect)
+	}
 	// A connection of its own: the read pool is query_only, and the writer
 	// must stay free for the server while the copy is made.
 	conn, err := sql.Open("sqlite", "file:"+db.path+"?_pragma=busy_timeout(10000)")

@@ -9,21 +9,10 @@ import (
 	"testing"
 )
 
-func openTest(t *testing.T) (*DB, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "test.db")
-	db, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db, path
-}
-
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	ctx := context.Background()
-	db, path := openTest(t)
-	all, err := migrations()
+	db, src := openTestDB(t)
+	all, err := migrations(db.dialect)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +21,7 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 		t.Fatalf("schema version = %d, %v; want %d", v, err, all[len(all)-1].version)
 	}
 	db.Close()
-	db2, err := Open(ctx, path)
+	db2, err := src.open(ctx)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -45,19 +34,20 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 
 func TestRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
-	db, path := openTest(t)
+	db, src := openTestDB(t)
 	if _, err := db.wconn.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_ts) VALUES (9999, 'future', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := Open(ctx, path); err == nil {
+	if _, err := src.open(ctx); err == nil {
 		t.Fatal("opening a database with a newer schema succeeded")
 	}
 }
 
 func TestPragmas(t *testing.T) {
+	sqliteOnly(t, "PRAGMAs (TestPostgresReadPoolIsReadOnly checks PostgreSQL's read pool)")
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	var mode string
 	var sync, fk int
 	if err := db.wconn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
@@ -76,7 +66,7 @@ func TestPragmas(t *testing.T) {
 
 func TestConcurrentWritesAllCommitWithDistinctPositions(t *testing.T) {
 	ctx := context.Background()
-	db, path := openTest(t)
+	db, src := openTestDB(t)
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -115,7 +105,7 @@ func TestConcurrentWritesAllCommitWithDistinctPositions(t *testing.T) {
 		t.Fatalf("stream position = %d, want %d", db.StreamPosition(), n)
 	}
 	db.Close()
-	db2, err := Open(ctx, path)
+	db2, err := src.open(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +117,7 @@ func TestConcurrentWritesAllCommitWithDistinctPositions(t *testing.T) {
 
 func TestFailedWriteRollsBackOnlyItself(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	boom := errors.New("boom")
 	var wg sync.WaitGroup
 	results := make([]error, 3)
@@ -166,7 +156,7 @@ func TestFailedWriteRollsBackOnlyItself(t *testing.T) {
 
 func TestOnCommitRunsOnlyAfterSuccess(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ran := 0
 	db.Write(ctx, func(tx *Tx) error { tx.OnCommit(func() { ran++ }); return nil })
 	db.Write(ctx, func(tx *Tx) error { tx.OnCommit(func() { ran += 10 }); return errors.New("no") })
@@ -176,7 +166,7 @@ func TestOnCommitRunsOnlyAfterSuccess(t *testing.T) {
 }
 
 func TestWriteAfterCloseFails(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	db.Close()
 	if err := db.Write(context.Background(), func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("err = %v, want ErrClosed", err)
@@ -184,8 +174,9 @@ func TestWriteAfterCloseFails(t *testing.T) {
 }
 
 func TestBackup(t *testing.T) {
+	sqliteOnly(t, "VACUUM INTO (PostgreSQL is backed up with pg_dump)")
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	db.Write(ctx, func(tx *Tx) error { _, err := tx.PutAccountData(ctx, "@a:x", "", "k", []byte(`{"v":1}`)); return err })
 	dst := filepath.Join(t.TempDir(), "backup.db")
 	if err := db.Backup(ctx, dst); err != nil {
@@ -204,7 +195,7 @@ func TestBackup(t *testing.T) {
 // Changes hands out a channel closed by the next commit that moves the
 // stream, with the position as of the call.
 func TestChangesClosesOnAdvance(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	ch, pos := db.Changes()
 	if pos != db.StreamPosition() {
@@ -232,7 +223,7 @@ func TestChangesClosesOnAdvance(t *testing.T) {
 
 // OnAbort hooks run when a write's changes are rolled back, and only then.
 func TestOnAbortRunsOnRollback(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	var aborted []string
 	mustWrite(t, db, func(tx *Tx) error {

@@ -19,7 +19,7 @@ type fedFixture struct {
 
 func newFedFixture(t *testing.T) *fedFixture {
 	f := &fedFixture{t: t}
-	f.db, _ = openTest(t)
+	f.db, _ = openTestDB(t)
 	mustWrite(t, f.db, func(tx *Tx) (err error) {
 		f.room, err = tx.InsertRoom(context.Background(), "!fed:x", "11", 1)
 		return err
@@ -212,7 +212,7 @@ func TestFederationTransactions(t *testing.T) {
 
 func TestFederationKeyedEDUsReplace(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	queue := func(typ, key, content string) {
 		mustWrite(t, db, func(tx *Tx) error {
 			return tx.QueueFederationEDU(ctx, QueuedEDU{Destination: "y", Type: typ, Key: key, Content: []byte(content)})
