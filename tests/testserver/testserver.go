@@ -49,6 +49,20 @@ func StartWith(t testing.TB, env map[string]string, opts server.Options) *Server
 // StartInWith is StartIn with server options.
 func StartInWith(t testing.TB, dataDir string, env map[string]string, opts server.Options) *Server {
 	t.Helper()
+	return start(t, dataDir, env, opts, true)
+}
+
+// StartSQLite starts a server on SQLite whatever engine the tests run on
+// (to migrate it to PostgreSQL, say).
+func StartSQLite(t testing.TB, env map[string]string) *Server {
+	t.Helper()
+	return start(t, t.TempDir(), env, server.Options{}, false)
+}
+
+// start starts a server; engineFromEnv lets MATRIX_TEST_STORAGE choose its
+// database.
+func start(t testing.TB, dataDir string, env map[string]string, opts server.Options, engineFromEnv bool) *Server {
+	t.Helper()
 	full := map[string]string{
 		config.EnvDataDir:      dataDir,
 		config.EnvListen:       "127.0.0.1:0",
@@ -58,7 +72,9 @@ func StartInWith(t testing.TB, dataDir string, env map[string]string, opts serve
 	for k, v := range env {
 		full[k] = v
 	}
-	postgresDatabase(t, dataDir, full)
+	if engineFromEnv {
+		postgresDatabase(t, dataDir, full)
+	}
 	cfg, _, err := config.Load(func(k string) string { return full[k] })
 	if err != nil {
 		t.Fatalf("config: %v", err)
