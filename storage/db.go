@@ -25,10 +25,18 @@ var ErrNotFound = errors.New("not found")
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("storage closed")
 
-// ErrUnavailable wraps the errors of writes (and reads) that failed because
-// the database server could not be reached: nothing of such a write was
-// acknowledged, and the client may retry (HTTP 503).
-var ErrUnavailable = errors.New("database unavailable")
+// ErrUnavailable wraps the errors of writes that failed because the
+// database server could not be reached (PostgreSQL): nothing of such a
+// write was acknowledged, and the client may retry. The HTTP layer answers
+// it with 503 (through its Unavailable method).
+var ErrUnavailable error = unavailableError{}
+
+type unavailableError struct{}
+
+func (unavailableError) Error() string { return "database unavailable" }
+
+// Unavailable marks the error as a temporary outage of a backend.
+func (unavailableError) Unavailable() bool { return true }
 
 // maxBatch bounds how many logical writes share one SQLite transaction.
 const maxBatch = 64
