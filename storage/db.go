@@ -27,16 +27,9 @@ var ErrClosed = errors.New("storage closed")
 
 // ErrUnavailable wraps the errors of writes that failed because the
 // database server could not be reached (PostgreSQL): nothing of such a
-// write was acknowledged, and the client may retry. The HTTP layer answers
-// it with 503 (through its Unavailable method).
-var ErrUnavailable error = unavailableError{}
-
-type unavailableError struct{}
-
-func (unavailableError) Error() string { return "database unavailable" }
-
-// Unavailable marks the error as a temporary outage of a backend.
-func (unavailableError) Unavailable() bool { return true }
+// write was acknowledged, and the client may retry (the HTTP layer answers
+// 503).
+var ErrUnavailable = errors.New("database unavailable")
 
 // maxBatch bounds how many logical writes share one SQLite transaction.
 const maxBatch = 64

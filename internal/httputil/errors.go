@@ -116,16 +116,6 @@ func LimitExceeded(retryAfterMS int64, format string, args ...any) *Error {
 	return newErr(http.StatusTooManyRequests, "M_LIMIT_EXCEEDED", format, args...).With("retry_after_ms", retryAfterMS)
 }
 
-// unavailable is implemented by errors of a backend that is down for now
-// (storage.ErrUnavailable: the database server cannot be reached).
-type unavailable interface{ Unavailable() bool }
-
-// Unavailable is the 503 answered when a backend the request needs is down
-// for now; nothing was changed, and the client may retry.
-func Unavailable() *Error {
-	return &Error{Status: http.StatusServiceUnavailable, Code: "M_UNKNOWN", Msg: "The database is unavailable; try again later"}
-}
-
 // Internal is the 500 answered for unexpected failures; the cause is logged,
 // never sent to the client.
 func Internal() *Error {

@@ -37,13 +37,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	var me *Error
-	var down unavailable
 	if !errors.As(err, &me) {
 		Logger(r.Context()).WithError(err).Error("request failed")
 		me = Internal()
-		if errors.As(err, &down) && down.Unavailable() {
-			me = Unavailable()
-		}
 	} else if me.Status >= 500 {
 		Logger(r.Context()).WithError(err).Error("request failed")
 	}

@@ -61,22 +61,3 @@ func TestServerErrorStillLogged(t *testing.T) {
 		t.Fatalf("server error not logged at error level: %v", hook.AllEntries())
 	}
 }
-
-type outage struct{}
-
-func (outage) Error() string     { return "database unavailable" }
-func (outage) Unavailable() bool { return true }
-
-// An error of a backend that is down (storage.ErrUnavailable) is a 503 the
-// client may retry, not a 500.
-func TestUnavailableBackendIs503(t *testing.T) {
-	log, _ := test.NewNullLogger()
-	h := Outer(Handler(func(*http.Request) (any, error) {
-		return nil, fmt.Errorf("storing event: %w", outage{})
-	}), log, 1<<20)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/_matrix/client/v3/rooms/!r:x/send/m.room.message/1", nil))
-	if rec.Code != http.StatusServiceUnavailable {
-		t.Fatalf("status = %d (%s), want 503", rec.Code, rec.Body)
-	}
-}
