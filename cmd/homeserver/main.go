@@ -5,6 +5,8 @@
 //	homeserver user add|passwd|list|deactivate
 //	homeserver registration-token create|list|delete
 //	homeserver media purge|check
+//	homeserver backup -o FILE
+//	homeserver migrate-db -to postgres://...
 //	homeserver version
 package main
 
@@ -38,6 +40,10 @@ commands:
   media purge [-older-than DURATION] [-user USER]
                                        delete media (and files nothing else uses)
   media check [-delete-orphans]        report orphan, missing and abandoned media files
+  backup -o FILE                       write a consistent copy of the SQLite database (online)
+  migrate-db -to postgres://USER:PASSWORD@HOST:5432/DB [-from FILE] [-batch N]
+                                       copy a stopped server's SQLite database into an
+                                       empty PostgreSQL database, verified table by table
   version                              print the version
 
 Configuration comes from $MATRIX_CONFIG (default <data dir>/homeserver.yaml) and
@@ -62,6 +68,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdRegistrationToken(ctx, args, stdout)
 	case "media":
 		err = cmdMedia(ctx, args, stdout, stderr)
+	case "backup":
+		err = cmdBackup(ctx, args, stdout, stderr)
+	case "migrate-db":
+		err = cmdMigrateDB(ctx, args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "homeserver %s\n", version)
 	case "help", "-h", "-help", "--help":
