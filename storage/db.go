@@ -25,9 +25,10 @@ var ErrNotFound = errors.New("not found")
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("storage closed")
 
-// ErrUnavailable wraps the errors of writes (and reads) that failed because
-// the database server could not be reached: nothing of such a write was
-// acknowledged, and the client may retry (HTTP 503).
+// ErrUnavailable wraps the errors of writes that failed because the
+// database server could not be reached (PostgreSQL): nothing of such a
+// write was acknowledged, and the client may retry (the HTTP layer answers
+// 503).
 var ErrUnavailable = errors.New("database unavailable")
 
 // maxBatch bounds how many logical writes share one SQLite transaction.

@@ -97,7 +97,7 @@ func TestDialectArrayParameters(t *testing.T) {
 		t.Errorf("arrayTable of nil: %d rows, %v", n, err)
 	}
 	var g int64
-	if err := db.q().QueryRowContext(ctx, `SELECT `+greatest("$1", "$2")+`, `+noIndex("$1"), 4, 9).Scan(&g, &n); err != nil || g != 9 || n != 4 {
+	if err := db.q().QueryRowContext(ctx, `SELECT `+greatest("CAST($1 AS BIGINT)", "CAST($2 AS BIGINT)")+`, `+noIndex("CAST($1 AS BIGINT)"), 4, 9).Scan(&g, &n); err != nil || g != 9 || n != 4 {
 		t.Errorf("greatest(4, 9) = %d, noIndex(4) = %d, %v", g, n, err)
 	}
 	var server string

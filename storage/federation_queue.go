@@ -295,7 +295,7 @@ func (tx *Tx) DropFederationTxn(ctx context.Context, destination, txnID string) 
 // FederationQueueCounts counts a destination's queued PDUs and EDUs, those
 // in the transaction in flight included.
 func (db *DB) FederationQueueCounts(ctx context.Context, destination string) (pdus, edus int, err error) {
-	err = db.q().QueryRowContext(ctx, `SELECT COALESCE(SUM(kind = 0), 0), COALESCE(SUM(kind = 1), 0) FROM federation_queue
+	err = db.q().QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE kind = 0), COUNT(*) FILTER (WHERE kind = 1) FROM federation_queue
 		WHERE destination = $1`, destination).Scan(&pdus, &edus)
 	if err != nil {
 		err = fmt.Errorf("counting the queue of %s: %w", destination, err)
@@ -326,7 +326,7 @@ func (tx *Tx) CollapseFederationQueue(ctx context.Context, destination string, k
 	res, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE queue_nid IN (
 			SELECT queue_nid FROM (
 				SELECT queue_nid, ROW_NUMBER() OVER (PARTITION BY room_nid ORDER BY queue_nid DESC) AS rn
-				FROM federation_queue WHERE destination = $1 AND kind = 0)
+				FROM federation_queue WHERE destination = $1 AND kind = 0) AS ranked
 			WHERE rn > $2)`, destination, keepPerRoom)
 	if err != nil {
 		return 0, fmt.Errorf("collapsing the queued events of %s: %w", destination, err)

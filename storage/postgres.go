@@ -93,6 +93,11 @@ func checkPostgres(ctx context.Context, db *sql.DB, cfg *pgx.ConnConfig) error {
 	if err != nil {
 		return classifyConnectError(err, cfg)
 	}
+	return checkPostgresVersion(num, cfg)
+}
+
+// checkPostgresVersion checks a server_version_num (e.g. 150004 for 15.4).
+func checkPostgresVersion(num string, cfg *pgx.ConnConfig) error {
 	v, err := strconv.Atoi(num)
 	if err != nil {
 		return fmt.Errorf("reading the PostgreSQL server version %q: %w", num, err)

@@ -526,6 +526,7 @@ func TestSearchMigrationBackfills(t *testing.T) {
 // TestSearchQueryPlan keeps the search on the index: the FTS5 match first,
 // events by primary key, the windows through an index.
 func TestSearchQueryPlan(t *testing.T) {
+	sqliteOnly(t, "reads SQLite's query plans")
 	f := newSearchFixture(t)
 	f.msg("!a", "$1", "@a:x", "hello")
 	rows, err := f.db.q().QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+searchQueries[[2]bool{false, true}],

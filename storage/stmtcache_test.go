@@ -41,6 +41,7 @@ func TestNoBareTypeParameters(t *testing.T) {
 // A read transaction's miss prepares the statement in the background, once;
 // a full cache prepares nothing more.
 func TestStmtCacheBackgroundPrepare(t *testing.T) {
+	sqliteOnly(t, "PostgreSQL statements are prepared by the driver, per connection")
 	db, _ := openTestDB(t)
 	c := db.readStmts
 	q := `SELECT COUNT(*) FROM accounts WHERE user_id = $1 AND 1 = 1`
