@@ -343,12 +343,21 @@ func (db *DB) commitBatch(batch []*writeReq) {
 	}
 	pos := committed
 	var wake WakeTargets
+	// A savepoint costs PostgreSQL two round trips: a write alone in its
+	// batch runs without one (SQLite's are cheap calls, kept always).
+	alone := db.dialect == dialectPostgres && len(batch) == 1
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts, &wake)
+		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts, &wake, !alone)
+	}
+	if alone && results[0] != nil {
+		// No savepoint to undo the lone write by: undo the transaction.
+		sqlTx.rollback(ctx)
+		batch[0].done <- db.unavailable(results[0])
+		return
 	}
 	if pos != committed {
 		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
@@ -382,9 +391,12 @@ func (db *DB) commitBatch(batch []*writeReq) {
 
 // runOne runs fn inside a savepoint; on error or panic its changes and
 // stream positions are undone.
-func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func(), wake *WakeTargets) (err error) {
-	if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-		return fmt.Errorf("savepoint: %w", err)
+func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func(), wake *WakeTargets,
+	savepoint bool) (err error) {
+	if savepoint {
+		if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
 	}
 	start := *pos
 	tx := &Tx{dialect: db.dialect, w: sqlTx, pos: pos}
@@ -394,8 +406,10 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 		}
 		if err != nil {
 			*pos = start
-			if _, rbErr := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+			if savepoint { // else the caller rolls the transaction back
+				if _, rbErr := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
+					err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+				}
 			}
 			for _, f := range tx.onAbort {
 				f()
@@ -407,6 +421,9 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 				tx.wake.All = true // a change nobody said whom it concerns
 			}
 			wake.add(tx.wake)
+		}
+		if !savepoint {
+			return
 		}
 		if _, relErr := sqlTx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {
 			err = fmt.Errorf("release savepoint: %w", relErr)

@@ -238,3 +238,29 @@ func TestOnAbortRunsOnRollback(t *testing.T) {
 		t.Fatalf("aborts %v after a failed write (%v); want only the failed one's", aborted, err)
 	}
 }
+
+// A write alone in its batch (on PostgreSQL it runs without a savepoint)
+// leaves nothing behind when it fails, and the writer goes on.
+func TestLoneFailedWriteLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	err := db.Write(ctx, func(tx *Tx) error {
+		if _, err := tx.PutAccountData(ctx, "@a:x", "", "lone", []byte(`{}`)); err != nil {
+			return err
+		}
+		return errors.New("no")
+	})
+	if err == nil {
+		t.Fatal("the failed write succeeded")
+	}
+	if _, err := db.AccountData(ctx, "@a:x", "", "lone"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed lone write left data behind: %v", err)
+	}
+	if db.StreamPosition() != 0 {
+		t.Fatalf("stream position = %d after a failed write, want 0", db.StreamPosition())
+	}
+	mustWrite(t, db, func(tx *Tx) error { _, err := tx.PutAccountData(ctx, "@a:x", "", "next", []byte(`{}`)); return err })
+	if db.StreamPosition() != 1 {
+		t.Fatalf("stream position = %d after the next write, want 1", db.StreamPosition())
+	}
+}

@@ -125,6 +125,7 @@ type QueuedEDU struct {
 
 // QueueFederationEDU appends an EDU to its destination's queue.
 func (tx *Tx) QueueFederationEDU(ctx context.Context, e QueuedEDU) error {
+	e.Key = tx.opaqueText(e.Key)
 	if e.Key != "" {
 		if _, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE destination = $1 AND edu_type = $2 AND edu_key = $3
 			AND txn_id IS NULL`, e.Destination, e.Type, e.Key); err != nil {
@@ -136,6 +137,16 @@ func (tx *Tx) QueueFederationEDU(ctx context.Context, e QueuedEDU) error {
 		return fmt.Errorf("queueing a %s for %s: %w", e.Type, e.Destination, err)
 	}
 	return nil
+}
+
+// opaqueText is a key that is only ever compared, as a text column holds
+// it: PostgreSQL's text cannot hold NUL, which keys use as a separator,
+// so there it is escaped (one-to-one: \ becomes \\, NUL becomes \0).
+func (tx *Tx) opaqueText(key string) string {
+	if tx.dialect != dialectPostgres || !strings.ContainsAny(key, "\\\x00") {
+		return key
+	}
+	return strings.NewReplacer(`\`, `\\`, "\x00", `\0`).Replace(key)
 }
 
 // FederationDestinationsPending lists the destinations with queued rows.

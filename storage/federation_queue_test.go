@@ -342,3 +342,18 @@ func TestDropFederationTxn(t *testing.T) {
 		t.Fatalf("next transaction holds %+v, want event %d", items[0], later[0])
 	}
 }
+
+// EDU keys hold NUL separators (room, user): a newer EDU with the same key
+// replaces the queued one on both engines (PostgreSQL's text holds no NUL).
+func TestQueueEDUKeyWithNUL(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	for i, key := range []string{"!r:x\x00@a:x", "!r:x\x00@a:x", "!r:x\x00@b:x", `!r:x\0@a:x`} {
+		mustWrite(t, db, func(tx *Tx) error {
+			return tx.QueueFederationEDU(ctx, QueuedEDU{Destination: "hs2", Type: "m.typing", Key: key, Content: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+		})
+	}
+	if _, edus, err := db.FederationQueueCounts(ctx, "hs2"); err != nil || edus != 3 {
+		t.Fatalf("queued EDUs = %d, %v; want 3 (the repeated key replaced, the others distinct)", edus, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -105,5 +106,30 @@ func TestPostgresWriterReconnects(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "before@1 after@2" {
 		t.Fatalf("account data = %v, want before@1 after@2 (the failed write gone, no gap)", got)
+	}
+}
+
+// Connection failures, not statement errors, make a read ErrUnavailable.
+func TestConnectionLostClassification(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		lost bool
+	}{
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), true},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, true},
+		{errors.New("no rows"), false},
+	} {
+		if got := connectionLost(c.err); got != c.lost {
+			t.Errorf("connectionLost(%v) = %v, want %v", c.err, got, c.lost)
+		}
+		if got := errors.Is(readError(dialectPostgres, c.err), ErrUnavailable); got != c.lost {
+			t.Errorf("readError(%v) unavailable = %v, want %v", c.err, got, c.lost)
+		}
+	}
+	if errors.Is(readError(dialectSQLite, io.ErrUnexpectedEOF), ErrUnavailable) {
+		t.Error("an SQLite error became ErrUnavailable")
 	}
 }

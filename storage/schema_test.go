@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -138,4 +139,33 @@ func postgresSchema(t *testing.T, db *DB) schema {
 		out[table][name] = typeFamily(t, table, name, typ)
 	}
 	return out
+}
+
+// Every migration is in an engine's folder (one left in migrations/ itself
+// would never run), and each has its counterpart under the same number in
+// the other engine's.
+func TestMigrationFoldersMatch(t *testing.T) {
+	entries, err := os.ReadDir("migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			t.Errorf("migrations/%s: put it in migrations/sqlite, with its PostgreSQL form in migrations/postgres", e.Name())
+		}
+	}
+	numbers := func(d dialect) []string {
+		all, err := migrations(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range all {
+			out = append(out, fmt.Sprintf("%04d_%s", m.version, m.name))
+		}
+		return out
+	}
+	if a, b := numbers(dialectSQLite), numbers(dialectPostgres); !slices.Equal(a, b) {
+		t.Errorf("migrations differ:\n  sqlite:   %v\n  postgres: %v", a, b)
+	}
 }

@@ -127,7 +127,8 @@ func (r readQuerier) QueryContext(ctx context.Context, query string, args ...any
 		return nil, err
 	}
 	if st == nil {
-		return r.c.db.QueryContext(ctx, r.c.text(query), r.c.args(args)...)
+		rows, err := r.c.db.QueryContext(ctx, r.c.text(query), r.c.args(args)...)
+		return rows, readError(r.c.d, err)
 	}
 	return st.QueryContext(ctx, args...)
 }
