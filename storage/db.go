@@ -422,7 +422,10 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 			}
 			wake.add(tx.wake)
 		}
-		if !savepoint {
+		if !savepoint || db.dialect == dialectPostgres {
+			// PostgreSQL: a round trip saved. The next write's SAVEPOINT w
+			// nests (ROLLBACK TO w undoes only the latest), and COMMIT
+			// releases them all.
 			return
 		}
 		if _, relErr := sqlTx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {
