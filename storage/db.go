@@ -359,14 +359,19 @@ func (db *DB) commitBatch(batch []*writeReq) {
 		batch[0].done <- db.unavailable(results[0])
 		return
 	}
+	commit := `COMMIT`
 	if pos != committed {
-		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
+		if db.dialect == dialectPostgres {
+			// One round trip for both (a query string of several
+			// statements stops at the first failure); pos is an integer.
+			commit = fmt.Sprintf(`UPDATE stream_position SET pos = %d; COMMIT`, pos)
+		} else if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
 			sqlTx.rollback(ctx)
 			fail(fmt.Errorf("saving stream position: %w", err))
 			return
 		}
 	}
-	if _, err := db.wconn.ExecContext(ctx, `COMMIT`); err != nil {
+	if _, err := db.wconn.ExecContext(ctx, commit); err != nil {
 		sqlTx.rollback(ctx)
 		fail(fmt.Errorf("commit: %w", err))
 		return
