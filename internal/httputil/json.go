@@ -39,7 +39,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	var me *Error
-	if errors.Is(err, storage.ErrUnavailable) {
+	if storage.IsUnavailable(err) {
 		// The database server is down or restarting: nothing of the request
 		// was stored, and the client's retry will be answered when it is back.
 		Logger(r.Context()).WithError(err).Warn("request failed: database unavailable")
