@@ -78,11 +78,28 @@ func OpenPostgres(ctx context.Context, url string, maxConns int) (*DB, error) {
 	readers.SetMaxIdleConns(maxConns)
 	readers.SetConnMaxIdleTime(5 * time.Minute)
 
+	warmPool(ctx, readers, min(maxConns, 4))
 	db := &DB{dialect: dialectPostgres, writer: writer, readers: readers, pg: &pgWriter{}}
 	if err := db.start(ctx, maxConns/2); err != nil {
 		return nil, err
 	}
 	return db, nil
+}
+
+// warmPool opens n connections of the pool at once, so that the first
+// requests after start do not each wait for a connection to be set up.
+func warmPool(ctx context.Context, pool *sql.DB, n int) {
+	conns := make([]*sql.Conn, 0, n)
+	for range n {
+		c, err := pool.Conn(ctx)
+		if err != nil {
+			break // the requests will try again
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // checkPostgres connects once, classifying why that fails, and checks the
