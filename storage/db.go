@@ -359,14 +359,19 @@ func (db *DB) commitBatch(batch []*writeReq) {
 		batch[0].done <- db.unavailable(results[0])
 		return
 	}
+	commit := `COMMIT`
 	if pos != committed {
-		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
+		if db.dialect == dialectPostgres {
+			// One round trip for both (a query string of several
+			// statements stops at the first failure); pos is an integer.
+			commit = fmt.Sprintf(`UPDATE stream_position SET pos = %d; COMMIT`, pos)
+		} else if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
 			sqlTx.rollback(ctx)
 			fail(fmt.Errorf("saving stream position: %w", err))
 			return
 		}
 	}
-	if _, err := db.wconn.ExecContext(ctx, `COMMIT`); err != nil {
+	if _, err := db.wconn.ExecContext(ctx, commit); err != nil {
 		sqlTx.rollback(ctx)
 		fail(fmt.Errorf("commit: %w", err))
 		return
@@ -422,7 +427,10 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 			}
 			wake.add(tx.wake)
 		}
-		if !savepoint {
+		if !savepoint || db.dialect == dialectPostgres {
+			// PostgreSQL: a round trip saved. The next write's SAVEPOINT w
+			// nests (ROLLBACK TO w undoes only the latest), and COMMIT
+			// releases them all.
 			return
 		}
 		if _, relErr := sqlTx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {

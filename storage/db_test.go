@@ -264,3 +264,44 @@ func TestLoneFailedWriteLeavesNothing(t *testing.T) {
 		t.Fatalf("stream position = %d after the next write, want 1", db.StreamPosition())
 	}
 }
+
+// Writes queued behind a busy writer share one batch: a failed one in the
+// middle undoes only its own changes, not those of the writes around it.
+func TestBatchedFailureUndoesOnlyItself(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	gate := make(chan struct{})
+	busy := db.Enqueue(ctx, func(tx *Tx) error { <-gate; return nil })
+	put := func(typ string, fail bool) func() error {
+		return db.Enqueue(ctx, func(tx *Tx) error {
+			if _, err := tx.PutAccountData(ctx, "@a:x", "", typ, []byte(`{}`)); err != nil {
+				return err
+			}
+			if fail {
+				return errors.New("no")
+			}
+			return nil
+		})
+	}
+	waits := []func() error{put("a", false), put("b", true), put("c", false), put("d", true), put("e", false)}
+	close(gate)
+	if err := busy(); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range waits {
+		if err := w(); (err != nil) != (i == 1 || i == 3) {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	items, err := db.AccountDataChanges(ctx, "@a:x", 0, db.StreamPosition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range items {
+		got = append(got, fmt.Sprintf("%s@%d", it.Type, it.StreamPos))
+	}
+	if fmt.Sprint(got) != "[a@1 c@2 e@3]" {
+		t.Fatalf("account data = %v, want [a@1 c@2 e@3]", got)
+	}
+}

@@ -211,7 +211,17 @@ func pgJSONPath(column string, keys []string) string {
 	for i, k := range keys {
 		quoted[i] = `'` + k + `'`
 	}
-	return `((` + column + `)::json #> ARRAY[` + strings.Join(quoted, ",") + `]::text[])`
+	return `(` + pgJSONDoc(column) + ` #> ARRAY[` + strings.Join(quoted, ",") + `]::text[])`
+}
+
+// pgJSONDoc is a column of JSON text as json that PostgreSQL's operators
+// can read. They fail on a document with a \u0000 escape anywhere (text
+// holds no NUL), so such escapes are dropped first (where SQLite reads a
+// NUL): escaped backslashes are set aside as a character JSON text never
+// holds unescaped (U+0001), the escapes removed, the backslashes put back.
+func pgJSONDoc(column string) string {
+	return `(CASE WHEN strpos(` + column + `, '\u0000') = 0 THEN (` + column + `)::json
+		ELSE replace(replace(replace(` + column + `, '\\', chr(1)), '\u0000', ''), chr(1), '\\')::json END)`
 }
 
 // inArray is an SQL condition: expr is one of the values of the array

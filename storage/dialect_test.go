@@ -35,6 +35,26 @@ func TestDialectJSONFields(t *testing.T) {
 			t.Errorf("jsonText(%v, %v) = %+v, want %+v", c.doc, c.keys, got, c.text)
 		}
 	}
+	// A \u0000 escape: SQLite reads a NUL, PostgreSQL (whose text holds
+	// none) drops it; an escaped backslash before u0000 is no escape.
+	pg := db.dialect == dialectPostgres
+	for _, c := range []struct{ doc, sqlite, postgres string }{
+		{`{"content":{"name":"a\u0000b"}}`, "a\x00b", "ab"},
+		{`{"content":{"name":"\u0000\u0000x"}}`, "\x00\x00x", "x"},
+		{`{"content":{"name":"a\\u0000b\\"}}`, `a\u0000b\`, `a\u0000b\`},
+		{`{"content":{"name":"n","x":"\u0000"}}`, "n", "n"},
+	} {
+		var got string
+		// From a table, as in real queries: PostgreSQL's planner would fold
+		// a constant document, evaluating both branches of CASE.
+		if err := db.q().QueryRowContext(ctx, `WITH t(doc) AS MATERIALIZED (SELECT CAST($1 AS TEXT))
+			SELECT `+jsonText("t.doc", "content", "name")+` FROM t`, c.doc).Scan(&got); err != nil {
+			t.Fatalf("jsonText(%s): %v", c.doc, err)
+		}
+		if want := map[bool]string{false: c.sqlite, true: c.postgres}[pg]; got != want {
+			t.Errorf("jsonText(%s) = %q, want %q", c.doc, got, want)
+		}
+	}
 	for _, c := range []struct {
 		doc    any
 		array  sql.NullString

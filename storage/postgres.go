@@ -3,13 +3,10 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -81,11 +78,28 @@ func OpenPostgres(ctx context.Context, url string, maxConns int) (*DB, error) {
 	readers.SetMaxIdleConns(maxConns)
 	readers.SetConnMaxIdleTime(5 * time.Minute)
 
+	warmPool(ctx, readers, min(maxConns, 4))
 	db := &DB{dialect: dialectPostgres, writer: writer, readers: readers, pg: &pgWriter{}}
 	if err := db.start(ctx, maxConns/2); err != nil {
 		return nil, err
 	}
 	return db, nil
+}
+
+// warmPool opens n connections of the pool at once, so that the first
+// requests after start do not each wait for a connection to be set up.
+func warmPool(ctx context.Context, pool *sql.DB, n int) {
+	conns := make([]*sql.Conn, 0, n)
+	for range n {
+		c, err := pool.Conn(ctx)
+		if err != nil {
+			break // the requests will try again
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // checkPostgres connects once, classifying why that fails, and checks the
@@ -137,25 +151,10 @@ func classifyConnectError(err error, cfg *pgx.ConnConfig) error {
 	return fmt.Errorf("connecting to PostgreSQL at %s: %w", where, err)
 }
 
-// connectionLost reports whether err says the connection to the server
-// failed (rather than the statement).
-func connectionLost(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// 08: connection exceptions; 57P01-57P03: the server is shutting
-		// down or cannot take connections now.
-		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
-	}
-	var netErr net.Error
-	var connErr *pgconn.ConnectError
-	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err)
-}
-
 // readError marks the error of a read whose connection failed as
 // ErrUnavailable (database/sql already retried it on a fresh connection).
 func readError(d dialect, err error) error {
-	if err == nil || d != dialectPostgres || !connectionLost(err) {
+	if err == nil || d != dialectPostgres || !IsUnavailable(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -168,7 +167,7 @@ func (db *DB) unavailable(err error) error {
 		return err
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && !connectionLost(err) {
+	if errors.As(err, &pgErr) && !IsUnavailable(err) {
 		return err // the server answered: the statement failed, not the connection
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgConnectTimeout)

