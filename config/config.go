@@ -112,12 +112,6 @@ type HTTPConfig struct {
 	MaxConnections    int           `yaml:"max_connections"`
 }
 
-// DatabaseConfig is the "database" section. PostgreSQL will add an engine
-// and a URL here; today the database is one SQLite file.
-type DatabaseConfig struct {
-	Path string `yaml:"path,omitempty"`
-}
-
 // RegistrationConfig is the "registration" section: who may sign up, and
 // how passwords and tokens of new and existing accounts are handled.
 type RegistrationConfig struct {
@@ -258,7 +252,8 @@ func Default() Config {
 			BcryptCost:                     10,
 			RefreshableAccessTokenLifetime: 5 * time.Minute,
 		},
-		Rooms: RoomsConfig{DefaultRoomVersion: string(gomatrixserverlib.RoomVersionV11)},
+		Database: DatabaseConfig{Engine: EngineSQLite, MaxConnections: DefaultDatabaseMaxConnections},
+		Rooms:    RoomsConfig{DefaultRoomVersion: string(gomatrixserverlib.RoomVersionV11)},
 		Media: MediaConfig{
 			MaxUploadBytes:       50 << 20,
 			ThumbnailMemoryBytes: 100 << 20,

@@ -52,5 +52,8 @@ func (c *Config) applyEnv(getenv Getenv) error {
 	set(&c.Federation.TLSKey, EnvTLSKey)
 	set(&c.Federation.ExtraCAFile, EnvFederationCA)
 	setBool(&c.Federation.AllowPrivateAddresses, EnvFederationAllowPrivate)
+	if err := c.Database.applyEnv(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }

@@ -13,7 +13,8 @@ var fileTemplate = template.Must(template.New("config").Funcs(template.FuncMap{"
 # MATRIX_LISTEN, MATRIX_PUBLIC_BASEURL, MATRIX_REGISTRATION,
 # MATRIX_REGISTRATION_SHARED_SECRET, MATRIX_LOG_LEVEL, MATRIX_FEDERATION,
 # MATRIX_FEDERATION_LISTEN, MATRIX_TLS_CERT, MATRIX_TLS_KEY, MATRIX_FEDERATION_CA,
-# MATRIX_FEDERATION_ALLOW_PRIVATE (MATRIX_CONFIG names this file).
+# MATRIX_FEDERATION_ALLOW_PRIVATE, MATRIX_DATABASE_URL (a postgres:// URL selects
+# PostgreSQL) (MATRIX_CONFIG names this file).
 # Yes/no settings take true/false, yes/no, 1/0 or enabled/disabled.
 
 server:
@@ -62,8 +63,17 @@ server:
     max_connections: {{.Server.HTTP.MaxConnections}}
 
 database:
+  # sqlite (one file, the default) or postgres (a PostgreSQL server; see README.md
+  # for when to choose it, and 'homeserver migrate-db' to move an existing server).
+  engine: {{.Database.Engine}}
+
   # The SQLite database file (relative paths are under the data dir).
   # path: homeserver.db
+
+  # PostgreSQL: the database's URL (it must exist; the server creates its tables)
+  # and the most connections the server opens to it.
+  # url: postgres://matrix:password@localhost:5432/matrix?sslmode=disable
+  max_connections: {{.Database.MaxConnections}}
 
 registration:
   # disabled | token (needs a registration token, see 'homeserver registration-token') | open

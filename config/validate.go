@@ -19,6 +19,7 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	c.validateServer(bad)
+	c.Database.validate(bad)
 	c.validateRegistration(bad)
 	if !SupportedRoomVersion(c.Rooms.DefaultRoomVersion) {
 		bad("rooms.default_room_version %q is not a room version this server supports", c.Rooms.DefaultRoomVersion)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"matrixhs/internal/dbtest"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -46,7 +47,7 @@ func BenchmarkTypingFanOut20(b *testing.B) {
 func benchTypingFanOut(b *testing.B, send bool) {
 	const servers = 20
 	ctx := context.Background()
-	db, err := storage.Open(ctx, filepath.Join(b.TempDir(), "hs.db"))
+	db, err := dbtest.Open(b, ctx, filepath.Join(b.TempDir(), "hs.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"matrixhs/internal/dbtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -58,7 +59,7 @@ func newTestEnv(t testing.TB, mod func(*config.Config), opts Options) *testEnv {
 	if mod != nil {
 		mod(&cfg)
 	}
-	db, err := storage.Open(context.Background(), cfg.Database.Path)
+	db, err := dbtest.Open(t, context.Background(), cfg.Database.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

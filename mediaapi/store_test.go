@@ -3,6 +3,7 @@ package mediaapi
 import (
 	"context"
 	"errors"
+	"matrixhs/internal/dbtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 func TestUploadStoreStagesCommitsAndReleases(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := storage.Open(ctx, filepath.Join(dir, "db"))
+	db, err := dbtest.Open(t, ctx, filepath.Join(dir, "db"))
 	if err != nil {
 		t.Fatal(err)
 	}

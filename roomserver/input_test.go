@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"matrixhs/internal/dbtest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -135,7 +136,7 @@ func (d *dag) after(ev gomatrixserverlib.PDU) stateMap { return d.stateOf[ev.Eve
 
 func openRoomserver(t testing.TB) (*Roomserver, *storage.DB) {
 	t.Helper()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "rs.db"))
+	db, err := dbtest.Open(t, context.Background(), filepath.Join(t.TempDir(), "rs.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

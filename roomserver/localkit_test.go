@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"matrixhs/internal/dbtest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ type localKit struct {
 // options (server notices).
 func newLocalKit(t *testing.T, opts ...func(*Options)) *localKit {
 	t.Helper()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "rs.db"))
+	db, err := dbtest.Open(t, context.Background(), filepath.Join(t.TempDir(), "rs.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

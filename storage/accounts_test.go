@@ -15,7 +15,7 @@ func mustWrite(t *testing.T, db *DB, fn func(*Tx) error) {
 
 func TestAccounts(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	a := Account{UserID: "@alice:x", Localpart: "alice", PasswordHash: "h", IsAdmin: true, CreatedTS: 5, DisplayName: "Alice"}
 	mustWrite(t, db, func(tx *Tx) error { return tx.InsertAccount(ctx, a) })
 	if err := db.Write(ctx, func(tx *Tx) error { return tx.InsertAccount(ctx, a) }); !errors.Is(err, ErrExists) {
@@ -60,7 +60,7 @@ func TestAccounts(t *testing.T) {
 
 func TestDevicesAndTokens(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error {
 		return tx.InsertAccount(ctx, Account{UserID: "@a:x", Localpart: "a", CreatedTS: 1})
 	})
@@ -148,7 +148,7 @@ func TestDevicesAndTokens(t *testing.T) {
 // its access token.
 func TestAdminFlagAndTokenLookup(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error {
 		if err := tx.InsertAccount(ctx, Account{UserID: "@u:x", Localpart: "u", CreatedTS: 1}); err != nil {
 			return err

@@ -9,7 +9,7 @@ import (
 // Appservice delivery state: one transaction in flight at a time, IDs that
 // only grow, queued typing and presence replaced by key.
 func TestAppServiceTxns(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	write := func(fn func(tx *Tx) error) error { return db.Write(ctx, fn) }
 	if err := write(func(tx *Tx) error { return tx.EnsureAppService(ctx, "as", 5) }); err != nil {

@@ -1,7 +1,7 @@
 // Package storage owns every SQL statement of the homeserver. It runs on
-// SQLite (modernc.org/sqlite) with one writer connection, which batches
-// concurrent logical writes into one transaction (group commit), and a pool of
-// read-only connections.
+// SQLite (modernc.org/sqlite) or PostgreSQL (pgx), the same way on both: one
+// writer connection, which batches concurrent logical writes into one
+// transaction (group commit), and a pool of read-only connections.
 package storage
 
 import (
@@ -25,14 +25,23 @@ var ErrNotFound = errors.New("not found")
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("storage closed")
 
+// ErrUnavailable wraps the errors of writes that failed because the
+// database server could not be reached (PostgreSQL): nothing of such a
+// write was acknowledged, and the client may retry (the HTTP layer answers
+// 503).
+var ErrUnavailable = errors.New("database unavailable")
+
 // maxBatch bounds how many logical writes share one SQLite transaction.
 const maxBatch = 64
 
 // DB is the handle to the homeserver database.
 type DB struct {
-	path    string
+	dialect dialect
+	path    string // SQLite's file
 	writer  *sql.DB
 	readers *sql.DB
+	// pg is the PostgreSQL writer's reconnection state (nil on SQLite).
+	pg *pgWriter
 
 	// wconn is the writer's one connection, held for the DB's lifetime so
 	// statements stay prepared on it; transactions are explicit SQL.
@@ -72,6 +81,7 @@ type writeReq struct {
 // Tx is one logical write: it runs inside a savepoint of the batch
 // transaction, so its failure rolls back only its own changes.
 type Tx struct {
+	dialect  dialect
 	w        txQuerier
 	pos      *int64
 	onCommit []func()
@@ -136,7 +146,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		writer.Close()
 		return nil, err
 	}
-	if err := migrate(ctx, writer); err != nil {
+	if err := migrate(ctx, writer, dialectSQLite); err != nil {
 		writer.Close()
 		return nil, err
 	}
@@ -149,37 +159,45 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	// Read transactions (ReadTx) may hold up to half the connections; the
 	// rest serve everything else, statement preparation included.
-	n := max(4, runtime.GOMAXPROCS(0)*3)
+	n := defaultReadConns()
 	readers.SetMaxOpenConns(n)
 	readers.SetMaxIdleConns(n)
 	readers.SetConnMaxLifetime(0)
 
-	db := &DB{
-		path:   path,
-		writer: writer,
+	db := &DB{dialect: dialectSQLite, path: path, writer: writer, readers: readers}
+	if err := db.start(ctx, n/2); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
 
-		readStmts: newStmtCache(readers),
-		readers:   readers,
-		readTxs:   make(chan struct{}, n/2),
-		reqs:      make(chan *writeReq, maxBatch),
-		closing:   make(chan struct{}),
-		loopDone:  make(chan struct{}),
-		changed:   make(chan struct{}),
-	}
-	if db.wconn, err = writer.Conn(ctx); err != nil {
+// start takes the writer connection, reads the stream position and starts
+// the write loop; on failure it closes the connections.
+func (db *DB) start(ctx context.Context, maxReadTxs int) error {
+	db.readStmts = newStmtCache(db.readers, db.dialect)
+	db.readTxs = make(chan struct{}, max(1, maxReadTxs))
+	db.reqs = make(chan *writeReq, maxBatch)
+	db.closing = make(chan struct{})
+	db.loopDone = make(chan struct{})
+	db.changed = make(chan struct{})
+	var err error
+	if db.wconn, err = db.writer.Conn(ctx); err != nil {
 		db.closeConns()
-		return nil, fmt.Errorf("taking the writer connection: %w", err)
+		return fmt.Errorf("taking the writer connection: %w", err)
 	}
-	db.writeStmts = newStmtCache(db.wconn)
+	db.writeStmts = newStmtCache(db.wconn, db.dialect)
 	var pos int64
 	if err := db.wconn.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&pos); err != nil {
 		db.closeConns()
-		return nil, fmt.Errorf("reading stream position: %w", err)
+		return fmt.Errorf("reading stream position: %w", err)
 	}
 	db.streamPos.Store(pos)
 	go db.writeLoop()
-	return db, nil
+	return nil
 }
+
+// defaultReadConns is the size of the read pool.
+func defaultReadConns() int { return max(4, runtime.GOMAXPROCS(0)*3) }
 
 func cloneValues(v url.Values) url.Values {
 	out := url.Values{}
@@ -210,7 +228,9 @@ func (db *DB) closeConns() error {
 	}
 	var connErr error
 	if db.wconn != nil {
-		connErr = db.wconn.Close()
+		if connErr = db.wconn.Close(); errors.Is(connErr, sql.ErrConnDone) {
+			connErr = nil // closed on losing it (PostgreSQL)
+		}
 	}
 	return errors.Join(connErr, db.readers.Close(), db.writer.Close())
 }
@@ -293,6 +313,7 @@ func (db *DB) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	var callbacks, aborts []func()
 	fail := func(err error) {
+		err = db.unavailable(err)
 		// Writes that succeeded inside the batch are lost with it: their
 		// abort hooks run before any later write.
 		for _, f := range aborts {
@@ -302,36 +323,59 @@ func (db *DB) commitBatch(batch []*writeReq) {
 			r.done <- err
 		}
 	}
+	if err := db.writerReady(); err != nil {
+		fail(err)
+		return
+	}
 	sqlTx := txQuerier{conn: db.wconn, c: db.writeStmts}
-	if _, err := db.wconn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	begin, readPos := `BEGIN IMMEDIATE`, `SELECT pos FROM stream_position`
+	if db.dialect == dialectPostgres {
+		begin, readPos = `BEGIN`, readPos+` FOR UPDATE`
+	}
+	if _, err := db.wconn.ExecContext(ctx, begin); err != nil {
 		fail(fmt.Errorf("begin: %w", err))
 		return
 	}
 	// The table, not memory, is the source of truth: the admin CLI may have
-	// written from another process. The IMMEDIATE transaction holds the lock.
+	// written from another process. The IMMEDIATE transaction (on
+	// PostgreSQL, the row lock) keeps others out until the commit.
 	var committed int64
-	if err := sqlTx.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&committed); err != nil {
+	if err := sqlTx.QueryRowContext(ctx, readPos).Scan(&committed); err != nil {
 		sqlTx.rollback(ctx)
 		fail(fmt.Errorf("reading stream position: %w", err))
 		return
 	}
 	pos := committed
 	var wake WakeTargets
+	// A savepoint costs PostgreSQL two round trips: a write alone in its
+	// batch runs without one (SQLite's are cheap calls, kept always).
+	alone := db.dialect == dialectPostgres && len(batch) == 1
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts, &wake)
+		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts, &wake, !alone)
 	}
+	if alone && results[0] != nil {
+		// No savepoint to undo the lone write by: undo the transaction.
+		sqlTx.rollback(ctx)
+		batch[0].done <- db.unavailable(results[0])
+		return
+	}
+	commit := `COMMIT`
 	if pos != committed {
-		if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
+		if db.dialect == dialectPostgres {
+			// One round trip for both (a query string of several
+			// statements stops at the first failure); pos is an integer.
+			commit = fmt.Sprintf(`UPDATE stream_position SET pos = %d; COMMIT`, pos)
+		} else if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
 			sqlTx.rollback(ctx)
 			fail(fmt.Errorf("saving stream position: %w", err))
 			return
 		}
 	}
-	if _, err := db.wconn.ExecContext(ctx, `COMMIT`); err != nil {
+	if _, err := db.wconn.ExecContext(ctx, commit); err != nil {
 		sqlTx.rollback(ctx)
 		fail(fmt.Errorf("commit: %w", err))
 		return
@@ -356,20 +400,25 @@ func (db *DB) commitBatch(batch []*writeReq) {
 
 // runOne runs fn inside a savepoint; on error or panic its changes and
 // stream positions are undone.
-func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func(), wake *WakeTargets) (err error) {
-	if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-		return fmt.Errorf("savepoint: %w", err)
+func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func(), wake *WakeTargets,
+	savepoint bool) (err error) {
+	if savepoint {
+		if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
 	}
 	start := *pos
-	tx := &Tx{w: sqlTx, pos: pos}
+	tx := &Tx{dialect: db.dialect, w: sqlTx, pos: pos}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("write panicked: %v", p)
 		}
 		if err != nil {
 			*pos = start
-			if _, rbErr := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+			if savepoint { // else the caller rolls the transaction back
+				if _, rbErr := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
+					err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
+				}
 			}
 			for _, f := range tx.onAbort {
 				f()
@@ -381,6 +430,12 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 				tx.wake.All = true // a change nobody said whom it concerns
 			}
 			wake.add(tx.wake)
+		}
+		if !savepoint || db.dialect == dialectPostgres {
+			// PostgreSQL: a round trip saved. The next write's SAVEPOINT w
+			// nests (ROLLBACK TO w undoes only the latest), and COMMIT
+			// releases them all.
+			return
 		}
 		if _, relErr := sqlTx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {
 			err = fmt.Errorf("release savepoint: %w", relErr)
@@ -420,8 +475,15 @@ type querier interface {
 func (tx *Tx) q() querier { return tx.w }
 func (db *DB) q() querier { return readQuerier{db.readStmts} }
 
-// Backup writes a consistent copy of the database to path (VACUUM INTO).
+// Engine names the database engine: "sqlite" or "postgres".
+func (db *DB) Engine() string { return db.dialect.String() }
+
+// Backup writes a consistent copy of an SQLite database to path (VACUUM
+// INTO). A PostgreSQL database is backed up with its own tools (pg_dump).
 func (db *DB) Backup(ctx context.Context, path string) error {
+	if db.dialect != dialectSQLite {
+		return fmt.Errorf("backing up a %s database: not supported here, use pg_dump", db.dialect)
+	}
 	// A connection of its own: the read pool is query_only, and the writer
 	// must stay free for the server while the copy is made.
 	conn, err := sql.Open("sqlite", "file:"+db.path+"?_pragma=busy_timeout(10000)")

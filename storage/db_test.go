@@ -9,21 +9,10 @@ import (
 	"testing"
 )
 
-func openTest(t *testing.T) (*DB, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "test.db")
-	db, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db, path
-}
-
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	ctx := context.Background()
-	db, path := openTest(t)
-	all, err := migrations()
+	db, src := openTestDB(t)
+	all, err := migrations(db.dialect)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +21,7 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 		t.Fatalf("schema version = %d, %v; want %d", v, err, all[len(all)-1].version)
 	}
 	db.Close()
-	db2, err := Open(ctx, path)
+	db2, err := src.open(ctx)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -45,19 +34,20 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 
 func TestRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
-	db, path := openTest(t)
+	db, src := openTestDB(t)
 	if _, err := db.wconn.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_ts) VALUES (9999, 'future', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := Open(ctx, path); err == nil {
+	if _, err := src.open(ctx); err == nil {
 		t.Fatal("opening a database with a newer schema succeeded")
 	}
 }
 
 func TestPragmas(t *testing.T) {
+	sqliteOnly(t, "PRAGMAs (TestPostgresReadPoolIsReadOnly checks PostgreSQL's read pool)")
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	var mode string
 	var sync, fk int
 	if err := db.wconn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
@@ -76,7 +66,7 @@ func TestPragmas(t *testing.T) {
 
 func TestConcurrentWritesAllCommitWithDistinctPositions(t *testing.T) {
 	ctx := context.Background()
-	db, path := openTest(t)
+	db, src := openTestDB(t)
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -115,7 +105,7 @@ func TestConcurrentWritesAllCommitWithDistinctPositions(t *testing.T) {
 		t.Fatalf("stream position = %d, want %d", db.StreamPosition(), n)
 	}
 	db.Close()
-	db2, err := Open(ctx, path)
+	db2, err := src.open(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +117,7 @@ func TestConcurrentWritesAllCommitWithDistinctPositions(t *testing.T) {
 
 func TestFailedWriteRollsBackOnlyItself(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	boom := errors.New("boom")
 	var wg sync.WaitGroup
 	results := make([]error, 3)
@@ -166,7 +156,7 @@ func TestFailedWriteRollsBackOnlyItself(t *testing.T) {
 
 func TestOnCommitRunsOnlyAfterSuccess(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ran := 0
 	db.Write(ctx, func(tx *Tx) error { tx.OnCommit(func() { ran++ }); return nil })
 	db.Write(ctx, func(tx *Tx) error { tx.OnCommit(func() { ran += 10 }); return errors.New("no") })
@@ -176,7 +166,7 @@ func TestOnCommitRunsOnlyAfterSuccess(t *testing.T) {
 }
 
 func TestWriteAfterCloseFails(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	db.Close()
 	if err := db.Write(context.Background(), func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("err = %v, want ErrClosed", err)
@@ -184,8 +174,9 @@ func TestWriteAfterCloseFails(t *testing.T) {
 }
 
 func TestBackup(t *testing.T) {
+	sqliteOnly(t, "VACUUM INTO (PostgreSQL is backed up with pg_dump)")
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	db.Write(ctx, func(tx *Tx) error { _, err := tx.PutAccountData(ctx, "@a:x", "", "k", []byte(`{"v":1}`)); return err })
 	dst := filepath.Join(t.TempDir(), "backup.db")
 	if err := db.Backup(ctx, dst); err != nil {
@@ -204,7 +195,7 @@ func TestBackup(t *testing.T) {
 // Changes hands out a channel closed by the next commit that moves the
 // stream, with the position as of the call.
 func TestChangesClosesOnAdvance(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	ch, pos := db.Changes()
 	if pos != db.StreamPosition() {
@@ -232,7 +223,7 @@ func TestChangesClosesOnAdvance(t *testing.T) {
 
 // OnAbort hooks run when a write's changes are rolled back, and only then.
 func TestOnAbortRunsOnRollback(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	var aborted []string
 	mustWrite(t, db, func(tx *Tx) error {
@@ -245,5 +236,72 @@ func TestOnAbortRunsOnRollback(t *testing.T) {
 	})
 	if err == nil || len(aborted) != 1 || aborted[0] != "failed" {
 		t.Fatalf("aborts %v after a failed write (%v); want only the failed one's", aborted, err)
+	}
+}
+
+// A write alone in its batch (on PostgreSQL it runs without a savepoint)
+// leaves nothing behind when it fails, and the writer goes on.
+func TestLoneFailedWriteLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	err := db.Write(ctx, func(tx *Tx) error {
+		if _, err := tx.PutAccountData(ctx, "@a:x", "", "lone", []byte(`{}`)); err != nil {
+			return err
+		}
+		return errors.New("no")
+	})
+	if err == nil {
+		t.Fatal("the failed write succeeded")
+	}
+	if _, err := db.AccountData(ctx, "@a:x", "", "lone"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed lone write left data behind: %v", err)
+	}
+	if db.StreamPosition() != 0 {
+		t.Fatalf("stream position = %d after a failed write, want 0", db.StreamPosition())
+	}
+	mustWrite(t, db, func(tx *Tx) error { _, err := tx.PutAccountData(ctx, "@a:x", "", "next", []byte(`{}`)); return err })
+	if db.StreamPosition() != 1 {
+		t.Fatalf("stream position = %d after the next write, want 1", db.StreamPosition())
+	}
+}
+
+// Writes queued behind a busy writer share one batch: a failed one in the
+// middle undoes only its own changes, not those of the writes around it.
+func TestBatchedFailureUndoesOnlyItself(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	gate := make(chan struct{})
+	busy := db.Enqueue(ctx, func(tx *Tx) error { <-gate; return nil })
+	put := func(typ string, fail bool) func() error {
+		return db.Enqueue(ctx, func(tx *Tx) error {
+			if _, err := tx.PutAccountData(ctx, "@a:x", "", typ, []byte(`{}`)); err != nil {
+				return err
+			}
+			if fail {
+				return errors.New("no")
+			}
+			return nil
+		})
+	}
+	waits := []func() error{put("a", false), put("b", true), put("c", false), put("d", true), put("e", false)}
+	close(gate)
+	if err := busy(); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range waits {
+		if err := w(); (err != nil) != (i == 1 || i == 3) {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	items, err := db.AccountDataChanges(ctx, "@a:x", 0, db.StreamPosition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range items {
+		got = append(got, fmt.Sprintf("%s@%d", it.Type, it.StreamPos))
+	}
+	if fmt.Sprint(got) != "[a@1 c@2 e@3]" {
+		t.Fatalf("account data = %v, want [a@1 c@2 e@3]", got)
 	}
 }

@@ -17,7 +17,7 @@ func delayIDs(ds []DelayedEvent) []string {
 // Delayed events (MSC4140): a per-user limit, listed soonest first, due by
 // time, restarted, read back only by their owner, deleted.
 func TestDelayedEvents(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	if _, ok, err := db.NextDelayedSendTS(ctx); ok || err != nil {
 		t.Fatalf("next send with none scheduled: %v, %v", ok, err)

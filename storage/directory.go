@@ -58,7 +58,7 @@ var publishedRoomsQuery = `SELECT room_id, joined, name, topic, avatar, alias, j
 		` + stateString("m.room.guest_access", "guest_access") + ` AS guest,
 		` + stateString("m.room.create", "type") + ` AS room_type
 	FROM rooms r WHERE r.published = 1
-) ORDER BY joined DESC, room_id ASC`
+) published ORDER BY joined DESC, room_id ASC`
 
 // PublishedRooms lists the rooms published in the room directory with their
 // directory fields, largest (by joined members) first, then by room ID.

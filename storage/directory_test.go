@@ -56,7 +56,7 @@ func (f *dirFixture) state(roomNID int64, typ, key string, content any) {
 }
 
 func TestDirectoryPublishedRooms(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	f := &dirFixture{t: t, db: db}
 	join := map[string]any{"membership": "join"}
 
@@ -113,7 +113,7 @@ func TestDirectoryPublishedRooms(t *testing.T) {
 }
 
 func TestDirectoryJoinedMemberEvents(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	f := &dirFixture{t: t, db: db}
 	r1, r2, r3 := f.room("!one:hs", false), f.room("!two:hs", false), f.room("!three:hs", false)
 	f.state(r1, "m.room.member", "@me:hs", map[string]any{"membership": "join", "displayname": "Old"})

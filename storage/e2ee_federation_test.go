@@ -11,7 +11,7 @@ import (
 // stream ID.
 func TestDeviceChangesOutbound(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	e2eeUsers(t, db, map[string][]string{"@a:x": {"D1", "D2"}})
 	changes, err := db.DeviceChangesOutbound(ctx, 0, db.StreamPosition())
 	if err != nil || len(changes) != 2 || changes[0].DeviceID != "D1" || changes[1].DeviceID != "D2" {
@@ -39,7 +39,7 @@ func TestDeviceChangesOutbound(t *testing.T) {
 // marked stale, forgotten with the user's cross-signing keys.
 func TestRemoteDeviceListCache(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	const bob = "@bob:remote"
 	if st, err := db.RemoteDeviceListState(ctx, bob); err != nil || st.Cached {
 		t.Fatalf("before anything: %+v %v", st, err)
@@ -90,7 +90,7 @@ func TestRemoteDeviceListCache(t *testing.T) {
 // A remote to-device message is delivered once per origin and message ID.
 func TestQueueRemoteToDevice(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	e2eeUsers(t, db, map[string][]string{"@a:x": {"D1", "D2"}})
 	msgs := []ToDeviceMessage{{UserID: "@a:x", DeviceID: "*", Content: []byte(`{"n":1}`)}}
 	queue := func(origin, id string) (n int, dup bool) {
@@ -118,7 +118,7 @@ func TestQueueRemoteToDevice(t *testing.T) {
 // Who shares rooms with whom, and the member events the publisher reads.
 func TestRoomSharingQueries(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!r:hs1")
 	k.create("@a:hs1", "public", "shared")
 	from := db.StreamPosition()

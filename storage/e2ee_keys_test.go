@@ -10,7 +10,7 @@ import (
 // One-time key counts inside and outside a write, and the claim marks
 // that tell a device's next sync its counts changed.
 func TestE2EEKeyCountsAndClaimMarks(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	e2eeUsers(t, db, map[string][]string{"@a:x": {"D1", "D2"}})
 	mustWrite(t, db, func(tx *Tx) error {
@@ -62,7 +62,7 @@ func TestE2EEKeyCountsAndClaimMarks(t *testing.T) {
 // Cross-signing keys replace by type; dropping a replaced key's
 // signatures removes those it made or those made of it.
 func TestE2EECrossSigningKeysAndSignatures(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	mustWrite(t, db, func(tx *Tx) error {
 		for _, k := range [][2]string{{KeyTypeMaster, `{"m":1}`}, {KeyTypeSelfSigning, `{"s":1}`}, {KeyTypeMaster, `{"m":2}`}} {
@@ -122,7 +122,7 @@ func TestE2EECrossSigningKeysAndSignatures(t *testing.T) {
 
 // A live backup's auth_data can be replaced; a deleted or unknown one not.
 func TestE2EEBackupAuthData(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	var v int64
 	mustWrite(t, db, func(tx *Tx) (err error) {
@@ -158,7 +158,7 @@ func TestE2EEBackupAuthData(t *testing.T) {
 // changed, a user who leaves the last shared room is left, and a
 // profile change (join after join) is neither.
 func TestE2EEDeviceListMemberships(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	k := newRoomKit(t, db, "!dl:x")
 	k.create("@a:x", "public", "shared")

@@ -33,7 +33,7 @@ func e2eeUsers(t *testing.T, db *DB, devices map[string][]string) {
 
 func TestE2EEDeviceKeys(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	e2eeUsers(t, db, map[string][]string{"@a:x": {"D1", "D2"}})
 	var changed bool
 	mustWrite(t, db, func(tx *Tx) (err error) {
@@ -83,7 +83,7 @@ func TestE2EEDeviceKeys(t *testing.T) {
 
 func TestE2EEOneTimeAndFallbackKeys(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	e2eeUsers(t, db, map[string][]string{"@a:x": {"D"}})
 	var keys []OneTimeKey
 	for i := range 10 {
@@ -175,7 +175,7 @@ func TestE2EEOneTimeAndFallbackKeys(t *testing.T) {
 
 func TestE2EEToDevice(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	e2eeUsers(t, db, map[string][]string{"@a:x": {"A1"}, "@b:x": {"B1", "B2", "B3"}})
 	queue := func(txn string, msgs ...ToDeviceMessage) (int, bool) {
 		var n int
@@ -240,7 +240,7 @@ func TestE2EEToDevice(t *testing.T) {
 
 func TestE2EEDeviceListChangesFollowRooms(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	f := &dirFixture{t: t, db: db}
 	join := map[string]any{"membership": "join"}
 	room := f.room("!r:x", false)
@@ -306,7 +306,7 @@ func TestE2EEBackupReplacementRule(t *testing.T) {
 
 func TestE2EEBackupStore(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	var v1, v2 int64
 	mustWrite(t, db, func(tx *Tx) (err error) {
 		v1, err = tx.CreateBackupVersion(ctx, "@a:x", "alg", []byte(`{"p":1}`))

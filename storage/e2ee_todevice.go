@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 )
 
@@ -154,6 +155,9 @@ func (db *DB) ToDeviceMessages(ctx context.Context, userID, deviceID string, fro
 // messages (the oldest; a negative limit is no limit). A device has at most
 // one message per position, so a page ends at a position boundary.
 func (db *DB) ToDeviceMessagesLimit(ctx context.Context, userID, deviceID string, from, to int64, limit int) ([]ToDeviceEvent, error) {
+	if limit < 0 {
+		limit = math.MaxInt32 // PostgreSQL refuses SQLite's LIMIT -1
+	}
 	rows, err := db.q().QueryContext(ctx, `SELECT stream_pos, sender, type, content FROM e2e_to_device
 		WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 ORDER BY stream_pos, id LIMIT $5`,
 		userID, deviceID, from, to, limit)
@@ -179,7 +183,7 @@ func (db *DB) ToDeviceMessagesLimit(ctx context.Context, userID, deviceID string
 func (db *DB) HasToDeviceUpTo(ctx context.Context, userID, deviceID string, upTo int64) (bool, error) {
 	var n int
 	err := db.q().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM e2e_to_device
-		WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3 LIMIT 1)`, userID, deviceID, upTo).Scan(&n)
+		WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3 LIMIT 1) AS found`, userID, deviceID, upTo).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("checking to-device messages: %w", err)
 	}

@@ -283,7 +283,7 @@ func (db *DB) RedactionsOf(ctx context.Context, eventID string) ([]Event, error)
 // (a child exists, so the event is no forward extremity).
 func (db *DB) IsReferenced(ctx context.Context, eventID string) (bool, error) {
 	var n int
-	err := db.q().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM event_edges WHERE prev_event_id = $1 LIMIT 1)`, eventID).Scan(&n)
+	err := db.q().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM event_edges WHERE prev_event_id = $1 LIMIT 1) AS found`, eventID).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("looking up children of %s: %w", eventID, err)
 	}

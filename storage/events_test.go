@@ -18,7 +18,7 @@ func eventIDs(evs []Event) []string {
 // The event lookups: by ID and NID, inside and outside a write, with the
 // stored columns around the JSON.
 func TestEventLookups(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!look:x")
 	k.create("@alice:x", "public", "shared")
 	msgEv, msg := k.message("@alice:x", "hello")
@@ -68,7 +68,7 @@ func TestEventLookups(t *testing.T) {
 // Timeline reads the live stream in either direction, between two
 // positions; backfilled history is not in it.
 func TestTimelineByStreamPosition(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!tl:x")
 	other := newRoomKit(t, db, "!tl2:x")
 	var ids []string
@@ -109,7 +109,7 @@ func TestTimelineByStreamPosition(t *testing.T) {
 
 // EventNearTimestamp finds the closest live event on the asked side.
 func TestEventNearTimestamp(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!ts:x")
 	var ids []string
 	for range 3 { // origin_server_ts 1010, 1020, 1030
@@ -140,7 +140,7 @@ func TestEventNearTimestamp(t *testing.T) {
 // The state reads: a key's history, the current state events, the state as
 // of a stream position and what a snapshot says for history visibility.
 func TestStateReads(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!state:x")
 	k.create("@alice:x", "public", "shared")
 	if st, err := db.StateAt(k.ctx, k.nid, 0); err != nil || len(st) != 0 {
@@ -217,7 +217,7 @@ func TestStateReads(t *testing.T) {
 
 // IsReferenced follows prev_events edges.
 func TestIsReferenced(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!edges:x")
 	a, _ := k.message("@alice:x", "a")
 	b := k.event("m.room.message", nil, "@alice:x", map[string]any{})

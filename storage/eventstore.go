@@ -242,14 +242,16 @@ func (tx *Tx) insertEvent(ctx context.Context, e NewEvent, p Placement, currentA
 			current_after, sent_by_resident)
 		VALUES (`+nextNID("events", "event_nid")+`, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''), NULLIF($14, ''), $15, $16,
 			$17, NULLIF($18, ''), $19, $20)
-		RETURNING event_nid`,
+		ON CONFLICT (event_id) DO NOTHING RETURNING event_nid`,
 		e.EventID, e.RoomNID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, streamPos, e.StateBefore, e.Status,
 		e.RelatesTo, e.RelType, e.SenderDevice, e.TxnID, nullBytes(e.UnsignedExtra), string(e.JSON),
 		stateValue(e.Type, e.StateKey, e.JSON), e.Redacts, currentAfter, boolInt(e.SentByResident)).Scan(&nid)
+	// ON CONFLICT, not a caught unique violation: on PostgreSQL a failed
+	// statement spoils the rest of the transaction.
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, ErrExists
+	}
 	if err != nil {
-		if isUniqueViolation(err, "events.event_id") {
-			return 0, 0, ErrExists
-		}
 		return 0, 0, fmt.Errorf("inserting event %s: %w", e.EventID, err)
 	}
 	for _, prev := range e.PrevEvents {

@@ -15,7 +15,7 @@ import (
 // current_state, records the state after it (current_after) and its
 // filterable value (state_value); a message keeps the state it came in.
 func TestStoreEventExtendsState(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!extend:x")
 	createEv, create := k.setState("m.room.create", "", "@alice:x", map[string]any{"room_version": "11"})
 	if parent, chain := k.snapshotShape(k.row(createEv.EventID).CurrentAfter); parent != 0 || chain != 0 {
@@ -70,7 +70,7 @@ func TestStoreEventExtendsState(t *testing.T) {
 // Every 33rd snapshot of a room is a full copy, so no delta chain grows
 // past 32, and every snapshot along the way reads back the whole state.
 func TestStoreEventFullCopyBoundsChains(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!chain:x")
 	k.setState("m.room.create", "", "@alice:x", map[string]any{})
 	for i := 1; i <= 2*maxChainLen+5; i++ {
@@ -90,7 +90,7 @@ func TestStoreEventFullCopyBoundsChains(t *testing.T) {
 // current_state, changed ones take their event's membership, and the
 // positions before the merge keep the state they had.
 func TestStoreEventResolvedStateReplacesCurrent(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!fork:x")
 	k.create("@alice:x", "public", "shared")
 	k.member("@bob:x", "join")
@@ -161,7 +161,7 @@ func TestStoreEventResolvedStateReplacesCurrent(t *testing.T) {
 // the current state; an outlier is promoted in place when its place in the
 // DAG becomes known, once.
 func TestStoreEventOutliersAndPromotion(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!outlier:x")
 	k.create("@alice:x", "invite", "shared")
 	cur := k.row(idOf(k, k.state[StateKey{"m.room.history_visibility", ""}])).CurrentAfter
@@ -222,7 +222,7 @@ func TestStoreEventOutliersAndPromotion(t *testing.T) {
 // never moves the stream, the head or the current state, and is indexed
 // for search. Its state before is given, as IDs or as a snapshot.
 func TestStoreEventBackfill(t *testing.T) {
-	db, path := openTest(t)
+	db, path := openTestDB(t)
 	k := newRoomKit(t, db, "!history:x")
 	k.create("@alice:x", "public", "shared")
 	_, last := k.message("@alice:x", "now")
@@ -268,7 +268,7 @@ func TestStoreEventBackfill(t *testing.T) {
 
 	// The next room's history continues the count, after a restart too.
 	db.Close()
-	db, err := Open(context.Background(), path)
+	db, err := path.open(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestStoreEventBackfill(t *testing.T) {
 // Each stored event says whom it concerns: the room's listeners, and for
 // a membership the user it is about; history and outliers wake nobody.
 func TestStoreEventWakeDeclarations(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	var mu sync.Mutex
 	var got []WakeTargets
 	db.OnWake(func(w WakeTargets) {
@@ -321,7 +321,7 @@ func TestStoreEventWakeDeclarations(t *testing.T) {
 // What the write carries along: the client transaction, push actions, a
 // redaction's target, and the voiding of others' delayed state events.
 func TestStoreEventCarriesItsWrites(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!along:x")
 	k.create("@alice:x", "public", "shared")
 	k.member("@bob:x", "join")
@@ -398,7 +398,7 @@ func idOf(k *roomKit, nid int64) string {
 // delta over that snapshot (one chain step more), or as a full copy once
 // the chain is at its cap; each reads back the whole state.
 func TestStoreEventStateBeforeDelta(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!delta:x")
 	k.create("@alice:x", "public", "shared")
 	baseMsg, _ := k.message("@alice:x", "base")
@@ -431,7 +431,7 @@ func TestStoreEventStateBeforeDelta(t *testing.T) {
 // upper end first; held, rejected and soft-failed prev events are no gap,
 // outliers are.
 func TestHistoryGapsInRanges(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!gaps:x")
 	k.create("@alice:x", "public", "shared")
 	withPrevs := func(body string, prevs ...string) NewEvent {

@@ -109,8 +109,8 @@ func (db *DB) FederationDestinations(ctx context.Context, q DestinationQuery) ([
 	}
 	where, args := "", []any{}
 	if q.Search != "" {
-		// instr, not LIKE: the search text is matched literally.
-		where = `WHERE instr(LOWER(destination), $1) > 0`
+		// Not LIKE: the search text is matched literally.
+		where = `WHERE ` + containsText("LOWER(destination)", "$1")
 		args = append(args, strings.ToLower(q.Search))
 	}
 	var total int

@@ -59,7 +59,7 @@ func TestFederationDestinationStatus(t *testing.T) {
 // Synapse's admin API does.
 func TestFederationDestinationsList(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	for i, name := range []string{"b.example", "a.example", "c.other", "x_y.test"} {
 		mustWrite(t, db, func(tx *Tx) error { return tx.RecordFederationFailure(ctx, name, 1, int64(100-i), int64(200)) })
 	}

@@ -125,6 +125,7 @@ type QueuedEDU struct {
 
 // QueueFederationEDU appends an EDU to its destination's queue.
 func (tx *Tx) QueueFederationEDU(ctx context.Context, e QueuedEDU) error {
+	e.Key = tx.opaqueText(e.Key)
 	if e.Key != "" {
 		if _, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE destination = $1 AND edu_type = $2 AND edu_key = $3
 			AND txn_id IS NULL`, e.Destination, e.Type, e.Key); err != nil {
@@ -136,6 +137,16 @@ func (tx *Tx) QueueFederationEDU(ctx context.Context, e QueuedEDU) error {
 		return fmt.Errorf("queueing a %s for %s: %w", e.Type, e.Destination, err)
 	}
 	return nil
+}
+
+// opaqueText is a key that is only ever compared, as a text column holds
+// it: PostgreSQL's text cannot hold NUL, which keys use as a separator,
+// so there it is escaped (one-to-one: \ becomes \\, NUL becomes \0).
+func (tx *Tx) opaqueText(key string) string {
+	if tx.dialect != dialectPostgres || !strings.ContainsAny(key, "\\\x00") {
+		return key
+	}
+	return strings.NewReplacer(`\`, `\\`, "\x00", `\0`).Replace(key)
 }
 
 // FederationDestinationsPending lists the destinations with queued rows.
@@ -295,7 +306,7 @@ func (tx *Tx) DropFederationTxn(ctx context.Context, destination, txnID string) 
 // FederationQueueCounts counts a destination's queued PDUs and EDUs, those
 // in the transaction in flight included.
 func (db *DB) FederationQueueCounts(ctx context.Context, destination string) (pdus, edus int, err error) {
-	err = db.q().QueryRowContext(ctx, `SELECT COALESCE(SUM(kind = 0), 0), COALESCE(SUM(kind = 1), 0) FROM federation_queue
+	err = db.q().QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE kind = 0), COUNT(*) FILTER (WHERE kind = 1) FROM federation_queue
 		WHERE destination = $1`, destination).Scan(&pdus, &edus)
 	if err != nil {
 		err = fmt.Errorf("counting the queue of %s: %w", destination, err)
@@ -326,7 +337,7 @@ func (tx *Tx) CollapseFederationQueue(ctx context.Context, destination string, k
 	res, err := tx.exec(ctx, `DELETE FROM federation_queue WHERE queue_nid IN (
 			SELECT queue_nid FROM (
 				SELECT queue_nid, ROW_NUMBER() OVER (PARTITION BY room_nid ORDER BY queue_nid DESC) AS rn
-				FROM federation_queue WHERE destination = $1 AND kind = 0)
+				FROM federation_queue WHERE destination = $1 AND kind = 0) AS ranked
 			WHERE rn > $2)`, destination, keepPerRoom)
 	if err != nil {
 		return 0, fmt.Errorf("collapsing the queued events of %s: %w", destination, err)

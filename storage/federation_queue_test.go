@@ -19,7 +19,7 @@ type fedFixture struct {
 
 func newFedFixture(t *testing.T) *fedFixture {
 	f := &fedFixture{t: t}
-	f.db, _ = openTest(t)
+	f.db, _ = openTestDB(t)
 	mustWrite(t, f.db, func(tx *Tx) (err error) {
 		f.room, err = tx.InsertRoom(context.Background(), "!fed:x", "11", 1)
 		return err
@@ -212,7 +212,7 @@ func TestFederationTransactions(t *testing.T) {
 
 func TestFederationKeyedEDUsReplace(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	queue := func(typ, key, content string) {
 		mustWrite(t, db, func(tx *Tx) error {
 			return tx.QueueFederationEDU(ctx, QueuedEDU{Destination: "y", Type: typ, Key: key, Content: []byte(content)})
@@ -340,5 +340,20 @@ func TestDropFederationTxn(t *testing.T) {
 	}
 	if ev, err := f.db.EventByID(ctx, items[0].EventID); err != nil || ev.NID != later[0] {
 		t.Fatalf("next transaction holds %+v, want event %d", items[0], later[0])
+	}
+}
+
+// EDU keys hold NUL separators (room, user): a newer EDU with the same key
+// replaces the queued one on both engines (PostgreSQL's text holds no NUL).
+func TestQueueEDUKeyWithNUL(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	for i, key := range []string{"!r:x\x00@a:x", "!r:x\x00@a:x", "!r:x\x00@b:x", `!r:x\0@a:x`} {
+		mustWrite(t, db, func(tx *Tx) error {
+			return tx.QueueFederationEDU(ctx, QueuedEDU{Destination: "hs2", Type: "m.typing", Key: key, Content: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+		})
+	}
+	if _, edus, err := db.FederationQueueCounts(ctx, "hs2"); err != nil || edus != 3 {
+		t.Fatalf("queued EDUs = %d, %v; want 3 (the repeated key replaced, the others distinct)", edus, err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 // origin and transaction ID until pruned by age.
 func TestFederationTxns(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error {
 		if err := tx.StoreFederationTxn(ctx, "a.test", "t1", []byte(`{"pdus":{}}`), 1000); err != nil {
 			return err

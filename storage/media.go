@@ -208,14 +208,14 @@ func (db *DB) MediaThumbnails(ctx context.Context, origin, mediaID string) ([]Me
 // ContentReferenced reports whether any media row or thumbnail still uses
 // the content with this hash.
 func (tx *Tx) ContentReferenced(ctx context.Context, sha256 string) (bool, error) {
-	var n int
+	var used bool
 	err := tx.q().QueryRowContext(ctx, `SELECT
 		EXISTS (SELECT 1 FROM media WHERE sha256 = $1) OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = $1)`,
-		sha256).Scan(&n)
+		sha256).Scan(&used)
 	if err != nil {
 		return false, fmt.Errorf("checking content references: %w", err)
 	}
-	return n != 0, nil
+	return used, nil
 }
 
 // DeleteMedia removes a media row and its thumbnails and returns the content

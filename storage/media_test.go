@@ -8,7 +8,7 @@ import (
 
 func TestMediaRows(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	up := Media{Origin: "hs", MediaID: "a", UserID: "@u:hs", CreatedTS: 10, UploadedTS: 10,
 		ContentType: "image/png", UploadName: "a.png", Size: 100, SHA256: "h1", ThumbState: ThumbOK}
 	mustWrite(t, db, func(tx *Tx) error { return tx.InsertMedia(ctx, up) })
@@ -113,7 +113,7 @@ func TestMediaRows(t *testing.T) {
 
 func TestURLPreviewCache(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	if _, _, err := db.URLPreview(ctx, "https://x/"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing preview err = %v", err)
 	}
@@ -139,7 +139,7 @@ func TestURLPreviewCache(t *testing.T) {
 // thumbnail state updated.
 func TestUserMediaAndUsage(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error {
 		for _, m := range []Media{
 			{Origin: "hs", MediaID: "old", UserID: "@u:hs", CreatedTS: 1, UploadedTS: 1, Size: 10},

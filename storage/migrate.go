@@ -13,7 +13,11 @@ import (
 	"time"
 )
 
-//go:embed migrations/*.sql
+// Each engine has its folder of migrations, numbered alike: a migration of
+// one has its counterpart, under the same number, in the other
+// (TestSchemasMatch compares the schemas they build).
+//
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrationFiles embed.FS
 
 type migration struct {
@@ -22,9 +26,11 @@ type migration struct {
 	sql     string
 }
 
-// migrations lists the embedded files named NNNN_name.sql in order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+// migrations lists the embedded files of dialect d named NNNN_name.sql in
+// order.
+func migrations(d dialect) ([]migration, error) {
+	dir := "migrations/" + d.String()
+	entries, err := fs.ReadDir(migrationFiles, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +41,7 @@ func migrations() ([]migration, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("migration file %q is not NNNN_name.sql", e.Name())
 		}
-		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		body, err := migrationFiles.ReadFile(dir + "/" + e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -52,19 +58,25 @@ func migrations() ([]migration, error) {
 
 // migrate applies every migration not yet recorded, each in its own
 // transaction together with its record.
-func migrate(ctx context.Context, db *sql.DB) error { return migrateUpTo(ctx, db, math.MaxInt) }
+func migrate(ctx context.Context, db *sql.DB, d dialect) error {
+	return migrateUpTo(ctx, db, d, math.MaxInt)
+}
 
 // migrateUpTo is migrate stopping after version upTo (tests build older
 // schemas with it to check upgrades).
-func migrateUpTo(ctx context.Context, db *sql.DB, upTo int) error {
+func migrateUpTo(ctx context.Context, db *sql.DB, d dialect, upTo int) error {
+	integer := "INTEGER"
+	if d == dialectPostgres {
+		integer = "BIGINT"
+	}
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY,
+		version `+integer+` PRIMARY KEY,
 		name TEXT NOT NULL,
-		applied_ts INTEGER NOT NULL
+		applied_ts `+integer+` NOT NULL
 	)`); err != nil {
 		return fmt.Errorf("creating schema_migrations: %w", err)
 	}
-	all, err := migrations()
+	all, err := migrations(d)
 	if err != nil {
 		return err
 	}

@@ -16,13 +16,14 @@ import (
 // notifications and memberships through the upgrade: push actions moved to
 // stream order, the covering membership index, receipts by position.
 func TestUpgradeFromSchema11KeepsData(t *testing.T) {
+	sqliteOnly(t, "upgrades a database of an older schema; no PostgreSQL database predates the port")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
 	raw, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrateUpTo(ctx, raw, 11); err != nil {
+	if err := migrateUpTo(ctx, raw, dialectSQLite, 11); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
@@ -208,6 +209,7 @@ func oldView(t *testing.T, raw *sql.DB, roomNID, pos int64, userID string) Snaps
 // each event filled in, and answers StateAt and the visibility questions
 // exactly as before.
 func TestUpgradeToOrderingModelKeepsStateAndVisibility(t *testing.T) {
+	sqliteOnly(t, "upgrades a database of an older schema; no PostgreSQL database predates the port")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
 	raw, err := sql.Open("sqlite", "file:"+path)
@@ -215,7 +217,7 @@ func TestUpgradeToOrderingModelKeepsStateAndVisibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if err := migrateUpTo(ctx, raw, 20); err != nil {
+	if err := migrateUpTo(ctx, raw, dialectSQLite, 20); err != nil {
 		t.Fatal(err)
 	}
 	w := &oldWriter{t: t, raw: raw}

@@ -7,7 +7,7 @@ import (
 // GET /notifications: a user's push actions newest first, paged by
 // position, read up to the room's receipt, optionally highlights only.
 func TestNotifications(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	k := newRoomKit(t, db, "!notif:x")
 	k.create("@alice:x", "public", "shared")

@@ -8,7 +8,7 @@ import (
 
 func TestOpenIDTokensExpire(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error { return tx.InsertOpenIDToken(ctx, []byte("h1"), "@a:x", 1000, 0) })
 	if u, err := db.OpenIDTokenOwner(ctx, []byte("h1"), 999); err != nil || u != "@a:x" {
 		t.Fatalf("owner before expiry = %q, %v", u, err)

@@ -19,7 +19,7 @@ func memberEvent(id, sender, target, membership string) NewEvent {
 // head stays empty, and the room can be adopted by a join (its version
 // corrected) while it has no state.
 func TestOutOfBandMemberships(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	store := func(e NewEvent, stripped string) StoredEvent {
 		t.Helper()
@@ -106,7 +106,7 @@ func TestOutOfBandMemberships(t *testing.T) {
 // TestOutOfBandLeavesTimelineEventsAlone: an event already in a room's
 // timeline is not turned into an out-of-band membership.
 func TestOutOfBandLeavesTimelineEventsAlone(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	var pos int64
 	err := db.Write(ctx, func(tx *Tx) error {

@@ -33,7 +33,7 @@ func roomRows(t *testing.T, db *DB, roomNID int64, roomID string) map[string]int
 }
 
 func TestPurgeRoomDeletesEverythingOfTheRoomOnly(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	gone, kept := newRoomKit(t, db, "!gone:hs"), newRoomKit(t, db, "!kept:hs")
 	for _, k := range []*roomKit{gone, kept} {
@@ -94,7 +94,7 @@ func TestPurgeRoomDeletesEverythingOfTheRoomOnly(t *testing.T) {
 }
 
 func TestPurgeHistoryKeepsStateExtremitiesAndLocalEvents(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	k := newRoomKit(t, db, "!h:hs")
 	k.create("@a:hs", "public", "shared")

@@ -23,7 +23,7 @@ func newPushFixture(t *testing.T) *pushFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &pushFixture{t: t}
-	f.db, _ = openTest(t)
+	f.db, _ = openTestDB(t)
 	mustWrite(t, f.db, func(tx *Tx) error {
 		for _, u := range []string{pushUser, "@carol:x"} {
 			if err := tx.InsertAccount(ctx, Account{UserID: u, Localpart: u[1 : len(u)-2], CreatedTS: 1}); err != nil {

@@ -37,7 +37,12 @@ func (db *DB) ReadTx(ctx context.Context) (context.Context, func(), error) {
 	default:
 		return ctx, func() {}, nil
 	}
-	tx, err := db.readers.BeginTx(ctx, nil)
+	var opts *sql.TxOptions
+	if db.dialect == dialectPostgres {
+		// One snapshot for all the transaction's reads, as SQLite's.
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := db.readers.BeginTx(ctx, opts)
 	if err != nil {
 		<-db.readTxs
 		return nil, nil, fmt.Errorf("beginning read transaction: %w", err)

@@ -18,7 +18,7 @@ func putAD(t *testing.T, db *DB, typ, content string) {
 
 // Reads in a read transaction see the state as of its first read.
 func TestReadTxIsASnapshot(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	putAD(t, db, "t", `{"v":1}`)
 	ctx, release, err := db.ReadTx(context.Background())
 	if err != nil {
@@ -44,7 +44,7 @@ func TestReadTxIsASnapshot(t *testing.T) {
 // prepared yet, never wait on each other for a connection: past the
 // allowed number they run without one.
 func TestReadTxNeverExhaustsThePool(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	putAD(t, db, "t", `{}`)
 	const workers = 20
 	var wg sync.WaitGroup

@@ -8,7 +8,7 @@ import (
 // Receipts move forward only, per type and thread; the main timeline's
 // read marker is the furthest unthreaded or "main" receipt.
 func TestReceipts(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	k := newRoomKit(t, db, "!rcpt:x")
 	if pos, err := db.ReadUpTo(ctx, k.nid, "@a:x"); err != nil || pos != 0 {

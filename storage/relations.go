@@ -157,13 +157,15 @@ func (db *DB) aggregations(ctx context.Context, parents []string) ([]Aggregation
 		marks[i] = fmt.Sprintf("$%d", i+1)
 	}
 	in := strings.Join(marks, ",")
-	// SQLite fills the bare columns of a MAX() aggregate from the row holding
-	// the maximum: here, each sender's latest reply.
+	// Per thread and sender: the count of replies and the latest of them.
 	rows, err := db.q().QueryContext(ctx, `
-		SELECT relates_to, room_nid, rel_type, sender, COUNT(*), event_nid, event_id, type, state_key IS NOT NULL,
-			MAX(stream_pos), origin_server_ts, 0
-		FROM events WHERE relates_to IN (`+in+`) AND rel_type = 'm.thread' AND stream_pos IS NOT NULL AND redacted_by IS NULL
-		GROUP BY relates_to, room_nid, sender
+		SELECT relates_to, room_nid, rel_type, sender, n, event_nid, event_id, type, is_state, stream_pos, origin_server_ts, 0
+		FROM (SELECT relates_to, room_nid, rel_type, sender, event_nid, event_id, type, state_key IS NOT NULL AS is_state,
+				stream_pos, origin_server_ts, COUNT(*) OVER senders AS n,
+				ROW_NUMBER() OVER (senders ORDER BY stream_pos DESC) AS rn
+			FROM events WHERE relates_to IN (`+in+`) AND rel_type = 'm.thread' AND stream_pos IS NOT NULL AND redacted_by IS NULL
+			WINDOW senders AS (PARTITION BY relates_to, room_nid, sender)) AS replies
+		WHERE rn = 1
 		UNION ALL
 		SELECT relates_to, room_nid, rel_type, sender, 1, event_nid, event_id, type, state_key IS NOT NULL,
 			stream_pos, origin_server_ts, `+jsonIsObject("json", "content", "m.new_content")+`

@@ -18,7 +18,7 @@ type relFixture struct {
 }
 
 func newRelFixture(t *testing.T) *relFixture {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	return &relFixture{t: t, db: db, rooms: map[string]int64{}, pos: map[string]int64{}}
 }
 

@@ -6,7 +6,7 @@ import (
 )
 
 func TestReportsStoredAndListed(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	score := int64(-100)
 	in := []Report{

@@ -9,7 +9,7 @@ import (
 // Aliases: unique, owned by their creator, listed per room, moved on
 // upgrade, deleted once.
 func TestAliases(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	a := newRoomKit(t, db, "!a:x")
 	b := newRoomKit(t, db, "!b:x")
 	mustWrite(t, db, func(tx *Tx) error {
@@ -60,7 +60,7 @@ func TestAliases(t *testing.T) {
 
 // Blocking a room by ID (it need not exist); the first blocker stays.
 func TestBlockedRooms(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	if by, err := db.RoomBlockedBy(ctx, "!r:x"); err != nil || by != "" {
 		t.Fatalf("unblocked room: %q, %v", by, err)
@@ -79,7 +79,7 @@ func TestBlockedRooms(t *testing.T) {
 
 // The admin room list reads each room's directory fields from its state.
 func TestAdminRooms(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	a := newRoomKit(t, db, "!a:x")
 	a.create("@alice:x", "public", "world_readable")
 	a.member("@bob:x", "join")
@@ -111,7 +111,7 @@ func TestAdminRooms(t *testing.T) {
 // A user's server notices room is the newest room the notices user is
 // joined to where the user has any membership.
 func TestNoticesRoom(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	const notices = "@notices:x"
 	if _, err := db.NoticesRoom(t.Context(), notices, "@u:x"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("no notices room yet: %v", err)

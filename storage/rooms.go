@@ -177,7 +177,7 @@ func (db *DB) Membership(ctx context.Context, roomNID int64, userID string) (str
 // MemberCounts counts joined and invited members of a room.
 func (db *DB) MemberCounts(ctx context.Context, roomNID int64) (joined, invited int, err error) {
 	err = db.q().QueryRowContext(ctx, `SELECT
-			COALESCE(SUM(membership = 'join'), 0), COALESCE(SUM(membership = 'invite'), 0)
+			COUNT(*) FILTER (WHERE membership = 'join'), COUNT(*) FILTER (WHERE membership = 'invite')
 		FROM current_state WHERE room_nid = $1 AND type = 'm.room.member'`, roomNID).Scan(&joined, &invited)
 	if err != nil {
 		err = fmt.Errorf("counting members: %w", err)

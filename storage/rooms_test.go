@@ -9,7 +9,7 @@ import (
 
 // A room's row: inserted once, its head and directory flag updated.
 func TestRoomRow(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!row:x")
 	mustWrite(t, db, func(tx *Tx) error {
 		if _, err := tx.InsertRoom(k.ctx, "!row:x", "10", 2); !errors.Is(err, ErrExists) {
@@ -41,7 +41,7 @@ func TestRoomRow(t *testing.T) {
 
 // Memberships as current_state records them: per user, per room, counted.
 func TestRoomMemberships(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	a := newRoomKit(t, db, "!a:x")
 	b := newRoomKit(t, db, "!b:x")
 	a.create("@alice:x", "public", "shared")
@@ -104,7 +104,7 @@ func TestRoomMemberships(t *testing.T) {
 // Snapshots written by hand: a delta over a parent reads back merged, the
 // nearest entry winning.
 func TestSnapshotChains(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!snap:x")
 	base := map[StateKey]int64{{"m.room.create", ""}: 1, {"m.room.member", "@a:x"}: 2}
 	var full, delta, delta2 int64
@@ -129,7 +129,7 @@ func TestSnapshotChains(t *testing.T) {
 
 // Client transaction IDs and forgotten rooms.
 func TestTxnIDsAndForgottenRooms(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!txn:x")
 	mustWrite(t, db, func(tx *Tx) error {
 		if err := tx.InsertTxnID(k.ctx, "@a:x", "D", "send", "t1", "$first"); err != nil {

@@ -1,12 +1,12 @@
 package storage
 
-// Full-text search of room events (POST /search). This file holds every
-// SQLite-only piece of it: the FTS5 table event_search (migration 0010), the
-// translation of a user's search term into an FTS5 MATCH expression, bm25
-// ranking, the search windows as a JSON array parameter and a CROSS JOIN
-// that fixes the join order. A PostgreSQL port replaces this file
-// (tsvector + websearch_to_tsquery) and keeps its Go signatures; the rest of
-// the package's SQLite-only SQL is behind dialect.go.
+// Full-text search of room events (POST /search). This file holds the
+// search of both engines and every SQLite-only piece of it: the FTS5 table
+// event_search (migration 0010), the translation of a user's search term
+// into an FTS5 MATCH expression, bm25 ranking, the search windows as a JSON
+// array parameter and a CROSS JOIN that fixes the join order. Their
+// PostgreSQL forms (tsvector, GIN, ts_rank) are in search_postgres.go; the
+// term's syntax and the order of results are the same on both.
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -80,7 +81,11 @@ func (tx *Tx) IndexEventText(ctx context.Context, eventNID, roomNID int64, typ s
 		if err != nil {
 			return fmt.Errorf("finding redacted event: %w", err)
 		}
-		for _, q := range []string{`DELETE FROM event_search WHERE rowid = $1`, `DELETE FROM event_search_docs WHERE event_nid = $1`} {
+		unindex := `DELETE FROM event_search WHERE rowid = $1`
+		if tx.dialect == dialectPostgres {
+			unindex = `DELETE FROM event_search WHERE event_nid = $1`
+		}
+		for _, q := range []string{unindex, `DELETE FROM event_search_docs WHERE event_nid = $1`} {
 			if _, err := tx.exec(ctx, q, target); err != nil {
 				return fmt.Errorf("unindexing redacted event: %w", err)
 			}
@@ -91,9 +96,7 @@ func (tx *Tx) IndexEventText(ctx context.Context, eventNID, roomNID int64, typ s
 	if text == "" {
 		return nil
 	}
-	// Column names are constants of searchColumns, never input.
-	col := searchColumns[typ].column
-	if _, err := tx.exec(ctx, `INSERT INTO event_search (rowid, `+col+`) VALUES ($1, $2)`, eventNID, text); err != nil {
+	if err := tx.indexText(ctx, eventNID, typ, text); err != nil {
 		return fmt.Errorf("indexing event text: %w", err)
 	}
 	var c struct {
@@ -106,6 +109,17 @@ func (tx *Tx) IndexEventText(ctx context.Context, eventNID, roomNID int64, typ s
 		return fmt.Errorf("indexing event: %w", err)
 	}
 	return nil
+}
+
+// indexText adds the text of an event of type typ to the index.
+func (tx *Tx) indexText(ctx context.Context, eventNID int64, typ, text string) error {
+	if tx.dialect == dialectPostgres {
+		return tx.pgIndexText(ctx, eventNID, typ, text)
+	}
+	// Column names are constants of searchColumns, never input.
+	col := searchColumns[typ].column
+	_, err := tx.exec(ctx, `INSERT INTO event_search (rowid, `+col+`) VALUES ($1, $2)`, eventNID, text)
+	return err
 }
 
 // SearchRoom is a room a user may have searchable history in: one they
@@ -258,7 +272,12 @@ var ErrEmptySearch = errors.New("the search term has no words")
 // SearchEvents runs one page of a search. The result comes from the events
 // in q.Windows only; redacted events never match.
 func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) (*SearchPage, error) {
-	expr, words := ftsMatch(q.Term, q.Types)
+	parts, words := parseSearchTerm(q.Term)
+	expr := ftsMatch(parts, q.Types)
+	query := searchQueries[[2]bool{q.Recent, q.Groups}]
+	if db.dialect == dialectPostgres {
+		expr, query = tsQuery(parts, q.Types), pgSearchQueries[[2]bool{q.Recent, q.Groups}]
+	}
 	if expr == "" {
 		return nil, ErrEmptySearch
 	}
@@ -294,7 +313,7 @@ func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) (*SearchPage, err
 			offset = 0
 		}
 	}
-	rows, err := db.q().QueryContext(ctx, searchQueries[[2]bool{q.Recent, q.Groups}],
+	rows, err := db.q().QueryContext(ctx, query,
 		expr, arrayArg(full), upTo, string(partialJSON), senders, arrayArg(q.NotSenders), containsURL, offset, afterPos, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("searching: %w", err)
@@ -311,7 +330,10 @@ func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) (*SearchPage, err
 			return nil, fmt.Errorf("reading search result: %w", err)
 		}
 		if kind == 0 {
-			h.Rank = -score // bm25: lower is better
+			h.Rank = score // ts_rank: higher is better
+			if db.dialect == dialectSQLite {
+				h.Rank = -score // bm25: lower is better
+			}
 			page.Hits = append(page.Hits, h)
 			continue
 		}
@@ -377,8 +399,12 @@ func (db *DB) searchRanks(ctx context.Context, expr string, hits []SearchHit) er
 	for _, h := range hits {
 		lo, hi = min(lo, h.EventNID), max(hi, h.EventNID)
 	}
-	rows, err := db.q().QueryContext(ctx, `SELECT rowid, bm25(event_search) FROM event_search
-		WHERE event_search MATCH $1 AND rowid BETWEEN $2 AND $3`, expr, lo, hi)
+	query, sign := `SELECT rowid, bm25(event_search) FROM event_search
+		WHERE event_search MATCH $1 AND rowid BETWEEN $2 AND $3`, -1.0
+	if db.dialect == dialectPostgres {
+		query, sign = pgSearchRanksQuery, 1
+	}
+	rows, err := db.q().QueryContext(ctx, query, expr, lo, hi)
 	if err != nil {
 		return fmt.Errorf("ranking search results: %w", err)
 	}
@@ -394,7 +420,7 @@ func (db *DB) searchRanks(ctx context.Context, expr string, hits []SearchHit) er
 			return fmt.Errorf("ranking search results: %w", err)
 		}
 		if i, ok := want[nid]; ok {
-			hits[i].Rank = -score
+			hits[i].Rank = sign * score
 		}
 	}
 	return rows.Err()
@@ -453,21 +479,20 @@ var searchQueries = map[[2]bool]string{
 	{true, false}: searchQuery(true, false), {true, true}: searchQuery(true, true),
 }
 
-// ftsMatch turns a search term into an FTS5 MATCH expression, restricted
-// to the columns of types (nil: all), and returns the words to highlight.
-// User text never reaches FTS5 as syntax: every word is a double-quoted
-// string (FTS5 treats its contents as text to tokenize). The term's own
-// syntax, in the manner of web search engines: words must all match, each
-// as a prefix of a word; "a quoted phrase" must match as is; -word excludes;
-// OR between two terms matches either. An empty expression means nothing to
-// search for.
-func ftsMatch(term string, types []string) (expr string, highlights []string) {
-	type part struct {
-		text    string // FTS5 phrase
-		negated bool
-		or      bool // joined to the previous positive part by OR
-	}
-	var parts []part
+// searchPart is one element of a search term: a word or phrase, to match,
+// to exclude, or to match as an alternative to the previous part.
+type searchPart struct {
+	words   []string
+	quoted  bool // the user quoted it: its last word is no prefix
+	negated bool
+	or      bool // joined to the previous positive part by OR
+}
+
+// parseSearchTerm reads a search term in the manner of web search engines:
+// words must all match, each as a prefix of a word; "a quoted phrase" must
+// match as is; -word excludes; OR between two terms matches either. It
+// returns the parts and the words to highlight.
+func parseSearchTerm(term string) (parts []searchPart, highlights []string) {
 	seen := map[string]bool{}
 	pendingOr := false
 	rs := []rune(term)
@@ -506,13 +531,7 @@ func ftsMatch(term string, types []string) (expr string, highlights []string) {
 			pendingOr = true
 			continue
 		}
-		// One word is a prefix query; several (a phrase, or a chunk
-		// such as e-mail that the tokenizer splits) a phrase, whose last
-		// word is a prefix unless the user quoted it.
-		p := part{text: `"` + strings.Join(words, " ") + `"`, negated: negated}
-		if !quoted {
-			p.text += "*"
-		}
+		p := searchPart{words: words, quoted: quoted, negated: negated}
 		if !negated {
 			p.or = pendingOr
 			for _, w := range words {
@@ -525,43 +544,72 @@ func ftsMatch(term string, types []string) (expr string, highlights []string) {
 		pendingOr = false
 		parts = append(parts, p)
 	}
+	for _, p := range parts {
+		if !p.negated {
+			return parts, highlights
+		}
+	}
+	return nil, nil // nothing to search for
+}
+
+// searchColumnsOf lists the index columns of types (nil: all) in
+// SearchableTypes order, and whether that is all of them.
+func searchColumnsOf(types []string) (cols []string, all bool) {
+	if types == nil {
+		for _, t := range SearchableTypes {
+			cols = append(cols, searchColumns[t].column)
+		}
+		return cols, true
+	}
+	for _, t := range SearchableTypes {
+		if slices.Contains(types, t) {
+			cols = append(cols, searchColumns[t].column)
+		}
+	}
+	return cols, len(cols) == len(SearchableTypes)
+}
+
+// ftsMatch turns a parsed search term into an FTS5 MATCH expression,
+// restricted to the columns of types (nil: all). User text never reaches
+// FTS5 as syntax: every word is a double-quoted string (FTS5 treats its
+// contents as text to tokenize). An empty expression means nothing to
+// search for.
+func ftsMatch(parts []searchPart, types []string) string {
 	var pos, neg []string
 	for _, p := range parts {
+		// One word is a prefix query; several (a phrase, or a chunk
+		// such as e-mail that the tokenizer splits) a phrase, whose last
+		// word is a prefix unless the user quoted it.
+		text := `"` + strings.Join(p.words, " ") + `"`
+		if !p.quoted {
+			text += "*"
+		}
 		switch {
 		case p.negated:
-			neg = append(neg, p.text)
+			neg = append(neg, text)
 		case p.or && len(pos) > 0:
-			pos = append(pos, "OR", p.text)
+			pos = append(pos, "OR", text)
 		case len(pos) > 0:
-			pos = append(pos, "AND", p.text)
+			pos = append(pos, "AND", text)
 		default:
-			pos = append(pos, p.text)
+			pos = append(pos, text)
 		}
 	}
 	if len(pos) == 0 {
-		return "", nil
+		return ""
 	}
-	expr = "(" + strings.Join(pos, " ") + ")"
+	expr := "(" + strings.Join(pos, " ") + ")"
 	for _, n := range neg {
 		expr += " NOT " + n
 	}
-	if types != nil {
-		var cols []string
-		for _, t := range SearchableTypes {
-			for _, want := range types {
-				if want == t {
-					cols = append(cols, searchColumns[t].column)
-				}
-			}
-		}
-		if len(cols) == 0 {
-			return "", nil
-		}
-		if len(cols) < len(SearchableTypes) {
-			expr = "{" + strings.Join(cols, " ") + "} : (" + expr + ")"
-		}
+	cols, all := searchColumnsOf(types)
+	if len(cols) == 0 {
+		return ""
 	}
-	return expr, highlights
+	if !all {
+		expr = "{" + strings.Join(cols, " ") + "} : (" + expr + ")"
+	}
+	return expr
 }
 
 // searchWords splits text into words the way the index's unicode61
@@ -575,7 +623,11 @@ func searchWords(s string) []string {
 
 // unindexEvents removes events from the search index (purges).
 func (tx *Tx) unindexEvents(ctx context.Context, nids []int64) error {
-	for _, q := range []string{`DELETE FROM event_search WHERE ` + inArray("rowid", 1),
+	key := "rowid"
+	if tx.dialect == dialectPostgres {
+		key = "event_nid"
+	}
+	for _, q := range []string{`DELETE FROM event_search WHERE ` + inArray(key, 1),
 		`DELETE FROM event_search_docs WHERE ` + inArray("event_nid", 1)} {
 		if _, err := tx.exec(ctx, q, arrayArg(nids)); err != nil {
 			return fmt.Errorf("unindexing purged events: %w", err)

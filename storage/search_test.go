@@ -21,7 +21,7 @@ type searchFixture struct {
 }
 
 func newSearchFixture(t *testing.T) *searchFixture {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	return &searchFixture{t: t, db: db, rooms: map[string]int64{}, nids: map[string]int64{}, pos: map[string]int64{}}
 }
 
@@ -117,7 +117,11 @@ func (f *searchFixture) ids(q SearchQuery) ([]string, *SearchPage) {
 // event_search_docs row come and go together.
 func (f *searchFixture) indexed(eventID string) bool {
 	var fts, docs int
-	err := f.db.q().QueryRowContext(context.Background(), `SELECT (SELECT COUNT(*) FROM event_search_docsize WHERE id = $1),
+	index := `SELECT COUNT(*) FROM event_search_docsize WHERE id = $1`
+	if f.db.dialect == dialectPostgres {
+		index = `SELECT COUNT(*) FROM event_search WHERE event_nid = $1`
+	}
+	err := f.db.q().QueryRowContext(context.Background(), `SELECT (`+index+`),
 		(SELECT COUNT(*) FROM event_search_docs WHERE event_nid = $1)`, f.nids[eventID]).Scan(&fts, &docs)
 	if err != nil {
 		f.t.Fatal(err)
@@ -167,9 +171,42 @@ func TestSearchFTSMatchQuotesUserInput(t *testing.T) {
 		{"café Ünïcode", nil, `("café"* AND "Ünïcode"*)`, []string{"café", "Ünïcode"}},
 	}
 	for _, c := range cases {
-		expr, words := ftsMatch(c.term, c.types)
+		parts, words := parseSearchTerm(c.term)
+		expr := ftsMatch(parts, c.types)
+		if expr == "" {
+			words = nil
+		}
 		if expr != c.expr || !slices.Equal(words, c.words) {
 			t.Errorf("ftsMatch(%q, %v) = %q %q, want %q %q", c.term, c.types, expr, words, c.expr, c.words)
+		}
+	}
+}
+
+// The same terms as PostgreSQL tsquery texts: every word a quoted lexeme
+// of letters and digits (diacritics removed), weights for the columns.
+func TestSearchTSQueryQuotesUserInput(t *testing.T) {
+	for _, c := range []struct {
+		term  string
+		types []string
+		expr  string
+	}{
+		{"hello", nil, `(('hello':*))`},
+		{"Martians and men", nil, `(('Martians':*) & ('and':*) & ('men':*))`},
+		{`"exact phrase" x`, nil, `(('exact' <-> 'phrase') & ('x':*))`},
+		{"cats -dogs", nil, `(('cats':*)) & !('dogs':*)`},
+		{"cats OR dogs", nil, `(('cats':*) | ('dogs':*))`},
+		{"e-mail", nil, `(('e' <-> 'mail':*))`},
+		{`'; DROP TABLE x; -- "a`, nil, `(('DROP':*) & ('TABLE':*) & ('x':*) & ('a'))`},
+		{"-only", nil, ""},
+		{"x", []string{"m.room.name"}, `(('x':*B))`},
+		{`"a b" c`, []string{"m.room.topic", "m.room.message"}, `(('a':AC <-> 'b':AC) & ('c':*AC))`},
+		{"x", SearchableTypes, `(('x':*))`},
+		{"x", []string{}, ""},
+		{"café Ünïcode", nil, `(('cafe':*) & ('Unicode':*))`},
+	} {
+		parts, _ := parseSearchTerm(c.term)
+		if got := tsQuery(parts, c.types); got != c.expr {
+			t.Errorf("tsQuery(%q, %v) = %q, want %q", c.term, c.types, got, c.expr)
 		}
 	}
 }
@@ -412,6 +449,7 @@ func TestSearchRoomsAndMarks(t *testing.T) {
 // TestSearchMigrationBackfills simulates an upgrade: events stored before
 // migration 0010 become searchable when it runs.
 func TestSearchMigrationBackfills(t *testing.T) {
+	sqliteOnly(t, "upgrades a database of an older schema; no PostgreSQL database predates the port")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "up.db")
 	db, err := Open(ctx, path)
@@ -488,6 +526,7 @@ func TestSearchMigrationBackfills(t *testing.T) {
 // TestSearchQueryPlan keeps the search on the index: the FTS5 match first,
 // events by primary key, the windows through an index.
 func TestSearchQueryPlan(t *testing.T) {
+	sqliteOnly(t, "reads SQLite's query plans")
 	f := newSearchFixture(t)
 	f.msg("!a", "$1", "@a:x", "hello")
 	rows, err := f.db.q().QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+searchQueries[[2]bool{false, true}],

@@ -8,7 +8,7 @@ import (
 
 func TestServerKeysMerge(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	store := func(keys ...ServerKey) {
 		t.Helper()
 		mustWrite(t, db, func(tx *Tx) error { return tx.StoreServerKeys(ctx, keys) })
@@ -58,7 +58,7 @@ func TestServerKeysMerge(t *testing.T) {
 
 func TestServerKeyResponses(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	if _, err := db.ServerKeyResponse(ctx, "a.test"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("no response: %v", err)
 	}
@@ -78,7 +78,7 @@ func TestServerKeyResponses(t *testing.T) {
 
 func TestOwnSigningKeysRotate(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	use := func(id, pub string, now int64) {
 		mustWrite(t, db, func(tx *Tx) error { return tx.UseOwnSigningKey(ctx, id, []byte(pub), now) })
 	}

@@ -8,7 +8,7 @@ import (
 // A room's bump stamp is its newest bump-type event at or before the
 // position asked about; state changes and other types do not bump.
 func TestBumpStamps(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	a := newRoomKit(t, db, "!a:x")
 	b := newRoomKit(t, db, "!b:x")
 	quiet := newRoomKit(t, db, "!quiet:x")
@@ -41,7 +41,7 @@ func TestBumpStamps(t *testing.T) {
 // Room flags for sliding-sync filters: encryption and the create event's
 // room type (only a string counts).
 func TestRoomFlags(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	space := newRoomKit(t, db, "!space:x")
 	space.setState("m.room.create", "", "@a:x", map[string]any{"type": "m.space"})
 	enc := newRoomKit(t, db, "!enc:x")

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRoomPreview(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	f := &dirFixture{t: t, db: db}
 	ctx := context.Background()
 	nid := f.room("!space:hs", false)
@@ -45,7 +45,7 @@ func TestRoomPreview(t *testing.T) {
 }
 
 func TestTxAccountData(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := context.Background()
 	err := db.Write(ctx, func(tx *Tx) error {
 		if _, err := tx.AccountData(ctx, "@a:hs", "!r:hs", "m.tag"); !errors.Is(err, ErrNotFound) {

@@ -13,8 +13,14 @@ const maxCachedStmts = 512
 // stmtCache keeps prepared statements per query text. Parsing SQL is a large
 // share of a small query's cost in SQLite, and database/sql keeps a
 // statement prepared on every connection that used it.
+//
+// On PostgreSQL nothing is prepared here: the driver keeps its own cache of
+// prepared statements on each connection, which outlives a lost connection
+// (a *sql.Stmt would not). Queries are only rendered and their parameters
+// converted.
 type stmtCache struct {
 	db    preparer
+	d     dialect
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
 	// preparing holds the queries being prepared in the background (cached).
@@ -29,12 +35,27 @@ type preparer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func newStmtCache(db preparer) *stmtCache {
-	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
+func newStmtCache(db preparer, d dialect) *stmtCache {
+	return &stmtCache{db: db, d: d, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
 }
 
-// get returns a prepared statement, or nil when the cache is full.
+// text is query as this cache's engine speaks it.
+func (c *stmtCache) text(query string) string { return c.d.render(query) }
+
+// args are the parameters as this cache's engine binds them.
+func (c *stmtCache) args(args []any) []any {
+	if c.d == dialectPostgres {
+		return pgArgs(args)
+	}
+	return args
+}
+
+// get returns a prepared statement, or nil when the cache is full (or the
+// engine is PostgreSQL): the caller then runs c.text(query) unprepared.
 func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	if c.d == dialectPostgres {
+		return nil, nil
+	}
 	c.mu.Lock()
 	st, ok := c.stmts[query]
 	full := len(c.stmts) >= maxCachedStmts
@@ -42,7 +63,7 @@ func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
 	if ok || full {
 		return st, nil
 	}
-	st, err := c.db.PrepareContext(ctx, query)
+	st, err := c.db.PrepareContext(ctx, c.text(query))
 	if err != nil {
 		return nil, err
 	}
@@ -61,6 +82,9 @@ func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
 // for a pooled connection (a read transaction already holds one); it runs
 // the query unprepared this once.
 func (c *stmtCache) cached(query string) *sql.Stmt {
+	if c.d == dialectPostgres {
+		return nil
+	}
 	c.mu.Lock()
 	st, ok := c.stmts[query]
 	start := !ok && !c.preparing[query] && len(c.stmts) < maxCachedStmts
@@ -96,14 +120,15 @@ func (r readQuerier) QueryContext(ctx context.Context, query string, args ...any
 		if st := r.c.cached(query); st != nil {
 			return s.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 		}
-		return s.tx.QueryContext(ctx, query, args...)
+		return s.tx.QueryContext(ctx, r.c.text(query), r.c.args(args)...)
 	}
 	st, err := r.c.get(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	if st == nil {
-		return r.c.db.QueryContext(ctx, query, args...)
+		rows, err := r.c.db.QueryContext(ctx, r.c.text(query), r.c.args(args)...)
+		return rows, readError(r.c.d, err)
 	}
 	return st.QueryContext(ctx, args...)
 }
@@ -113,11 +138,11 @@ func (r readQuerier) QueryRowContext(ctx context.Context, query string, args ...
 		if st := r.c.cached(query); st != nil {
 			return s.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 		}
-		return s.tx.QueryRowContext(ctx, query, args...)
+		return s.tx.QueryRowContext(ctx, r.c.text(query), r.c.args(args)...)
 	}
 	st, err := r.c.get(ctx, query)
 	if err != nil || st == nil {
-		return r.c.db.QueryRowContext(ctx, query, args...)
+		return r.c.db.QueryRowContext(ctx, r.c.text(query), r.c.args(args)...)
 	}
 	return st.QueryRowContext(ctx, args...)
 }
@@ -143,7 +168,7 @@ func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (
 		return nil, err
 	}
 	if st == nil {
-		return t.conn.ExecContext(ctx, query, args...)
+		return t.conn.ExecContext(ctx, t.c.text(query), t.c.args(args)...)
 	}
 	return st.ExecContext(ctx, args...)
 }

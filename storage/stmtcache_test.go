@@ -41,7 +41,8 @@ func TestNoBareTypeParameters(t *testing.T) {
 // A read transaction's miss prepares the statement in the background, once;
 // a full cache prepares nothing more.
 func TestStmtCacheBackgroundPrepare(t *testing.T) {
-	db, _ := openTest(t)
+	sqliteOnly(t, "PostgreSQL statements are prepared by the driver, per connection")
+	db, _ := openTestDB(t)
 	c := db.readStmts
 	q := `SELECT COUNT(*) FROM accounts WHERE user_id = $1 AND 1 = 1`
 	if st := c.cached(q); st != nil {

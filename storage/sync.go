@@ -143,7 +143,7 @@ type RoomChanges struct {
 // of them saw membership changes (read from the same rows).
 func (db *DB) RoomsChangedSince(ctx context.Context, from, to int64) (RoomChanges, error) {
 	out := RoomChanges{Rooms: map[int64]bool{}, Members: map[int64]bool{}}
-	rows, err := db.q().QueryContext(ctx, `SELECT room_nid, type = 'm.room.member' FROM events WHERE stream_pos > $1 AND stream_pos <= $2
+	rows, err := db.q().QueryContext(ctx, `SELECT room_nid, CASE WHEN type = 'm.room.member' THEN 1 ELSE 0 END FROM events WHERE stream_pos > $1 AND stream_pos <= $2
 		UNION SELECT room_nid, 0 FROM receipts WHERE stream_pos > $1 AND stream_pos <= $2`, from, to)
 	if err != nil {
 		return out, fmt.Errorf("listing changed rooms: %w", err)

@@ -9,7 +9,7 @@ import (
 // current state, or from the history when it changed since), room mates,
 // changed rooms and newly joined members.
 func TestSyncMembershipReads(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	a := newRoomKit(t, db, "!a:x")
 	b := newRoomKit(t, db, "!b:x")

@@ -9,7 +9,7 @@ import (
 // Thread subscriptions (MSC4306): each change takes a stream position and
 // wakes the user; an unsubscription is kept, and only subscribers count.
 func TestThreadSubscriptions(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ctx := t.Context()
 	var woken []string
 	db.OnWake(func(w WakeTargets) { woken = append(woken, w.Users...) })

@@ -23,7 +23,7 @@ func topoIDs(t *testing.T, k *roomKit, from, to TopoPos, backwards bool, limit i
 // them at negative positions, and a late event that arrived after newer
 // ones. Pagination follows (depth, arrival) whatever the positions.
 func TestTopoTimelineOrder(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!topo:x")
 	k.depth = 9
 	var live []NewEvent
@@ -108,7 +108,7 @@ func TestTopoTimelineOrder(t *testing.T) {
 // A stream position (from a sync token) is placed after the room's last
 // live event at or before it; backfilled positions never count.
 func TestTopoAtStream(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!at:x")
 	other := newRoomKit(t, db, "!other:x")
 	if p, err := db.TopoAtStream(k.ctx, k.nid, db.StreamPosition()); err != nil || p != (TopoPos{}) {
@@ -141,7 +141,7 @@ func TestTopoAtStream(t *testing.T) {
 // (a gap left by downtime); outliers count as missing, rejected events
 // as held.
 func TestHistoryGaps(t *testing.T) {
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	k := newRoomKit(t, db, "!gaps:x")
 	var stored []string
 	add := func(prevs ...string) NewEvent {

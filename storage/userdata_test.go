@@ -9,7 +9,7 @@ import (
 
 func TestAccountData(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	var p1, p2, p3 int64
 	mustWrite(t, db, func(tx *Tx) error {
 		var err error
@@ -43,7 +43,7 @@ func TestAccountData(t *testing.T) {
 
 func TestFilters(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	ids := make([]int64, 3)
 	mustWrite(t, db, func(tx *Tx) error {
 		var err error
@@ -69,7 +69,7 @@ func TestFilters(t *testing.T) {
 
 func TestPushRulesDocument(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	if r, err := db.PushRules(ctx, "@a:x"); err != nil || r != nil {
 		t.Fatalf("fresh user rules = %s, %v; want nil", r, err)
 	}
@@ -82,7 +82,7 @@ func TestPushRulesDocument(t *testing.T) {
 
 func TestRegistrationTokens(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error {
 		if err := tx.InsertRegistrationToken(ctx, RegistrationToken{Token: "once", UsesAllowed: 1, CreatedTS: 1}); err != nil {
 			return err
@@ -135,7 +135,7 @@ func TestRegistrationTokens(t *testing.T) {
 // and entries written after the position are left out.
 func TestRoomAccountData(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	var upTo int64
 	mustWrite(t, db, func(tx *Tx) error {
 		for _, e := range [][3]string{{"!a:x", "m.tag", `{"a":1}`}, {"!b:x", "m.tag", `{"b":1}`}, {"!c:x", "m.tag", `{"c":1}`}, {"", "m.direct", `{}`}} {
@@ -169,7 +169,7 @@ func TestRoomAccountData(t *testing.T) {
 // A token's limits are replaced (0 lifts them); unknown tokens are not found.
 func TestRegistrationTokenLimits(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error {
 		return tx.InsertRegistrationToken(ctx, RegistrationToken{Token: "t", UsesAllowed: 1, ExpiryTS: 100, CreatedTS: 1})
 	})
@@ -188,7 +188,7 @@ func TestRegistrationTokenLimits(t *testing.T) {
 // Push rules read inside a write see the write's own change.
 func TestTxPushRules(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTest(t)
+	db, _ := openTestDB(t)
 	mustWrite(t, db, func(tx *Tx) error {
 		if raw, err := tx.PushRules(ctx, "@u:x"); err != nil || raw != nil {
 			t.Errorf("push rules before any = %s, %v", raw, err)

@@ -5,6 +5,8 @@
 //	homeserver user add|passwd|list|deactivate
 //	homeserver registration-token create|list|delete
 //	homeserver media purge|check
+//	homeserver backup -o FILE
+//	homeserver migrate-db -to postgres://...
 //	homeserver version
 package main
 
@@ -40,6 +42,10 @@ commands:
   media check [-delete-orphans]        report orphan, missing and abandoned media files
   appservice list                      list the appservices and their delivery state
   appservice add FILE                  check a registration file, copy it into the data dir and list it in the config
+  backup -o FILE                       write a consistent copy of the SQLite database (online)
+  migrate-db -to postgres://USER:PASSWORD@HOST:5432/DB [-from FILE] [-batch N]
+                                       copy a stopped server's SQLite database into an
+                                       empty PostgreSQL database, verified table by table
   version                              print the version
 
 Configuration comes from $MATRIX_CONFIG (default <data dir>/homeserver.yaml) and
@@ -66,6 +72,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdMedia(ctx, args, stdout, stderr)
 	case "appservice":
 		err = cmdAppService(ctx, args, stdout)
+	case "backup":
+		err = cmdBackup(ctx, args, stdout, stderr)
+	case "migrate-db":
+		err = cmdMigrateDB(ctx, args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "homeserver %s\n", version)
 	case "help", "-h", "-help", "--help":

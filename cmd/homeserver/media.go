@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"matrixhs/cmd/homeserver/server"
 	"matrixhs/config"
 	"matrixhs/mediaapi"
-	"matrixhs/storage"
 )
 
 // cmdMedia runs the media housekeeping commands. Both are safe beside a
@@ -41,7 +41,7 @@ func cmdMedia(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	db, err := storage.Open(ctx, cfg.Database.Path)
+	db, err := server.OpenDatabase(ctx, cfg.Database)
 	if err != nil {
 		return err
 	}

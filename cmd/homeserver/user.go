@@ -14,19 +14,21 @@ import (
 
 	"golang.org/x/term"
 
+	"matrixhs/cmd/homeserver/server"
 	"matrixhs/config"
 	"matrixhs/internal/accounts"
 	"matrixhs/storage"
 )
 
 // offline opens the database and account service without serving, for the
-// admin commands. SQLite's locking lets them run beside a live server.
+// admin commands. They may run beside a live server (SQLite locks, and
+// PostgreSQL is made for it).
 func offline(ctx context.Context) (*storage.DB, *accounts.Service, error) {
 	cfg, _, err := config.Load(os.Getenv)
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := storage.Open(ctx, cfg.Database.Path)
+	db, err := server.OpenDatabase(ctx, cfg.Database)
 	if err != nil {
 		return nil, nil, err
 	}

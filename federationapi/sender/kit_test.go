@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"matrixhs/internal/dbtest"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -74,7 +75,7 @@ func newKit(t testing.TB, opts Options) *kit {
 
 func (k *kit) open() {
 	k.t.Helper()
-	db, err := storage.Open(context.Background(), k.path)
+	db, err := dbtest.Open(k.t, context.Background(), k.path)
 	if err != nil {
 		k.t.Fatal(err)
 	}

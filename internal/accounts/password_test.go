@@ -3,17 +3,16 @@ package accounts
 import (
 	"context"
 	"errors"
+	"matrixhs/internal/dbtest"
 	"path/filepath"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
-
-	"matrixhs/storage"
 )
 
 func testService(t testing.TB, cost int) *Service {
 	t.Helper()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+	db, err := dbtest.Open(t, context.Background(), filepath.Join(t.TempDir(), "a.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,18 +3,18 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"matrixhs/internal/dbtest"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
 	"matrixhs/internal/accounts"
-	"matrixhs/storage"
 )
 
 func testAccounts(t *testing.T) *accounts.Service {
 	t.Helper()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+	db, err := dbtest.Open(t, context.Background(), filepath.Join(t.TempDir(), "a.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

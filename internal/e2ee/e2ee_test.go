@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"matrixhs/internal/dbtest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,7 +22,7 @@ import (
 
 func testService(t *testing.T, remote Remote) (*Service, *accounts.Service) {
 	t.Helper()
-	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "k.db"))
+	db, err := dbtest.Open(t, context.Background(), filepath.Join(t.TempDir(), "k.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

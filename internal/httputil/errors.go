@@ -116,6 +116,12 @@ func LimitExceeded(retryAfterMS int64, format string, args ...any) *Error {
 	return newErr(http.StatusTooManyRequests, "M_LIMIT_EXCEEDED", format, args...).With("retry_after_ms", retryAfterMS)
 }
 
+// Unavailable is the 503 answered while the database cannot be reached:
+// the request did nothing, and may be retried.
+func Unavailable() *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: "M_UNKNOWN", Msg: "The database is unavailable; try again shortly"}
+}
+
 // Internal is the 500 answered for unexpected failures; the cause is logged,
 // never sent to the client.
 func Internal() *Error {

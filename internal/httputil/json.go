@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
+
+	"matrixhs/storage"
 )
 
 // WriteJSON writes v as a JSON response.
@@ -37,7 +39,13 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	var me *Error
-	if !errors.As(err, &me) {
+	if storage.IsUnavailable(err) {
+		// The database server is down or restarting: nothing of the request
+		// was stored, and the client's retry will be answered when it is back.
+		Logger(r.Context()).WithError(err).Warn("request failed: database unavailable")
+		w.Header().Set("Retry-After", "1")
+		me = Unavailable()
+	} else if !errors.As(err, &me) {
 		Logger(r.Context()).WithError(err).Error("request failed")
 		me = Internal()
 	} else if me.Status >= 500 {

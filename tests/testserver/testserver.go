@@ -6,12 +6,14 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	adminapi "matrixhs/clientapi/admin"
 	"matrixhs/cmd/homeserver/server"
 	"matrixhs/config"
+	"matrixhs/internal/pgtest"
 )
 
 // Server is a running test homeserver.
@@ -47,6 +49,20 @@ func StartWith(t testing.TB, env map[string]string, opts server.Options) *Server
 // StartInWith is StartIn with server options.
 func StartInWith(t testing.TB, dataDir string, env map[string]string, opts server.Options) *Server {
 	t.Helper()
+	return start(t, dataDir, env, opts, true)
+}
+
+// StartSQLite starts a server on SQLite whatever engine the tests run on
+// (to migrate it to PostgreSQL, say).
+func StartSQLite(t testing.TB, env map[string]string) *Server {
+	t.Helper()
+	return start(t, t.TempDir(), env, server.Options{}, false)
+}
+
+// start starts a server; engineFromEnv lets MATRIX_TEST_STORAGE choose its
+// database.
+func start(t testing.TB, dataDir string, env map[string]string, opts server.Options, engineFromEnv bool) *Server {
+	t.Helper()
 	full := map[string]string{
 		config.EnvDataDir:      dataDir,
 		config.EnvListen:       "127.0.0.1:0",
@@ -55,6 +71,9 @@ func StartInWith(t testing.TB, dataDir string, env map[string]string, opts serve
 	}
 	for k, v := range env {
 		full[k] = v
+	}
+	if engineFromEnv {
+		postgresDatabase(t, dataDir, full)
 	}
 	cfg, _, err := config.Load(func(k string) string { return full[k] })
 	if err != nil {
@@ -77,6 +96,27 @@ func StartInWith(t testing.TB, dataDir string, env map[string]string, opts serve
 	s := &Server{Server: srv, DataDir: dataDir, Env: full, t: t}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// postgresDatabase gives a server its own fresh PostgreSQL database when
+// the tests run on PostgreSQL (MATRIX_TEST_STORAGE=postgres). The URL is
+// kept in the data dir, so a server restarted on it reopens the same
+// database, as one on SQLite reopens its file.
+func postgresDatabase(t testing.TB, dataDir string, env map[string]string) {
+	t.Helper()
+	if !pgtest.Wanted() || env[config.EnvDatabaseURL] != "" {
+		return
+	}
+	file := filepath.Join(dataDir, "test-database-url")
+	if raw, err := os.ReadFile(file); err == nil {
+		env[config.EnvDatabaseURL] = string(raw)
+		return
+	}
+	url := pgtest.URL(t)
+	if err := os.WriteFile(file, []byte(url), 0o600); err != nil {
+		t.Fatalf("keeping the database URL: %v", err)
+	}
+	env[config.EnvDatabaseURL] = url
 }
 
 // Stop shuts the server down gracefully (idempotent).

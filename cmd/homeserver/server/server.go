@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s.SigningKey = key
-	db, err := storage.Open(ctx, cfg.Database.Path)
+	db, err := OpenDatabase(ctx, cfg.Database)
 	if err != nil {
 		s.closeLog()
 		return nil, err
