@@ -76,16 +76,19 @@ func TestPurgeRoomDeletesEverythingOfTheRoomOnly(t *testing.T) {
 	if nid <= gone.nid {
 		t.Fatalf("new room nid %d reuses the purged %d", nid, gone.nid)
 	}
-	// Space goes back to the file system.
-	free, err := db.FreePages(ctx)
-	if err != nil || free == 0 {
-		t.Fatalf("free pages after purge = %d %v", free, err)
-	}
-	if err := db.ReclaimSpace(ctx, 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	if free, err := db.FreePages(ctx); err != nil || free != 0 {
-		t.Fatalf("free pages after reclaiming = %d %v", free, err)
+	// Space goes back to the file system (SQLite; PostgreSQL's autovacuum
+	// does that itself).
+	if !onPostgres() {
+		free, err := db.FreePages(ctx)
+		if err != nil || free == 0 {
+			t.Fatalf("free pages after purge = %d %v", free, err)
+		}
+		if err := db.ReclaimSpace(ctx, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		if free, err := db.FreePages(ctx); err != nil || free != 0 {
+			t.Fatalf("free pages after reclaiming = %d %v", free, err)
+		}
 	}
 	// Purging again (a resumed purge) is harmless.
 	if err := db.PurgeRoom(ctx, gone.id, nil, nil); err != nil {
