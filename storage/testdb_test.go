@@ -25,7 +25,7 @@ func openTestDB(t *testing.T) (*DB, testDB) {
 	t.Helper()
 	var src testDB
 	if onPostgres() {
-		src.url = pgtest.URL(t)
+		src.url = migratedPostgres(t)
 	} else {
 		src.path = filepath.Join(t.TempDir(), "test.db")
 	}
@@ -51,4 +51,21 @@ func sqliteOnly(t *testing.T, why string) {
 	if onPostgres() {
 		t.Skip("SQLite only: " + why)
 	}
+}
+
+// migratedPostgres is a fresh PostgreSQL database that already holds the
+// schema (a copy of a migrated template, see pgtest.MigratedURL).
+func migratedPostgres(t *testing.T) string {
+	t.Helper()
+	digest, err := SchemaDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgtest.MigratedURL(t, "schema "+digest, func(ctx context.Context, url string) error {
+		db, err := OpenPostgres(ctx, url, 2)
+		if err != nil {
+			return err
+		}
+		return db.Close()
+	})
 }

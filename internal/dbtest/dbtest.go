@@ -23,10 +23,27 @@ func Open(t testing.TB, ctx context.Context, path string) (*storage.DB, error) {
 	memo := path + ".postgres-url"
 	url, err := os.ReadFile(memo)
 	if err != nil {
-		url = []byte(pgtest.URL(t))
+		url = []byte(PostgresURL(t))
 		if err := os.WriteFile(memo, url, 0o600); err != nil {
 			return nil, err
 		}
 	}
 	return storage.OpenPostgres(ctx, string(url), 0)
+}
+
+// PostgresURL is a fresh PostgreSQL database that already holds the schema
+// (a copy of a template migrated once per cluster, see pgtest.MigratedURL).
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	digest, err := storage.SchemaDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgtest.MigratedURL(t, "schema "+digest, func(ctx context.Context, url string) error {
+		db, err := storage.OpenPostgres(ctx, url, 2)
+		if err != nil {
+			return err
+		}
+		return db.Close()
+	})
 }

@@ -13,6 +13,7 @@ import (
 	adminapi "matrixhs/clientapi/admin"
 	"matrixhs/cmd/homeserver/server"
 	"matrixhs/config"
+	"matrixhs/internal/dbtest"
 	"matrixhs/internal/pgtest"
 )
 
@@ -112,7 +113,7 @@ func postgresDatabase(t testing.TB, dataDir string, env map[string]string) {
 		env[config.EnvDatabaseURL] = string(raw)
 		return
 	}
-	url := pgtest.URL(t)
+	url := dbtest.PostgresURL(t)
 	if err := os.WriteFile(file, []byte(url), 0o600); err != nil {
 		t.Fatalf("keeping the database URL: %v", err)
 	}
