@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -51,9 +52,13 @@ func (a *API) sendMessage(r *http.Request, s *accounts.Session) (any, error) {
 	} else if ok {
 		return a.scheduleDelayed(r.Context(), s, roomID, typ, nil, content, delay)
 	}
+	ts, err := massagedTS(r, s)
+	if err != nil {
+		return nil, err
+	}
 	sent, err := a.rooms.Send(r.Context(), roomserver.LocalEvent{
 		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: typ, Content: content,
-		TxnID: pathVar(r, "txnId"), TxnScope: "send|" + roomID + "|" + typ,
+		TxnID: pathVar(r, "txnId"), TxnScope: "send|" + roomID + "|" + typ, OriginTS: ts,
 	})
 	if err != nil {
 		return nil, matrixerr.From(err)
@@ -87,13 +92,32 @@ func (a *API) putState(r *http.Request, s *accounts.Session) (any, error) {
 	} else if ok {
 		return a.scheduleDelayed(r.Context(), s, roomID, typ, &key, content, delay)
 	}
+	ts, err := massagedTS(r, s)
+	if err != nil {
+		return nil, err
+	}
 	sent, err := a.rooms.Send(r.Context(), roomserver.LocalEvent{
-		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: typ, StateKey: &key, Content: content,
+		RoomID: roomID, Sender: s.UserID, DeviceID: s.DeviceID, Type: typ, StateKey: &key, Content: content, OriginTS: ts,
 	})
 	if err != nil {
 		return nil, matrixerr.From(err)
 	}
 	return map[string]string{"event_id": sent.EventID}, nil
+}
+
+// massagedTS is the origin_server_ts an appservice asked for with the ts
+// query parameter (timestamp massaging, for bridges importing history);
+// zero (now) for everyone else, whose ts is ignored as Synapse does.
+func massagedTS(r *http.Request, s *accounts.Session) (time.Time, error) {
+	raw := r.URL.Query().Get("ts")
+	if raw == "" || s.AppServiceID == "" {
+		return time.Time{}, nil
+	}
+	ms, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || ms < 0 {
+		return time.Time{}, httputil.InvalidParam("ts must be a non-negative integer (ms since the epoch)")
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // withoutAuthorisingUser drops join_authorised_via_users_server from member

@@ -24,6 +24,9 @@ type LocalEvent struct {
 	// TxnID makes the send idempotent per device and scope.
 	TxnID    string
 	TxnScope string
+	// OriginTS is the event's origin_server_ts (zero: now). Only
+	// appservices may choose it (timestamp massaging, the ts parameter).
+	OriginTS time.Time
 }
 
 // Sent is the outcome of a send.
@@ -78,7 +81,11 @@ func (rs *Roomserver) send(ctx context.Context, ev LocalEvent) (Sent, error) {
 		r.mu.Unlock()
 		return Sent{}, err
 	}
-	pdu, err := rs.build(ctx, r, ev)
+	ts := ev.OriginTS
+	if ts.IsZero() {
+		ts = rs.now()
+	}
+	pdu, err := rs.buildAt(ctx, r, ev, ts)
 	if err != nil {
 		r.mu.Unlock()
 		return Sent{}, err
