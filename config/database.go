@@ -80,8 +80,10 @@ func (d *DatabaseConfig) validate(bad func(string, ...any)) {
 			break
 		}
 		u, err := url.Parse(d.URL)
-		if err != nil || !IsPostgresURL(d.URL) || u.Host == "" || strings.Trim(u.Path, "/") == "" {
-			bad("database.url %s must be postgres://user:password@host:port/database", RedactURL(d.URL))
+		// The host may instead be a Unix socket directory, given as the
+		// host parameter (postgres://user@/database?host=/var/run/postgresql).
+		if err != nil || !IsPostgresURL(d.URL) || (u.Host == "" && u.Query().Get("host") == "") || strings.Trim(u.Path, "/") == "" {
+			bad("database.url %s must be postgres://user:password@host:port/database (or postgres://user@/database?host=/socket/dir)", RedactURL(d.URL))
 		}
 	default:
 		bad("database.engine %q must be sqlite or postgres", d.Engine)

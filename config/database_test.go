@@ -23,6 +23,12 @@ func TestDatabaseEngineFromFile(t *testing.T) {
 	if got := cfg.Database.RedactedURL(); strings.Contains(got, ":p@") {
 		t.Errorf("redacted URL %q shows the password", got)
 	}
+	// A server on the same machine, through its Unix socket.
+	socket := "postgres://matrix@/matrix?host=/var/run/postgresql"
+	cfg, err = loadYAML(t, "database: {engine: postgres, url: '"+socket+"'}\n", nil)
+	if err != nil || cfg.Database.URL != socket {
+		t.Errorf("socket URL: %+v %v", cfg.Database, err)
+	}
 }
 
 // TestDatabaseURLFromEnvironment: a postgres:// MATRIX_DATABASE_URL selects
@@ -48,6 +54,7 @@ func TestDatabaseValidation(t *testing.T) {
 		{"database: {engine: postgres}\n", "database.url"},
 		{"database: {engine: postgres, url: 'mysql://x/y'}\n", "database.url"},
 		{"database: {engine: postgres, url: 'postgres://u:hunter2@host:5432'}\n", "database.url"},
+		{"database: {engine: postgres, url: 'postgres://u:hunter2@/db'}\n", "database.url"},
 		{"database: {url: 'postgres://u@host/db'}\n", "engine is sqlite"},
 		{"database: {engine: postgres, url: 'postgres://u@host/db', max_connections: -1}\n", "database.max_connections"},
 	} {
