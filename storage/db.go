@@ -328,28 +328,35 @@ func (db *DB) commitBatch(batch []*writeReq) {
 		return
 	}
 	sqlTx := txQuerier{conn: db.wconn, c: db.writeStmts}
-	begin, readPos := `BEGIN IMMEDIATE`, `SELECT pos FROM stream_position`
-	if db.dialect == dialectPostgres {
-		begin, readPos = `BEGIN`, readPos+` FOR UPDATE`
-	}
-	if _, err := db.wconn.ExecContext(ctx, begin); err != nil {
-		fail(fmt.Errorf("begin: %w", err))
-		return
-	}
+	// A savepoint costs PostgreSQL a round trip: a write alone in its
+	// batch runs without one (SQLite's are cheap calls, kept always).
+	pg := db.dialect == dialectPostgres
+	alone := pg && len(batch) == 1
 	// The table, not memory, is the source of truth: the admin CLI may have
 	// written from another process. The IMMEDIATE transaction (on
 	// PostgreSQL, the row lock) keeps others out until the commit.
 	var committed int64
-	if err := sqlTx.QueryRowContext(ctx, readPos).Scan(&committed); err != nil {
-		sqlTx.rollback(ctx)
-		fail(fmt.Errorf("reading stream position: %w", err))
-		return
+	if pg {
+		sqlTx.pipe = &pgPipe{conn: db.wconn}
+		var err error
+		if committed, err = sqlTx.pipe.begin(ctx, !alone); err != nil {
+			sqlTx.rollback(ctx)
+			fail(fmt.Errorf("beginning: %w", err))
+			return
+		}
+	} else {
+		if _, err := db.wconn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+			fail(fmt.Errorf("begin: %w", err))
+			return
+		}
+		if err := sqlTx.QueryRowContext(ctx, `SELECT pos FROM stream_position`).Scan(&committed); err != nil {
+			sqlTx.rollback(ctx)
+			fail(fmt.Errorf("reading stream position: %w", err))
+			return
+		}
 	}
 	pos := committed
 	var wake WakeTargets
-	// A savepoint costs PostgreSQL two round trips: a write alone in its
-	// batch runs without one (SQLite's are cheap calls, kept always).
-	alone := db.dialect == dialectPostgres && len(batch) == 1
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
@@ -357,28 +364,43 @@ func (db *DB) commitBatch(batch []*writeReq) {
 		}
 		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts, &wake, !alone)
 	}
-	if alone && results[0] != nil {
-		// No savepoint to undo the lone write by: undo the transaction.
-		sqlTx.rollback(ctx)
-		batch[0].done <- db.unavailable(results[0])
-		return
-	}
-	commit := `COMMIT`
-	if pos != committed {
-		if db.dialect == dialectPostgres {
-			// One round trip for both (a query string of several
-			// statements stops at the first failure); pos is an integer.
-			commit = fmt.Sprintf(`UPDATE stream_position SET pos = %d; COMMIT`, pos)
-		} else if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
+	if pg {
+		// The lone write's queue goes with the commit: its failure is
+		// that write's.
+		if pos != committed {
+			sqlTx.pipe.add(`UPDATE stream_position SET pos = $1`, []any{pos})
+		}
+		sqlTx.pipe.add(`COMMIT`, nil)
+		if alone && results[0] != nil {
+			sqlTx.pipe.drop()
+		}
+		if err := sqlTx.pipe.flush(ctx); err != nil || (alone && results[0] != nil) {
 			sqlTx.rollback(ctx)
-			fail(fmt.Errorf("saving stream position: %w", err))
+			if alone && results[0] != nil {
+				// No savepoint to undo the lone write by: undo the
+				// transaction.
+				for _, f := range aborts {
+					f()
+				}
+				batch[0].done <- db.unavailable(results[0])
+				return
+			}
+			fail(fmt.Errorf("commit: %w", err))
 			return
 		}
-	}
-	if _, err := db.wconn.ExecContext(ctx, commit); err != nil {
-		sqlTx.rollback(ctx)
-		fail(fmt.Errorf("commit: %w", err))
-		return
+	} else {
+		if pos != committed {
+			if _, err := sqlTx.ExecContext(ctx, `UPDATE stream_position SET pos = $1`, pos); err != nil {
+				sqlTx.rollback(ctx)
+				fail(fmt.Errorf("saving stream position: %w", err))
+				return
+			}
+		}
+		if _, err := db.wconn.ExecContext(ctx, `COMMIT`); err != nil {
+			sqlTx.rollback(ctx)
+			fail(fmt.Errorf("commit: %w", err))
+			return
+		}
 	}
 	if pos != db.streamPos.Load() {
 		db.changedMu.Lock()
@@ -402,7 +424,8 @@ func (db *DB) commitBatch(batch []*writeReq) {
 // stream positions are undone.
 func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, pos *int64, callbacks, aborts *[]func(), wake *WakeTargets,
 	savepoint bool) (err error) {
-	if savepoint {
+	pipe := sqlTx.pipe
+	if savepoint && pipe == nil {
 		if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 			return fmt.Errorf("savepoint: %w", err)
 		}
@@ -413,9 +436,24 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 		if p := recover(); p != nil {
 			err = fmt.Errorf("write panicked: %v", p)
 		}
+		if pipe != nil && err == nil && savepoint {
+			// The write's queue must reach the server before the write
+			// counts as done; the next write's savepoint goes with it.
+			pipe.add(`SAVEPOINT w`, nil)
+			err = pipe.flush(ctx)
+		}
+		if pipe != nil && pipe.err != nil {
+			err = pipe.err // the root cause: a queued statement failed
+		}
 		if err != nil {
 			*pos = start
+			if pipe != nil {
+				pipe.drop()
+				pipe.err = nil
+			}
 			if savepoint { // else the caller rolls the transaction back
+				// On PostgreSQL w stays set after ROLLBACK TO: the next
+				// write rolls back to the same place.
 				if _, rbErr := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
 					err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rbErr))
 				}
@@ -431,8 +469,8 @@ func (db *DB) runOne(ctx context.Context, sqlTx txQuerier, fn func(*Tx) error, p
 			}
 			wake.add(tx.wake)
 		}
-		if !savepoint || db.dialect == dialectPostgres {
-			// PostgreSQL: a round trip saved. The next write's SAVEPOINT w
+		if !savepoint || pipe != nil {
+			// PostgreSQL: a round trip saved. The next write's savepoint
 			// nests (ROLLBACK TO w undoes only the latest), and COMMIT
 			// releases them all.
 			return
@@ -463,6 +501,14 @@ func (tx *Tx) OnCommit(f func()) { tx.onCommit = append(tx.onCommit, f) }
 
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	return tx.w.ExecContext(ctx, query, args...)
+}
+
+// execLater runs a statement whose result nothing reads and whose failure
+// fails the write: on PostgreSQL it is queued and sent with the next
+// statement that returns something, or when the write ends (pgpipe.go), so
+// its error may come from a later statement or the write as a whole.
+func (tx *Tx) execLater(ctx context.Context, query string, args ...any) error {
+	return tx.w.execLater(ctx, query, args...)
 }
 
 // querier is what read helpers need, so the same query serves a read-only

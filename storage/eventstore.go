@@ -159,7 +159,7 @@ func (tx *Tx) StoreEvent(ctx context.Context, w EventWrite) (StoredEvent, error)
 		return out, nil
 	}
 	if w.Gap && w.Placement == Timeline && pos > 0 {
-		if _, err := tx.exec(ctx, `INSERT INTO timeline_gaps (room_nid, stream_pos) VALUES ($1, $2) ON CONFLICT DO NOTHING`, e.RoomNID, pos); err != nil {
+		if err := tx.execLater(ctx, `INSERT INTO timeline_gaps (room_nid, stream_pos) VALUES ($1, $2) ON CONFLICT DO NOTHING`, e.RoomNID, pos); err != nil {
 			return out, fmt.Errorf("recording a timeline gap: %w", err)
 		}
 	}
@@ -191,7 +191,7 @@ func (tx *Tx) StoreEvent(ctx context.Context, w EventWrite) (StoredEvent, error)
 	// The row was stored with the room's state before it as current_after;
 	// only a change of state needs it rewritten.
 	if current != room.snapshot {
-		if _, err := tx.exec(ctx, `UPDATE events SET current_after = $2 WHERE event_nid = $1`, nid, current); err != nil {
+		if err := tx.execLater(ctx, `UPDATE events SET current_after = $2 WHERE event_nid = $1`, nid, current); err != nil {
 			return out, fmt.Errorf("recording state after event: %w", err)
 		}
 	}
@@ -255,7 +255,7 @@ func (tx *Tx) insertEvent(ctx context.Context, e NewEvent, p Placement, currentA
 		return 0, 0, fmt.Errorf("inserting event %s: %w", e.EventID, err)
 	}
 	for _, prev := range e.PrevEvents {
-		if _, err := tx.exec(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev); err != nil {
+		if err := tx.execLater(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev); err != nil {
 			return 0, 0, fmt.Errorf("inserting event edge: %w", err)
 		}
 	}
@@ -426,7 +426,7 @@ func (tx *Tx) replaceCurrentState(ctx context.Context, roomNID, old int64, resol
 // setCurrentStateFromEvent is SetCurrentState with the membership read
 // from the stored event.
 func (tx *Tx) setCurrentStateFromEvent(ctx context.Context, roomNID int64, key StateKey, nid, pos int64) error {
-	_, err := tx.exec(ctx, `INSERT INTO current_state (room_nid, type, state_key, event_nid, membership, stream_pos)
+	err := tx.execLater(ctx, `INSERT INTO current_state (room_nid, type, state_key, event_nid, membership, stream_pos)
 		SELECT $1, $2, $3, $4, CASE WHEN $2 = 'm.room.member' THEN state_value END, $5 FROM events WHERE event_nid = $4
 		ON CONFLICT (room_nid, type, state_key) DO UPDATE SET event_nid = excluded.event_nid,
 			membership = excluded.membership, stream_pos = excluded.stream_pos`,
@@ -468,7 +468,7 @@ func (tx *Tx) eventNIDs(ctx context.Context, state map[StateKey]string, selfID s
 // nil, its forward extremities and depth.
 func (tx *Tx) updateRoomHead(ctx context.Context, roomNID, snapshot int64, head *RoomHead) error {
 	if head == nil {
-		_, err := tx.exec(ctx, `UPDATE rooms SET state_snapshot = $2 WHERE room_nid = $1`, roomNID, snapshot)
+		err := tx.execLater(ctx, `UPDATE rooms SET state_snapshot = $2 WHERE room_nid = $1`, roomNID, snapshot)
 		if err != nil {
 			return fmt.Errorf("updating room state: %w", err)
 		}

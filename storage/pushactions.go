@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // PushAction is the outcome of a recipient's push rules for one event.
@@ -13,13 +14,31 @@ type PushAction struct {
 	Actions   []byte // the rule's actions as JSON
 }
 
+// pushActionRows is how many push actions one statement inserts at most:
+// a message to a room of n members stores n-1, and on PostgreSQL each
+// statement costs the server a round of parsing, binding and executing.
+const pushActionRows = 50
+
 // InsertPushActions stores the notifying outcomes of an event.
 func (tx *Tx) InsertPushActions(ctx context.Context, roomNID, eventNID, pos int64, actions []PushAction) error {
-	for _, a := range actions {
-		_, err := tx.exec(ctx, `INSERT INTO push_actions (user_id, room_nid, event_nid, stream_pos, highlight, thread_id, actions)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, a.UserID, roomNID, eventNID, pos, a.Highlight, a.ThreadID, string(a.Actions))
-		if err != nil {
-			return fmt.Errorf("saving push action: %w", err)
+	for len(actions) > 0 {
+		chunk := actions[:min(len(actions), pushActionRows)]
+		actions = actions[len(chunk):]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO push_actions (room_nid, event_nid, stream_pos, user_id, highlight, thread_id, actions) VALUES `)
+		args := make([]any, 0, 3+4*len(chunk))
+		args = append(args, roomNID, eventNID, pos)
+		for i, a := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			n := len(args)
+			fmt.Fprintf(&q, "($1, $2, $3, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4)
+			args = append(args, a.UserID, a.Highlight, a.ThreadID, string(a.Actions))
+		}
+		q.WriteString(` ON CONFLICT DO NOTHING`)
+		if err := tx.execLater(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("saving push actions: %w", err)
 		}
 	}
 	return nil

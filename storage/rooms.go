@@ -65,7 +65,7 @@ func (tx *Tx) UpdateRoomHead(ctx context.Context, roomNID, snapshot int64, extre
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(ctx, `UPDATE rooms SET state_snapshot = $2, forward_extremities = $3, max_depth = $4 WHERE room_nid = $1`,
+	err = tx.execLater(ctx, `UPDATE rooms SET state_snapshot = $2, forward_extremities = $3, max_depth = $4 WHERE room_nid = $1`,
 		roomNID, snapshot, string(ext), maxDepth)
 	if err != nil {
 		return fmt.Errorf("updating room head: %w", err)
@@ -187,7 +187,7 @@ func (db *DB) MemberCounts(ctx context.Context, roomNID int64) (joined, invited 
 
 // InsertTxnID remembers which event a client transaction produced.
 func (tx *Tx) InsertTxnID(ctx context.Context, userID, deviceID, scope, txnID, eventID string) error {
-	_, err := tx.exec(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, event_id) VALUES ($1, $2, $3, $4, $5)
+	err := tx.execLater(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, event_id) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT DO NOTHING`, userID, deviceID, scope, txnID, eventID)
 	if err != nil {
 		return fmt.Errorf("saving transaction ID: %w", err)

@@ -104,7 +104,7 @@ func (tx *Tx) IndexEventText(ctx context.Context, eventNID, roomNID int64, typ s
 	}
 	json.Unmarshal(content, &c)
 	_, hasURL := c.URL.(string)
-	if _, err := tx.exec(ctx, `INSERT INTO event_search_docs (event_nid, room_nid, stream_pos, sender, has_url)
+	if err := tx.execLater(ctx, `INSERT INTO event_search_docs (event_nid, room_nid, stream_pos, sender, has_url)
 		SELECT event_nid, room_nid, stream_pos, sender, $2 FROM events WHERE event_nid = $1 AND stream_pos IS NOT NULL`, eventNID, hasURL); err != nil {
 		return fmt.Errorf("indexing event: %w", err)
 	}
@@ -118,8 +118,7 @@ func (tx *Tx) indexText(ctx context.Context, eventNID int64, typ, text string) e
 	}
 	// Column names are constants of searchColumns, never input.
 	col := searchColumns[typ].column
-	_, err := tx.exec(ctx, `INSERT INTO event_search (rowid, `+col+`) VALUES ($1, $2)`, eventNID, text)
-	return err
+	return tx.execLater(ctx, `INSERT INTO event_search (rowid, `+col+`) VALUES ($1, $2)`, eventNID, text)
 }
 
 // SearchRoom is a room a user may have searchable history in: one they

@@ -38,9 +38,8 @@ func (tx *Tx) pgIndexText(ctx context.Context, eventNID int64, typ, text string)
 		return nil
 	}
 	weight := searchWeights[searchColumns[typ].column]
-	_, err := tx.exec(ctx, `INSERT INTO event_search (event_nid, doc) VALUES ($1, setweight(to_tsvector('simple', $2), '`+weight+`'))`,
+	return tx.execLater(ctx, `INSERT INTO event_search (event_nid, doc) VALUES ($1, setweight(to_tsvector('simple', $2), '`+weight+`'))`,
 		eventNID, strings.Join(words, " "))
-	return err
 }
 
 // tsQuery turns a parsed search term into a tsquery text, restricted to

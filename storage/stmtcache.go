@@ -152,17 +152,37 @@ func (r readQuerier) QueryRowContext(ctx context.Context, query string, args ...
 type txQuerier struct {
 	conn *sql.Conn
 	c    *stmtCache
+	// pipe queues statements on PostgreSQL (pgpipe.go); nil on SQLite.
+	pipe *pgPipe
+}
+
+// sendQueued sends the statements queued ahead of one that returns
+// something, so that it sees their effects.
+func (t txQuerier) sendQueued(ctx context.Context) error {
+	if t.pipe == nil {
+		return nil
+	}
+	return t.pipe.flush(ctx)
 }
 
 func (t txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := t.sendQueued(ctx); err != nil {
+		return nil, err
+	}
 	return readQuerier{t.c}.QueryContext(ctx, query, args...)
 }
 
 func (t txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	// A queued statement's failure has aborted the transaction: the query
+	// fails too, and the write reports the queued statement's error.
+	t.sendQueued(ctx)
 	return readQuerier{t.c}.QueryRowContext(ctx, query, args...)
 }
 
 func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := t.sendQueued(ctx); err != nil {
+		return nil, err
+	}
 	st, err := t.c.get(ctx, query)
 	if err != nil {
 		return nil, err
@@ -171,6 +191,17 @@ func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (
 		return t.conn.ExecContext(ctx, t.c.text(query), t.c.args(args)...)
 	}
 	return st.ExecContext(ctx, args...)
+}
+
+// execLater runs a statement whose outcome nothing reads: at once on
+// SQLite, queued on PostgreSQL (pgpipe.go).
+func (t txQuerier) execLater(ctx context.Context, query string, args ...any) error {
+	if t.pipe == nil {
+		_, err := t.ExecContext(ctx, query, args...)
+		return err
+	}
+	t.pipe.add(t.c.text(query), t.c.args(args))
+	return nil
 }
 
 // rollback ends the open transaction without saving it.
