@@ -2,12 +2,16 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"matrixhs/tests/testserver"
 )
 
 // TestAppServiceTimestampMassaging: an appservice importing history sets
@@ -51,4 +55,30 @@ func TestAppServiceTimestampMassaging(t *testing.T) {
 	if got := originTS(mine.Body["event_id"]); got < time.Now().Add(-time.Minute).UnixMilli() {
 		t.Fatalf("a user's ts was used: origin_server_ts = %d", got)
 	}
+}
+
+// TestAppServiceRegistrationsNotRateLimited: a bridge registers its ghosts
+// as fast as it likes (appservice registration is not a sign-up of the
+// client address), while sign-ups from the same address stay limited.
+func TestAppServiceRegistrationsNotRateLimited(t *testing.T) {
+	b := newBridge(t, "bridge")
+	dir := t.TempDir()
+	writeAppServiceConfig(t, dir, b.reg)
+	cfg := "app_service_config_files: [bridge.yaml]\nregistration:\n  rc_registration: {per_second: 0.001, burst_count: 2}\n"
+	if err := os.WriteFile(filepath.Join(dir, "homeserver.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := testserver.StartInWith(t, dir, nil, fastAppServices)
+	b.attach(s)
+	for i := range 10 {
+		do(t, "POST", v3(s, "register"), b.reg.AppToken, map[string]any{"type": "m.login.application_service",
+			"username": fmt.Sprint("bridge_ghost", i), "inhibit_login": true}).want(t, 200, "")
+	}
+	signUp := func(name string) *resp {
+		return do(t, "POST", v3(s, "register"), "", map[string]any{"username": name, "password": testPassword,
+			"auth": map[string]any{"type": "m.login.dummy"}})
+	}
+	signUp("u1").want(t, 200, "")
+	signUp("u2").want(t, 200, "")
+	signUp("u3").want(t, 429, "M_LIMIT_EXCEEDED")
 }
