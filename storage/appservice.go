@@ -183,25 +183,7 @@ func (tx *Tx) FailAppServiceTxn(ctx context.Context, asID string, nowMS int64, r
 // AppServiceStreamEvents lists the accepted timeline events (local and
 // remote) with a stream position in (after, upTo], in stream order, at most limit.
 func (db *DB) AppServiceStreamEvents(ctx context.Context, after, upTo int64, limit int) ([]StreamEventMeta, error) {
-	rows, err := db.q().QueryContext(ctx, `SELECT event_nid, stream_pos, room_nid, type, state_key, sender, state_before FROM events
-		WHERE stream_pos > $1 AND stream_pos <= $2 AND status = 0 ORDER BY stream_pos LIMIT $3`, after, upTo, limit)
-	if err != nil {
-		return nil, fmt.Errorf("listing events after %d: %w", after, err)
-	}
-	defer rows.Close()
-	var out []StreamEventMeta
-	for rows.Next() {
-		var e StreamEventMeta
-		var sk sql.NullString
-		if err := rows.Scan(&e.NID, &e.StreamPos, &e.RoomNID, &e.Type, &sk, &e.Sender, &e.StateBefore); err != nil {
-			return nil, err
-		}
-		if sk.Valid {
-			e.StateKey = &sk.String
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return db.streamEvents(ctx, after, upTo, limit, false)
 }
 
 // RoomIDOfNID is the room ID of a room NID.

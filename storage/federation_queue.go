@@ -54,8 +54,19 @@ func (tx *Tx) SetFederationCursor(ctx context.Context, pos int64) error {
 // position in (after, upTo], in stream order, at most limit; events another
 // server distributes (NewEvent.SentByResident) are left out.
 func (db *DB) StreamEventsAfter(ctx context.Context, after, upTo int64, limit int) ([]StreamEventMeta, error) {
+	return db.streamEvents(ctx, after, upTo, limit, true)
+}
+
+// streamEvents lists the accepted timeline events with a stream position in
+// (after, upTo], in stream order, at most limit; ownOnly leaves out the
+// events another server distributes.
+func (db *DB) streamEvents(ctx context.Context, after, upTo int64, limit int, ownOnly bool) ([]StreamEventMeta, error) {
+	filter := ""
+	if ownOnly {
+		filter = ` AND sent_by_resident = 0`
+	}
 	rows, err := db.q().QueryContext(ctx, `SELECT event_nid, stream_pos, room_nid, type, state_key, sender, state_before FROM events
-		WHERE stream_pos > $1 AND stream_pos <= $2 AND status = 0 AND sent_by_resident = 0 ORDER BY stream_pos LIMIT $3`, after, upTo, limit)
+		WHERE stream_pos > $1 AND stream_pos <= $2 AND status = 0`+filter+` ORDER BY stream_pos LIMIT $3`, after, upTo, limit)
 	if err != nil {
 		return nil, fmt.Errorf("listing events after %d: %w", after, err)
 	}

@@ -256,19 +256,7 @@ func (db *DB) MediaToPurge(ctx context.Context, beforeTS int64, userID string, n
 		WHERE (($1 = 0 OR created_ts < $1) AND ($2 = '' OR user_id = $2) AND ($1 != 0 OR $2 != ''))
 		   OR (uploaded_ts = 0 AND unused_expires_ts <= $3)
 		ORDER BY created_ts`, beforeTS, userID, nowTS)
-	if err != nil {
-		return nil, fmt.Errorf("listing media to purge: %w", err)
-	}
-	defer rows.Close()
-	var out []MediaKey
-	for rows.Next() {
-		var k MediaKey
-		if err := rows.Scan(&k.Origin, &k.MediaID); err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return mediaKeys(rows, err)
 }
 
 // ReferencedContent returns every content hash used by a media row or a

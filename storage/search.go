@@ -574,22 +574,49 @@ func searchColumnsOf(types []string) (cols []string, all bool) {
 // contents as text to tokenize). An empty expression means nothing to
 // search for.
 func ftsMatch(parts []searchPart, types []string) string {
-	var pos, neg []string
-	for _, p := range parts {
-		// One word is a prefix query; several (a phrase, or a chunk
-		// such as e-mail that the tokenizer splits) a phrase, whose last
-		// word is a prefix unless the user quoted it.
+	// One word is a prefix query; several (a phrase, or a chunk such as
+	// e-mail that the tokenizer splits) a phrase, whose last word is a
+	// prefix unless the user quoted it.
+	expr := combineSearchParts(parts, searchOperators{and: "AND", or: "OR", andNot: " NOT "}, func(p searchPart) string {
 		text := `"` + strings.Join(p.words, " ") + `"`
 		if !p.quoted {
 			text += "*"
 		}
+		return text
+	})
+	if expr == "" {
+		return ""
+	}
+	cols, all := searchColumnsOf(types)
+	if len(cols) == 0 {
+		return ""
+	}
+	if !all {
+		expr = "{" + strings.Join(cols, " ") + "} : (" + expr + ")"
+	}
+	return expr
+}
+
+// searchOperators are an engine's spelling of a search expression's
+// operators.
+type searchOperators struct{ and, or, andNot string }
+
+// combineSearchParts joins the expressions of the parts (term's; "" leaves
+// a part out) the way both engines read a search term: positive parts by
+// AND, or OR where the user wrote it (AND binding tighter), each negated
+// part and-ed in excluded. "" when no positive part is left.
+func combineSearchParts(parts []searchPart, ops searchOperators, term func(searchPart) string) string {
+	var pos, neg []string
+	for _, p := range parts {
+		text := term(p)
 		switch {
+		case text == "":
 		case p.negated:
 			neg = append(neg, text)
 		case p.or && len(pos) > 0:
-			pos = append(pos, "OR", text)
+			pos = append(pos, ops.or, text)
 		case len(pos) > 0:
-			pos = append(pos, "AND", text)
+			pos = append(pos, ops.and, text)
 		default:
 			pos = append(pos, text)
 		}
@@ -599,14 +626,7 @@ func ftsMatch(parts []searchPart, types []string) string {
 	}
 	expr := "(" + strings.Join(pos, " ") + ")"
 	for _, n := range neg {
-		expr += " NOT " + n
-	}
-	cols, all := searchColumnsOf(types)
-	if len(cols) == 0 {
-		return ""
-	}
-	if !all {
-		expr = "{" + strings.Join(cols, " ") + "} : (" + expr + ")"
+		expr += ops.andNot + n
 	}
 	return expr
 }

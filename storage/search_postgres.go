@@ -60,14 +60,13 @@ func tsQuery(parts []searchPart, types []string) string {
 			labels += searchWeights[c]
 		}
 	}
-	var pos, neg []string
-	for _, p := range parts {
+	return combineSearchParts(parts, searchOperators{and: "&", or: "|", andNot: " & !"}, func(p searchPart) string {
 		var words []string
 		for _, w := range p.words {
 			words = append(words, foldWords(w)...)
 		}
 		if len(words) == 0 {
-			continue
+			return ""
 		}
 		lexemes := make([]string, len(words))
 		for i, w := range words {
@@ -80,26 +79,8 @@ func tsQuery(parts []searchPart, types []string) string {
 			}
 			lexemes[i] = "'" + w + "'" + suffix
 		}
-		text := "(" + strings.Join(lexemes, " <-> ") + ")"
-		switch {
-		case p.negated:
-			neg = append(neg, "!"+text)
-		case p.or && len(pos) > 0:
-			pos = append(pos, "|", text)
-		case len(pos) > 0:
-			pos = append(pos, "&", text)
-		default:
-			pos = append(pos, text)
-		}
-	}
-	if len(pos) == 0 {
-		return ""
-	}
-	expr := "(" + strings.Join(pos, " ") + ")"
-	for _, n := range neg {
-		expr += " & " + n
-	}
-	return expr
+		return "(" + strings.Join(lexemes, " <-> ") + ")"
+	})
 }
 
 // pgSearchRanksQuery ranks the matches of a tsquery ($1) among the events
