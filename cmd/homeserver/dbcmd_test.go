@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"matrixhs/config"
 	"matrixhs/internal/pgtest"
 	"matrixhs/storage"
@@ -87,10 +89,31 @@ func TestServeRefusesUnusablePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A role the server refuses to log in (the test cluster trusts every
+	// password, so a wrong one would be let in).
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := "matrixhs_nologin_" + strings.TrimPrefix(strings.Trim(u.Path, "/"), "matrixhs_test_")
+	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` NOLOGIN PASSWORD 'secret'`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	t.Cleanup(func() {
+		if conn, err := pgx.Connect(context.Background(), cluster); err == nil {
+			conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+			conn.Close(context.Background())
+		}
+	})
+	refused := *u
+	refused.User = url.UserPassword(role, "secret")
 	u.Path = "/no_such_database"
 	for dbURL, want := range map[string]string{
 		"postgres://matrix:secret@127.0.0.1:1/matrix?connect_timeout=5": "unreachable",
-		u.String(): "does not exist",
+		u.String():       "does not exist",
+		refused.String(): "authentication failed",
 	} {
 		setupEnv(t)
 		t.Setenv(config.EnvDatabaseURL, dbURL)
