@@ -55,7 +55,7 @@ func (f *API) getPublicRooms(r *http.Request, _ spec.ServerName) (any, error) {
 // filter: generic_search_term and room_types).
 func (f *API) postPublicRooms(r *http.Request, _ spec.ServerName) (any, error) {
 	var body roomdir.Body
-	if err := httputil.DecodeJSON(r, &body); err != nil {
+	if err := httputil.DecodeJSONWithNUL(r, &body); err != nil {
 		return nil, err
 	}
 	q, err := body.Query()

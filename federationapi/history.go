@@ -71,7 +71,7 @@ func (f *API) getMissingEvents(r *http.Request, origin spec.ServerName) (any, er
 		Limit    *int      `json:"limit"`
 		MinDepth *int64    `json:"min_depth"`
 	}
-	if err := httputil.DecodeJSON(r, &body); err != nil {
+	if err := httputil.DecodeJSONWithNUL(r, &body); err != nil {
 		return nil, err
 	}
 	if body.Earliest == nil || body.Latest == nil {

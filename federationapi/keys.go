@@ -63,7 +63,7 @@ func (f *API) queryKeysBatch(r *http.Request) (any, error) {
 			MinimumValidUntilTS *int64 `json:"minimum_valid_until_ts"`
 		} `json:"server_keys"`
 	}
-	if err := httputil.DecodeJSON(r, &body); err != nil {
+	if err := httputil.DecodeJSONWithNUL(r, &body); err != nil {
 		return nil, err
 	}
 	if body.ServerKeys == nil {

@@ -73,7 +73,7 @@ func (f *API) sendTransaction(r *http.Request, origin spec.ServerName) (any, err
 		return nil, httputil.InvalidParam("bad transaction ID")
 	}
 	var body txnBody
-	if err := httputil.DecodeJSON(r, &body); err != nil {
+	if err := httputil.DecodeJSONWithNUL(r, &body); err != nil {
 		return nil, err
 	}
 	if len(body.PDUs) > maxTxnPDUs || len(body.EDUs) > maxTxnEDUs {

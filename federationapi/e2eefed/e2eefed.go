@@ -88,7 +88,7 @@ func (s *Service) queryKeys(r *http.Request, _ spec.ServerName) (any, error) {
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
 	}
-	if err := httputil.DecodeJSON(r, &req); err != nil {
+	if err := httputil.DecodeJSONWithNUL(r, &req); err != nil {
 		return nil, err
 	}
 	if err := checkUserIDs(req.DeviceKeys); err != nil {
@@ -106,7 +106,7 @@ func (s *Service) claimKeys(r *http.Request, _ spec.ServerName) (any, error) {
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
 	}
-	if err := httputil.DecodeJSON(r, &req); err != nil {
+	if err := httputil.DecodeJSONWithNUL(r, &req); err != nil {
 		return nil, err
 	}
 	if req.OneTimeKeys == nil {

@@ -27,7 +27,7 @@ func (s *Service) invite(r *http.Request, origin spec.ServerName) (any, error) {
 		return nil, err
 	}
 	var body inviteRequest
-	if err := httputil.DecodeJSON(r, &body); err != nil {
+	if err := httputil.DecodeJSONWithNUL(r, &body); err != nil {
 		return nil, err
 	}
 	if body.RoomVersion == "" {

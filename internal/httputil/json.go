@@ -109,12 +109,55 @@ func ReadBody(r *http.Request) ([]byte, error) {
 // that is not valid JSON, 400 M_BAD_JSON for valid JSON that is not an
 // object or has fields of the wrong type.
 // An empty body counts as {} (several endpoints allow it).
+//
+// Strings may not hold a NUL character: the fields of these bodies end up
+// in text columns (names, device names, pusher keys), which PostgreSQL
+// cannot hold NUL in, so both engines refuse it alike (400 M_BAD_JSON).
+// Event content keeps it (readContent: stored as JSON, escaped).
 func DecodeJSON(r *http.Request, dst any) error {
 	body, err := ReadBody(r)
 	if err != nil {
 		return err
 	}
+	if err := Unmarshal(body, dst); err != nil {
+		return err
+	}
+	if hasNULEscape(body) {
+		return BadJSON("strings in the request body may not contain NUL characters")
+	}
+	return nil
+}
+
+// DecodeJSONWithNUL is DecodeJSON for other servers' requests, whose
+// events may hold NUL characters in their content as the spec allows.
+func DecodeJSONWithNUL(r *http.Request, dst any) error {
+	body, err := ReadBody(r)
+	if err != nil {
+		return err
+	}
 	return Unmarshal(body, dst)
+}
+
+// hasNULEscape reports whether valid JSON holds a NUL character: the
+// escape \u0000 inside a string (raw control characters are invalid JSON).
+func hasNULEscape(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		// The backslash escapes only if an even number of backslashes
+		// precedes it.
+		n := 0
+		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return true
+		}
+		i = j + 1
+	}
 }
 
 // Unmarshal is DecodeJSON for a body already read.

@@ -24,8 +24,9 @@ func deviceListEDU(content map[string]any) map[string]any {
 
 // m.device_list_update EDUs apply on top of the cached list when their
 // prev_id follows it; a gap has the list fetched again from the user's
-// server; EDUs that are not the origin's to send, or whose keys are not
-// signed by their device, or that are malformed, are dropped.
+// server; EDUs that are not the origin's to send, or whose keys carry a
+// self-signature that does not verify, or that are malformed, are dropped;
+// unsigned keys are taken (as uploads are, here and on Synapse).
 func TestDeviceListUpdateGapsAndForgeries(t *testing.T) {
 	n := fedtest.NewNetwork(t)
 	hs1, hs2, hs3 := n.Start("hs1"), n.Start("hs2"), n.Start("hs3")
@@ -94,6 +95,13 @@ func TestDeviceListUpdateGapsAndForgeries(t *testing.T) {
 	if st, _ := hs1.DB.RemoteDeviceListState(ctx, "@dave:hs2"); st.Cached {
 		t.Fatal("an update for a user sharing no room was kept")
 	}
+
+	// Unsigned keys (a client that uploaded them so): taken.
+	unsigned := remoteDeviceKeys(t, bob.ID, "UNSIGNED", newEdKey(t))
+	delete(unsigned, "signatures")
+	sendEDUs(t, hs2, hs1, deviceListEDU(map[string]any{"user_id": bob.ID, "device_id": "UNSIGNED", "stream_id": last + 1,
+		"prev_id": []int64{last}, "keys": unsigned}))
+	waitFor(t, "the unsigned device to be taken", func() bool { return hasDevice(alice.query(0, bob.ID), bob.ID, "UNSIGNED") })
 
 	// m.signing_key_update: another server's, and a self-signing key not
 	// signed by the master key, are dropped; bob's server's is kept.
