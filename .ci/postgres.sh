@@ -108,10 +108,13 @@ pg_stop() {
 # pg_packages lists the packages whose tests open a database, without the
 # engine-independent fuzz tests.
 pg_packages() {
-	local p
+	local p deps
 	for p in $(go list ./...); do
 		[ "$p" = matrixhs/tests/fuzz ] && continue
-		if go list -test -deps "$p" | grep -qx matrixhs/storage; then
+		# Read the whole list first: grep -q stopping early would make go
+		# list fail on a closed pipe, and under pipefail skip the package.
+		deps=$(go list -test -deps "$p") || return 1
+		if grep -qx matrixhs/storage <<<"$deps"; then
 			echo "$p"
 		fi
 	done
