@@ -52,8 +52,10 @@ type UnreadCounts struct {
 
 // UnreadCounts counts a user's notifying events in a room after their read
 // receipts: the main timeline against the unthreaded or main receipt, and
-// each thread against its own receipt (or the unthreaded one). With
-// perThread false every event counts against the main receipt.
+// each thread against its own receipt (or the unthreaded one when
+// further). With perThread the threads' counts come apart from the main
+// timeline's; without, the first result is the sum of all (as Synapse: a
+// client that reads a thread sees the room's count drop either way).
 func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, perThread bool, upTo int64) (UnreadCounts, map[string]UnreadCounts, error) {
 	receipts := map[string]int64{}
 	rows, err := db.q().QueryContext(ctx, `SELECT thread_id, MAX(event_pos) FROM receipts WHERE room_nid = $1 AND user_id = $2
@@ -72,7 +74,7 @@ func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, pe
 	}
 	rows.Close()
 	mainRead := max(receipts[""], receipts["main"])
-	key := unreadKey{user: userID, room: roomNID, perThread: perThread}
+	key := unreadKey{user: userID, room: roomNID}
 	counts, countedTo, ok := db.unread.get(key, receipts, upTo)
 	if ok {
 		// Everything after the cached position is above every threshold.
@@ -89,7 +91,7 @@ func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, pe
 			}
 		}
 	} else {
-		if counts, err = db.countUnread(ctx, userID, roomNID, receipts, mainRead, perThread, upTo); err != nil {
+		if counts, err = db.countUnread(ctx, userID, roomNID, receipts, mainRead, upTo); err != nil {
 			return UnreadCounts{}, nil, err
 		}
 	}
@@ -108,17 +110,14 @@ func (db *DB) UnreadCounts(ctx context.Context, roomNID int64, userID string, pe
 }
 
 // countUnread counts, per thread, the push actions in (threshold, upTo]
-// where the threshold is the main read position, or with perThread the
-// thread's own receipt (or the unthreaded one when further).
-func (db *DB) countUnread(ctx context.Context, userID string, roomNID int64, receipts map[string]int64, mainRead int64, perThread bool, upTo int64) (map[string]UnreadCounts, error) {
-	from := mainRead
-	if perThread {
-		// Threads may have been read further or less far: scan from the
-		// earliest receipt that matters.
-		for _, p := range receipts {
-			from = min(from, p)
-		}
-		from = min(from, receipts[""])
+// where the threshold is the main read position for the main timeline, and
+// a thread's own receipt (or the unthreaded one when further) for a thread.
+func (db *DB) countUnread(ctx context.Context, userID string, roomNID int64, receipts map[string]int64, mainRead int64, upTo int64) (map[string]UnreadCounts, error) {
+	// Threads may have been read further or less far: scan from the
+	// earliest receipt that matters.
+	from := min(mainRead, receipts[""])
+	for _, p := range receipts {
+		from = min(from, p)
 	}
 	// Count in SQL, grouped by thread, above the lowest threshold that
 	// matters; threads read further than that are recounted exactly.
@@ -128,7 +127,7 @@ func (db *DB) countUnread(ctx context.Context, userID string, roomNID int64, rec
 	}
 	for thread := range counts {
 		threshold := mainRead
-		if perThread && thread != "main" {
+		if thread != "main" {
 			threshold = max(receipts[""], receipts[thread])
 		}
 		if threshold > from {

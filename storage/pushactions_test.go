@@ -55,7 +55,7 @@ func TestUnreadCountsCachedMatchFresh(t *testing.T) {
 			}
 		}
 	}
-	if nonZero == 0 || len(db.unread.entries) != 2 {
+	if nonZero == 0 || len(db.unread.entries) != 1 {
 		t.Fatalf("test exercised nothing: nonZero=%d entries=%d", nonZero, len(db.unread.entries))
 	}
 	// A sync that read receipts newer than its own position (committed while
@@ -106,5 +106,39 @@ func TestMembershipsAtCurrentAndPast(t *testing.T) {
 	}
 	if none, err := f.db.MembershipsAt(ctx, pushUser, joinPos-1); err != nil || len(none) != 0 {
 		t.Fatalf("before the join = %+v, %v", none, err)
+	}
+}
+
+// A thread's receipt lowers the room's count also for a client that does
+// not ask for counts per thread (the sum of the main timeline and the
+// threads, each against its own receipt, as Synapse counts).
+func TestUnreadCountsSumThreadsAgainstTheirReceipts(t *testing.T) {
+	ctx := context.Background()
+	f := newPushFixture(t)
+	db := f.db
+	f.notify("$m1", pushUser, "main", false)
+	t1 := f.notify("$t1", pushUser, "$root", false)
+	f.notify("$t2", pushUser, "$root", true)
+	f.notify("$m2", pushUser, "main", false)
+	count := func(perThread bool) (UnreadCounts, map[string]UnreadCounts) {
+		main, th, err := db.UnreadCounts(ctx, f.room, pushUser, perThread, db.StreamPosition())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return main, th
+	}
+	if main, _ := count(false); main != (UnreadCounts{Notifications: 4, Highlights: 1}) {
+		t.Fatalf("before any receipt: %+v", main)
+	}
+	mustWrite(t, db, func(tx *Tx) error {
+		_, err := tx.PutReceipt(ctx, Receipt{RoomNID: f.room, UserID: pushUser, Type: "m.read", ThreadID: "$root", EventID: "$t1", EventPos: t1, TS: 1})
+		return err
+	})
+	if main, _ := count(false); main != (UnreadCounts{Notifications: 3, Highlights: 1}) {
+		t.Fatalf("summed after the thread's receipt: %+v, want 3 notifications, 1 highlight", main)
+	}
+	main, threads := count(true)
+	if main != (UnreadCounts{Notifications: 2}) || threads["$root"] != (UnreadCounts{Notifications: 1, Highlights: 1}) {
+		t.Fatalf("per thread after the thread's receipt: %+v %+v", main, threads)
 	}
 }

@@ -20,9 +20,8 @@ type unreadCache struct {
 }
 
 type unreadKey struct {
-	user      string
-	room      int64
-	perThread bool
+	user string
+	room int64
 }
 
 type unreadEntry struct {

@@ -92,3 +92,16 @@ func TestReceiptsForReader(t *testing.T) {
 		t.Fatal("no receipts should be nil")
 	}
 }
+
+// A user's unthreaded and threaded receipts on the same event: the
+// unthreaded one is shown, in either order (MSC4102).
+func TestReceiptsPreferUnthreaded(t *testing.T) {
+	unthreaded := storage.Receipt{UserID: "@a:hs", Type: "m.read", EventID: "$1", TS: 1}
+	threaded := storage.Receipt{UserID: "@a:hs", Type: "m.read", EventID: "$1", TS: 2, ThreadID: "$root"}
+	want := Receipts{"$1": {"m.read": {"@a:hs": {TS: 1}}}}
+	for _, order := range [][]storage.Receipt{{unthreaded, threaded}, {threaded, unthreaded}} {
+		if rs := receiptsFor(order, "@me:hs"); !reflect.DeepEqual(rs, want) {
+			t.Fatalf("receipts = %v, want the unthreaded one", rs)
+		}
+	}
+}

@@ -98,6 +98,11 @@ func receiptsFor(receipts []storage.Receipt, reader string) Receipts {
 		if byType[r.Type] == nil {
 			byType[r.Type] = map[string]ReceiptInfo{}
 		}
+		// A user's unthreaded and threaded receipts on one event share a
+		// key: the unthreaded one wins (MSC4102, as Synapse).
+		if prev, ok := byType[r.Type][r.UserID]; ok && prev.ThreadID == "" && r.ThreadID != "" {
+			continue
+		}
 		byType[r.Type][r.UserID] = ReceiptInfo{TS: r.TS, ThreadID: r.ThreadID}
 	}
 	return out
