@@ -22,20 +22,7 @@ func TestAppServiceEphemeral(t *testing.T) {
 	s, b := startBridged(t)
 	ctx := ctxT(t)
 	alice := newUser(t, s, "alice")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ghost := b.as.Intent("@bridge_eph:hs.test")
-	if err := ghost.EnsureRegistered(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: ghost.UserID}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ghost.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := b.ghostInRoom(t, ctx, alice, "@bridge_eph:hs.test")
 	msg, err := alice.SendText(ctx, room.RoomID, "read me")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -15,8 +16,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"matrixhs/cmd/homeserver/server"
 	"matrixhs/tests/testserver"
@@ -278,4 +281,25 @@ func (b *bridge) serveThirdParty(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(answer)
+}
+
+// ghostInRoom has alice create a private room and the bridge's ghost
+// userID (registered first) invited to it and joined.
+func (b *bridge) ghostInRoom(t *testing.T, ctx context.Context, alice *mautrix.Client, userID string) *mautrix.RespCreateRoom {
+	t.Helper()
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := b.as.Intent(id.UserID(userID))
+	if err := ghost.EnsureRegistered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: ghost.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ghost.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	return room
 }

@@ -102,20 +102,7 @@ func TestAppServiceTransactionsSurviveRestarts(t *testing.T) {
 	s, b := startBridged(t)
 	ctx := ctxT(t)
 	alice := newUser(t, s, "alice")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ghost := b.as.Intent("@bridge_two:hs.test")
-	if err := ghost.EnsureRegistered(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: ghost.UserID}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ghost.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := b.ghostInRoom(t, ctx, alice, "@bridge_two:hs.test")
 	send := func(cli *mautrix.Client, text string) string {
 		r, err := cli.SendText(ctx, room.RoomID, text)
 		if err != nil {
