@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/internal/backoff"
 	"matrixhs/storage"
 )
 
@@ -192,15 +192,9 @@ func (s *Service) sleep(ctx context.Context, d time.Duration) bool {
 	return true
 }
 
-// backoff is the wait after the given number of consecutive failures:
-// InitialBackoff doubling up to MaxBackoff, with up to a quarter off.
+// backoff is the wait after the given number of consecutive failures.
 func (s *Service) backoff(failures int) time.Duration {
-	d := s.opts.InitialBackoff
-	for i := 1; i < failures && d < s.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.opts.MaxBackoff)
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+	return backoff.After(failures, s.opts.InitialBackoff, s.opts.MaxBackoff)
 }
 
 // step sends the transaction in flight, or builds and sends the next one.

@@ -46,7 +46,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +57,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 
+	"matrixhs/internal/backoff"
 	"matrixhs/storage"
 )
 
@@ -478,16 +478,9 @@ func serverOf(userID string) string {
 	return server
 }
 
-// backoff is the wait after the given number of consecutive failures:
-// InitialBackoff doubling, capped at MaxBackoff, with jitter taking up to a
-// quarter off (so servers that failed together do not retry together).
+// backoff is the wait after the given number of consecutive failures.
 func (s *Sender) backoff(failures int) time.Duration {
-	d := s.opts.InitialBackoff
-	for i := 1; i < failures && d < s.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.opts.MaxBackoff)
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+	return backoff.After(failures, s.opts.InitialBackoff, s.opts.MaxBackoff)
 }
 
 // refused reports whether err is an answer that sending the same
