@@ -364,6 +364,12 @@ func (db *DB) commitBatch(batch []*writeReq) {
 		}
 		results[i] = db.runOne(ctx, sqlTx, r.fn, &pos, &callbacks, &aborts, &wake, !alone)
 	}
+	if alone && results[0] != nil {
+		// No savepoint to undo the lone write by: undo the transaction.
+		sqlTx.rollback(ctx)
+		batch[0].done <- db.unavailable(results[0])
+		return
+	}
 	if pg {
 		// The lone write's queue goes with the commit: its failure is
 		// that write's.
@@ -371,20 +377,8 @@ func (db *DB) commitBatch(batch []*writeReq) {
 			sqlTx.pipe.add(`UPDATE stream_position SET pos = $1`, []any{pos})
 		}
 		sqlTx.pipe.add(`COMMIT`, nil)
-		if alone && results[0] != nil {
-			sqlTx.pipe.drop()
-		}
-		if err := sqlTx.pipe.flush(ctx); err != nil || (alone && results[0] != nil) {
+		if err := sqlTx.pipe.flush(ctx); err != nil {
 			sqlTx.rollback(ctx)
-			if alone && results[0] != nil {
-				// No savepoint to undo the lone write by: undo the
-				// transaction.
-				for _, f := range aborts {
-					f()
-				}
-				batch[0].done <- db.unavailable(results[0])
-				return
-			}
 			fail(fmt.Errorf("commit: %w", err))
 			return
 		}
