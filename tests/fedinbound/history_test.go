@@ -320,6 +320,10 @@ func TestTimestampToEventAsksOtherServers(t *testing.T) {
 	s := newPair(t)
 	s.roomID = s.alice.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": "11"})
 	a0 := s.alice.Send(t, s.roomID, "a0")
+	a0ts := int64(s.hs1.PDU(t, a0).OriginServerTS())
+	for time.Now().UnixMilli() <= a0ts {
+		runtime.Gosched() // a1 must come a millisecond later at least: lookups are by millisecond
+	}
 	a1 := s.alice.Send(t, s.roomID, "a1")
 	a1ts := int64(s.hs1.PDU(t, a1).OriginServerTS())
 	for time.Now().UnixMilli() <= a1ts {
